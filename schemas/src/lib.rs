@@ -1,0 +1,15 @@
+//! Topic schemas of Haltless and their wire encoding.
+//!
+//! - [`readings`]: `haltless.readings.v1`, the batches of sensor readings every ingest path writes.
+//! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
+//!   or the Confluent schema-registry wire format, so standard tools can decode every message.
+//! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
+//!
+//! Nothing here performs I/O: connectors and processors compose these codecs with their transports.
+
+pub mod codec;
+pub mod compat;
+pub mod readings;
+
+pub use codec::{Codec, CodecError, WireFormat};
+pub use readings::{Quality, Reading, ReadingBatch, Source, READINGS_TOPIC};
