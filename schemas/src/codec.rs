@@ -54,7 +54,11 @@ pub struct Codec {
 
 impl Codec {
     /// A codec writing with `schema_json`, able to read `history` (earlier versions) too.
-    pub fn new(schema_json: &str, history: &[&str], format: WireFormat) -> Result<Self, CodecError> {
+    pub fn new(
+        schema_json: &str,
+        history: &[&str],
+        format: WireFormat,
+    ) -> Result<Self, CodecError> {
         let schema = Schema::parse_str(schema_json)?;
         let fingerprint = fingerprint_of(&schema);
         let mut writers = HashMap::new();

@@ -41,7 +41,11 @@ mod tests {
             assert!(!t.history.is_empty(), "{}: no released version", t.topic);
             for (i, old) in t.history.iter().enumerate() {
                 if let Err(e) = check_backward(old, t.current) {
-                    panic!("{}: current schema cannot read version {}: {e}", t.topic, i + 1);
+                    panic!(
+                        "{}: current schema cannot read version {}: {e}",
+                        t.topic,
+                        i + 1
+                    );
                 }
             }
         }

@@ -4,11 +4,13 @@
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
+//! - [`metric_names`]: the name of every Prometheus metric the platform exports.
 //!
 //! Nothing here performs I/O: connectors and processors compose these codecs with their transports.
 
 pub mod codec;
 pub mod compat;
+pub mod metric_names;
 pub mod readings;
 
 pub use codec::{Codec, CodecError, WireFormat};

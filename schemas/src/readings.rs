@@ -12,7 +12,9 @@ pub const READINGS_TOPIC: &str = "haltless.readings.v1";
 pub const SCHEMA: &str = include_str!("../avro/haltless.readings.v1.avsc");
 
 /// Every released version, oldest first (see `avro/README.md`).
-pub const HISTORY: &[&str] = &[include_str!("../avro/history/haltless.readings.v1/001.avsc")];
+pub const HISTORY: &[&str] = &[include_str!(
+    "../avro/history/haltless.readings.v1/001.avsc"
+)];
 
 /// Which ingest path produced a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -113,7 +115,10 @@ impl ReadingBatch {
             ("machine_id".into(), Value::Uuid(self.machine_id)),
             ("machine".into(), Value::String(self.machine.clone())),
             ("source".into(), source_symbol(self.source)),
-            ("ingest_time".into(), Value::TimestampMillis(self.ingest_time_ms)),
+            (
+                "ingest_time".into(),
+                Value::TimestampMillis(self.ingest_time_ms),
+            ),
             ("readings".into(), Value::Array(readings)),
         ])
     }
@@ -172,12 +177,18 @@ const QUALITIES: [(Quality, &str); 3] = [
 ];
 
 fn source_symbol(s: Source) -> Value {
-    let i = SOURCES.iter().position(|(x, _)| *x == s).unwrap_or_default();
+    let i = SOURCES
+        .iter()
+        .position(|(x, _)| *x == s)
+        .unwrap_or_default();
     Value::Enum(i as u32, SOURCES[i].1.to_owned())
 }
 
 fn quality_symbol(q: Quality) -> Value {
-    let i = QUALITIES.iter().position(|(x, _)| *x == q).unwrap_or_default();
+    let i = QUALITIES
+        .iter()
+        .position(|(x, _)| *x == q)
+        .unwrap_or_default();
     Value::Enum(i as u32, QUALITIES[i].1.to_owned())
 }
 

@@ -1,0 +1,28 @@
+//! Gateway settings.
+
+use serde::Deserialize;
+
+/// Limits the gateway enforces on every ingest request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Largest accepted request body in bytes, after gzip decompression. Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Most readings accepted in one request. More get 413.
+    pub max_readings_per_request: usize,
+    /// How far in the future (seconds, by the gateway's clock) a reading's timestamp may lie. Further gets 422.
+    pub max_future_skew_secs: u64,
+    /// How long to wait for Kafka to acknowledge a request's records before answering 503 (milliseconds).
+    pub produce_timeout_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_readings_per_request: 10_000,
+            max_future_skew_secs: 300,
+            produce_timeout_ms: 5_000,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Projections of topics into PostgreSQL.
+
+pub mod readings;

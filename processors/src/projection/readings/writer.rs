@@ -1,0 +1,187 @@
+//! Bulk writes of reading batches: `COPY` into a staging table, then one `INSERT ... ON CONFLICT DO
+//! NOTHING`, so a reading already stored (same tenant, machine, metric and event time) is never doubled.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, SecondsFormat};
+use haltless_schemas::{Codec, Quality, ReadingBatch};
+use sqlx::{PgConnection, PgPool};
+
+use crate::runtime::{ProcessorError, Projection};
+
+/// Materialises reading batches into `readings`.
+#[derive(Debug)]
+pub struct ReadingsProjection {
+    codec: Codec,
+    /// Months (year * 12 + month) whose partition is known to exist.
+    months: BTreeSet<i32>,
+}
+
+impl ReadingsProjection {
+    /// A projection decoding with `codec`.
+    pub fn new(codec: Codec) -> Self {
+        Self {
+            codec,
+            months: BTreeSet::new(),
+        }
+    }
+}
+
+impl Projection for ReadingsProjection {
+    type Item = ReadingBatch;
+
+    fn name(&self) -> &str {
+        "readings"
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<ReadingBatch, String> {
+        ReadingBatch::decode(&self.codec, payload).map_err(|e| e.to_string())
+    }
+
+    async fn before_batch(
+        &mut self,
+        pool: &PgPool,
+        items: &[ReadingBatch],
+    ) -> Result<(), ProcessorError> {
+        let months: BTreeSet<i32> = items
+            .iter()
+            .flat_map(|b| b.readings.iter())
+            .filter_map(|r| DateTime::from_timestamp_millis(r.event_time_ms))
+            .map(|t| t.year() * 12 + t.month0() as i32)
+            .filter(|m| !self.months.contains(m))
+            .collect();
+        for month in months {
+            let (year, month0) = (month.div_euclid(12), month.rem_euclid(12));
+            let start = format!("{year:04}-{:02}-01T00:00:00Z", month0 + 1);
+            sqlx::query(
+                "SELECT haltless_ensure_readings_partitions($1::timestamptz, $1::timestamptz)",
+            )
+            .bind(&start)
+            .execute(pool)
+            .await?;
+            self.months.insert(month);
+        }
+        Ok(())
+    }
+
+    async fn write(
+        &mut self,
+        tx: &mut PgConnection,
+        items: &[ReadingBatch],
+    ) -> Result<u64, ProcessorError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS readings_stage
+               (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let data = copy_text_rows(items);
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY readings_stage (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN",
+            )
+            .await?;
+        copy.send(data.as_bytes()).await?;
+        copy.finish().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at)
+             SELECT tenant_id, machine_id, metric, ts, value, quality, ingested_at FROM readings_stage
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        Ok(inserted)
+    }
+}
+
+/// The batches as rows of PostgreSQL's `COPY` text format, in the column order
+/// `tenant_id, machine_id, metric, ts, value, quality, ingested_at`.
+pub fn copy_text_rows(items: &[ReadingBatch]) -> String {
+    let mut out = String::with_capacity(items.iter().map(|b| b.readings.len() * 120).sum());
+    for b in items {
+        let ingested = millis_rfc3339(b.ingest_time_ms);
+        for r in &b.readings {
+            let quality = match r.quality {
+                None => "\\N",
+                Some(Quality::Good) => "good",
+                Some(Quality::Uncertain) => "uncertain",
+                Some(Quality::Bad) => "bad",
+            };
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                b.tenant_id,
+                b.machine_id,
+                escape(&r.metric),
+                millis_rfc3339(r.event_time_ms),
+                r.value,
+                quality,
+                ingested
+            );
+        }
+    }
+    out
+}
+
+fn millis_rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Escapes the characters that `COPY` text format gives meaning to.
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['\\', '\t', '\n', '\r']) {
+        return s.into();
+    }
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haltless_schemas::{Reading, Source};
+    use uuid::Uuid;
+
+    #[test]
+    fn renders_copy_rows_with_nulls_and_escapes() {
+        let batch = ReadingBatch {
+            tenant_id: Uuid::from_u128(1),
+            machine_id: Uuid::from_u128(2),
+            machine: "m".into(),
+            source: Source::Gateway,
+            ingest_time_ms: 1_000,
+            readings: vec![
+                Reading {
+                    metric: "temp".into(),
+                    event_time_ms: 1_795_687_200_500,
+                    value: 71.5,
+                    quality: None,
+                },
+                Reading {
+                    metric: "odd\tname".into(),
+                    event_time_ms: 0,
+                    value: 1e-7,
+                    quality: Some(Quality::Bad),
+                },
+            ],
+        };
+        let rows = copy_text_rows(&[batch]);
+        let lines: Vec<&str> = rows.lines().collect();
+        assert_eq!(
+            lines[0],
+            "00000000-0000-0000-0000-000000000001\t00000000-0000-0000-0000-000000000002\ttemp\t\
+             2026-11-26T10:00:00.500Z\t71.5\t\\N\t1970-01-01T00:00:01.000Z"
+        );
+        assert!(lines[1].contains("odd\\tname\t1970-01-01T00:00:00.000Z\t0.0000001\tbad"));
+    }
+}

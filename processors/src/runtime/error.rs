@@ -1,0 +1,27 @@
+//! Errors of the processor runtime.
+
+/// What can stop a processor's batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// Kafka refused or failed an operation.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// PostgreSQL refused or failed an operation.
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ProcessorError {
+    /// Whether retrying the batch may succeed (connection trouble rather than a broken invariant).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ProcessorError::Kafka(_) => true,
+            ProcessorError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("40") || c.starts_with("08") || c.starts_with("57")))
+            }
+        }
+    }
+}

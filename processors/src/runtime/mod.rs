@@ -1,0 +1,9 @@
+//! The Kafka runtime processors share.
+
+pub mod error;
+pub mod kafka;
+pub mod projection;
+pub mod topics;
+
+pub use error::ProcessorError;
+pub use projection::{Projection, ProjectionRunner, RunnerConfig};

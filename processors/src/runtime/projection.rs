@@ -1,0 +1,281 @@
+//! The exactly-once Kafka → PostgreSQL projection runner.
+//!
+//! Each batch's rows and the offsets they came from are written in one PostgreSQL transaction. On start
+//! and after every rebalance the runner reads those offsets back, skips what was already applied, and seeks
+//! past it, so a redelivered message never writes twice and a crash at any point loses nothing. Kafka's
+//! committed offsets are written after the database commit, only as a hint for where to fetch from.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use haltless_schemas::metric_names;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use super::kafka::{consumer_config, ConsumerDelivery};
+use super::ProcessorError;
+
+/// A projection: decodes messages of one topic and writes them into PostgreSQL.
+pub trait Projection: Send + 'static {
+    /// What one message decodes into.
+    type Item: Send + Sync;
+
+    /// Stable name; the key of the projection's stored offsets.
+    fn name(&self) -> &str;
+
+    /// Decodes one message payload; an error skips the message (it is counted and logged).
+    fn decode(&self, payload: &[u8]) -> Result<Self::Item, String>;
+
+    /// Runs before the batch's transaction, for work that must not hold its locks (creating partitions).
+    fn before_batch(
+        &mut self,
+        _pool: &PgPool,
+        _items: &[Self::Item],
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Writes the batch inside the runner's transaction; returns the rows written.
+    fn write(
+        &mut self,
+        tx: &mut PgConnection,
+        items: &[Self::Item],
+    ) -> impl Future<Output = Result<u64, ProcessorError>> + Send;
+}
+
+/// Where the runner reads from and how it batches.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topic to consume.
+    pub topic: String,
+    /// Consumer group; instances in one group share the partitions.
+    pub group: String,
+    /// Most messages per batch (one transaction).
+    pub batch_max_messages: usize,
+    /// Longest wait for a batch to fill once its first message arrived.
+    pub batch_max_wait: Duration,
+}
+
+/// Next offset to apply per partition, as stored in PostgreSQL; cleared on every rebalance.
+type Positions = Arc<Mutex<HashMap<i32, i64>>>;
+
+/// Forgets the known positions when partitions move, so they are read again from the database.
+/// Also reports each partition's lag from librdkafka's periodic statistics.
+struct RebalanceContext {
+    positions: Positions,
+    projection: String,
+}
+
+impl ClientContext for RebalanceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(metric_names::PROJECTION_LAG, "projection" => self.projection.clone(), "partition" => id.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        tracing::info!(?rebalance, "partitions rebalancing");
+        if let Ok(mut p) = self.positions.lock() {
+            p.clear();
+        }
+    }
+}
+
+/// Runs one projection until cancelled.
+pub struct ProjectionRunner<P: Projection> {
+    projection: P,
+    consumer: StreamConsumer<RebalanceContext>,
+    positions: Positions,
+    pool: PgPool,
+    config: RunnerConfig,
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// Subscribes to the topic; consumption starts with [`ProjectionRunner::run`].
+    pub fn new(projection: P, pool: PgPool, config: RunnerConfig) -> Result<Self, ProcessorError> {
+        let positions = Positions::default();
+        let consumer: StreamConsumer<RebalanceContext> = consumer_config(
+            &config.brokers,
+            &config.group,
+            ConsumerDelivery::OffsetsInSink,
+        )
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(RebalanceContext {
+            positions: positions.clone(),
+            projection: projection.name().to_owned(),
+        })?;
+        consumer.subscribe(&[&config.topic])?;
+        Ok(Self {
+            projection,
+            consumer,
+            positions,
+            pool,
+            config,
+        })
+    }
+
+    /// Consumes and applies batches until `shutdown` is cancelled. Transient failures are retried with
+    /// backoff from the last committed position; nothing is skipped.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                batch = self.next_batch() => batch?,
+            };
+            loop {
+                match self.apply(&batch).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(200);
+                        break;
+                    }
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(projection = self.projection.name(), error = %e, ?backoff, "batch failed, retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Waits for one message, then takes more until the batch is full or its time is up.
+    async fn next_batch(&self) -> Result<Vec<OwnedMessage>, ProcessorError> {
+        let first = self.consumer.recv().await?.detach();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + self.config.batch_max_wait;
+        while batch.len() < self.config.batch_max_messages {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(msg) => batch.push(msg?.detach()),
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Applies the part of `batch` not yet in the database, with its offsets, in one transaction.
+    async fn apply(&mut self, batch: &[OwnedMessage]) -> Result<(), ProcessorError> {
+        let positions = self.load_positions(batch).await?;
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut payloads = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let (partition, offset) = (msg.partition(), msg.offset());
+            if offset < positions.get(&partition).copied().unwrap_or(0) {
+                continue; // applied before a crash or by the partition's previous owner
+            }
+            let entry = next.entry(partition).or_insert(offset + 1);
+            *entry = (*entry).max(offset + 1);
+            payloads.push(msg.payload().unwrap_or_default());
+        }
+        // Seek past what was applied, so a restarted consumer does not fetch it again and again.
+        for (&partition, &pos) in &positions {
+            if batch
+                .iter()
+                .any(|m| m.partition() == partition && m.offset() < pos)
+            {
+                let _ = self.consumer.seek(
+                    &self.config.topic,
+                    partition,
+                    Offset::Offset(pos),
+                    Duration::from_secs(1),
+                );
+            }
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let name = self.projection.name().to_owned();
+        let mut items = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            match self.projection.decode(payload) {
+                Ok(item) => items.push(item),
+                Err(e) => {
+                    metrics::counter!(metric_names::PROJECTION_UNDECODABLE, "projection" => name.clone()).increment(1);
+                    tracing::error!(projection = %name, error = %e, "skipping a message that does not decode");
+                }
+            }
+        }
+        self.projection.before_batch(&self.pool, &items).await?;
+        let mut tx = self.pool.begin().await?;
+        let rows = self.projection.write(&mut tx, &items).await?;
+        let (parts, offsets): (Vec<i32>, Vec<i64>) = next.iter().map(|(p, o)| (*p, *o)).unzip();
+        sqlx::query(
+            "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+             SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS t(p, o)
+             ON CONFLICT (projection, topic, partition) DO UPDATE
+               SET next_offset = EXCLUDED.next_offset, updated_at = now()
+               WHERE projection_offsets.next_offset < EXCLUDED.next_offset",
+        )
+        .bind(&name)
+        .bind(&self.config.topic)
+        .bind(&parts)
+        .bind(&offsets)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        if let Ok(mut known) = self.positions.lock() {
+            known.extend(next.iter());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in &next {
+            tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))?;
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "kafka offset hint not committed; the database holds the truth");
+        }
+        metrics::counter!(metric_names::PROJECTION_ROWS, "projection" => name.clone())
+            .increment(rows);
+        metrics::histogram!(metric_names::PROJECTION_BATCH_MESSAGES, "projection" => name)
+            .record(batch.len() as f64);
+        Ok(())
+    }
+
+    /// The stored positions of the batch's partitions, read from the database when not known.
+    async fn load_positions(
+        &self,
+        batch: &[OwnedMessage],
+    ) -> Result<HashMap<i32, i64>, ProcessorError> {
+        let known = self.positions.lock().map(|p| p.clone()).unwrap_or_default();
+        if batch.iter().all(|m| known.contains_key(&m.partition())) {
+            return Ok(known);
+        }
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM projection_offsets WHERE projection = $1 AND topic = $2",
+        )
+        .bind(self.projection.name())
+        .bind(&self.config.topic)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut loaded: HashMap<i32, i64> = rows.into_iter().collect();
+        for m in batch {
+            loaded.entry(m.partition()).or_insert(0);
+        }
+        if let Ok(mut p) = self.positions.lock() {
+            *p = loaded.clone();
+        }
+        Ok(loaded)
+    }
+}

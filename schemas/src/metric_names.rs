@@ -1,0 +1,22 @@
+//! Names of every Prometheus metric the platform exports, documented in one place.
+//!
+//! Constants only: the crates that record them use the `metrics` facade, and `GET /metrics` renders them.
+
+/// Counter of HTTP requests, labelled `method`, `route` and `status`.
+pub const HTTP_REQUESTS: &str = "haltless_http_requests_total";
+/// Histogram of HTTP request durations in seconds, labelled `method` and `route`.
+pub const HTTP_REQUEST_SECONDS: &str = "haltless_http_request_duration_seconds";
+/// Counter of readings the gateway accepted (acknowledged by Kafka).
+pub const READINGS_ACCEPTED: &str = "haltless_gateway_readings_accepted_total";
+/// Counter of readings the gateway rejected, labelled `reason`.
+pub const READINGS_REJECTED: &str = "haltless_gateway_readings_rejected_total";
+/// Histogram of the time Kafka took to acknowledge one ingest request's records, in seconds.
+pub const PRODUCE_SECONDS: &str = "haltless_gateway_produce_duration_seconds";
+/// Counter of rows a projection wrote, labelled `projection`.
+pub const PROJECTION_ROWS: &str = "haltless_projection_rows_total";
+/// Histogram of messages per projection batch, labelled `projection`.
+pub const PROJECTION_BATCH_MESSAGES: &str = "haltless_projection_batch_messages";
+/// Gauge of messages a projection is behind the partition's end, labelled `projection` and `partition`.
+pub const PROJECTION_LAG: &str = "haltless_projection_lag_messages";
+/// Counter of messages a projection could not decode and skipped, labelled `projection`.
+pub const PROJECTION_UNDECODABLE: &str = "haltless_projection_undecodable_messages_total";
