@@ -1,1 +1,21 @@
-//! placeholder
+//! The Haltless REST API and the roles the `haltless` binary runs.
+//!
+//! - [`config`]: layered settings (defaults, a TOML file, `HALTLESS__SECTION__KEY` variables).
+//! - [`app`]: [`app::Application`], which binds the HTTP listener and runs the chosen roles.
+//! - [`routes`]: the HTTP endpoints: ingest, machines, readings queries, health and metrics.
+//! - [`auth`]: API keys (generation, hashing, the `X-API-Key` extractor).
+//! - [`error`]: the one error type every endpoint answers with.
+//! - [`tenants`]: creation of tenants, users and keys (used by the demo and the CLI).
+//! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`simulate`] and [`bench`]: the demo plant simulator and the end-to-end ingest benchmark.
+
+pub mod app;
+pub mod auth;
+pub mod bench;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod simulate;
+pub mod telemetry;
+pub mod tenants;
+pub mod time;

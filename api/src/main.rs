@@ -1,1 +1,155 @@
-fn main() {}
+//! `haltless`: one binary, one subcommand per role.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use haltless_api::app::{connect_database, migrate, Application, Roles};
+use haltless_api::config::Settings;
+use haltless_api::{bench, simulate, telemetry, tenants};
+use tokio_util::sync::CancellationToken;
+
+/// Haltless: industrial predictive maintenance on an event-sourced stream processor.
+///
+/// Settings come from built-in defaults, then the file given with --config, then environment variables
+/// named HALTLESS__SECTION__KEY (for example HALTLESS__DATABASE__URL, HALTLESS__KAFKA__BROKERS,
+/// HALTLESS__REDIS__URL, HALTLESS__HTTP__BIND). See README.md for every setting.
+#[derive(Debug, Parser)]
+#[command(name = "haltless", version, propagate_version = true)]
+struct Cli {
+    /// TOML settings file, layered over the defaults and under the environment.
+    #[arg(long, global = true, env = "HALTLESS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text (filter with RUST_LOG, default info).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role in one process: ingest gateway, query API and readings projection.
+    All,
+    /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
+    Gateway,
+    /// Serve the query API: machines and readings (plus /healthz, /readyz, /metrics).
+    Api,
+    /// Run the readings projection, Kafka → PostgreSQL, exactly once (HTTP serves only health and metrics).
+    Project,
+    /// Apply the database migrations and create the Kafka topics, then exit.
+    Migrate,
+    /// Create the demo tenant, its admin and an API key, and write them to an env file.
+    ///
+    /// Keeps the file as it is when the key in it still works.
+    DemoSeed {
+        /// Where to write HALTLESS_URL, HALTLESS_API_KEY, HALTLESS_ADMIN_EMAIL, HALTLESS_ADMIN_PASSWORD.
+        #[arg(long, default_value = ".haltless/demo.env")]
+        env_file: PathBuf,
+        /// The platform's base URL, as clients should use it.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Feed demo machines with readings through the ingest gateway, like an edge agent.
+    Simulate {
+        /// The platform's base URL.
+        #[arg(long, env = "HALTLESS_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API key with the ingest scope.
+        #[arg(long, env = "HALTLESS_API_KEY")]
+        api_key: String,
+        /// Machine names to register and feed.
+        #[arg(long, value_delimiter = ',', default_value = "press-01,lathe-02,pump-03")]
+        machines: Vec<String>,
+        /// Milliseconds between two readings of a machine.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Benchmark sustained ingest: readings/s through gateway → Kafka → projection, and the raw COPY
+    /// ceiling of the database, against a running platform (`haltless all`).
+    Bench {
+        /// The running platform's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Total readings to send.
+        #[arg(long, default_value_t = 200_000)]
+        readings: usize,
+        /// Readings per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Machines the readings are spread over.
+        #[arg(long, default_value_t = 20)]
+        machines: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_logs(cli.log_json);
+    let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    let roles = match cli.command {
+        Command::All => Roles::all(),
+        Command::Gateway => Roles { gateway: true, ..Roles::default() },
+        Command::Api => Roles { api: true, ..Roles::default() },
+        Command::Project => Roles { projection: true, ..Roles::default() },
+        Command::Migrate => {
+            let pool = connect_database(&settings).await?;
+            migrate(&settings, &pool).await?;
+            println!("migrations applied, topics ready");
+            return Ok(());
+        }
+        Command::DemoSeed { env_file, url } => {
+            let pool = connect_database(&settings).await?;
+            migrate(&settings, &pool).await?;
+            tenants::seed_demo(&pool, &env_file, &url).await?;
+            println!("demo tenant ready; credentials in {}", env_file.display());
+            return Ok(());
+        }
+        Command::Simulate { url, api_key, machines, interval_ms } => {
+            let config = simulate::SimulatorConfig {
+                url,
+                api_key,
+                machines,
+                interval: Duration::from_millis(interval_ms.max(1)),
+            };
+            return simulate::run(config, shutdown_on_signal()).await;
+        }
+        Command::Bench { url, readings, batch, concurrency, machines } => {
+            anyhow::ensure!(readings > 0 && batch > 0 && concurrency > 0 && machines > 0, "every count must be positive");
+            let pool = connect_database(&settings).await?;
+            let config = bench::BenchConfig { url, readings, batch, concurrency, machines };
+            return bench::run(&pool, config).await;
+        }
+    };
+    let app = Application::build(settings, roles).await?;
+    app.run(shutdown_on_signal()).await
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                s.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,268 @@
+//! The application: shared state, the router, and the roles one process runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
+use haltless_connectors::gateway::ReadingsSink;
+use haltless_processors::projection::readings::ReadingsProjection;
+use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
+use haltless_processors::runtime::{ProjectionRunner, RunnerConfig};
+use haltless_schemas::{metric_names, Codec, ReadingBatch, WireFormat};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::{routes, telemetry};
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Roles {
+    /// `POST /api/v1/ingest`.
+    pub gateway: bool,
+    /// Machines and readings queries.
+    pub api: bool,
+    /// The readings projection.
+    pub projection: bool,
+}
+
+impl Roles {
+    /// Every role, for a single node.
+    pub fn all() -> Self {
+        Self {
+            gateway: true,
+            api: true,
+            projection: true,
+        }
+    }
+}
+
+/// State shared by every request handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    pool: PgPool,
+    sink: ReadingsSink,
+    redis: fred::clients::Client,
+    settings: Settings,
+    prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.0.pool
+    }
+    /// The readings writer.
+    pub fn sink(&self) -> &ReadingsSink {
+        &self.0.sink
+    }
+    /// The Redis client.
+    pub fn redis(&self) -> &fred::clients::Client {
+        &self.0.redis
+    }
+    /// The settings the process started with.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+    /// Renders the Prometheus metrics.
+    pub fn prometheus(&self) -> &PrometheusHandle {
+        &self.0.prometheus
+    }
+}
+
+/// Connects to PostgreSQL.
+pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(settings.database.url.expose_secret())
+        .await
+        .context("connecting to PostgreSQL (database.url)")
+}
+
+/// Applies the migrations and creates the topics: what `haltless migrate` does and every start repeats.
+pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("applying migrations")?;
+    let created = ensure_topics(
+        &settings.kafka.brokers,
+        &[TopicSpec {
+            name: settings.kafka.readings_topic.clone(),
+            partitions: settings.kafka.partitions,
+            replication: settings.kafka.replication,
+            config: vec![("compression.type".into(), "producer".into())],
+        }],
+    )
+    .await
+    .context("creating Kafka topics (kafka.brokers)")?;
+    for topic in created {
+        tracing::info!(%topic, "created topic");
+    }
+    Ok(())
+}
+
+/// The readings codec: Confluent framing when a schema registry is configured, else single-object.
+pub async fn readings_codec(settings: &Settings) -> anyhow::Result<Codec> {
+    let format = match &settings.kafka.schema_registry_url {
+        None => WireFormat::SingleObject,
+        Some(url) => {
+            let subject = format!("{}-value", settings.kafka.readings_topic);
+            let schema_id = register_schema(url, &subject, haltless_schemas::readings::SCHEMA).await?;
+            WireFormat::Confluent { schema_id }
+        }
+    };
+    Ok(ReadingBatch::codec(format)?)
+}
+
+/// Registers `schema` under `subject` in a Confluent-compatible registry and returns its id.
+async fn register_schema(url: &str, subject: &str, schema: &str) -> anyhow::Result<u32> {
+    #[derive(serde::Deserialize)]
+    struct Registered {
+        id: u32,
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/subjects/{subject}/versions", url.trim_end_matches('/')))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .json(&serde_json::json!({ "schema": schema }))
+        .send()
+        .await
+        .context("reaching the schema registry")?
+        .error_for_status()
+        .context("registering the schema")?;
+    Ok(response.json::<Registered>().await?.id)
+}
+
+/// A bound, ready-to-run instance of the platform.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    roles: Roles,
+}
+
+impl Application {
+    /// Connects to every service, applies migrations, creates topics and binds the HTTP listener.
+    pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        let pool = connect_database(&settings).await?;
+        migrate(&settings, &pool).await?;
+        let codec = readings_codec(&settings).await?;
+        let sink = ReadingsSink::new(
+            &settings.kafka.brokers,
+            &settings.kafka.readings_topic,
+            codec,
+            Duration::from_millis(settings.gateway.produce_timeout_ms),
+        )?;
+        let redis = Builder::from_config(RedisClientConfig::from_url(&settings.redis.url).context("redis.url")?)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()?;
+        redis.connect();
+        let listener = TcpListener::bind(&settings.http.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.http.bind))?;
+        let state = AppState(Arc::new(Inner {
+            pool,
+            sink,
+            redis,
+            settings,
+            prometheus: telemetry::prometheus(),
+        }));
+        Ok(Self { listener, state, roles })
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The router for the configured roles.
+    pub fn router(&self) -> Router {
+        router(self.state.clone(), self.roles)
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains requests and flushes the producer.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let app = self.router();
+        let state = self.state.clone();
+        let projection = if self.roles.projection {
+            let settings = state.settings();
+            let runner = ProjectionRunner::new(
+                ReadingsProjection::new(readings_codec(settings).await?),
+                state.pool().clone(),
+                RunnerConfig {
+                    brokers: settings.kafka.brokers.clone(),
+                    topic: settings.kafka.readings_topic.clone(),
+                    group: settings.projection.group.clone(),
+                    batch_max_messages: settings.projection.batch_max_messages,
+                    batch_max_wait: Duration::from_millis(settings.projection.batch_max_wait_ms),
+                },
+            )?;
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move { runner.run(token).await }))
+        } else {
+            None
+        };
+        tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let result = match projection {
+            Some(projection) => {
+                tokio::select! {
+                    r = serve => r.map_err(anyhow::Error::from),
+                    r = projection => {
+                        shutdown.cancel();
+                        r.context("projection task")?.context("readings projection stopped")
+                    }
+                }
+            }
+            None => serve.await.map_err(anyhow::Error::from),
+        };
+        state.sink().flush(Duration::from_secs(5));
+        result
+    }
+}
+
+/// The HTTP routes of the given roles, with request metrics and the uniform 404.
+pub fn router(state: AppState, roles: Roles) -> Router {
+    let mut api = Router::new();
+    if roles.gateway {
+        api = api.merge(routes::ingest::router());
+    }
+    if roles.api {
+        api = api.merge(routes::machines::router()).merge(routes::readings::router());
+    }
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(routes::health::router())
+        .fallback(crate::error::not_found_fallback)
+        .layer(middleware::from_fn(record_request))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(metric_names::HTTP_REQUEST_SECONDS, "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(metric_names::HTTP_REQUESTS, "method" => method, "route" => route, "status" => status).increment(1);
+    response
+}

@@ -1,0 +1,149 @@
+//! Layered settings: built-in defaults, then an optional TOML file, then `HALTLESS__SECTION__KEY`
+//! environment variables (e.g. `HALTLESS__DATABASE__URL`).
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use haltless_connectors::gateway::GatewayConfig;
+use haltless_processors::projection::readings::ReadingsProjectionConfig;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Every setting of the platform.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// HTTP listener.
+    pub http: HttpConfig,
+    /// PostgreSQL.
+    pub database: DatabaseConfig,
+    /// Redis.
+    pub redis: RedisConfig,
+    /// Kafka.
+    pub kafka: KafkaConfig,
+    /// Ingest gateway limits.
+    pub gateway: GatewayConfig,
+    /// Readings projection.
+    pub projection: ReadingsProjectionConfig,
+    /// Query limits.
+    pub query: QueryConfig,
+}
+
+impl Settings {
+    /// Loads the settings from the defaults, `file` (if given, it must exist) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment
+            .merge(Env::prefixed("HALTLESS__").split("__"))
+            .extract()
+    }
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connection URL, e.g. `postgres://user:password@127.0.0.1:55432/haltless`. Never logged.
+    pub url: SecretString,
+    /// Largest number of pooled connections per process.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://haltless:haltless@127.0.0.1:55432/haltless"),
+            max_connections: 20,
+        }
+    }
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Connection URL, e.g. `redis://127.0.0.1:56379`.
+    pub url: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:56379".into(),
+        }
+    }
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Topic of sensor readings.
+    pub readings_topic: String,
+    /// Partitions of topics the platform creates.
+    pub partitions: i32,
+    /// Replication factor of topics the platform creates (3 on a production cluster).
+    pub replication: i32,
+    /// Confluent-compatible schema registry URL. When set, the schemas are registered there and messages
+    /// use the Confluent wire format; otherwise Avro single-object encoding.
+    pub schema_registry_url: Option<String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:59092".into(),
+            readings_topic: haltless_schemas::READINGS_TOPIC.into(),
+            partitions: 6,
+            replication: 1,
+            schema_registry_url: None,
+        }
+    }
+}
+
+/// Limits of the readings query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Rows returned when the request gives no `limit`.
+    pub default_limit: i64,
+    /// Largest `limit` a request may ask for.
+    pub max_limit: i64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            default_limit: 10_000,
+            max_limit: 100_000,
+        }
+    }
+}
