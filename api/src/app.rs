@@ -121,7 +121,8 @@ pub async fn readings_codec(settings: &Settings) -> anyhow::Result<Codec> {
         None => WireFormat::SingleObject,
         Some(url) => {
             let subject = format!("{}-value", settings.kafka.readings_topic);
-            let schema_id = register_schema(url, &subject, haltless_schemas::readings::SCHEMA).await?;
+            let schema_id =
+                register_schema(url, &subject, haltless_schemas::readings::SCHEMA).await?;
             WireFormat::Confluent { schema_id }
         }
     };
@@ -135,7 +136,10 @@ async fn register_schema(url: &str, subject: &str, schema: &str) -> anyhow::Resu
         id: u32,
     }
     let response = reqwest::Client::new()
-        .post(format!("{}/subjects/{subject}/versions", url.trim_end_matches('/')))
+        .post(format!(
+            "{}/subjects/{subject}/versions",
+            url.trim_end_matches('/')
+        ))
         .header("content-type", "application/vnd.schemaregistry.v1+json")
         .json(&serde_json::json!({ "schema": schema }))
         .send()
@@ -165,9 +169,11 @@ impl Application {
             codec,
             Duration::from_millis(settings.gateway.produce_timeout_ms),
         )?;
-        let redis = Builder::from_config(RedisClientConfig::from_url(&settings.redis.url).context("redis.url")?)
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build()?;
+        let redis = Builder::from_config(
+            RedisClientConfig::from_url(&settings.redis.url).context("redis.url")?,
+        )
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build()?;
         redis.connect();
         let listener = TcpListener::bind(&settings.http.bind)
             .await
@@ -179,12 +185,19 @@ impl Application {
             settings,
             prometheus: telemetry::prometheus(),
         }));
-        Ok(Self { listener, state, roles })
+        Ok(Self {
+            listener,
+            state,
+            roles,
+        })
     }
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     /// The router for the configured roles.
@@ -215,7 +228,8 @@ impl Application {
             None
         };
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let result = match projection {
             Some(projection) => {
                 tokio::select! {
@@ -240,7 +254,9 @@ pub fn router(state: AppState, roles: Roles) -> Router {
         api = api.merge(routes::ingest::router());
     }
     if roles.api {
-        api = api.merge(routes::machines::router()).merge(routes::readings::router());
+        api = api
+            .merge(routes::machines::router())
+            .merge(routes::readings::router());
     }
     Router::new()
         .nest("/api/v1", api)

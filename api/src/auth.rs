@@ -84,7 +84,9 @@ impl ApiKey {
 
     /// Whether the key may touch `machine` (keys can be restricted to some machines).
     pub fn may_access(&self, machine: Uuid) -> bool {
-        self.machine_ids.as_ref().is_none_or(|ids| ids.contains(&machine))
+        self.machine_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&machine))
     }
 }
 
@@ -106,7 +108,8 @@ impl FromRequestParts<AppState> for ApiKey {
         .bind(hash_key(secret.trim()))
         .fetch_optional(state.pool())
         .await?;
-        let (key_id, tenant_id, scopes, machine_ids) = row.ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+        let (key_id, tenant_id, scopes, machine_ids) =
+            row.ok_or_else(|| unauthorized("unknown or revoked API key"))?;
         Ok(ApiKey {
             key_id,
             tenant_id,

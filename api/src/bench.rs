@@ -33,10 +33,17 @@ pub struct BenchConfig {
 /// Runs the benchmark against the platform at `config.url` and the database behind it, printing results.
 /// The benchmark's tenant and its rows are removed afterwards.
 pub async fn run(pool: &PgPool, config: BenchConfig) -> anyhow::Result<()> {
-    let tenant = create_tenant(pool, &format!("bench-{}", Uuid::new_v4()), Tier::Enterprise).await?;
+    let tenant =
+        create_tenant(pool, &format!("bench-{}", Uuid::new_v4()), Tier::Enterprise).await?;
     let result = measure(pool, tenant, &config).await;
-    sqlx::query("DELETE FROM readings WHERE tenant_id = $1").bind(tenant).execute(pool).await?;
-    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant).execute(pool).await?;
+    sqlx::query("DELETE FROM readings WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .execute(pool)
+        .await?;
     result
 }
 
@@ -44,7 +51,9 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     let key = create_api_key(pool, tenant, "bench", &[Scope::Ingest, Scope::Read]).await?;
     let client = reqwest::Client::new();
     let base = config.url.trim_end_matches('/').to_owned();
-    let machines: Vec<String> = (0..config.machines).map(|i| format!("bench-{i:03}")).collect();
+    let machines: Vec<String> = (0..config.machines)
+        .map(|i| format!("bench-{i:03}"))
+        .collect();
     for m in &machines {
         client
             .post(format!("{base}/api/v1/machines"))
@@ -61,8 +70,14 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..config.concurrency {
-        let (client, base, secret, machines, next, config) =
-            (client.clone(), base.clone(), key.secret.clone(), machines.clone(), next.clone(), config.clone());
+        let (client, base, secret, machines, next, config) = (
+            client.clone(),
+            base.clone(),
+            key.secret.clone(),
+            machines.clone(),
+            next.clone(),
+            config.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -70,7 +85,8 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
                 if r >= requests {
                     return Ok::<_, anyhow::Error>(latencies);
                 }
-                let readings: Vec<_> = (r * config.batch..((r + 1) * config.batch).min(config.readings))
+                let readings: Vec<_> = (r * config.batch
+                    ..((r + 1) * config.batch).min(config.readings))
                     .map(|i| {
                         json!({"machine": machines[i % machines.len()], "metric": "load",
                                "ts": start_ms + i as i64, "value": (i % 1000) as f64 / 10.0})
@@ -83,7 +99,11 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
                     .json(&json!({ "readings": readings }))
                     .send()
                     .await?;
-                anyhow::ensure!(response.status().as_u16() == 202, "ingest answered {}", response.status());
+                anyhow::ensure!(
+                    response.status().as_u16() == 202,
+                    "ingest answered {}",
+                    response.status()
+                );
                 latencies.push(t.elapsed());
             }
         }));
@@ -102,7 +122,10 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
         if count as usize >= config.readings {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "projection stalled at {count} rows");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "projection stalled at {count} rows"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stored_in = started.elapsed();
@@ -110,14 +133,27 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let copy = copy_ceiling(pool, config.readings).await?;
     let n = config.readings as f64;
-    println!("end-to-end ingest benchmark: {} readings, {} per request, {} in flight, {} machines",
-        config.readings, config.batch, config.concurrency, config.machines);
-    println!("  gateway accepted (202, acks=all): {:>10.0} readings/s  ({:.2} s)", n / accepted_in.as_secs_f64(), accepted_in.as_secs_f64());
-    println!("  request latency:                  p50 {:.1} ms, p99 {:.1} ms",
-        pct(0.50).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3);
+    println!(
+        "end-to-end ingest benchmark: {} readings, {} per request, {} in flight, {} machines",
+        config.readings, config.batch, config.concurrency, config.machines
+    );
+    println!(
+        "  gateway accepted (202, acks=all): {:>10.0} readings/s  ({:.2} s)",
+        n / accepted_in.as_secs_f64(),
+        accepted_in.as_secs_f64()
+    );
+    println!(
+        "  request latency:                  p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
     println!("  gateway → Kafka → projection:     {:>10.0} readings/s  ({:.2} s until the last row was queryable)",
         n / stored_in.as_secs_f64(), stored_in.as_secs_f64());
-    println!("  ceiling: raw COPY, same table:    {:>10.0} readings/s  ({:.2} s)", n / copy.as_secs_f64(), copy.as_secs_f64());
+    println!(
+        "  ceiling: raw COPY, same table:    {:>10.0} readings/s  ({:.2} s)",
+        n / copy.as_secs_f64(),
+        copy.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -130,12 +166,19 @@ async fn copy_ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
         source: Source::Gateway,
         ingest_time_ms: crate::time::now_ms(),
         readings: (0..n)
-            .map(|i| Reading { metric: "load".into(), event_time_ms: 1_700_000_000_000 + i as i64, value: i as f64, quality: None })
+            .map(|i| Reading {
+                metric: "load".into(),
+                event_time_ms: 1_700_000_000_000 + i as i64,
+                value: i as f64,
+                quality: None,
+            })
             .collect(),
     };
     let rows = copy_text_rows(&[batch]);
     let mut conn = pool.acquire().await?;
-    sqlx::query("CREATE TEMP TABLE bench_ceiling (LIKE readings INCLUDING ALL)").execute(&mut *conn).await?;
+    sqlx::query("CREATE TEMP TABLE bench_ceiling (LIKE readings INCLUDING ALL)")
+        .execute(&mut *conn)
+        .await?;
     let started = Instant::now();
     let mut copy = conn
         .copy_in_raw("COPY bench_ceiling (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN")
@@ -143,6 +186,8 @@ async fn copy_ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
     copy.send(rows.as_bytes()).await?;
     copy.finish().await?;
     let elapsed = started.elapsed();
-    sqlx::query("DROP TABLE bench_ceiling").execute(&mut *conn).await?;
+    sqlx::query("DROP TABLE bench_ceiling")
+        .execute(&mut *conn)
+        .await?;
     Ok(elapsed)
 }

@@ -52,7 +52,11 @@ impl ApiError {
 
     /// 422 with code `validation_failed`.
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
     }
 
     /// 500; `cause` is logged, the client only learns that something failed.
@@ -92,10 +96,18 @@ impl From<sqlx::Error> for ApiError {
         if let sqlx::Error::Database(db) = &e {
             match db.constraint() {
                 Some("machines_tenant_name_key") => {
-                    return Self::new(StatusCode::CONFLICT, "conflict", "a machine with this name already exists")
+                    return Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "a machine with this name already exists",
+                    )
                 }
                 Some("users_email_key") => {
-                    return Self::new(StatusCode::CONFLICT, "conflict", "a user with this email already exists")
+                    return Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "a user with this email already exists",
+                    )
                 }
                 Some(name) if db.is_check_violation() => {
                     return Self::validation(format!("a value breaks the rule `{name}`"))

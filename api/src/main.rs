@@ -60,7 +60,11 @@ enum Command {
         #[arg(long, env = "HALTLESS_API_KEY")]
         api_key: String,
         /// Machine names to register and feed.
-        #[arg(long, value_delimiter = ',', default_value = "press-01,lathe-02,pump-03")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "press-01,lathe-02,pump-03"
+        )]
         machines: Vec<String>,
         /// Milliseconds between two readings of a machine.
         #[arg(long, default_value_t = 1000)]
@@ -94,9 +98,18 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     let roles = match cli.command {
         Command::All => Roles::all(),
-        Command::Gateway => Roles { gateway: true, ..Roles::default() },
-        Command::Api => Roles { api: true, ..Roles::default() },
-        Command::Project => Roles { projection: true, ..Roles::default() },
+        Command::Gateway => Roles {
+            gateway: true,
+            ..Roles::default()
+        },
+        Command::Api => Roles {
+            api: true,
+            ..Roles::default()
+        },
+        Command::Project => Roles {
+            projection: true,
+            ..Roles::default()
+        },
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
             migrate(&settings, &pool).await?;
@@ -110,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
             println!("demo tenant ready; credentials in {}", env_file.display());
             return Ok(());
         }
-        Command::Simulate { url, api_key, machines, interval_ms } => {
+        Command::Simulate {
+            url,
+            api_key,
+            machines,
+            interval_ms,
+        } => {
             let config = simulate::SimulatorConfig {
                 url,
                 api_key,
@@ -119,10 +137,25 @@ async fn main() -> anyhow::Result<()> {
             };
             return simulate::run(config, shutdown_on_signal()).await;
         }
-        Command::Bench { url, readings, batch, concurrency, machines } => {
-            anyhow::ensure!(readings > 0 && batch > 0 && concurrency > 0 && machines > 0, "every count must be positive");
+        Command::Bench {
+            url,
+            readings,
+            batch,
+            concurrency,
+            machines,
+        } => {
+            anyhow::ensure!(
+                readings > 0 && batch > 0 && concurrency > 0 && machines > 0,
+                "every count must be positive"
+            );
             let pool = connect_database(&settings).await?;
-            let config = bench::BenchConfig { url, readings, batch, concurrency, machines };
+            let config = bench::BenchConfig {
+                url,
+                readings,
+                batch,
+                concurrency,
+                machines,
+            };
             return bench::run(&pool, config).await;
         }
     };
@@ -138,7 +171,9 @@ fn shutdown_on_signal() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         let term = async {
-            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 s.recv().await;
             }
         };

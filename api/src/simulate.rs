@@ -24,7 +24,9 @@ pub struct SimulatorConfig {
 /// Registers the machines (keeping those that exist), then posts one reading per metric and machine every
 /// interval until cancelled. Failed posts are logged and the simulator carries on.
 pub async fn run(config: SimulatorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let base = config.url.trim_end_matches('/');
     for name in &config.machines {
         let response = client

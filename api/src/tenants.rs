@@ -44,7 +44,12 @@ pub async fn create_tenant(pool: &PgPool, name: &str, tier: Tier) -> Result<Uuid
 }
 
 /// Creates an API key with `scopes` for `tenant`; the returned secret is not stored anywhere.
-pub async fn create_api_key(pool: &PgPool, tenant: Uuid, name: &str, scopes: &[Scope]) -> Result<NewKey, sqlx::Error> {
+pub async fn create_api_key(
+    pool: &PgPool,
+    tenant: Uuid,
+    name: &str,
+    scopes: &[Scope],
+) -> Result<NewKey, sqlx::Error> {
     let key = generate_key();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     sqlx::query("INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -69,7 +74,13 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 /// Creates or updates the user `email` of `tenant` with `role` and `password`.
-pub async fn upsert_user(pool: &PgPool, tenant: Uuid, email: &str, password: &str, role: &str) -> anyhow::Result<Uuid> {
+pub async fn upsert_user(
+    pool: &PgPool,
+    tenant: Uuid,
+    email: &str,
+    password: &str,
+    role: &str,
+) -> anyhow::Result<Uuid> {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO users (id, tenant_id, email, password_hash, role) VALUES ($1, $2, lower($3), $4, $5)
          ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role

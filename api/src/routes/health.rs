@@ -16,21 +16,29 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The health routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(render_metrics))
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let postgres = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.pool()))
-        .await
-        .map_err(|_| "timed out".to_owned())
-        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+    let postgres =
+        tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.pool()))
+            .await
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
     let redis = tokio::time::timeout(CHECK_TIMEOUT, state.redis().ping::<String>(None))
         .await
         .map_err(|_| "timed out".to_owned())
         .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-    let kafka = state.sink().ping(CHECK_TIMEOUT).await.map_err(|e| e.to_string());
+    let kafka = state
+        .sink()
+        .ping(CHECK_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string());
     let checks = [("postgres", postgres), ("redis", redis), ("kafka", kafka)];
     let ok = checks.iter().all(|(_, r)| r.is_ok());
     let body: serde_json::Map<String, serde_json::Value> = checks
@@ -43,8 +51,15 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             (name.to_owned(), v)
         })
         .collect();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": body })))
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": body })),
+    )
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {

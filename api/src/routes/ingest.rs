@@ -37,11 +37,13 @@ async fn ingest(
     key.require(Scope::Ingest)?;
     let config = &state.settings().gateway;
     let body = read_body(body, &headers, config.max_body_bytes).await?;
-    let request = haltless_connectors::gateway::validate::parse_request(&body, config, crate::time::now_ms())
-        .map_err(|e| {
-            metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "invalid").increment(1);
-            ingest_error(e)
-        })?;
+    let request =
+        haltless_connectors::gateway::validate::parse_request(&body, config, crate::time::now_ms())
+            .map_err(|e| {
+                metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "invalid")
+                    .increment(1);
+                ingest_error(e)
+            })?;
 
     let names: Vec<&str> = request.machine_names().collect();
     let known: Vec<(String, Uuid)> =
@@ -51,17 +53,29 @@ async fn ingest(
             .fetch_all(state.pool())
             .await?;
     let id_of = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, id)| *id);
-    let unknown: Vec<&str> = names.iter().copied().filter(|n| id_of(n).is_none()).collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| id_of(n).is_none())
+        .collect();
     if !unknown.is_empty() {
-        metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "unknown_machine").increment(request.len() as u64);
+        metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "unknown_machine")
+            .increment(request.len() as u64);
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_machine",
-            format!("unknown machine(s): {}; register them with POST /api/v1/machines", unknown.join(", ")),
+            format!(
+                "unknown machine(s): {}; register them with POST /api/v1/machines",
+                unknown.join(", ")
+            ),
         )
         .with_details(json!({ "machines": unknown })));
     }
-    let denied: Vec<&str> = known.iter().filter(|(_, id)| !key.may_access(*id)).map(|(n, _)| n.as_str()).collect();
+    let denied: Vec<&str> = known
+        .iter()
+        .filter(|(_, id)| !key.may_access(*id))
+        .map(|(n, _)| n.as_str())
+        .collect();
     if !denied.is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -89,7 +103,8 @@ async fn ingest(
     state.sink().write(&batches).await.map_err(|e| match e {
         SinkError::Unavailable(cause) => {
             tracing::warn!(%cause, "kafka unavailable, answering 503");
-            metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "unavailable").increment(accepted as u64);
+            metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "unavailable")
+                .increment(accepted as u64);
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -124,7 +139,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
             GzDecoder::new(raw.as_ref())
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request(format!("the gzip body does not decompress: {e}")))?;
+                .map_err(|e| {
+                    ApiError::bad_request(format!("the gzip body does not decompress: {e}"))
+                })?;
             if out.len() > limit {
                 return Err(too_large());
             }
@@ -141,13 +158,19 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 fn ingest_error(e: IngestError) -> ApiError {
     let message = e.to_string();
     match e {
-        IngestError::Malformed(_) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", message),
-        IngestError::Empty => ApiError::validation(message),
-        IngestError::TooMany { count, max } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_readings", message)
-            .with_details(json!({ "count": count, "max": max })),
-        IngestError::Invalid { total, errors } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_readings", message)
-                .with_details(json!({ "invalid": total, "entries": errors }))
+        IngestError::Malformed(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", message)
         }
+        IngestError::Empty => ApiError::validation(message),
+        IngestError::TooMany { count, max } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_readings", message)
+                .with_details(json!({ "count": count, "max": max }))
+        }
+        IngestError::Invalid { total, errors } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_readings",
+            message,
+        )
+        .with_details(json!({ "invalid": total, "entries": errors })),
     }
 }

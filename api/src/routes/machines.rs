@@ -71,13 +71,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    key: ApiKey,
+) -> Result<Json<serde_json::Value>, ApiError> {
     key.require(Scope::Read)?;
-    let rows: Vec<(Uuid, String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT id, name, created_at FROM machines WHERE tenant_id = $1 ORDER BY name")
-            .bind(key.tenant_id)
-            .fetch_all(state.pool())
-            .await?;
+    let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, name, created_at FROM machines WHERE tenant_id = $1 ORDER BY name",
+    )
+    .bind(key.tenant_id)
+    .fetch_all(state.pool())
+    .await?;
     let machines: Vec<MachineView> = rows
         .into_iter()
         .filter(|(id, _, _)| key.may_access(*id))

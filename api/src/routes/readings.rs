@@ -41,13 +41,14 @@ async fn query(
     Query(q): Query<ReadingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     key.require(Scope::Read)?;
-    let machine_id: Uuid = sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1 AND name = $2")
-        .bind(key.tenant_id)
-        .bind(&machine)
-        .fetch_optional(state.pool())
-        .await?
-        .filter(|id| key.may_access(*id))
-        .ok_or_else(|| ApiError::not_found(format!("no machine named `{machine}`")))?;
+    let machine_id: Uuid =
+        sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1 AND name = $2")
+            .bind(key.tenant_id)
+            .bind(&machine)
+            .fetch_optional(state.pool())
+            .await?
+            .filter(|id| key.may_access(*id))
+            .ok_or_else(|| ApiError::not_found(format!("no machine named `{machine}`")))?;
     let bound = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
         v.as_deref()
             .map(|s| parse_instant(s).map_err(|e| ApiError::validation(format!("{name}: {e}"))))
@@ -61,13 +62,37 @@ async fn query(
     let limits = &state.settings().query;
     let limit = q.limit.unwrap_or(limits.default_limit);
     if !(1..=limits.max_limit).contains(&limit) {
-        return Err(ApiError::validation(format!("limit must lie between 1 and {}", limits.max_limit)));
+        return Err(ApiError::validation(format!(
+            "limit must lie between 1 and {}",
+            limits.max_limit
+        )));
     }
     match q.bucket.as_deref() {
-        None => raw(&state, key.tenant_id, machine_id, q.metric.as_deref(), from, to, limit).await,
+        None => {
+            raw(
+                &state,
+                key.tenant_id,
+                machine_id,
+                q.metric.as_deref(),
+                from,
+                to,
+                limit,
+            )
+            .await
+        }
         Some(width) => {
             let seconds = parse_bucket(width).map_err(ApiError::validation)?;
-            bucketed(&state, key.tenant_id, machine_id, q.metric.as_deref(), from, to, seconds, limit).await
+            bucketed(
+                &state,
+                key.tenant_id,
+                machine_id,
+                q.metric.as_deref(),
+                from,
+                to,
+                seconds,
+                limit,
+            )
+            .await
         }
     }
 }
@@ -107,7 +132,9 @@ async fn raw(
             row
         })
         .collect();
-    Ok(Json(json!({ "readings": readings, "truncated": truncated })))
+    Ok(Json(
+        json!({ "readings": readings, "truncated": truncated }),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -149,12 +176,15 @@ async fn bucketed(
                     "avg": avg, "count": count, "last": last })
         })
         .collect();
-    Ok(Json(json!({ "buckets": buckets, "bucket_seconds": seconds, "truncated": truncated })))
+    Ok(Json(
+        json!({ "buckets": buckets, "bucket_seconds": seconds, "truncated": truncated }),
+    ))
 }
 
 /// Parses a bucket width: a positive whole number with unit `s`, `m`, `h` or `d`.
 pub fn parse_bucket(s: &str) -> Result<i64, String> {
-    let err = || format!("bucket `{s}` must be a positive number followed by s, m, h or d (e.g. 1m)");
+    let err =
+        || format!("bucket `{s}` must be a positive number followed by s, m, h or d (e.g. 1m)");
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
     let n: i64 = digits.parse().map_err(|_| err())?;
     let unit = match unit {

@@ -1,0 +1,222 @@
+//! The test harness: every test gets its own database, topic and consumer group on the real services that
+//! `compose/test` starts, and removes them when done.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use haltless_api::app::{migrate, Application, Roles};
+use haltless_api::auth::Scope;
+use haltless_api::config::Settings;
+use haltless_api::tenants::{create_api_key, create_tenant, Tier};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A database and a topic of one test.
+pub struct Isolation {
+    pub settings: Settings,
+    pub pool: PgPool,
+    admin_url: String,
+    db_name: String,
+}
+
+impl Isolation {
+    /// Creates the test's database (migrated) and readings topic.
+    pub async fn create() -> Self {
+        let mut settings = Settings::load(None).expect("settings from the environment");
+        let suffix = Uuid::new_v4().simple().to_string();
+        let admin_url = settings.database.url.expose_secret().to_owned();
+        let db_name = format!("test_{suffix}");
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("PostgreSQL runs (compose/test starts it)");
+        sqlx::query(&format!("CREATE DATABASE \"{db_name}\""))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let base = &admin_url[..admin_url.rfind('/').unwrap()];
+        settings.database.url = SecretString::from(format!("{base}/{db_name}"));
+        settings.database.max_connections = 5;
+        settings.kafka.readings_topic = format!("test.readings.{suffix}");
+        settings.kafka.partitions = 3;
+        settings.projection.group = format!("test-projection-{suffix}");
+        settings.http.bind = "127.0.0.1:0".into();
+        let pool = PgPool::connect(settings.database.url.expose_secret())
+            .await
+            .unwrap();
+        migrate(&settings, &pool)
+            .await
+            .expect("migrations and topics");
+        Self {
+            settings,
+            pool,
+            admin_url,
+            db_name,
+        }
+    }
+
+    /// Environment variables that point a `haltless` subprocess at this test's database and topic.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let s = &self.settings;
+        vec![
+            (
+                "HALTLESS__DATABASE__URL".into(),
+                s.database.url.expose_secret().to_owned(),
+            ),
+            ("HALTLESS__KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
+            (
+                "HALTLESS__KAFKA__READINGS_TOPIC".into(),
+                s.kafka.readings_topic.clone(),
+            ),
+            (
+                "HALTLESS__KAFKA__PARTITIONS".into(),
+                s.kafka.partitions.to_string(),
+            ),
+            (
+                "HALTLESS__PROJECTION__GROUP".into(),
+                s.projection.group.clone(),
+            ),
+            ("HALTLESS__HTTP__BIND".into(), "127.0.0.1:0".into()),
+        ]
+    }
+
+    /// A tenant with an ingest+read key and the named machines; returns (tenant, key secret).
+    pub async fn tenant_with_machines(&self, machines: &[&str]) -> (Uuid, String) {
+        let tenant = create_tenant(&self.pool, &format!("tenant-{}", Uuid::new_v4()), Tier::Pro)
+            .await
+            .unwrap();
+        let key = create_api_key(&self.pool, tenant, "test", &[Scope::Ingest, Scope::Read])
+            .await
+            .unwrap();
+        for m in machines {
+            sqlx::query("INSERT INTO machines (id, tenant_id, name) VALUES ($1, $2, $3)")
+                .bind(Uuid::new_v4())
+                .bind(tenant)
+                .bind(m)
+                .execute(&self.pool)
+                .await
+                .unwrap();
+        }
+        (tenant, key.secret)
+    }
+
+    /// Drops the database and deletes the topic.
+    pub async fn drop(self) {
+        self.pool.close().await;
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+        if let Ok(admin) = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.kafka.brokers)
+            .create::<AdminClient<DefaultClientContext>>()
+        {
+            let _ = admin
+                .delete_topics(&[&self.settings.kafka.readings_topic], &AdminOptions::new())
+                .await;
+        }
+    }
+}
+
+/// The platform with every role, in this process, on a free port.
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub key: String,
+    pub tenant: Uuid,
+    pub iso: Isolation,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// Spawns the platform with the default test settings and a tenant owning `machines`.
+    pub async fn spawn(machines: &[&str]) -> Self {
+        Self::spawn_with(machines, |_| {}).await
+    }
+
+    /// Spawns the platform after `tweak` adjusted the settings.
+    pub async fn spawn_with(machines: &[&str], tweak: impl FnOnce(&mut Settings)) -> Self {
+        let mut iso = Isolation::create().await;
+        tweak(&mut iso.settings);
+        let (tenant, key) = iso.tenant_with_machines(machines).await;
+        let app = Application::build(iso.settings.clone(), Roles::all())
+            .await
+            .expect("the platform starts");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        Self {
+            url,
+            client: reqwest::Client::new(),
+            key,
+            tenant,
+            iso,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `POST /api/v1/ingest` with the tenant's key.
+    pub async fn ingest(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/ingest", self.url))
+            .header("x-api-key", &self.key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` with the tenant's key, returning status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .header("x-api-key", &self.key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the raw readings query of `machine` until it returns `n` rows (or panics after 60 s).
+    pub async fn wait_for_readings(&self, machine: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self
+                .get(&format!("/api/v1/machines/{machine}/readings?limit=100000"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let rows = body["readings"].as_array().cloned().unwrap_or_default();
+            if rows.len() >= n {
+                return rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} readings of {machine} arrived",
+                rows.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the platform and removes the test's database and topic.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.iso.drop().await;
+    }
+}
