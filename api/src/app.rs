@@ -220,6 +220,7 @@ impl Application {
                     group: settings.projection.group.clone(),
                     batch_max_messages: settings.projection.batch_max_messages,
                     batch_max_wait: Duration::from_millis(settings.projection.batch_max_wait_ms),
+                    session_timeout: Duration::from_millis(settings.projection.session_timeout_ms),
                 },
             )?;
             let token = shutdown.clone();

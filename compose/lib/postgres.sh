@@ -1,51 +1,88 @@
 #!/usr/bin/env bash
-# PostgreSQL for the local stack: Debian's server, our own cluster under .haltless/pg on loopback.
+# PostgreSQL for the local stack: Debian's server binaries, our own cluster under .haltless/pg on loopback.
+# Usage: compose/lib/postgres.sh install|start|stop|status
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../stack.env
 source "$(dirname "$0")/../stack.env"
-data="$HALTLESS_STATE_DIR/pg/data"
-sock="$HALTLESS_STATE_DIR/pg/run"
 
-bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+bindir() { find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1; }
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+
+# The server runs as the `postgres` user, so its files must be reachable by it. If the clone's parent
+# folders are not traversable by other users (e.g. a private home), the cluster lives under
+# /var/lib/haltless/<hash of the repo path>/pg instead, and .haltless/logs/postgres.log links to its log.
+paths() {
+  local fallback; fallback="/var/lib/haltless/$(printf %s "$root" | sha256sum | cut -c1-12)/pg"
+  home="$HALTLESS_STATE_DIR/pg"
+  if [ -f "$fallback/data/PG_VERSION" ]; then
+    home=$fallback
+  elif [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+    chmod o+x "$HALTLESS_STATE_DIR" "$HALTLESS_STATE_DIR/logs"
+    as_pg test -x "$HALTLESS_STATE_DIR/logs" || home=$fallback
+  fi
+  data="$home/data"
+  sock="$home/run"
+  logfile="$HALTLESS_STATE_DIR/logs/postgres.log"
+  [ "$home" = "$HALTLESS_STATE_DIR/pg" ] || logfile="$home/postgres.log"
+}
 
 install() {
-  if [ -z "$(bindir)" ] || [ ! -x "$(bindir)/initdb" ]; then
+  local bin; bin=$(bindir)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ]; then
     log "installing PostgreSQL (Debian packages)"
-    apt-get update -qq && apt-get install -y -qq postgresql postgresql-contrib >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null
   fi
-  # Debian starts its own cluster on 5432; we never use it.
+  # Debian's package may create and start its own cluster on 5432; we never use it.
 }
 
 running() { [ -f "$data/postmaster.pid" ] && as_pg "$(bindir)/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
-start() {
-  install
-  local bin; bin=$(bindir)
-  mkdir -p "$HALTLESS_STATE_DIR/pg" "$sock"
-  if [ "$(id -u)" = 0 ]; then chown postgres: "$HALTLESS_STATE_DIR/pg" "$sock"; chown postgres: "$HALTLESS_STATE_DIR/logs"; fi
-  if [ ! -f "$data/PG_VERSION" ]; then
-    log "initialising the PostgreSQL cluster in $data"
-    as_pg "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 >/dev/null
-    local preload=""
-    if ls /usr/share/postgresql/*/extension/timescaledb.control >/dev/null 2>&1; then preload="shared_preload_libraries = 'timescaledb'"; fi
-    cat >>"$data/postgresql.conf" <<CONF
+configure() {
+  local bin=$1 version preload=""
+  version=$(basename "$(dirname "$bin")")
+  if [ -f "/usr/share/postgresql/$version/extension/timescaledb.control" ]; then
+    preload="shared_preload_libraries = 'timescaledb'"
+  fi
+  # Rewritten on every start so port overrides apply; included last, so it wins over postgresql.conf.
+  cat >"$data/haltless.conf" <<CONF
 listen_addresses = '127.0.0.1'
+port = $HALTLESS_PG_PORT
 unix_socket_directories = '$sock'
 max_connections = 300
 shared_buffers = 256MB
-synchronous_commit = on
 $preload
 CONF
+  grep -q "^include_if_exists = 'haltless.conf'" "$data/postgresql.conf" ||
+    echo "include_if_exists = 'haltless.conf'" >>"$data/postgresql.conf"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$data/haltless.conf"; fi
+}
+
+start() {
+  install
+  paths
+  local bin; bin=$(bindir)
+  mkdir -p "$home" "$sock"
+  touch "$logfile"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$home" "$sock" "$logfile"; fi
+  [ "$logfile" -ef "$HALTLESS_STATE_DIR/logs/postgres.log" ] || ln -sfn "$logfile" "$HALTLESS_STATE_DIR/logs/postgres.log"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising a PostgreSQL cluster in $data"
+    as_pg "$bin/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
+      --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   fi
   if ! running; then
+    configure "$bin"
     log "starting PostgreSQL on 127.0.0.1:$HALTLESS_PG_PORT"
-    as_pg "$bin/pg_ctl" -D "$data" -o "-p $HALTLESS_PG_PORT" -l "$HALTLESS_STATE_DIR/logs/postgres.log" -w -t 60 start >/dev/null
+    as_pg "$bin/pg_ctl" -D "$data" -l "$logfile" -w -t 60 start >/dev/null ||
+      { log "PostgreSQL did not start; see $logfile"; tail -n 20 "$logfile" >&2; return 1; }
   fi
-  for _ in $(seq 60); do
+  local i
+  for i in $(seq 60); do
     "$bin/pg_isready" -q -h 127.0.0.1 -p "$HALTLESS_PG_PORT" && break
+    [ "$i" = 60 ] && { log "PostgreSQL is not ready after 60 s; see $logfile"; return 1; }
     sleep 1
   done
-  as_pg "$bin/psql" -q -h "$sock" -p "$HALTLESS_PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+  as_pg "$bin/psql" -q -h "$sock" -p "$HALTLESS_PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 SELECT 'CREATE ROLE haltless LOGIN SUPERUSER PASSWORD ''haltless'''
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'haltless') \gexec
 SELECT 'CREATE DATABASE haltless OWNER haltless'
@@ -54,14 +91,20 @@ SQL
 }
 
 stop() {
+  paths
   if running; then
     log "stopping PostgreSQL"
-    as_pg "$(bindir)/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    as_pg "$(bindir)/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null
   fi
 }
 
 status() {
-  if running; then echo "postgres  running  $HALTLESS_DATABASE_URL"; else echo "postgres  stopped"; fi
+  paths
+  if running; then echo "postgres  running  $HALTLESS_DATABASE_URL"; else echo "postgres  stopped  $HALTLESS_DATABASE_URL"; fi
 }
 
-"${1:-status}"
+cmd=${1:-status}
+case "$cmd" in
+  install | start | stop | status) "$cmd" ;;
+  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+esac

@@ -29,6 +29,11 @@ pub struct Isolation {
 impl Isolation {
     /// Creates the test's database (migrated) and readings topic.
     pub async fn create() -> Self {
+        Self::create_with(|_| {}).await
+    }
+
+    /// Like [`Isolation::create`], after `tweak` adjusted the settings.
+    pub async fn create_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::load(None).expect("settings from the environment");
         let suffix = Uuid::new_v4().simple().to_string();
         let admin_url = settings.database.url.expose_secret().to_owned();
@@ -48,6 +53,7 @@ impl Isolation {
         settings.kafka.partitions = 3;
         settings.projection.group = format!("test-projection-{suffix}");
         settings.http.bind = "127.0.0.1:0".into();
+        tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
             .await
             .unwrap();
@@ -148,8 +154,7 @@ impl TestApp {
 
     /// Spawns the platform after `tweak` adjusted the settings.
     pub async fn spawn_with(machines: &[&str], tweak: impl FnOnce(&mut Settings)) -> Self {
-        let mut iso = Isolation::create().await;
-        tweak(&mut iso.settings);
+        let iso = Isolation::create_with(tweak).await;
         let (tenant, key) = iso.tenant_with_machines(machines).await;
         let app = Application::build(iso.settings.clone(), Roles::all())
             .await

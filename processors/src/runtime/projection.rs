@@ -61,6 +61,8 @@ pub struct RunnerConfig {
     pub batch_max_messages: usize,
     /// Longest wait for a batch to fill once its first message arrived.
     pub batch_max_wait: Duration,
+    /// Group session timeout: how soon a crashed instance's partitions move to another.
+    pub session_timeout: Duration,
 }
 
 /// Next offset to apply per partition, as stored in PostgreSQL; cleared on every rebalance.
@@ -118,6 +120,10 @@ impl<P: Projection> ProjectionRunner<P> {
             ConsumerDelivery::OffsetsInSink,
         )
         .set("statistics.interval.ms", "5000")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
         .create_with_context(RebalanceContext {
             positions: positions.clone(),
             projection: projection.name().to_owned(),
@@ -139,7 +145,19 @@ impl<P: Projection> ProjectionRunner<P> {
         loop {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                batch = self.next_batch() => batch?,
+                batch = self.next_batch() => batch,
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    // Nothing was taken from the consumer: wait and ask again.
+                    tracing::warn!(projection = self.projection.name(), error = %e, "kafka consumer error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
             };
             loop {
                 match self.apply(&batch).await {
@@ -162,13 +180,20 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Waits for one message, then takes more until the batch is full or its time is up.
+    ///
+    /// An error after the first message ends the batch early instead of failing it: the messages already
+    /// taken have moved the consumer's position and must be applied, or they would be skipped.
     async fn next_batch(&self) -> Result<Vec<OwnedMessage>, ProcessorError> {
         let first = self.consumer.recv().await?.detach();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.config.batch_max_wait;
         while batch.len() < self.config.batch_max_messages {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(msg) => batch.push(msg?.detach()),
+                Ok(Ok(msg)) => batch.push(msg.detach()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error; applying the batch so far");
+                    break;
+                }
                 Err(_) => break,
             }
         }

@@ -12,6 +12,9 @@ pub struct ReadingsProjectionConfig {
     pub batch_max_messages: usize,
     /// Longest wait, in milliseconds, for a batch to fill once its first message arrived.
     pub batch_max_wait_ms: u64,
+    /// How long (ms) the group waits for a silent instance before giving its partitions to the others;
+    /// a crashed instance's partitions resume elsewhere after this long.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for ReadingsProjectionConfig {
@@ -20,6 +23,7 @@ impl Default for ReadingsProjectionConfig {
             group: "haltless-projection-readings".into(),
             batch_max_messages: 2_000,
             batch_max_wait_ms: 100,
+            session_timeout_ms: 10_000,
         }
     }
 }
