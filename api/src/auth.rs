@@ -58,7 +58,7 @@ pub fn hash_key(secret: &str) -> Vec<u8> {
 }
 
 /// The caller, authenticated by a valid, unrevoked API key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKey {
     /// The key's id.
     pub key_id: Uuid,
@@ -101,25 +101,19 @@ impl FromRequestParts<AppState> for ApiKey {
             .ok_or_else(|| unauthorized("missing X-API-Key header"))?
             .to_str()
             .map_err(|_| unauthorized("unknown API key"))?;
-        let row: Option<(Uuid, Uuid, Vec<String>, Option<Vec<Uuid>>)> = sqlx::query_as(
-            "SELECT id, tenant_id, scopes, machine_ids FROM api_keys
+        sqlx::query_as::<_, ApiKey>(
+            "SELECT id AS key_id, tenant_id, scopes, machine_ids FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash_key(secret.trim()))
         .fetch_optional(state.pool())
-        .await?;
-        let (key_id, tenant_id, scopes, machine_ids) =
-            row.ok_or_else(|| unauthorized("unknown or revoked API key"))?;
-        Ok(ApiKey {
-            key_id,
-            tenant_id,
-            scopes,
-            machine_ids,
-        })
+        .await?
+        .ok_or_else(|| unauthorized("unknown or revoked API key"))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -32,20 +32,21 @@ pub struct Settings {
 
 impl Settings {
     /// Loads the settings from the defaults, `file` (if given, it must exist) and the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "config file {} does not exist",
                     file.display()
-                )));
+                ))));
             }
             figment = figment.merge(Toml::file(file));
         }
         figment
             .merge(Env::prefixed("HALTLESS__").split("__"))
             .extract()
+            .map_err(Box::new)
     }
 }
 

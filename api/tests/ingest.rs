@@ -1,5 +1,7 @@
 //! The ingest gateway, the projection and the query API together, on real Kafka, PostgreSQL and Redis.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::io::Write;

@@ -1,6 +1,8 @@
 //! With Kafka stopped the gateway answers 503 (never 202), and 202 again once Kafka is back; every reading
 //! it acknowledged is stored.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::net::TcpListener;

@@ -1,6 +1,8 @@
 //! The readings projection killed with SIGKILL at random moments, mid-batch, and restarted: every reading
 //! ends up in the table exactly once.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::process::Stdio;

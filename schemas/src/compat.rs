@@ -32,6 +32,7 @@ pub fn check_backward(writer: &str, reader: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -256,6 +256,7 @@ fn uuid(v: Value) -> Result<Uuid, CodecError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -137,6 +137,18 @@ async fn raw(
     ))
 }
 
+/// One aggregated bucket of one metric.
+#[derive(sqlx::FromRow)]
+struct Bucket {
+    metric: String,
+    bucket: DateTime<Utc>,
+    min: f64,
+    max: f64,
+    avg: f64,
+    count: i64,
+    last: f64,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn bucketed(
     state: &AppState,
@@ -149,10 +161,10 @@ async fn bucketed(
     limit: i64,
 ) -> Result<Json<Value>, ApiError> {
     // date_bin works on plain PostgreSQL and TimescaleDB alike (time_bucket would not).
-    let rows: Vec<(String, DateTime<Utc>, f64, f64, f64, i64, f64)> = sqlx::query_as(
+    let rows: Vec<Bucket> = sqlx::query_as(
         "SELECT metric, date_bin(make_interval(secs => $6), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-                min(value), max(value), avg(value), count(*),
-                (array_agg(value ORDER BY ts DESC))[1]
+                min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS count,
+                (array_agg(value ORDER BY ts DESC))[1] AS last
          FROM readings
          WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
            AND ts >= $4 AND ts < $5
@@ -171,9 +183,9 @@ async fn bucketed(
     let buckets: Vec<Value> = rows
         .into_iter()
         .take(limit as usize)
-        .map(|(metric, ts, min, max, avg, count, last)| {
-            json!({ "metric": metric, "ts": format_instant(ts), "min": min, "max": max,
-                    "avg": avg, "count": count, "last": last })
+        .map(|b| {
+            json!({ "metric": b.metric, "ts": format_instant(b.bucket), "min": b.min, "max": b.max,
+                    "avg": b.avg, "count": b.count, "last": b.last })
         })
         .collect();
     Ok(Json(
@@ -201,6 +213,7 @@ pub fn parse_bucket(s: &str) -> Result<i64, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_bucket;
 

@@ -366,6 +366,7 @@ fn take_quality(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -147,6 +147,7 @@ fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use haltless_schemas::{Reading, Source};
