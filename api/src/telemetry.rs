@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber: `RUST_LOG`-style filtering (default `info`), JSON when `json` is set.
 pub fn init_logs(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
