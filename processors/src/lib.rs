@@ -5,5 +5,6 @@
 //! - [`projection`]: the projections themselves; [`projection::readings`] materialises
 //!   `haltless.readings.v1` into the `readings` table.
 
+pub mod detect;
 pub mod projection;
 pub mod runtime;

@@ -1,0 +1,460 @@
+//! One machine's detection: runs the conditions of every rule that looks at an incoming reading's metric,
+//! evaluates the rule trees and drives each rule's alert lifecycle.
+//!
+//! Late and out-of-order readings: a reading older than the newest one seen for its metric still teaches the
+//! detectors (within their windows) but never raises, updates or resolves an alert, so the alert stream
+//! depends only on the readings in the order the topic holds them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::baseline::Baseline;
+use super::ewma::Ewma;
+use super::lifecycle::{alert_id, Phase, Step, Transition};
+use super::rate::Rate;
+use super::rules::{default_rules, Condition, Rule, Severity, Test};
+use super::{Detector, Sample, Verdict};
+
+/// Where a reading sits in Kafka: (partition, offset).
+pub type Offset = (i32, i64);
+
+/// One reading of one metric of the machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The metric.
+    pub metric: &'a str,
+    /// Event time and value.
+    pub sample: Sample,
+    /// Its place in the readings topic, when it came from there.
+    pub offset: Option<Offset>,
+}
+
+/// An alert's transition, with what caused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Deterministic alert id.
+    pub alert_id: Uuid,
+    /// Raised, updated or resolved.
+    pub transition: Transition,
+    /// The rule.
+    pub rule_id: String,
+    /// The rule's name.
+    pub rule_name: String,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// The detector of the strongest condition.
+    pub detector: String,
+    /// That condition's metric.
+    pub metric: String,
+    /// Observed value (or velocity).
+    pub observed: f64,
+    /// What the detector expected.
+    pub expected: f64,
+    /// The detector's score.
+    pub score: f64,
+    /// The score at which it fires.
+    pub limit: f64,
+    /// Event time of the reading that caused the transition.
+    pub event_time_ms: i64,
+    /// The readings behind the conditions that held.
+    pub offsets: Vec<Offset>,
+}
+
+/// Detector state of one condition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+enum DetectorState {
+    #[default]
+    Threshold,
+    Ewma(Ewma),
+    Baseline(Baseline),
+    Rate(Rate),
+}
+
+/// The last verdict of one condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Last {
+    ts_ms: i64,
+    verdict: Verdict,
+    offset: Option<Offset>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct ConditionState {
+    detector: DetectorState,
+    last: Option<Last>,
+}
+
+/// Everything detection remembers about one machine; serialisable for the state changelog.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineState {
+    /// Per rule id, per leaf position.
+    conditions: BTreeMap<String, BTreeMap<usize, ConditionState>>,
+    phases: BTreeMap<String, Phase>,
+    newest: BTreeMap<String, i64>,
+}
+
+impl MachineState {
+    /// Feeds one reading through `rules` (the machine's rules; metrics none of them names get the default
+    /// detectors) and returns the alert transitions it caused.
+    pub fn observe(
+        &mut self,
+        tenant: &str,
+        machine: &str,
+        rules: &[Rule],
+        input: Input<'_>,
+    ) -> Vec<AlertEvent> {
+        let ts = input.sample.ts_ms;
+        let newest = self
+            .newest
+            .entry(input.metric.to_owned())
+            .or_insert(i64::MIN);
+        let late = ts < *newest;
+        *newest = (*newest).max(ts);
+        let named = rules
+            .iter()
+            .any(|r| r.when.conditions().iter().any(|c| c.metric == input.metric));
+        let defaults = if named {
+            Vec::new()
+        } else {
+            default_rules(input.metric)
+        };
+        let mut events = Vec::new();
+        for rule in rules.iter().chain(&defaults) {
+            let leaves = rule.when.conditions();
+            if !leaves.iter().any(|c| c.metric == input.metric) {
+                continue;
+            }
+            let states = self.conditions.entry(rule.id.clone()).or_default();
+            for (i, leaf) in leaves
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.metric == input.metric)
+            {
+                let state = states.entry(i).or_default();
+                if let Some(verdict) = judge(state, leaf, input.sample) {
+                    state.last = Some(Last {
+                        ts_ms: ts,
+                        verdict,
+                        offset: input.offset,
+                    });
+                }
+            }
+            if late {
+                continue;
+            }
+            if let Some(event) = self.evaluate(tenant, machine, rule, &leaves, ts) {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    /// Evaluates `rule` at event time `ts` and steps its lifecycle.
+    fn evaluate(
+        &mut self,
+        tenant: &str,
+        machine: &str,
+        rule: &Rule,
+        leaves: &[&Condition],
+        ts: i64,
+    ) -> Option<AlertEvent> {
+        let states = self.conditions.get(&rule.id)?;
+        let fresh: Vec<Option<&Last>> = (0..leaves.len())
+            .map(|i| {
+                states
+                    .get(&i)
+                    .and_then(|s| s.last.as_ref())
+                    .filter(|l| ts - l.ts_ms <= rule.max_age_secs as i64 * 1000)
+            })
+            .collect();
+        let raise: Vec<bool> = fresh
+            .iter()
+            .map(|l| l.is_some_and(|l| l.verdict.anomalous))
+            .collect();
+        let sustain: Vec<bool> = fresh
+            .iter()
+            .zip(leaves)
+            .map(|(l, c)| {
+                l.is_some_and(|l| {
+                    l.verdict.score > sustain_limit(&c.test, &l.verdict, rule.clear_ratio)
+                })
+            })
+            .collect();
+        let on: Vec<(usize, &Last)> = fresh
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| sustain[*i])
+            .filter_map(|(i, l)| l.map(|l| (i, l)))
+            .collect();
+        let strongest = on
+            .iter()
+            .max_by(|a, b| {
+                a.1.verdict
+                    .severity_ratio()
+                    .total_cmp(&b.1.verdict.severity_ratio())
+            })
+            .copied();
+        let step = Step {
+            ts_ms: ts,
+            raise: rule.when.eval(&raise),
+            sustain: rule.when.eval(&sustain),
+            ratio: strongest
+                .map(|(_, l)| l.verdict.severity_ratio())
+                .unwrap_or(0.0),
+        };
+        let phase = self.phases.entry(rule.id.clone()).or_default();
+        let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
+            alert_id(tenant, machine, &rule.id, raised)
+        })?;
+        // A resolution reports the condition that last held, so it says what cleared.
+        let (leaf, last) = strongest.or_else(|| {
+            fresh
+                .iter()
+                .enumerate()
+                .find_map(|(i, l)| l.map(|l| (i, l)))
+        })?;
+        Some(AlertEvent {
+            alert_id,
+            transition,
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            severity: rule.severity,
+            detector: leaves[leaf].test.name().to_owned(),
+            metric: leaves[leaf].metric.clone(),
+            observed: last.verdict.observed,
+            expected: last.verdict.expected,
+            score: last.verdict.score,
+            limit: last.verdict.limit,
+            event_time_ms: ts,
+            offsets: on.iter().filter_map(|(_, l)| l.offset).collect(),
+        })
+    }
+
+    /// Forgets the state of rules that no longer exist (default rules of a metric included).
+    pub fn retain_rules(&mut self, rules: &[Rule]) {
+        let keep = |id: &String| id.starts_with("default:") || rules.iter().any(|r| &r.id == id);
+        self.conditions.retain(|id, _| keep(id));
+        self.phases.retain(|id, _| keep(id));
+    }
+}
+
+/// Runs one condition's detector on `sample`.
+fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option<Verdict> {
+    let v = sample.value;
+    match (&leaf.test, &mut state.detector) {
+        (Test::Above { value, .. }, _) => Some(Verdict::new(v, *value, v, *value)),
+        (Test::Below { value, .. }, _) => Some(Verdict::new(v, *value, -v, -value)),
+        (Test::Ewma(c), DetectorState::Ewma(d)) => d.observe(c, sample),
+        (Test::Baseline(c), DetectorState::Baseline(d)) => d.observe(c, sample),
+        (Test::Rate(c), DetectorState::Rate(d)) => d.observe(c, sample),
+        // The rule changed the condition's detector: start it afresh.
+        (test, slot) => {
+            *slot = match test {
+                Test::Ewma(_) => DetectorState::Ewma(Ewma::default()),
+                Test::Baseline(_) => DetectorState::Baseline(Baseline::default()),
+                Test::Rate(_) => DetectorState::Rate(Rate::default()),
+                _ => DetectorState::Threshold,
+            };
+            judge(state, leaf, sample)
+        }
+    }
+}
+
+/// The score above which a condition that already fired stays on.
+fn sustain_limit(test: &Test, v: &Verdict, clear_ratio: f64) -> f64 {
+    match test {
+        Test::Above { hysteresis, .. } | Test::Below { hysteresis, .. } => v.limit - hysteresis,
+        _ => v.limit * clear_ratio,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::detect::testing::noisy;
+
+    fn run(state: &mut MachineState, rules: &[Rule], series: &[(&str, Sample)]) -> Vec<AlertEvent> {
+        series
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (metric, s))| {
+                state.observe(
+                    "t1",
+                    "press-07",
+                    rules,
+                    Input {
+                        metric,
+                        sample: *s,
+                        offset: Some((0, i as i64)),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Four days of a temperature every 5 minutes: a spike on day 2, a step on day 3, then a slow drift.
+    fn plant_day() -> Vec<(&'static str, Sample)> {
+        let mut s = noisy(4 * 288, 60.0, 0.5, 300_000);
+        s[400].value += 12.0; // spike
+        for x in s.iter_mut().skip(600) {
+            x.value += 8.0; // step, lasting
+        }
+        for (i, x) in s.iter_mut().enumerate().skip(900) {
+            x.value += (i - 900) as f64 * 0.05; // slow drift: +0.6 per hour
+        }
+        s.into_iter().map(|x| ("spindle_temp", x)).collect()
+    }
+
+    #[test]
+    fn default_detectors_raise_spike_and_step_once_each_and_resolve_them() {
+        let events = run(&mut MachineState::default(), &[], &plant_day());
+        let summary: Vec<_> = events
+            .iter()
+            .map(|e| (e.transition, e.detector.as_str(), e.event_time_ms / 300_000))
+            .collect();
+        let raised: Vec<_> = summary
+            .iter()
+            .filter(|s| s.0 == Transition::Raised)
+            .collect();
+        assert!(
+            raised.iter().any(|s| s.2 == 400),
+            "spike raised: {summary:?}"
+        );
+        assert!(
+            raised.iter().any(|s| s.2 == 600),
+            "step raised: {summary:?}"
+        );
+        for e in events.iter().filter(|e| e.transition == Transition::Raised) {
+            let resolved = events
+                .iter()
+                .filter(|r| r.alert_id == e.alert_id && r.transition == Transition::Resolved)
+                .count();
+            assert_eq!(resolved, 1, "{e:?} resolved once");
+        }
+        let spike = events
+            .iter()
+            .find(|e| e.transition == Transition::Raised && e.event_time_ms == 400 * 300_000)
+            .unwrap();
+        assert_eq!(spike.offsets, vec![(0, 400)]);
+        assert!(
+            (spike.expected - 60.0).abs() < 1.0 && spike.observed > 70.0,
+            "{spike:?}"
+        );
+    }
+
+    #[test]
+    fn a_baseline_rule_catches_the_slow_drift() {
+        let rule: Rule = serde_json::from_str(
+            r#"{"id": "drift", "when": {"metric": "spindle_temp", "detector": "baseline"}, "hold": {"readings": 3}}"#,
+        )
+        .unwrap();
+        // Two quiet days, then a drift of +1.2 per hour.
+        let mut series = noisy(3 * 288, 60.0, 0.5, 300_000);
+        for (i, x) in series.iter_mut().enumerate().skip(576) {
+            x.value += (i - 576) as f64 * 0.1;
+        }
+        let series: Vec<_> = series.into_iter().map(|x| ("spindle_temp", x)).collect();
+        let events = run(
+            &mut MachineState::default(),
+            std::slice::from_ref(&rule),
+            &series,
+        );
+        let raised: Vec<_> = events
+            .iter()
+            .filter(|e| e.transition == Transition::Raised)
+            .map(|e| e.event_time_ms / 300_000)
+            .collect();
+        assert_eq!(raised.len(), 1, "raised once: {raised:?}");
+        assert!(
+            raised[0] > 576 && raised[0] < 576 + 12 * 12,
+            "within 12 h of the drift's start: {raised:?}"
+        );
+        // The default EWMA follows such a drift and stays silent.
+        let defaults = run(&mut MachineState::default(), &[], &series);
+        assert!(
+            defaults.iter().all(|e| e.detector != "ewma"),
+            "{defaults:?}"
+        );
+        assert!(
+            events.iter().all(|e| e.detector == "baseline"),
+            "a named metric loses its default detectors"
+        );
+    }
+
+    #[test]
+    fn composite_rules_need_every_branch_and_hold() {
+        let rule: Rule = serde_json::from_str(
+            r#"{"id": "hot-and-shaking", "severity": "critical", "hold": {"secs": 60},
+                "when": {"all": [{"metric": "temp", "detector": "above", "value": 80, "hysteresis": 5},
+                                 {"metric": "vib", "detector": "above", "value": 3}]}}"#,
+        )
+        .unwrap();
+        let at = |m: &'static str, min: i64, v: f64| {
+            (
+                m,
+                Sample {
+                    ts_ms: min * 30_000,
+                    value: v,
+                },
+            )
+        };
+        let series = [
+            at("temp", 0, 85.0),
+            at("vib", 0, 1.0),   // hot only
+            at("vib", 1, 4.0),   // both: pending
+            at("temp", 2, 86.0), // 30 s held
+            at("vib", 3, 4.5),   // 60 s held: raised
+            at("temp", 4, 78.0), // within hysteresis: stays
+            at("temp", 5, 70.0),
+            at("temp", 6, 70.0),
+            at("temp", 7, 70.0), // off three times: resolved
+        ];
+        let events = run(&mut MachineState::default(), &[rule], &series);
+        let got: Vec<_> = events
+            .iter()
+            .map(|e| (e.transition, e.event_time_ms / 30_000))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(Transition::Raised, 3), (Transition::Resolved, 7)]
+        );
+        assert_eq!(events[0].severity, Severity::Critical);
+        assert_eq!(events[0].offsets.len(), 2, "both readings behind the alert");
+    }
+
+    #[test]
+    fn a_restored_snapshot_continues_exactly_like_an_uninterrupted_run() {
+        let series = plant_day();
+        let whole = run(&mut MachineState::default(), &[], &series);
+        let mut first = MachineState::default();
+        let mut events = run(&mut first, &[], &series[..500]);
+        let snapshot = serde_json::to_string(&first).unwrap();
+        let mut restored: MachineState = serde_json::from_str(&snapshot).unwrap();
+        let tail: Vec<_> = series[500..].to_vec();
+        let offset_fix = |mut e: AlertEvent| {
+            e.offsets.iter_mut().for_each(|o| o.1 += 500);
+            e
+        };
+        events.extend(run(&mut restored, &[], &tail).into_iter().map(offset_fix));
+        assert_eq!(events, whole);
+    }
+
+    #[test]
+    fn late_readings_teach_but_do_not_alert() {
+        let mut state = MachineState::default();
+        let mut series = plant_day()[..300].to_vec();
+        let late = (
+            "spindle_temp",
+            Sample {
+                ts_ms: 10 * 300_000,
+                value: 500.0,
+            },
+        );
+        series.push(late);
+        let events = run(&mut state, &[], &series);
+        assert!(events.is_empty(), "{events:?}");
+    }
+}

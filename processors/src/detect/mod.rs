@@ -1,0 +1,103 @@
+//! Anomaly detection as pure logic: no I/O, bounded state per (tenant, machine, metric), event time only.
+//!
+//! - [`ewma`], [`baseline`], [`rate`]: the detectors; each turns a [`Sample`] into a [`Verdict`].
+//! - [`stats`]: the running statistics they share.
+//! - [`nab`]: the Numenta Anomaly Benchmark's scoring, and its CSV and label formats, for backtests.
+
+pub mod baseline;
+pub mod engine;
+pub mod ewma;
+pub mod lifecycle;
+pub mod nab;
+pub mod rate;
+pub mod rules;
+pub mod stats;
+
+use serde::{Deserialize, Serialize};
+
+/// One reading of one series, as the detectors see it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Event time, ms since the Unix epoch.
+    pub ts_ms: i64,
+    /// The value.
+    pub value: f64,
+}
+
+/// What a detector concluded about one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The observed quantity (the value, or the velocity for rate of change).
+    pub observed: f64,
+    /// What the detector expected it to be.
+    pub expected: f64,
+    /// How unusual it is, on the detector's scale (a z-score, or |velocity|).
+    pub score: f64,
+    /// The score at which the detector fires.
+    pub limit: f64,
+    /// `score > limit`.
+    pub anomalous: bool,
+}
+
+impl Verdict {
+    /// A verdict that is anomalous when `score` passes `limit`.
+    pub fn new(observed: f64, expected: f64, score: f64, limit: f64) -> Self {
+        Self {
+            observed,
+            expected,
+            score,
+            limit,
+            anomalous: score > limit,
+        }
+    }
+
+    /// The score relative to the limit: above 1.0 fires.
+    pub fn severity_ratio(&self) -> f64 {
+        if self.limit > 0.0 {
+            self.score / self.limit
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// A detector: bounded state for one series, updated one sample at a time.
+pub trait Detector {
+    /// Its settings.
+    type Config;
+
+    /// Learns from `sample` and judges it; `None` while the detector is still warming up.
+    fn observe(&mut self, config: &Self::Config, sample: Sample) -> Option<Verdict>;
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Detector, Sample};
+
+    /// A deterministic noisy series: `n` samples every `step_ms`, around `level`, noise of std `sigma`.
+    pub fn noisy(n: usize, level: f64, sigma: f64, step_ms: i64) -> Vec<Sample> {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..n)
+            .map(|i| {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let u = (seed >> 11) as f64 / (1u64 << 53) as f64; // uniform in [0, 1)
+                Sample {
+                    ts_ms: i as i64 * step_ms,
+                    value: level + (u - 0.5) * sigma * 12f64.sqrt(),
+                }
+            })
+            .collect()
+    }
+
+    /// Runs `detector` over `series`, returning the indices where it fired.
+    pub fn run<D: Detector>(detector: &mut D, config: &D::Config, series: &[Sample]) -> Vec<usize> {
+        series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| detector.observe(config, **s).is_some_and(|v| v.anomalous))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}

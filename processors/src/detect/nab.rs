@@ -1,0 +1,424 @@
+//! The Numenta Anomaly Benchmark (NAB): its scoring rule and its file formats, as pure functions.
+//!
+//! NAB labels each stream with anomaly windows. A detector marks rows as anomalous; then:
+//! - inside a window, only the first detection counts, earning `tp * S(p) / S(-1)` where
+//!   `S(x) = 2 * sigmoid(-5x) - 1` and `p` runs from -1.0 (first row) towards 0 (past the last row);
+//! - a detection outside every window costs `fp * S(d)` (negative), `d` being its distance past the
+//!   preceding window's last row in units of that window's length (so just after a window costs
+//!   little), or the full `-fp` before the first window;
+//! - a window without any detection costs `-fn`;
+//! - the first 15 % of each stream (at most 750 rows) is a probationary period that is not scored.
+//!
+//! Raw scores are summed over the streams of a corpus and normalised as
+//! `100 * (raw - null) / (perfect - null)`: a never-firing detector scores 0 and one firing on the
+//! first row of every window scores 100 (see [`CorpusTally`]). This follows `nab/sweeper.py` and
+//! `nab/runner.py` of numenta/NAB; counts and edge cases are documented on each item.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime};
+
+/// Share of each stream, from its start, that NAB leaves unscored (`probationPercent`).
+pub const PROBATION_PERCENT: f64 = 0.15;
+
+/// Why NAB input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NabError {
+    /// A CSV line is malformed; `line` is 1-based.
+    #[error("CSV line {line}: {reason}")]
+    Csv {
+        /// 1-based line number in the text.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The windows file is not a JSON object of `[start, end]` string pairs.
+    #[error("windows JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A window of a stream has a bad timestamp or ends before it starts.
+    #[error("windows of {stream:?}: {reason}")]
+    Window {
+        /// The stream key, e.g. `artificialWithAnomaly/art_daily_jumpsup.csv`.
+        stream: String,
+        /// What is wrong with its windows.
+        reason: String,
+    },
+}
+
+/// Parses a timestamp as epoch milliseconds (an integer), `YYYY-MM-DD HH:MM:SS[.f]` or
+/// `YYYY-MM-DDTHH:MM:SS[.f]` (UTC), or RFC 3339 with an offset.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let s = text.trim();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Parses a NAB data CSV (`timestamp,value`, optional header, extra columns ignored) into
+/// `(epoch ms, value)` rows. Timestamps may repeat (NAB's data has such rows) but not go back.
+pub fn parse_csv(text: &str) -> Result<Vec<(i64, f64)>, NabError> {
+    let mut rows: Vec<(i64, f64)> = Vec::new();
+    let mut seen_content = false;
+    for (index, raw_line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let line = raw_line.trim_start_matches('\u{feff}').trim();
+        if line.is_empty() {
+            continue;
+        }
+        let first_content = !seen_content;
+        seen_content = true;
+        let bad = |reason: String| NabError::Csv {
+            line: line_no,
+            reason,
+        };
+        let mut fields = line.split(',').map(|f| f.trim().trim_matches('"'));
+        let ts_field = fields.next().unwrap_or_default();
+        let Some(value_field) = fields.next() else {
+            return Err(bad(format!("expected `timestamp,value`, got {line:?}")));
+        };
+        let ts = parse_timestamp(ts_field);
+        let value = value_field.parse::<f64>().ok();
+        if first_content && ts.is_none() && value.is_none() {
+            continue; // the header
+        }
+        let ts = ts.ok_or_else(|| bad(format!("bad timestamp {ts_field:?}")))?;
+        let value = value
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| bad(format!("bad value {value_field:?}")))?;
+        if let Some(&(prev, _)) = rows.last() {
+            if ts < prev {
+                return Err(bad(format!(
+                    "timestamp {ts_field:?} is before the previous row"
+                )));
+            }
+        }
+        rows.push((ts, value));
+    }
+    Ok(rows)
+}
+
+/// Parses NAB's `combined_windows.json` (stream key → list of `[start, end]`) into epoch-ms
+/// windows with inclusive bounds, each stream's windows sorted by start.
+pub fn parse_windows(json: &str) -> Result<BTreeMap<String, Vec<(i64, i64)>>, NabError> {
+    let raw: BTreeMap<String, Vec<(String, String)>> = serde_json::from_str(json)?;
+    let mut out = BTreeMap::new();
+    for (stream, pairs) in raw {
+        let mut windows = Vec::with_capacity(pairs.len());
+        for (start, end) in &pairs {
+            let parse = |s: &String| {
+                parse_timestamp(s).ok_or_else(|| NabError::Window {
+                    stream: stream.clone(),
+                    reason: format!("bad timestamp {s:?}"),
+                })
+            };
+            let (start_ms, end_ms) = (parse(start)?, parse(end)?);
+            if end_ms < start_ms {
+                return Err(NabError::Window {
+                    stream,
+                    reason: format!("window [{start:?}, {end:?}] ends before it starts"),
+                });
+            }
+            windows.push((start_ms, end_ms));
+        }
+        windows.sort_unstable();
+        out.insert(stream, windows);
+    }
+    Ok(out)
+}
+
+/// A NAB application profile: the weights of true positives, false positives and false negatives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Profile {
+    /// Reward for detecting a window at its very start (`tpWeight`).
+    pub tp: f64,
+    /// Cost of a detection far from any window (`fpWeight`).
+    pub fp: f64,
+    /// Cost of a window without detection (`fnWeight`).
+    pub fn_: f64,
+}
+
+impl Profile {
+    /// NAB's `standard` profile.
+    pub const STANDARD: Profile = Profile {
+        tp: 1.0,
+        fp: 0.11,
+        fn_: 1.0,
+    };
+    /// NAB's `reward_low_FP_rate` profile.
+    pub const REWARD_LOW_FP: Profile = Profile {
+        tp: 1.0,
+        fp: 0.22,
+        fn_: 1.0,
+    };
+    /// NAB's `reward_low_FN_rate` profile.
+    pub const REWARD_LOW_FN: Profile = Profile {
+        tp: 1.0,
+        fp: 0.11,
+        fn_: 2.0,
+    };
+}
+
+/// The outcome of scoring one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StreamScore {
+    /// NAB's raw (unnormalised) score of the stream.
+    pub raw: f64,
+    /// Scored windows with at least one detection.
+    pub true_positives: usize,
+    /// Scored detections outside every window (NAB counts rows, and so does this).
+    pub false_positives: usize,
+    /// Scored windows without any detection.
+    pub false_negatives: usize,
+}
+
+/// NAB's scaled sigmoid `2 * sigmoid(-5x) - 1`, clamped to -1.0 for `x > 3`.
+pub fn scaled_sigmoid(x: f64) -> f64 {
+    if x > 3.0 {
+        -1.0
+    } else {
+        2.0 / (1.0 + (5.0 * x).exp()) - 1.0
+    }
+}
+
+/// Number of leading rows NAB leaves unscored: `min(floor(0.15 * n), 0.15 * 5000)`.
+pub fn probation_len(n_rows: usize) -> usize {
+    let by_share = (PROBATION_PERCENT * n_rows as f64).floor();
+    by_share.min(PROBATION_PERCENT * 5000.0) as usize
+}
+
+/// Turns anomaly scores into detections the way NAB does: `score >= threshold`.
+pub fn detections_from_scores(scores: &[f64], threshold: f64) -> Vec<bool> {
+    scores.iter().map(|&s| s >= threshold).collect()
+}
+
+/// Scores one stream as NAB does, with its probationary period ([`probation_len`]).
+///
+/// `timestamps` must be sorted (ties allowed) and as long as `detections`; `windows` are
+/// inclusive epoch-ms bounds. See [`score_stream_with_probation`] for the rules.
+pub fn score_stream(
+    timestamps: &[i64],
+    detections: &[bool],
+    windows: &[(i64, i64)],
+    profile: &Profile,
+) -> StreamScore {
+    let probation = probation_len(timestamps.len());
+    score_stream_with_probation(timestamps, detections, windows, profile, probation)
+}
+
+/// A window resolved to row indices (inclusive) of a stream.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    window: usize,
+    left: usize,
+    right: usize,
+}
+
+/// Resolves windows to rows like NAB: a window starts at the first row at or after its start and
+/// ends at the first row stamped exactly at its end (or the last row before it). Windows holding
+/// no row are left out; the result is ordered by first row.
+fn window_spans(timestamps: &[i64], windows: &[(i64, i64)]) -> Vec<Span> {
+    let mut spans: Vec<Span> = windows
+        .iter()
+        .enumerate()
+        .filter_map(|(window, &(start, end))| {
+            let left = timestamps.partition_point(|&t| t < start);
+            let at_end = timestamps.partition_point(|&t| t < end);
+            let right = if timestamps.get(at_end) == Some(&end) {
+                at_end
+            } else {
+                at_end.checked_sub(1)?
+            };
+            (left <= right).then_some(Span {
+                window,
+                left,
+                right,
+            })
+        })
+        .collect();
+    spans.sort_by_key(|s| s.left);
+    spans
+}
+
+/// Scores one stream as `nab/sweeper.py` does, ignoring detections in the first `probation` rows.
+///
+/// Every row gets a sweep score: in a window spanning `w` rows whose last row is `r`, row `i`
+/// scores `tp * S(-(r - i + 1) / w) / S(-1)` (so the first row earns exactly `tp`, the last about
+/// 0); after a window it scores `fp * S((i - r) / (w - 1))` (about `-fp` far away; `-fp` if that
+/// window had one row); before any window `-fp`. Each window counts `max(-fn, best detection)`,
+/// i.e. its first detection, or `-fn` if none; each detection outside windows adds its score.
+/// Windows entirely inside the probation are ignored (as NAB does); windows holding no row of the
+/// stream count as missed.
+pub fn score_stream_with_probation(
+    timestamps: &[i64],
+    detections: &[bool],
+    windows: &[(i64, i64)],
+    profile: &Profile,
+    probation: usize,
+) -> StreamScore {
+    debug_assert_eq!(timestamps.len(), detections.len());
+    let n = timestamps.len().min(detections.len());
+    let max_tp = scaled_sigmoid(-1.0);
+    let spans = window_spans(&timestamps[..n], windows);
+    // Per window: scored at all (has a row after probation, or holds no row), best detection score.
+    let mut scored = vec![true; windows.len()];
+    for span in &spans {
+        scored[span.window] = span.right >= probation;
+    }
+    let mut best: Vec<Option<f64>> = vec![None; windows.len()];
+    let mut result = StreamScore::default();
+    let mut next_span = spans.iter().peekable();
+    let mut current: Option<Span> = None;
+    let mut previous: Option<(usize, usize)> = None; // (last row, width) of the last window left
+    for (i, &detected) in detections.iter().enumerate().take(n) {
+        while let Some(span) = next_span.next_if(|s| s.left == i) {
+            current = Some(*span);
+        }
+        let sweep = match (current, previous) {
+            (Some(w), _) => {
+                let width = (w.right - w.left + 1) as f64;
+                let position = -((w.right - i + 1) as f64) / width;
+                profile.tp * scaled_sigmoid(position) / max_tp
+            }
+            (None, Some((right, width))) => {
+                let distance = (i - right) as f64 / (width as f64 - 1.0);
+                profile.fp * scaled_sigmoid(distance)
+            }
+            (None, None) => -profile.fp,
+        };
+        if detected && i >= probation {
+            match current {
+                Some(w) => {
+                    let slot = &mut best[w.window];
+                    *slot = Some(slot.map_or(sweep, |b: f64| b.max(sweep)));
+                }
+                None => {
+                    result.raw += sweep;
+                    result.false_positives += 1;
+                }
+            }
+        }
+        if let Some(w) = current.filter(|w| w.right == i) {
+            previous = Some((w.right, w.right - w.left + 1));
+            current = None;
+        }
+    }
+    for (window, best) in best.iter().enumerate() {
+        match (scored[window], best) {
+            (false, _) => {}
+            (true, Some(b)) => {
+                result.raw += b.max(-profile.fn_);
+                result.true_positives += 1;
+            }
+            (true, None) => {
+                result.raw -= profile.fn_;
+                result.false_negatives += 1;
+            }
+        }
+    }
+    result
+}
+
+/// NAB's normalisation: `100 * (raw - null) / (perfect - null)`; NaN when `perfect == null`.
+///
+/// For a corpus, pass the sums over its streams (see [`CorpusTally`]), not per-stream scores.
+pub fn normalized_score(raw: f64, null_raw: f64, perfect_raw: f64) -> f64 {
+    let span = perfect_raw - null_raw;
+    if span == 0.0 {
+        f64::NAN
+    } else {
+        100.0 * (raw - null_raw) / span
+    }
+}
+
+/// Raw score of a detector that never fires: `-fn` per window.
+///
+/// Equals NAB's null-detector baseline when no window lies wholly in the probationary period
+/// (true of every window in NAB's labels).
+pub fn null_raw(windows: &[(i64, i64)], profile: &Profile) -> f64 {
+    -profile.fn_ * windows.len() as f64
+}
+
+/// Raw score of a perfect detector, as NAB's `runner.normalize` defines it: `tp` per window,
+/// which is also what firing once on each window's first row earns.
+pub fn perfect_raw(windows: &[(i64, i64)], profile: &Profile) -> f64 {
+    profile.tp * windows.len() as f64
+}
+
+/// Sums of raw, null and perfect scores over the streams of a corpus, for NAB's final score.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CorpusTally {
+    /// Sum of the streams' raw scores.
+    pub raw: f64,
+    /// Sum of the streams' [`null_raw`].
+    pub null: f64,
+    /// Sum of the streams' [`perfect_raw`].
+    pub perfect: f64,
+}
+
+impl CorpusTally {
+    /// Adds one stream's score, with the windows and profile it was scored with.
+    pub fn add(&mut self, score: &StreamScore, windows: &[(i64, i64)], profile: &Profile) {
+        self.raw += score.raw;
+        self.null += null_raw(windows, profile);
+        self.perfect += perfect_raw(windows, profile);
+    }
+
+    /// The corpus' normalised NAB score (0 = never fires, 100 = perfect).
+    pub fn normalized(&self) -> f64 {
+        normalized_score(self.raw, self.null, self.perfect)
+    }
+}
+
+/// One row of a NAB results file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResultRow {
+    /// Reading time, epoch milliseconds (written to the second, UTC).
+    pub ts_ms: i64,
+    /// The reading.
+    pub value: f64,
+    /// The detector's anomaly score in `[0, 1]`.
+    pub anomaly_score: f64,
+    /// 1 inside a labelled window, else 0.
+    pub label: u8,
+}
+
+/// Formats epoch ms as NAB's `YYYY-MM-DD HH:MM:SS` (UTC); out-of-range values stay as epoch ms.
+fn format_timestamp(ts_ms: i64) -> String {
+    match DateTime::from_timestamp_millis(ts_ms) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => ts_ms.to_string(),
+    }
+}
+
+/// Writes NAB's results CSV: header `timestamp,value,anomaly_score,label`, one line per row.
+pub fn write_results_csv(rows: &[ResultRow]) -> String {
+    let mut out = String::with_capacity(40 * (rows.len() + 1));
+    out.push_str("timestamp,value,anomaly_score,label\n");
+    for row in rows {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            format_timestamp(row.ts_ms),
+            row.value,
+            row.anomaly_score,
+            row.label
+        ));
+    }
+    out
+}
+
+/// NAB's per-row labels: 1 when the timestamp lies in a window (bounds inclusive), else 0.
+pub fn labels_for(timestamps: &[i64], windows: &[(i64, i64)]) -> Vec<u8> {
+    timestamps
+        .iter()
+        .map(|&t| u8::from(windows.iter().any(|&(s, e)| s <= t && t <= e)))
+        .collect()
+}

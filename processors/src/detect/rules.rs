@@ -1,0 +1,232 @@
+//! Rules: AND/OR trees of conditions over the metrics of one machine, optionally held for a time or a number
+//! of readings before they raise an alert.
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::BaselineConfig;
+use super::ewma::EwmaConfig;
+use super::rate::RateConfig;
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+/// A rule for one machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Stable id; alert ids derive from it.
+    pub id: String,
+    /// Human name.
+    #[serde(default)]
+    pub name: String,
+    /// Severity of the alerts it raises.
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    /// The condition tree.
+    pub when: Expr,
+    /// How long the tree must hold before an alert is raised.
+    #[serde(default)]
+    pub hold: Hold,
+    /// Hysteresis of detector conditions: once raised, a condition stays on until its score falls below this
+    /// fraction of its limit.
+    #[serde(default = "default_clear_ratio")]
+    pub clear_ratio: f64,
+    /// Consecutive evaluations with the tree off before the alert resolves.
+    #[serde(default = "default_clear_after")]
+    pub clear_after: u32,
+    /// A condition on another metric counts only while its last reading is at most this old (event time).
+    #[serde(default = "default_max_age")]
+    pub max_age_secs: u64,
+}
+
+fn default_severity() -> Severity {
+    Severity::Warning
+}
+fn default_clear_ratio() -> f64 {
+    0.8
+}
+fn default_clear_after() -> u32 {
+    3
+}
+fn default_max_age() -> u64 {
+    300
+}
+
+/// How long a rule's tree must be true before it raises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hold {
+    /// Seconds of event time.
+    pub secs: u64,
+    /// Consecutive evaluations.
+    pub readings: u32,
+}
+
+/// A condition tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expr {
+    /// True when every branch is.
+    All {
+        /// The branches.
+        all: Vec<Expr>,
+    },
+    /// True when any branch is.
+    Any {
+        /// The branches.
+        any: Vec<Expr>,
+    },
+    /// A leaf.
+    Cond(Condition),
+}
+
+/// A test on one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// The metric it looks at.
+    pub metric: String,
+    /// The test.
+    #[serde(flatten)]
+    pub test: Test,
+}
+
+/// What a condition tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", rename_all = "snake_case")]
+pub enum Test {
+    /// The value is above `value`.
+    Above {
+        /// The limit.
+        value: f64,
+        /// Once on, stays on until the value falls below `value - hysteresis`.
+        #[serde(default)]
+        hysteresis: f64,
+    },
+    /// The value is below `value`.
+    Below {
+        /// The limit.
+        value: f64,
+        /// Once on, stays on until the value rises above `value + hysteresis`.
+        #[serde(default)]
+        hysteresis: f64,
+    },
+    /// The EWMA detector fires.
+    Ewma(EwmaConfig),
+    /// The static baseline fires.
+    Baseline(BaselineConfig),
+    /// The rate-of-change detector fires.
+    Rate(RateConfig),
+}
+
+impl Test {
+    /// The detector's name in alerts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Test::Above { .. } => "threshold_above",
+            Test::Below { .. } => "threshold_below",
+            Test::Ewma(_) => "ewma",
+            Test::Baseline(_) => "baseline",
+            Test::Rate(_) => "rate_of_change",
+        }
+    }
+}
+
+impl Expr {
+    /// The leaves, depth first; their positions identify them in the machine's state.
+    pub fn conditions(&self) -> Vec<&Condition> {
+        match self {
+            Expr::Cond(c) => vec![c],
+            Expr::All { all: xs } | Expr::Any { any: xs } => {
+                xs.iter().flat_map(|x| x.conditions()).collect()
+            }
+        }
+    }
+
+    /// Evaluates the tree given each leaf's truth, in [`Expr::conditions`] order.
+    pub fn eval(&self, leaves: &[bool]) -> bool {
+        fn go(e: &Expr, leaves: &[bool], i: &mut usize) -> bool {
+            match e {
+                Expr::Cond(_) => {
+                    let v = leaves.get(*i).copied().unwrap_or(false);
+                    *i += 1;
+                    v
+                }
+                // Every branch is visited so that leaf positions stay aligned.
+                Expr::All { all } => all
+                    .iter()
+                    .map(|x| go(x, leaves, i))
+                    .fold(true, |a, b| a && b),
+                Expr::Any { any } => any
+                    .iter()
+                    .map(|x| go(x, leaves, i))
+                    .fold(false, |a, b| a || b),
+            }
+        }
+        go(self, leaves, &mut 0)
+    }
+}
+
+/// The rules every metric gets until a rule of the machine names it: EWMA and rate of change.
+pub fn default_rules(metric: &str) -> Vec<Rule> {
+    let rule = |test: Test| Rule {
+        id: format!("default:{}:{metric}", test.name()),
+        name: format!("{} on {metric}", test.name()),
+        severity: Severity::Warning,
+        when: Expr::Cond(Condition {
+            metric: metric.to_owned(),
+            test,
+        }),
+        hold: Hold::default(),
+        clear_ratio: default_clear_ratio(),
+        clear_after: default_clear_after(),
+        max_age_secs: default_max_age(),
+    };
+    vec![
+        rule(Test::Ewma(EwmaConfig::default())),
+        rule(Test::Rate(RateConfig::default())),
+    ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_as_users_write_them() {
+        let rule: Rule = serde_json::from_str(
+            r#"{"id": "overheat", "severity": "critical", "hold": {"secs": 30},
+                "when": {"all": [
+                    {"metric": "spindle_temp", "detector": "above", "value": 90},
+                    {"any": [{"metric": "vibration", "detector": "ewma", "band": 4},
+                             {"metric": "vibration", "detector": "rate", "max_per_sec": 0.5}]}]}}"#,
+        )
+        .unwrap();
+        let leaves = rule.when.conditions();
+        assert_eq!(leaves.len(), 3);
+        assert_eq!(
+            leaves[1].test,
+            Test::Ewma(EwmaConfig {
+                band: 4.0,
+                ..EwmaConfig::default()
+            })
+        );
+        assert_eq!(rule.hold.secs, 30);
+        assert!(rule.when.eval(&[true, false, true]));
+        assert!(!rule.when.eval(&[true, false, false]));
+        assert!(!rule.when.eval(&[false, true, true]));
+        let err = serde_json::from_str::<Rule>(
+            r#"{"id": "x", "when": {"metric": "t", "detector": "ewma", "bandd": 4}}"#,
+        );
+        assert!(err.is_err(), "a misspelt setting is refused");
+    }
+}
