@@ -7,10 +7,12 @@
 //! - [`error`]: the one error type every endpoint answers with.
 //! - [`tenants`]: creation of tenants, users and keys (used by the demo and the CLI).
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`backtest`]: the detectors over recorded series, scored with NAB's method.
 //! - [`simulate`] and [`bench`]: the demo plant simulator and the end-to-end ingest benchmark.
 
 pub mod app;
 pub mod auth;
+pub mod backtest;
 pub mod bench;
 pub mod config;
 pub mod error;

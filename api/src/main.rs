@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use haltless_api::app::{connect_database, migrate, Application, Roles};
 use haltless_api::config::Settings;
-use haltless_api::{bench, simulate, telemetry, tenants};
+use haltless_api::{backtest, bench, simulate, telemetry, tenants};
 use tokio_util::sync::CancellationToken;
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
@@ -89,6 +89,35 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         machines: usize,
     },
+    /// Run the detectors over recorded series and score their alerts with NAB's method.
+    ///
+    /// With --csv, one `timestamp,value` file (add --labels combined_windows.json for a score); with --nab,
+    /// every stream of a NAB-style folder. Rules (--rules, a JSON array on the metric `value`) replace the
+    /// default detectors (EWMA and rate of change). Results are written in NAB's results format
+    /// (timestamp,value,anomaly_score,label) to --out.
+    Backtest {
+        /// One `timestamp,value` CSV (timestamps as `YYYY-MM-DD HH:MM:SS`, RFC 3339 or epoch ms).
+        #[arg(long, conflicts_with = "nab")]
+        csv: Option<PathBuf>,
+        /// A NAB-style folder holding `combined_windows.json` and `data/<group>/<stream>.csv`.
+        #[arg(long)]
+        nab: Option<PathBuf>,
+        /// Labels for --csv, in NAB's `combined_windows.json` format.
+        #[arg(long, requires = "csv")]
+        labels: Option<PathBuf>,
+        /// The stream's key in --labels (default: `<parent folder>/<file name>` of --csv).
+        #[arg(long, requires = "labels")]
+        stream: Option<String>,
+        /// Rules to run instead of the default detectors: a JSON array of rules on the metric `value`.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Results: a CSV file for --csv, a folder for --nab.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// With --nab, only the streams whose key contains one of these texts (comma-separated).
+        #[arg(long, requires = "nab", value_delimiter = ',')]
+        only: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -110,6 +139,26 @@ async fn main() -> anyhow::Result<()> {
             projection: true,
             ..Roles::default()
         },
+        Command::Backtest {
+            csv,
+            nab,
+            labels,
+            stream,
+            rules,
+            out,
+            only,
+        } => {
+            let config = backtest::BacktestConfig {
+                csv,
+                nab,
+                labels,
+                stream,
+                rules,
+                out,
+                only,
+            };
+            return backtest::run(&config);
+        }
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
             migrate(&settings, &pool).await?;

@@ -93,6 +93,9 @@ pub struct MachineState {
     conditions: BTreeMap<String, BTreeMap<usize, ConditionState>>,
     phases: BTreeMap<String, Phase>,
     newest: BTreeMap<String, i64>,
+    /// The strongest severity ratio the last reading got from any condition (for backtests).
+    #[serde(skip)]
+    last_ratio: f64,
 }
 
 impl MachineState {
@@ -121,6 +124,7 @@ impl MachineState {
             default_rules(input.metric)
         };
         let mut events = Vec::new();
+        self.last_ratio = 0.0;
         for rule in rules.iter().chain(&defaults) {
             let leaves = rule.when.conditions();
             if !leaves.iter().any(|c| c.metric == input.metric) {
@@ -134,6 +138,7 @@ impl MachineState {
             {
                 let state = states.entry(i).or_default();
                 if let Some(verdict) = judge(state, leaf, input.sample) {
+                    self.last_ratio = self.last_ratio.max(verdict.severity_ratio());
                     state.last = Some(Last {
                         ts_ms: ts,
                         verdict,
@@ -230,6 +235,12 @@ impl MachineState {
             event_time_ms: ts,
             offsets: on.iter().filter_map(|(_, l)| l.offset).collect(),
         })
+    }
+
+    /// How anomalous the last reading looked: the strongest score relative to its limit among the
+    /// conditions it fed (above 1.0, some condition fired).
+    pub fn last_ratio(&self) -> f64 {
+        self.last_ratio
     }
 
     /// Forgets the state of rules that no longer exist (default rules of a metric included).

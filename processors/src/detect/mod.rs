@@ -4,6 +4,7 @@
 //! - [`stats`]: the running statistics they share.
 //! - [`nab`]: the Numenta Anomaly Benchmark's scoring, and its CSV and label formats, for backtests.
 
+pub mod backtest;
 pub mod baseline;
 pub mod engine;
 pub mod ewma;

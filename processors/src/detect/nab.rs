@@ -422,3 +422,379 @@ pub fn labels_for(timestamps: &[i64], windows: &[(i64, i64)]) -> Vec<u8> {
         .map(|&t| u8::from(windows.iter().any(|&(s, e)| s <= t && t <= e)))
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const STEP: i64 = 300_000; // 5 minutes
+    const WINDOWS_JSON: &str = include_str!("../../testdata/nab/combined_windows.json");
+    const JUMPSUP_CSV: &str = include_str!("../../testdata/nab/art_daily_jumpsup.csv");
+    const JUMPSUP: &str = "artificialWithAnomaly/art_daily_jumpsup.csv";
+
+    /// 1000 rows (probation 150) with one window on rows 400..=499.
+    fn stream() -> (Vec<i64>, Vec<(i64, i64)>) {
+        let ts: Vec<i64> = (0..1000).map(|i| i * STEP).collect();
+        (ts, vec![(400 * STEP, 499 * STEP)])
+    }
+
+    fn fire_at(n: usize, rows: &[usize]) -> Vec<bool> {
+        (0..n).map(|i| rows.contains(&i)).collect()
+    }
+
+    fn score(rows: &[usize], profile: &Profile) -> StreamScore {
+        let (ts, windows) = stream();
+        score_stream(&ts, &fire_at(ts.len(), rows), &windows, profile)
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn scaled_sigmoid_matches_nab_reference_points() {
+        assert!((scaled_sigmoid(-1.0) - 0.98661).abs() < 1e-5);
+        assert!((scaled_sigmoid(-0.5) - 0.84828).abs() < 1e-5);
+        assert!(close(scaled_sigmoid(0.0), 0.0));
+        assert!((scaled_sigmoid(1.0) + 0.98661).abs() < 1e-5);
+        assert_eq!(scaled_sigmoid(3.01), -1.0);
+        assert_eq!(probation_len(1000), 150);
+        assert_eq!(probation_len(4032), 604);
+        assert_eq!(probation_len(100_000), 750);
+    }
+
+    #[test]
+    fn detection_at_window_start_earns_full_tp() {
+        let s = score(&[400], &Profile::STANDARD);
+        assert!(close(s.raw, 1.0), "{s:?}");
+        assert_eq!(
+            (s.true_positives, s.false_positives, s.false_negatives),
+            (1, 0, 0)
+        );
+        let half = Profile {
+            tp: 0.5,
+            ..Profile::STANDARD
+        };
+        assert!(close(score(&[400], &half).raw, 0.5));
+    }
+
+    #[test]
+    fn reward_falls_along_the_window() {
+        let middle = score(&[450], &Profile::STANDARD).raw;
+        assert!(
+            close(middle, scaled_sigmoid(-0.5) / scaled_sigmoid(-1.0)),
+            "{middle}"
+        );
+        let end = score(&[499], &Profile::STANDARD);
+        assert!(end.raw > 0.0 && end.raw < 0.03, "{end:?}");
+        assert_eq!(end.true_positives, 1);
+    }
+
+    #[test]
+    fn only_the_first_detection_in_a_window_counts() {
+        let once = score(&[410], &Profile::STANDARD);
+        let twice = score(&[410, 420, 499], &Profile::STANDARD);
+        assert_eq!(once, twice);
+        let later_first = score(&[420], &Profile::STANDARD);
+        assert!(once.raw > later_first.raw);
+    }
+
+    #[test]
+    fn missed_window_costs_fn() {
+        let s = score(&[], &Profile::STANDARD);
+        assert_eq!((s.raw, s.false_negatives, s.true_positives), (-1.0, 1, 0));
+        assert_eq!(score(&[], &Profile::REWARD_LOW_FN).raw, -2.0);
+    }
+
+    #[test]
+    fn false_positive_costs_depend_on_distance_from_the_window() {
+        let p = Profile::STANDARD;
+        let hit = score(&[400], &p).raw;
+        let far = score(&[400, 900], &p);
+        assert!(close(far.raw - hit, -p.fp), "{far:?}");
+        assert_eq!(far.false_positives, 1);
+        let just_after = score(&[400, 500], &p).raw - hit;
+        assert!(just_after < 0.0 && just_after > -0.1 * p.fp, "{just_after}");
+        let midway = score(&[400, 550], &p).raw - hit;
+        assert!(midway < just_after && midway > -p.fp, "{midway}");
+        let before = score(&[400, 200], &p).raw - hit;
+        assert!(close(before, -p.fp), "{before}");
+        let low_fp = score(&[400, 900], &Profile::REWARD_LOW_FP).raw - hit;
+        assert!(close(low_fp, -0.22));
+    }
+
+    #[test]
+    fn probationary_rows_are_not_scored() {
+        let s = score(&[10, 149], &Profile::STANDARD);
+        assert_eq!((s.raw, s.false_positives), (-1.0, 0));
+        let (ts, windows) = stream();
+        let s = score_stream_with_probation(
+            &ts,
+            &fire_at(1000, &[10]),
+            &windows,
+            &Profile::STANDARD,
+            0,
+        );
+        assert!(close(s.raw, -1.0 - 0.11));
+        // A window wholly inside the probation is ignored, as in NAB.
+        let early = vec![(10 * STEP, 20 * STEP)];
+        assert_eq!(
+            score_stream(&ts, &fire_at(1000, &[]), &early, &Profile::STANDARD).raw,
+            0.0
+        );
+    }
+
+    #[test]
+    fn single_row_window_and_missing_rows_are_handled() {
+        let ts: Vec<i64> = (0..1000).map(|i| i * STEP).collect();
+        let one_row = vec![(400 * STEP, 400 * STEP)];
+        let s = score_stream(
+            &ts,
+            &fire_at(1000, &[400, 401]),
+            &one_row,
+            &Profile::STANDARD,
+        );
+        assert!(close(s.raw, 1.0 - 0.11), "{s:?}");
+        let outside = vec![(5000 * STEP, 5001 * STEP)];
+        let s = score_stream(&ts, &fire_at(1000, &[]), &outside, &Profile::STANDARD);
+        assert_eq!((s.raw, s.false_negatives), (-1.0, 1));
+    }
+
+    #[test]
+    fn window_end_resolves_to_first_row_of_duplicated_timestamps() {
+        // Rows 0..1000, then row 500's timestamp repeated: NAB's window ends at its first copy.
+        let mut ts: Vec<i64> = (0..1000).map(|i| i * STEP).collect();
+        ts.insert(501, 500 * STEP);
+        let windows = vec![(400 * STEP, 500 * STEP)];
+        let s = score_stream(
+            &ts,
+            &fire_at(ts.len(), &[501]),
+            &windows,
+            &Profile::STANDARD,
+        );
+        assert_eq!((s.false_positives, s.false_negatives), (1, 1), "{s:?}");
+    }
+
+    /// Expected values from numenta/NAB's `nab/sweeper.py` (run on the same inputs).
+    #[test]
+    fn matches_nab_sweeper_on_a_synthetic_stream() {
+        let ts: Vec<i64> = (0..2000).collect();
+        let windows = vec![(400, 499), (520, 540), (1500, 1600)];
+        let d = fire_at(2000, &[299, 300, 450, 505, 530, 545, 560, 1000, 1650, 1999]);
+        let expected = [
+            (Profile::STANDARD, 0.12628666584813364),
+            (Profile::REWARD_LOW_FP, -0.4830983658284558),
+            (Profile::REWARD_LOW_FN, -0.8737133341518664),
+        ];
+        for (profile, raw) in expected {
+            let s = score_stream(&ts, &d, &windows, &profile);
+            assert!(close(s.raw, raw), "{profile:?}: {s:?} vs {raw}");
+            assert_eq!(
+                (s.true_positives, s.false_positives, s.false_negatives),
+                (2, 7, 1)
+            );
+        }
+    }
+
+    #[test]
+    fn matches_nab_sweeper_on_art_daily_jumpsup() {
+        let rows = parse_csv(JUMPSUP_CSV).unwrap();
+        let ts: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let windows = parse_windows(WINDOWS_JSON)
+            .unwrap()
+            .remove(JUMPSUP)
+            .unwrap();
+        let d = fire_at(ts.len(), &[100, 700, 2900, 3000, 3190, 3250, 3500, 4000]);
+        let expected = [
+            (Profile::STANDARD, 0.5935395990302584),
+            (Profile::REWARD_LOW_FP, 0.22753185468665882),
+            (Profile::REWARD_LOW_FN, 0.5935395990302584),
+        ];
+        for (profile, raw) in expected {
+            let s = score_stream(&ts, &d, &windows, &profile);
+            assert!(close(s.raw, raw), "{profile:?}: {s:?} vs {raw}");
+            assert_eq!(
+                (s.true_positives, s.false_positives, s.false_negatives),
+                (1, 5, 0)
+            );
+        }
+        let end_then_after = fire_at(ts.len(), &[3189, 3190]);
+        let s = score_stream(&ts, &end_then_after, &windows, &Profile::STANDARD);
+        assert!(close(s.raw, 0.0056034869604174795), "{s:?}");
+    }
+
+    #[test]
+    fn null_normalises_to_0_and_perfect_to_100() {
+        let windows = parse_windows(WINDOWS_JSON).unwrap();
+        let rows = parse_csv(JUMPSUP_CSV).unwrap();
+        let ts: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        // One stream with windows, one without: the corpus normalises over sums.
+        let quiet_ts: Vec<i64> = (0..1000).map(|i| i * STEP).collect();
+        for profile in [
+            Profile::STANDARD,
+            Profile::REWARD_LOW_FP,
+            Profile::REWARD_LOW_FN,
+        ] {
+            let jumps = &windows[JUMPSUP];
+            let starts: Vec<usize> = jumps
+                .iter()
+                .map(|&(s, _)| ts.iter().position(|&t| t == s).unwrap())
+                .collect();
+            let (mut null, mut perfect) = (CorpusTally::default(), CorpusTally::default());
+            let never = score_stream(&ts, &fire_at(ts.len(), &[]), jumps, &profile);
+            null.add(&never, jumps, &profile);
+            let best = score_stream(&ts, &fire_at(ts.len(), &starts), jumps, &profile);
+            perfect.add(&best, jumps, &profile);
+            let quiet = score_stream(&quiet_ts, &fire_at(1000, &[]), &[], &profile);
+            null.add(&quiet, &[], &profile);
+            perfect.add(&quiet, &[], &profile);
+            assert!(close(null.normalized(), 0.0), "{null:?}");
+            assert!(close(perfect.normalized(), 100.0), "{perfect:?}");
+            assert!(close(never.raw, null_raw(jumps, &profile)));
+            assert!(close(best.raw, perfect_raw(jumps, &profile)));
+        }
+        assert!(close(normalized_score(-1.0, -2.0, 2.0), 25.0));
+        assert!(normalized_score(0.0, 0.0, 0.0).is_nan());
+    }
+
+    #[test]
+    fn parses_the_real_windows_and_stream() {
+        let windows = parse_windows(WINDOWS_JSON).unwrap();
+        assert_eq!(windows.len(), 28);
+        assert_eq!(windows.values().map(Vec::len).sum::<usize>(), 36);
+        assert!(windows["artificialNoAnomaly/art_noisy.csv"].is_empty());
+        let flat = &windows["artificialWithAnomaly/art_daily_flatmiddle.csv"];
+        // 2014-04-10 07:15:00 and 2014-04-11 16:45:00 UTC.
+        assert_eq!(flat, &vec![(1_397_114_100_000, 1_397_234_700_000)]);
+        let rows = parse_csv(JUMPSUP_CSV).unwrap();
+        assert_eq!(rows.len(), 4032);
+        assert_eq!(rows[0], (1_396_310_400_000, 19.761251902999998));
+        let ts: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let labels = labels_for(&ts, &windows[JUMPSUP]);
+        assert_eq!(labels.iter().filter(|&&l| l == 1).count(), 3189 - 2787 + 1);
+        assert_eq!(
+            (labels[2786], labels[2787], labels[3189], labels[3190]),
+            (0, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn parse_csv_accepts_nab_rfc3339_and_epoch_ms() {
+        let text = "\u{feff}timestamp,value\r\n2014-02-14 14:30:00,1.5\r\n\r\n\
+                    2014-02-14T14:35:00Z,2\n2014-02-14T16:40:00+02:00,-3e1\n\
+                    1392389100000,4\n2014-02-14 14:45:00.000000,5\n2014-02-14 14:45:00,6\n";
+        let rows = parse_csv(text).unwrap();
+        let base = 1_392_388_200_000;
+        let expected = [1.5, 2.0, -30.0, 4.0, 5.0, 6.0]
+            .iter()
+            .zip([0, 1, 2, 3, 3, 3])
+            .map(|(&v, k)| (base + k * STEP, v))
+            .collect::<Vec<_>>();
+        assert_eq!(rows, expected);
+        assert_eq!(parse_csv("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn parse_csv_errors_name_the_line() {
+        let cases = [
+            ("timestamp,value\n2014-02-14 14:30:00,abc\n", 2, "bad value"),
+            (
+                "timestamp,value\n2014-02-14 14:30:00,1\n2014-13-14 14:35:00,2\n",
+                3,
+                "bad timestamp",
+            ),
+            (
+                "2014-02-14 14:30:00,1\n2014-02-14 14:35:00\n",
+                2,
+                "expected",
+            ),
+            (
+                "2014-02-14 14:35:00,1\n2014-02-14 14:30:00,2\n",
+                2,
+                "before the previous",
+            ),
+            ("timestamp,value\n2014-02-14 14:30:00,NaN\n", 2, "bad value"),
+            ("timestamp,value\ntimestamp,value\n", 2, "bad timestamp"),
+        ];
+        for (text, line, reason) in cases {
+            match parse_csv(text) {
+                Err(e @ NabError::Csv { line: l, .. }) => {
+                    assert_eq!(l, line, "{text:?}: {e}");
+                    assert!(e.to_string().contains(reason), "{e}");
+                    assert!(e.to_string().contains(&format!("line {line}")), "{e}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parse_windows_rejects_bad_input() {
+        assert!(matches!(parse_windows("[]"), Err(NabError::Json(_))));
+        assert!(matches!(
+            parse_windows(r#"{"a.csv": [["2014-01-01 00:00:00"]]}"#),
+            Err(NabError::Json(_))
+        ));
+        let bad_ts = r#"{"a.csv": [["yesterday", "2014-01-01 00:00:00"]]}"#;
+        assert!(matches!(
+            parse_windows(bad_ts),
+            Err(NabError::Window { .. })
+        ));
+        let reversed = r#"{"a.csv": [["2014-01-02 00:00:00", "2014-01-01 00:00:00"]]}"#;
+        let e = parse_windows(reversed).unwrap_err();
+        assert!(
+            e.to_string().contains("a.csv") && e.to_string().contains("ends before"),
+            "{e}"
+        );
+        let unsorted = r#"{"a.csv": [["2014-01-03 00:00:00", "2014-01-04 00:00:00"],
+                                      ["2014-01-01 00:00:00", "2014-01-02 00:00:00"]]}"#;
+        let w = parse_windows(unsorted).unwrap();
+        assert!(w["a.csv"][0].0 < w["a.csv"][1].0);
+    }
+
+    #[test]
+    fn results_csv_has_nab_format_and_round_trips() {
+        let rows = [
+            ResultRow {
+                ts_ms: 1_396_310_400_000,
+                value: 19.5,
+                anomaly_score: 0.25,
+                label: 0,
+            },
+            ResultRow {
+                ts_ms: 1_396_310_700_999,
+                value: -2.0,
+                anomaly_score: 1.0,
+                label: 1,
+            },
+        ];
+        let text = write_results_csv(&rows);
+        assert_eq!(
+            text,
+            "timestamp,value,anomaly_score,label\n\
+             2014-04-01 00:00:00,19.5,0.25,0\n\
+             2014-04-01 00:05:00,-2,1,1\n"
+        );
+        let back = parse_csv(&text).unwrap();
+        assert_eq!(
+            back,
+            vec![(1_396_310_400_000, 19.5), (1_396_310_700_000, -2.0)]
+        );
+        assert_eq!(
+            write_results_csv(&[]),
+            "timestamp,value,anomaly_score,label\n"
+        );
+    }
+
+    #[test]
+    fn labels_and_detections_helpers() {
+        let ts = [0, 10, 20, 30, 40];
+        assert_eq!(labels_for(&ts, &[(10, 20), (40, 50)]), vec![0, 1, 1, 0, 1]);
+        assert_eq!(labels_for(&ts, &[]), vec![0; 5]);
+        assert_eq!(
+            detections_from_scores(&[0.2, 0.5, 0.9], 0.5),
+            vec![false, true, true]
+        );
+    }
+}

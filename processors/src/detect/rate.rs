@@ -26,7 +26,7 @@ impl Default for RateConfig {
     fn default() -> Self {
         Self {
             max_per_sec: None,
-            band: 8.0,
+            band: 32.0,
             half_life_secs: 24.0 * 3600.0,
             warmup: 30,
             min_std: 1e-9,

@@ -175,6 +175,10 @@ impl Expr {
     }
 }
 
+/// Evaluations with the tree off before a default rule's alert resolves: long enough that a signal that keeps
+/// misbehaving stays one alert (tuned on NAB, see the README).
+pub const DEFAULT_CLEAR_AFTER: u32 = 96;
+
 /// The rules every metric gets until a rule of the machine names it: EWMA and rate of change.
 pub fn default_rules(metric: &str) -> Vec<Rule> {
     let rule = |test: Test| Rule {
@@ -187,7 +191,7 @@ pub fn default_rules(metric: &str) -> Vec<Rule> {
         }),
         hold: Hold::default(),
         clear_ratio: default_clear_ratio(),
-        clear_after: default_clear_after(),
+        clear_after: DEFAULT_CLEAR_AFTER,
         max_age_secs: default_max_age(),
     };
     vec![
