@@ -18,11 +18,18 @@ pub struct TopicSchemas {
 }
 
 /// Every topic of the platform.
-pub const TOPICS: &[TopicSchemas] = &[TopicSchemas {
-    topic: crate::readings::READINGS_TOPIC,
-    current: crate::readings::SCHEMA,
-    history: crate::readings::HISTORY,
-}];
+pub const TOPICS: &[TopicSchemas] = &[
+    TopicSchemas {
+        topic: crate::readings::READINGS_TOPIC,
+        current: crate::readings::SCHEMA,
+        history: crate::readings::HISTORY,
+    },
+    TopicSchemas {
+        topic: crate::alerts::ALERTS_TOPIC,
+        current: crate::alerts::SCHEMA,
+        history: crate::alerts::HISTORY,
+    },
+];
 
 /// Checks that `reader` (the new schema) can read data written with `writer` (an older one).
 pub fn check_backward(writer: &str, reader: &str) -> Result<(), String> {

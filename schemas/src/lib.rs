@@ -1,6 +1,7 @@
 //! Topic schemas of Haltless and their wire encoding.
 //!
 //! - [`readings`]: `haltless.readings.v1`, the batches of sensor readings every ingest path writes.
+//! - [`alerts`]: `haltless.alerts.v1`, alert transitions written exactly once by the detectors.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
@@ -8,10 +9,13 @@
 //!
 //! Nothing here performs I/O: connectors and processors compose these codecs with their transports.
 
+pub mod alerts;
 pub mod codec;
 pub mod compat;
+mod fields;
 pub mod metric_names;
 pub mod readings;
 
+pub use alerts::{AlertRecord, ALERTS_TOPIC};
 pub use codec::{Codec, CodecError, WireFormat};
 pub use readings::{Quality, Reading, ReadingBatch, Source, READINGS_TOPIC};

@@ -4,6 +4,7 @@ use apache_avro::types::Value;
 use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError, WireFormat};
+use crate::fields::{enum_symbol, parse_symbol, shape, Fields};
 
 /// Topic name of the readings stream.
 pub const READINGS_TOPIC: &str = "haltless.readings.v1";
@@ -100,7 +101,7 @@ impl ReadingBatch {
             .map(|r| {
                 let quality = match r.quality {
                     None => Value::Union(0, Box::new(Value::Null)),
-                    Some(q) => Value::Union(1, Box::new(quality_symbol(q))),
+                    Some(q) => Value::Union(1, Box::new(enum_symbol(&QUALITIES, q))),
                 };
                 Value::Record(vec![
                     ("metric".into(), Value::String(r.metric.clone())),
@@ -114,7 +115,7 @@ impl ReadingBatch {
             ("tenant_id".into(), Value::Uuid(self.tenant_id)),
             ("machine_id".into(), Value::Uuid(self.machine_id)),
             ("machine".into(), Value::String(self.machine.clone())),
-            ("source".into(), source_symbol(self.source)),
+            ("source".into(), enum_symbol(&SOURCES, self.source)),
             (
                 "ingest_time".into(),
                 Value::TimestampMillis(self.ingest_time_ms),
@@ -131,16 +132,13 @@ impl ReadingBatch {
                 .map(|item| {
                     let mut r = Fields::of(item)?;
                     Ok(Reading {
-                        metric: string(r.take("metric")?)?,
-                        event_time_ms: millis(r.take("event_time")?)?,
-                        value: match r.take("value")? {
-                            Value::Double(v) => v,
-                            other => return Err(shape("value", &other)),
-                        },
+                        metric: r.string("metric")?,
+                        event_time_ms: r.long("event_time")?,
+                        value: r.double("value")?,
                         quality: match r.take("quality")? {
                             Value::Union(_, inner) => match *inner {
                                 Value::Null => None,
-                                Value::Enum(_, s) => Some(parse_quality(&s)?),
+                                Value::Enum(_, s) => Some(parse_symbol(&QUALITIES, &s)?),
                                 other => return Err(shape("quality", &other)),
                             },
                             other => return Err(shape("quality", &other)),
@@ -151,14 +149,11 @@ impl ReadingBatch {
             other => return Err(shape("readings", &other)),
         };
         Ok(Self {
-            tenant_id: uuid(f.take("tenant_id")?)?,
-            machine_id: uuid(f.take("machine_id")?)?,
-            machine: string(f.take("machine")?)?,
-            source: match f.take("source")? {
-                Value::Enum(_, s) => parse_source(&s)?,
-                other => return Err(shape("source", &other)),
-            },
-            ingest_time_ms: millis(f.take("ingest_time")?)?,
+            tenant_id: f.uuid("tenant_id")?,
+            machine_id: f.uuid("machine_id")?,
+            machine: f.string("machine")?,
+            source: parse_symbol(&SOURCES, &f.symbol("source")?)?,
+            ingest_time_ms: f.long("ingest_time")?,
             readings,
         })
     }
@@ -175,85 +170,6 @@ const QUALITIES: [(Quality, &str); 3] = [
     (Quality::Uncertain, "UNCERTAIN"),
     (Quality::Bad, "BAD"),
 ];
-
-fn source_symbol(s: Source) -> Value {
-    let i = SOURCES
-        .iter()
-        .position(|(x, _)| *x == s)
-        .unwrap_or_default();
-    Value::Enum(i as u32, SOURCES[i].1.to_owned())
-}
-
-fn quality_symbol(q: Quality) -> Value {
-    let i = QUALITIES
-        .iter()
-        .position(|(x, _)| *x == q)
-        .unwrap_or_default();
-    Value::Enum(i as u32, QUALITIES[i].1.to_owned())
-}
-
-fn parse_source(s: &str) -> Result<Source, CodecError> {
-    SOURCES
-        .iter()
-        .find(|(_, n)| *n == s)
-        .map(|(x, _)| *x)
-        .ok_or_else(|| CodecError::Shape(format!("unknown source {s}")))
-}
-
-fn parse_quality(s: &str) -> Result<Quality, CodecError> {
-    QUALITIES
-        .iter()
-        .find(|(_, n)| *n == s)
-        .map(|(x, _)| *x)
-        .ok_or_else(|| CodecError::Shape(format!("unknown quality {s}")))
-}
-
-/// Record fields by name, taken out one at a time.
-struct Fields(Vec<(String, Value)>);
-
-impl Fields {
-    fn of(value: Value) -> Result<Self, CodecError> {
-        match value {
-            Value::Record(fields) => Ok(Self(fields)),
-            other => Err(shape("record", &other)),
-        }
-    }
-
-    fn take(&mut self, name: &str) -> Result<Value, CodecError> {
-        let i = self
-            .0
-            .iter()
-            .position(|(n, _)| n == name)
-            .ok_or_else(|| CodecError::Shape(format!("missing field {name}")))?;
-        Ok(self.0.swap_remove(i).1)
-    }
-}
-
-fn shape(field: &str, got: &Value) -> CodecError {
-    CodecError::Shape(format!("field {field}: unexpected {got:?}"))
-}
-
-fn string(v: Value) -> Result<String, CodecError> {
-    match v {
-        Value::String(s) => Ok(s),
-        other => Err(shape("string", &other)),
-    }
-}
-
-fn millis(v: Value) -> Result<i64, CodecError> {
-    match v {
-        Value::TimestampMillis(ms) | Value::Long(ms) => Ok(ms),
-        other => Err(shape("timestamp", &other)),
-    }
-}
-
-fn uuid(v: Value) -> Result<Uuid, CodecError> {
-    match v {
-        Value::Uuid(u) => Ok(u),
-        Value::String(s) => Uuid::parse_str(&s).map_err(|e| CodecError::Shape(e.to_string())),
-        other => Err(shape("uuid", &other)),
-    }
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -17,17 +17,7 @@ pub fn alert_id(tenant: &str, machine: &str, rule: &str, raised_ms: i64) -> Uuid
     )
 }
 
-/// What happened to an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transition {
-    /// The rule started to hold.
-    Raised,
-    /// It still holds, and more strongly than when last reported.
-    Updated,
-    /// It stopped holding.
-    Resolved,
-}
+pub use haltless_schemas::alerts::Transition;
 
 /// The state of one (machine, rule).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,17 +7,7 @@ use super::baseline::BaselineConfig;
 use super::ewma::EwmaConfig;
 use super::rate::RateConfig;
 
-/// How bad an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Worth a look.
-    Info,
-    /// Needs attention.
-    Warning,
-    /// Act now.
-    Critical,
-}
+pub use haltless_schemas::alerts::Severity;
 
 /// A rule for one machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,97 @@
+//! Helpers that map Avro values onto Rust types, shared by the topic modules.
+
+use apache_avro::types::Value;
+use uuid::Uuid;
+
+use crate::codec::CodecError;
+
+/// A record's fields by name, taken out one at a time.
+pub(crate) struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    /// The fields of a record value.
+    pub(crate) fn of(value: Value) -> Result<Self, CodecError> {
+        match value {
+            Value::Record(fields) => Ok(Self(fields)),
+            other => Err(shape("record", &other)),
+        }
+    }
+
+    /// Removes and returns the field `name`.
+    pub(crate) fn take(&mut self, name: &str) -> Result<Value, CodecError> {
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| CodecError::Shape(format!("missing field {name}")))?;
+        Ok(self.0.swap_remove(i).1)
+    }
+
+    pub(crate) fn string(&mut self, name: &str) -> Result<String, CodecError> {
+        match self.take(name)? {
+            Value::String(s) => Ok(s),
+            other => Err(shape(name, &other)),
+        }
+    }
+
+    /// A long, or a timestamp in milliseconds.
+    pub(crate) fn long(&mut self, name: &str) -> Result<i64, CodecError> {
+        match self.take(name)? {
+            Value::TimestampMillis(v) | Value::Long(v) => Ok(v),
+            other => Err(shape(name, &other)),
+        }
+    }
+
+    pub(crate) fn int(&mut self, name: &str) -> Result<i32, CodecError> {
+        match self.take(name)? {
+            Value::Int(v) => Ok(v),
+            other => Err(shape(name, &other)),
+        }
+    }
+
+    pub(crate) fn double(&mut self, name: &str) -> Result<f64, CodecError> {
+        match self.take(name)? {
+            Value::Double(v) => Ok(v),
+            other => Err(shape(name, &other)),
+        }
+    }
+
+    pub(crate) fn uuid(&mut self, name: &str) -> Result<Uuid, CodecError> {
+        match self.take(name)? {
+            Value::Uuid(u) => Ok(u),
+            Value::String(s) => Uuid::parse_str(&s).map_err(|e| CodecError::Shape(e.to_string())),
+            other => Err(shape(name, &other)),
+        }
+    }
+
+    /// The symbol of an enum field.
+    pub(crate) fn symbol(&mut self, name: &str) -> Result<String, CodecError> {
+        match self.take(name)? {
+            Value::Enum(_, s) => Ok(s),
+            other => Err(shape(name, &other)),
+        }
+    }
+}
+
+/// An error for a field whose value has the wrong shape.
+pub(crate) fn shape(field: &str, got: &Value) -> CodecError {
+    CodecError::Shape(format!("field {field}: unexpected {got:?}"))
+}
+
+/// The Avro enum value of `x` in a (variant, symbol) table listed in schema order.
+pub(crate) fn enum_symbol<T: PartialEq + Copy>(table: &[(T, &str)], x: T) -> Value {
+    let i = table.iter().position(|(v, _)| *v == x).unwrap_or_default();
+    Value::Enum(
+        i as u32,
+        table.get(i).map(|(_, s)| *s).unwrap_or_default().to_owned(),
+    )
+}
+
+/// The variant named `symbol` in a (variant, symbol) table.
+pub(crate) fn parse_symbol<T: Copy>(table: &[(T, &str)], symbol: &str) -> Result<T, CodecError> {
+    table
+        .iter()
+        .find(|(_, s)| *s == symbol)
+        .map(|(v, _)| *v)
+        .ok_or_else(|| CodecError::Shape(format!("unknown symbol {symbol}")))
+}
