@@ -10,10 +10,11 @@ use axum::response::Response;
 use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
 use haltless_connectors::gateway::ReadingsSink;
+use haltless_processors::detector::{DetectorRuntime, DetectorTopics};
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
 use haltless_processors::runtime::{ProjectionRunner, RunnerConfig};
-use haltless_schemas::{metric_names, Codec, ReadingBatch, WireFormat};
+use haltless_schemas::{metric_names, AlertRecord, Codec, ReadingBatch, WireFormat};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
@@ -37,6 +38,8 @@ pub struct Roles {
     pub api: bool,
     /// The readings projection.
     pub projection: bool,
+    /// The detectors.
+    pub detector: bool,
 }
 
 impl Roles {
@@ -46,6 +49,7 @@ impl Roles {
             gateway: true,
             api: true,
             projection: true,
+            detector: true,
         }
     }
 }
@@ -98,14 +102,25 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
 /// Applies the migrations and creates the topics: what `haltless migrate` does and every start repeats.
 pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("applying migrations")?;
+    let k = &settings.kafka;
+    let topic = |name: &str, partitions: i32, compact: bool| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication: k.replication,
+        config: if compact {
+            vec![("cleanup.policy".into(), "compact".into())]
+        } else {
+            vec![("compression.type".into(), "producer".into())]
+        },
+    };
     let created = ensure_topics(
-        &settings.kafka.brokers,
-        &[TopicSpec {
-            name: settings.kafka.readings_topic.clone(),
-            partitions: settings.kafka.partitions,
-            replication: settings.kafka.replication,
-            config: vec![("compression.type".into(), "producer".into())],
-        }],
+        &k.brokers,
+        &[
+            topic(&k.readings_topic, k.partitions, false),
+            topic(&k.alerts_topic, k.partitions, false),
+            topic(&k.detector_changelog_topic, k.partitions, true),
+            topic(&k.rules_topic, 1, true),
+        ],
     )
     .await
     .context("creating Kafka topics (kafka.brokers)")?;
@@ -127,6 +142,20 @@ pub async fn readings_codec(settings: &Settings) -> anyhow::Result<Codec> {
         }
     };
     Ok(ReadingBatch::codec(format)?)
+}
+
+/// The alerts codec, framed like the readings codec.
+pub async fn alerts_codec(settings: &Settings) -> anyhow::Result<Codec> {
+    let format = match &settings.kafka.schema_registry_url {
+        None => WireFormat::SingleObject,
+        Some(url) => {
+            let subject = format!("{}-value", settings.kafka.alerts_topic);
+            let schema_id =
+                register_schema(url, &subject, haltless_schemas::alerts::SCHEMA).await?;
+            WireFormat::Confluent { schema_id }
+        }
+    };
+    Ok(AlertRecord::codec(format)?)
 }
 
 /// Registers `schema` under `subject` in a Confluent-compatible registry and returns its id.
@@ -228,23 +257,53 @@ impl Application {
         } else {
             None
         };
+        let detector = if self.roles.detector {
+            let settings = state.settings();
+            let k = &settings.kafka;
+            let runtime = DetectorRuntime::new(
+                &k.brokers,
+                DetectorTopics {
+                    readings: k.readings_topic.clone(),
+                    alerts: k.alerts_topic.clone(),
+                    changelog: k.detector_changelog_topic.clone(),
+                    rules: k.rules_topic.clone(),
+                },
+                settings.detector.clone(),
+                readings_codec(settings).await?,
+                alerts_codec(settings).await?,
+            );
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move { runtime.run(token).await }))
+        } else {
+            None
+        };
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
         let serve = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let result = match projection {
-            Some(projection) => {
-                tokio::select! {
-                    r = serve => r.map_err(anyhow::Error::from),
-                    r = projection => {
-                        shutdown.cancel();
-                        r.context("projection task")?.context("readings projection stopped")
-                    }
-                }
+        let result = tokio::select! {
+            r = serve => r.map_err(anyhow::Error::from),
+            r = background(projection) => {
+                shutdown.cancel();
+                r.context("readings projection stopped")
             }
-            None => serve.await.map_err(anyhow::Error::from),
+            r = background(detector) => {
+                shutdown.cancel();
+                r.context("detector stopped")
+            }
         };
         state.sink().flush(Duration::from_secs(5));
         result
+    }
+}
+
+/// Waits for an optional background task; never completes when there is none.
+async fn background<E>(task: Option<tokio::task::JoinHandle<Result<(), E>>>) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match task {
+        Some(task) => Ok(task.await??),
+        None => std::future::pending().await,
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::gateway::GatewayConfig;
+use haltless_processors::detector::DetectorConfig;
 use haltless_processors::projection::readings::ReadingsProjectionConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -26,6 +27,8 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     /// Readings projection.
     pub projection: ReadingsProjectionConfig,
+    /// Detector processor.
+    pub detector: DetectorConfig,
     /// Query limits.
     pub query: QueryConfig,
 }
@@ -109,6 +112,12 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Topic of sensor readings.
     pub readings_topic: String,
+    /// Topic of alert transitions.
+    pub alerts_topic: String,
+    /// Compacted topic of rule changes.
+    pub rules_topic: String,
+    /// Compacted changelog of the detectors' state (as many partitions as the readings topic).
+    pub detector_changelog_topic: String,
     /// Partitions of topics the platform creates.
     pub partitions: i32,
     /// Replication factor of topics the platform creates (3 on a production cluster).
@@ -123,6 +132,9 @@ impl Default for KafkaConfig {
         Self {
             brokers: "127.0.0.1:59092".into(),
             readings_topic: haltless_schemas::READINGS_TOPIC.into(),
+            alerts_topic: haltless_schemas::ALERTS_TOPIC.into(),
+            rules_topic: "haltless.rules.v1".into(),
+            detector_changelog_topic: "haltless.detector-state.v1".into(),
             partitions: 6,
             replication: 1,
             schema_registry_url: None,

@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, query API and readings projection.
+    /// Run every role in one process: ingest gateway, query API, readings projection and detectors.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
@@ -38,6 +38,8 @@ enum Command {
     Api,
     /// Run the readings projection, Kafka → PostgreSQL, exactly once (HTTP serves only health and metrics).
     Project,
+    /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
+    Process,
     /// Apply the database migrations and create the Kafka topics, then exit.
     Migrate,
     /// Create the demo tenant, its admin and an API key, and write them to an env file.
@@ -137,6 +139,10 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Project => Roles {
             projection: true,
+            ..Roles::default()
+        },
+        Command::Process => Roles {
+            detector: true,
             ..Roles::default()
         },
         Command::Backtest {

@@ -20,3 +20,7 @@ pub const PROJECTION_BATCH_MESSAGES: &str = "haltless_projection_batch_messages"
 pub const PROJECTION_LAG: &str = "haltless_projection_lag_messages";
 /// Counter of messages a projection could not decode and skipped, labelled `projection`.
 pub const PROJECTION_UNDECODABLE: &str = "haltless_projection_undecodable_messages_total";
+/// Counter of alert transitions the detectors committed.
+pub const DETECTOR_ALERTS: &str = "haltless_detector_alerts_total";
+/// Histogram of readings messages per detector transaction.
+pub const DETECTOR_BATCH_MESSAGES: &str = "haltless_detector_batch_messages";

@@ -51,7 +51,11 @@ impl Isolation {
         settings.database.max_connections = 5;
         settings.kafka.readings_topic = format!("test.readings.{suffix}");
         settings.kafka.partitions = 3;
+        settings.kafka.alerts_topic = format!("test.alerts.{suffix}");
+        settings.kafka.rules_topic = format!("test.rules.{suffix}");
+        settings.kafka.detector_changelog_topic = format!("test.detector-state.{suffix}");
         settings.projection.group = format!("test-projection-{suffix}");
+        settings.detector.group = format!("test-detector-{suffix}");
         settings.http.bind = "127.0.0.1:0".into();
         tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
@@ -89,6 +93,19 @@ impl Isolation {
                 "HALTLESS__PROJECTION__GROUP".into(),
                 s.projection.group.clone(),
             ),
+            (
+                "HALTLESS__KAFKA__ALERTS_TOPIC".into(),
+                s.kafka.alerts_topic.clone(),
+            ),
+            (
+                "HALTLESS__KAFKA__RULES_TOPIC".into(),
+                s.kafka.rules_topic.clone(),
+            ),
+            (
+                "HALTLESS__KAFKA__DETECTOR_CHANGELOG_TOPIC".into(),
+                s.kafka.detector_changelog_topic.clone(),
+            ),
+            ("HALTLESS__DETECTOR__GROUP".into(), s.detector.group.clone()),
             ("HALTLESS__HTTP__BIND".into(), "127.0.0.1:0".into()),
         ]
     }
@@ -128,9 +145,15 @@ impl Isolation {
             .set("bootstrap.servers", &self.settings.kafka.brokers)
             .create::<AdminClient<DefaultClientContext>>()
         {
-            let _ = admin
-                .delete_topics(&[&self.settings.kafka.readings_topic], &AdminOptions::new())
-                .await;
+            let k = &self.settings.kafka;
+            let topics = [
+                &k.readings_topic,
+                &k.alerts_topic,
+                &k.rules_topic,
+                &k.detector_changelog_topic,
+            ];
+            let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
+            let _ = admin.delete_topics(&topics, &AdminOptions::new()).await;
         }
     }
 }

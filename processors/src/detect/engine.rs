@@ -233,7 +233,12 @@ impl MachineState {
             score: last.verdict.score,
             limit: last.verdict.limit,
             event_time_ms: ts,
-            offsets: on.iter().filter_map(|(_, l)| l.offset).collect(),
+            // The readings that hold the alert up, or for a resolution the one that cleared it.
+            offsets: if on.is_empty() {
+                last.offset.into_iter().collect()
+            } else {
+                on.iter().filter_map(|(_, l)| l.offset).collect()
+            },
         })
     }
 

@@ -150,15 +150,19 @@ impl Expr {
                     *i += 1;
                     v
                 }
-                // Every branch is visited so that leaf positions stay aligned.
+                // Every branch is evaluated (no short cut) so that leaf positions stay aligned.
                 Expr::All { all } => all
                     .iter()
                     .map(|x| go(x, leaves, i))
-                    .fold(true, |a, b| a && b),
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .all(|b| b),
                 Expr::Any { any } => any
                     .iter()
                     .map(|x| go(x, leaves, i))
-                    .fold(false, |a, b| a || b),
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .any(|b| b),
             }
         }
         go(self, leaves, &mut 0)

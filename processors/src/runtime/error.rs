@@ -9,6 +9,12 @@ pub enum ProcessorError {
     /// PostgreSQL refused or failed an operation.
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
+    /// A record could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(#[from] haltless_schemas::CodecError),
+    /// A broken invariant inside the processor.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl ProcessorError {
@@ -16,6 +22,7 @@ impl ProcessorError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ProcessorError::Kafka(_) => true,
+            ProcessorError::Codec(_) | ProcessorError::Internal(_) => false,
             ProcessorError::Database(e) => {
                 matches!(
                     e,

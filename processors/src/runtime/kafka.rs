@@ -8,6 +8,9 @@ pub enum ConsumerDelivery {
     /// Progress lives in the sink's own transaction (PostgreSQL for projections); Kafka's committed
     /// offsets are only a hint for where to start fetching.
     OffsetsInSink,
+    /// Kafka to Kafka, exactly once: offsets are committed by the producer's transaction
+    /// (`send_offsets_to_transaction`).
+    ExactlyOnce,
 }
 
 /// A consumer of committed data only (`read_committed`) in `group`, never auto-committing.
@@ -19,10 +22,27 @@ pub fn consumer_config(brokers: &str, group: &str, delivery: ConsumerDelivery) -
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
     match delivery {
-        ConsumerDelivery::OffsetsInSink => {
+        ConsumerDelivery::OffsetsInSink | ConsumerDelivery::ExactlyOnce => {
             cfg.set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false");
         }
     }
+    cfg
+}
+
+/// A transactional producer: idempotent, `acks=all`, fenced by `transactional_id`.
+pub fn transactional_producer_config(
+    brokers: &str,
+    transactional_id: &str,
+    timeout_ms: u64,
+) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", timeout_ms.to_string())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
     cfg
 }

@@ -1,5 +1,6 @@
 //! The Kafka runtime processors share.
 
+pub mod batch;
 pub mod error;
 pub mod kafka;
 pub mod projection;

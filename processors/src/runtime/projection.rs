@@ -17,6 +17,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use super::batch::next_batch;
 use super::kafka::{consumer_config, ConsumerDelivery};
 use super::ProcessorError;
 
@@ -145,7 +146,7 @@ impl<P: Projection> ProjectionRunner<P> {
         loop {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                batch = self.next_batch() => batch,
+                batch = next_batch(&self.consumer, self.config.batch_max_messages, self.config.batch_max_wait) => batch,
             };
             let batch = match batch {
                 Ok(batch) => batch,
@@ -177,27 +178,6 @@ impl<P: Projection> ProjectionRunner<P> {
                 }
             }
         }
-    }
-
-    /// Waits for one message, then takes more until the batch is full or its time is up.
-    ///
-    /// An error after the first message ends the batch early instead of failing it: the messages already
-    /// taken have moved the consumer's position and must be applied, or they would be skipped.
-    async fn next_batch(&self) -> Result<Vec<OwnedMessage>, ProcessorError> {
-        let first = self.consumer.recv().await?.detach();
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + self.config.batch_max_wait;
-        while batch.len() < self.config.batch_max_messages {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(msg)) => batch.push(msg.detach()),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka consumer error; applying the batch so far");
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        Ok(batch)
     }
 
     /// Applies the part of `batch` not yet in the database, with its offsets, in one transaction.

@@ -1,0 +1,35 @@
+//! Settings of the detector processor.
+
+use serde::Deserialize;
+
+/// How the detectors consume, batch and commit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Consumer group; instances in one group share the readings partitions and their state.
+    pub group: String,
+    /// This instance's stable name. A restarted instance with the same name fences its predecessor and aborts
+    /// its open transaction at once; two live instances must have different names.
+    pub instance: String,
+    /// Most Kafka messages processed in one transaction.
+    pub batch_max_messages: usize,
+    /// Longest wait (ms) for a batch to fill once its first message arrived.
+    pub batch_max_wait_ms: u64,
+    /// Kafka transaction timeout (ms): how long a crashed instance's open transaction can hold back readers.
+    pub transaction_timeout_ms: u64,
+    /// Consumer group session timeout (ms): how soon a crashed instance's partitions move to another.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            group: "haltless-detectors".into(),
+            instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "0".into()),
+            batch_max_messages: 500,
+            batch_max_wait_ms: 100,
+            transaction_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
+        }
+    }
+}
