@@ -11,9 +11,10 @@ use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::detector::{DetectorRuntime, DetectorTopics};
+use haltless_processors::projection::alerts::{AlertActionsProjection, AlertsProjection};
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
-use haltless_processors::runtime::{ProjectionRunner, RunnerConfig};
+use haltless_processors::runtime::{ProcessorError, Projection, ProjectionRunner, RunnerConfig};
 use haltless_schemas::{metric_names, AlertRecord, Codec, ReadingBatch, WireFormat};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
+use crate::events::EventPublisher;
 use crate::{routes, telemetry};
 
 /// The migrations in `migrations/`, embedded in the binary.
@@ -61,6 +63,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     pool: PgPool,
     sink: ReadingsSink,
+    events: EventPublisher,
     redis: fred::clients::Client,
     settings: Settings,
     prometheus: PrometheusHandle,
@@ -74,6 +77,10 @@ impl AppState {
     /// The readings writer.
     pub fn sink(&self) -> &ReadingsSink {
         &self.0.sink
+    }
+    /// The publisher of rule changes and alert actions.
+    pub fn events(&self) -> &EventPublisher {
+        &self.0.events
     }
     /// The Redis client.
     pub fn redis(&self) -> &fred::clients::Client {
@@ -120,6 +127,7 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
             topic(&k.alerts_topic, k.partitions, false),
             topic(&k.detector_changelog_topic, k.partitions, true),
             topic(&k.rules_topic, 1, true),
+            topic(&k.alert_actions_topic, k.partitions, false),
         ],
     )
     .await
@@ -198,6 +206,10 @@ impl Application {
             codec,
             Duration::from_millis(settings.gateway.produce_timeout_ms),
         )?;
+        let events = EventPublisher::new(
+            &settings.kafka.brokers,
+            Duration::from_millis(settings.gateway.produce_timeout_ms),
+        )?;
         let redis = Builder::from_config(
             RedisClientConfig::from_url(&settings.redis.url).context("redis.url")?,
         )
@@ -210,6 +222,7 @@ impl Application {
         let state = AppState(Arc::new(Inner {
             pool,
             sink,
+            events,
             redis,
             settings,
             prometheus: telemetry::prometheus(),
@@ -229,6 +242,31 @@ impl Application {
             .unwrap_or_default()
     }
 
+    /// Starts a projection of `topic` in the background.
+    fn spawn_projection<P: Projection>(
+        &self,
+        projection: P,
+        topic: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), ProcessorError>>> {
+        let p = &self.state.settings().projection;
+        let name = projection.name().to_owned();
+        let runner = ProjectionRunner::new(
+            projection,
+            self.state.pool().clone(),
+            RunnerConfig {
+                brokers: self.state.settings().kafka.brokers.clone(),
+                topic: topic.to_owned(),
+                group: format!("{}-{name}", p.group_prefix),
+                batch_max_messages: p.batch_max_messages,
+                batch_max_wait: Duration::from_millis(p.batch_max_wait_ms),
+                session_timeout: Duration::from_millis(p.session_timeout_ms),
+            },
+        )?;
+        let token = shutdown.clone();
+        Ok(tokio::spawn(async move { runner.run(token).await }))
+    }
+
     /// The router for the configured roles.
     pub fn router(&self) -> Router {
         router(self.state.clone(), self.roles)
@@ -238,25 +276,20 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = self.router();
         let state = self.state.clone();
-        let projection = if self.roles.projection {
-            let settings = state.settings();
-            let runner = ProjectionRunner::new(
-                ReadingsProjection::new(readings_codec(settings).await?),
-                state.pool().clone(),
-                RunnerConfig {
-                    brokers: settings.kafka.brokers.clone(),
-                    topic: settings.kafka.readings_topic.clone(),
-                    group: settings.projection.group.clone(),
-                    batch_max_messages: settings.projection.batch_max_messages,
-                    batch_max_wait: Duration::from_millis(settings.projection.batch_max_wait_ms),
-                    session_timeout: Duration::from_millis(settings.projection.session_timeout_ms),
-                },
-            )?;
-            let token = shutdown.clone();
-            Some(tokio::spawn(async move { runner.run(token).await }))
-        } else {
-            None
-        };
+        let mut projections = Vec::new();
+        if self.roles.projection {
+            let k = &state.settings().kafka;
+            projections.push(self.spawn_projection(
+                ReadingsProjection::new(readings_codec(state.settings()).await?),
+                &k.readings_topic,
+                &shutdown,
+            )?);
+            let alerts =
+                AlertsProjection::new(alerts_codec(state.settings()).await?, &k.alerts_topic);
+            projections.push(self.spawn_projection(alerts, &k.alerts_topic, &shutdown)?);
+            let actions = AlertActionsProjection::new(&k.alert_actions_topic);
+            projections.push(self.spawn_projection(actions, &k.alert_actions_topic, &shutdown)?);
+        }
         let detector = if self.roles.detector {
             let settings = state.settings();
             let k = &settings.kafka;
@@ -282,9 +315,9 @@ impl Application {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let result = tokio::select! {
             r = serve => r.map_err(anyhow::Error::from),
-            r = background(projection) => {
+            r = first_to_stop(projections) => {
                 shutdown.cancel();
-                r.context("readings projection stopped")
+                r.context("a projection stopped")
             }
             r = background(detector) => {
                 shutdown.cancel();
@@ -294,6 +327,17 @@ impl Application {
         state.sink().flush(Duration::from_secs(5));
         result
     }
+}
+
+/// Waits for the first of `tasks` to stop; never completes when there are none.
+async fn first_to_stop(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), ProcessorError>>>,
+) -> anyhow::Result<()> {
+    if tasks.is_empty() {
+        return std::future::pending().await;
+    }
+    let (result, _, _) = futures::future::select_all(tasks).await;
+    Ok(result??)
 }
 
 /// Waits for an optional background task; never completes when there is none.
@@ -316,7 +360,9 @@ pub fn router(state: AppState, roles: Roles) -> Router {
     if roles.api {
         api = api
             .merge(routes::machines::router())
-            .merge(routes::readings::router());
+            .merge(routes::readings::router())
+            .merge(routes::rules::router())
+            .merge(routes::alerts::router());
     }
     Router::new()
         .nest("/api/v1", api)

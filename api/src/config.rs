@@ -7,7 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::gateway::GatewayConfig;
 use haltless_processors::detector::DetectorConfig;
-use haltless_processors::projection::readings::ReadingsProjectionConfig;
+use haltless_processors::projection::ProjectionConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -25,8 +25,8 @@ pub struct Settings {
     pub kafka: KafkaConfig,
     /// Ingest gateway limits.
     pub gateway: GatewayConfig,
-    /// Readings projection.
-    pub projection: ReadingsProjectionConfig,
+    /// Projections (readings, alerts, alert actions).
+    pub projection: ProjectionConfig,
     /// Detector processor.
     pub detector: DetectorConfig,
     /// Query limits.
@@ -114,6 +114,8 @@ pub struct KafkaConfig {
     pub readings_topic: String,
     /// Topic of alert transitions.
     pub alerts_topic: String,
+    /// Topic of alert actions (acknowledgements, snoozes).
+    pub alert_actions_topic: String,
     /// Compacted topic of rule changes.
     pub rules_topic: String,
     /// Compacted changelog of the detectors' state (as many partitions as the readings topic).
@@ -133,6 +135,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:59092".into(),
             readings_topic: haltless_schemas::READINGS_TOPIC.into(),
             alerts_topic: haltless_schemas::ALERTS_TOPIC.into(),
+            alert_actions_topic: haltless_schemas::actions::ALERT_ACTIONS_TOPIC.into(),
             rules_topic: "haltless.rules.v1".into(),
             detector_changelog_topic: "haltless.detector-state.v1".into(),
             partitions: 6,

@@ -2,6 +2,7 @@
 //!
 //! - [`readings`]: `haltless.readings.v1`, the batches of sensor readings every ingest path writes.
 //! - [`alerts`]: `haltless.alerts.v1`, alert transitions written exactly once by the detectors.
+//! - [`actions`]: `haltless.alert-actions.v1`, acknowledgements and snoozes of alerts, as events.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
@@ -9,6 +10,7 @@
 //!
 //! Nothing here performs I/O: connectors and processors compose these codecs with their transports.
 
+pub mod actions;
 pub mod alerts;
 pub mod codec;
 pub mod compat;

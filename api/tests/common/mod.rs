@@ -53,8 +53,9 @@ impl Isolation {
         settings.kafka.partitions = 3;
         settings.kafka.alerts_topic = format!("test.alerts.{suffix}");
         settings.kafka.rules_topic = format!("test.rules.{suffix}");
+        settings.kafka.alert_actions_topic = format!("test.alert-actions.{suffix}");
         settings.kafka.detector_changelog_topic = format!("test.detector-state.{suffix}");
-        settings.projection.group = format!("test-projection-{suffix}");
+        settings.projection.group_prefix = format!("test-projection-{suffix}");
         settings.detector.group = format!("test-detector-{suffix}");
         settings.http.bind = "127.0.0.1:0".into();
         tweak(&mut settings);
@@ -90,8 +91,8 @@ impl Isolation {
                 s.kafka.partitions.to_string(),
             ),
             (
-                "HALTLESS__PROJECTION__GROUP".into(),
-                s.projection.group.clone(),
+                "HALTLESS__PROJECTION__GROUP_PREFIX".into(),
+                s.projection.group_prefix.clone(),
             ),
             (
                 "HALTLESS__KAFKA__ALERTS_TOPIC".into(),
@@ -100,6 +101,10 @@ impl Isolation {
             (
                 "HALTLESS__KAFKA__RULES_TOPIC".into(),
                 s.kafka.rules_topic.clone(),
+            ),
+            (
+                "HALTLESS__KAFKA__ALERT_ACTIONS_TOPIC".into(),
+                s.kafka.alert_actions_topic.clone(),
             ),
             (
                 "HALTLESS__KAFKA__DETECTOR_CHANGELOG_TOPIC".into(),
@@ -151,6 +156,7 @@ impl Isolation {
                 &k.alerts_topic,
                 &k.rules_topic,
                 &k.detector_changelog_topic,
+                &k.alert_actions_topic,
             ];
             let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
             let _ = admin.delete_topics(&topics, &AdminOptions::new()).await;

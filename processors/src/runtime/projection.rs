@@ -22,15 +22,16 @@ use super::kafka::{consumer_config, ConsumerDelivery};
 use super::ProcessorError;
 
 /// A projection: decodes messages of one topic and writes them into PostgreSQL.
-pub trait Projection: Send + 'static {
+pub trait Projection: Send + Sync + 'static {
     /// What one message decodes into.
     type Item: Send + Sync;
 
     /// Stable name; the key of the projection's stored offsets.
     fn name(&self) -> &str;
 
-    /// Decodes one message payload; an error skips the message (it is counted and logged).
-    fn decode(&self, payload: &[u8]) -> Result<Self::Item, String>;
+    /// Decodes one message payload found at `(partition, offset)`; an error skips the message (it is
+    /// counted and logged).
+    fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String>;
 
     /// Runs before the batch's transaction, for work that must not hold its locks (creating partitions).
     fn before_batch(
@@ -192,7 +193,7 @@ impl<P: Projection> ProjectionRunner<P> {
             }
             let entry = next.entry(partition).or_insert(offset + 1);
             *entry = (*entry).max(offset + 1);
-            payloads.push(msg.payload().unwrap_or_default());
+            payloads.push((partition, offset, msg.payload().unwrap_or_default()));
         }
         // Seek past what was applied, so a restarted consumer does not fetch it again and again.
         for (&partition, &pos) in &positions {
@@ -213,8 +214,8 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         let name = self.projection.name().to_owned();
         let mut items = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            match self.projection.decode(payload) {
+        for (partition, offset, payload) in payloads {
+            match self.projection.decode(partition, offset, payload) {
                 Ok(item) => items.push(item),
                 Err(e) => {
                     metrics::counter!(metric_names::PROJECTION_UNDECODABLE, "projection" => name.clone()).increment(1);

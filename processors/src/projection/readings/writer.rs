@@ -35,7 +35,12 @@ impl Projection for ReadingsProjection {
         "readings"
     }
 
-    fn decode(&self, payload: &[u8]) -> Result<ReadingBatch, String> {
+    fn decode(
+        &self,
+        _partition: i32,
+        _offset: i64,
+        payload: &[u8],
+    ) -> Result<ReadingBatch, String> {
         ReadingBatch::decode(&self.codec, payload).map_err(|e| e.to_string())
     }
 

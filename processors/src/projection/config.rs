@@ -1,13 +1,14 @@
-//! Settings of the readings projection.
+//! Settings of the projections.
 
 use serde::Deserialize;
 
-/// How the readings projection consumes and batches.
+/// How the projections consume and batch.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReadingsProjectionConfig {
-    /// Consumer group; instances in one group share the topic's partitions.
-    pub group: String,
+pub struct ProjectionConfig {
+    /// Consumer groups are named `<group_prefix>-<projection>` (readings, alerts, alert-actions); instances
+    /// in one group share the topic's partitions.
+    pub group_prefix: String,
     /// Most Kafka messages (each a batch of readings) written in one database transaction.
     pub batch_max_messages: usize,
     /// Longest wait, in milliseconds, for a batch to fill once its first message arrived.
@@ -17,10 +18,10 @@ pub struct ReadingsProjectionConfig {
     pub session_timeout_ms: u64,
 }
 
-impl Default for ReadingsProjectionConfig {
+impl Default for ProjectionConfig {
     fn default() -> Self {
         Self {
-            group: "haltless-projection-readings".into(),
+            group_prefix: "haltless-projection".into(),
             batch_max_messages: 2_000,
             batch_max_wait_ms: 100,
             session_timeout_ms: 10_000,

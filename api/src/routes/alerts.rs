@@ -1,0 +1,247 @@
+//! Alerts: `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` with its history, and the actions
+//! `POST /api/v1/alerts/{id}/ack` and `POST /api/v1/alerts/{id}/snooze`, which are events on the alert
+//! actions topic (the answer is 202; the alert shows the action once projected).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use haltless_schemas::actions::{Action, AlertAction};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{ApiKey, Scope};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::time::{format_instant, parse_instant};
+
+/// The alert routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/alerts", get(list))
+        .route("/alerts/{id}", get(show))
+        .route("/alerts/{id}/ack", post(ack))
+        .route("/alerts/{id}/snooze", post(snooze))
+}
+
+/// Filters of the alert list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFilter {
+    /// Machine name.
+    pub machine: Option<String>,
+    /// `open` or `resolved`.
+    pub state: Option<String>,
+    /// `info`, `warning` or `critical`.
+    pub severity: Option<String>,
+    /// Detector name.
+    pub detector: Option<String>,
+    /// Raised at or after (RFC 3339 or epoch ms).
+    pub from: Option<String>,
+    /// Raised before.
+    pub to: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<i64>,
+    /// Rows to skip.
+    pub offset: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    id: Uuid,
+    machine: String,
+    rule_id: String,
+    rule_name: String,
+    severity: String,
+    detector: String,
+    metric: String,
+    state: String,
+    observed: f64,
+    expected: f64,
+    score: f64,
+    score_limit: f64,
+    raised_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    acked_at: Option<DateTime<Utc>>,
+    acked_by: Option<String>,
+    snoozed_until: Option<DateTime<Utc>>,
+}
+
+impl AlertRow {
+    fn view(&self) -> Value {
+        json!({
+            "id": self.id, "machine": self.machine, "rule_id": self.rule_id, "rule_name": self.rule_name,
+            "severity": self.severity, "detector": self.detector, "metric": self.metric, "state": self.state,
+            "observed": self.observed, "expected": self.expected, "score": self.score, "limit": self.score_limit,
+            "raised_at": format_instant(self.raised_at), "updated_at": format_instant(self.updated_at),
+            "resolved_at": self.resolved_at.map(format_instant), "acked_at": self.acked_at.map(format_instant),
+            "acked_by": self.acked_by, "snoozed_until": self.snoozed_until.map(format_instant),
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, machine, rule_id, rule_name, severity, detector, metric, state, observed, expected, score,
+    score_limit, raised_at, updated_at, resolved_at, acked_at, acked_by, snoozed_until";
+
+fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::validation(format!(
+            "{name} must be one of {}",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Query(f): Query<AlertFilter>,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Scope::Read)?;
+    one_of("state", &f.state, &["open", "resolved"])?;
+    one_of("severity", &f.severity, &["info", "warning", "critical"])?;
+    let bound = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| parse_instant(s).map_err(|e| ApiError::validation(format!("{name}: {e}"))))
+            .transpose()
+    };
+    let (from, to) = (bound("from", &f.from)?, bound("to", &f.to)?);
+    let limit = f.limit.unwrap_or(50);
+    let offset = f.offset.unwrap_or(0);
+    if !(1..=500).contains(&limit) || offset < 0 {
+        return Err(ApiError::validation(
+            "limit must lie between 1 and 500, offset must not be negative",
+        ));
+    }
+    let rows: Vec<AlertRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM alerts
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
+           AND ($4::text IS NULL OR severity = $4) AND ($5::text IS NULL OR detector = $5)
+           AND ($6::timestamptz IS NULL OR raised_at >= $6) AND ($7::timestamptz IS NULL OR raised_at < $7)
+         ORDER BY raised_at DESC, id LIMIT $8 OFFSET $9"
+    ))
+    .bind(key.tenant_id)
+    .bind(&f.machine)
+    .bind(&f.state)
+    .bind(&f.severity)
+    .bind(&f.detector)
+    .bind(from)
+    .bind(to)
+    .bind(limit + 1)
+    .bind(offset)
+    .fetch_all(state.pool())
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let alerts: Vec<Value> = rows
+        .iter()
+        .take(limit as usize)
+        .map(AlertRow::view)
+        .collect();
+    Ok(Json(
+        json!({ "alerts": alerts, "next_offset": more.then_some(offset + limit) }),
+    ))
+}
+
+async fn find(state: &AppState, key: &ApiKey, id: Uuid) -> Result<AlertRow, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(key.tenant_id)
+    .bind(id)
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Scope::Read)?;
+    let alert = find(&state, &key, id).await?;
+    let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
+        r#"SELECT kind, at, details FROM alert_events WHERE tenant_id = $1 AND alert_id = $2
+           ORDER BY at, topic, partition, "offset""#,
+    )
+    .bind(key.tenant_id)
+    .bind(id)
+    .fetch_all(state.pool())
+    .await?;
+    let history: Vec<Value> = history
+        .into_iter()
+        .map(|(kind, at, details)| json!({ "kind": kind, "at": format_instant(at), "details": details }))
+        .collect();
+    let mut body = alert.view();
+    body["history"] = json!(history);
+    Ok(Json(body))
+}
+
+async fn act(
+    state: &AppState,
+    key: &ApiKey,
+    id: Uuid,
+    action: Action,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    key.require(Scope::Ingest)?;
+    find(state, key, id).await?;
+    let event = AlertAction {
+        tenant_id: key.tenant_id,
+        alert_id: id,
+        by: format!("api-key:{}", key.key_id),
+        at_ms: crate::time::now_ms(),
+        action,
+    };
+    let topic = &state.settings().kafka.alert_actions_topic;
+    state
+        .events()
+        .publish(topic, &event.key(), &event.encode())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "accepted", "alert": id })),
+    ))
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(&state, &key, id, Action::Ack).await
+}
+
+/// Body of `POST /api/v1/alerts/{id}/snooze`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snooze {
+    /// End of the snooze (RFC 3339 or epoch ms), in the future.
+    pub until: String,
+}
+
+async fn snooze(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Snooze>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let until =
+        parse_instant(&body.until).map_err(|e| ApiError::validation(format!("until: {e}")))?;
+    if until <= Utc::now() {
+        return Err(ApiError::validation("until must lie in the future"));
+    }
+    act(
+        &state,
+        &key,
+        id,
+        Action::Snooze {
+            until_ms: until.timestamp_millis(),
+        },
+    )
+    .await
+}

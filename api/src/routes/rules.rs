@@ -1,0 +1,256 @@
+//! Rules: `GET/POST /api/v1/rules`, `GET/PUT/DELETE /api/v1/rules/{id}`. Every change is a new version
+//! published to the rules topic (the record the detectors and replays read) in the same step as the
+//! `rules` table is updated; it applies to readings from the moment of the change on.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use haltless_connectors::gateway::validate::valid_name;
+use haltless_processors::detect::rules::Rule;
+use haltless_processors::detector::RuleChange;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+use crate::auth::{ApiKey, Scope};
+use crate::error::{ApiError, Json, Path};
+use crate::time::format_instant;
+
+/// The rule routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rules", get(list).post(create))
+        .route("/rules/{id}", get(show).put(update).delete(remove))
+}
+
+/// Body of `POST` and `PUT`: the rule, and the machines it applies to (all when empty or absent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleBody {
+    /// The rule: `{"id"?, "name", "severity", "when", "hold", "clear_ratio", "clear_after", "max_age_secs"}`.
+    pub rule: Value,
+    /// Machine names; every machine of the tenant when empty.
+    #[serde(default)]
+    pub machines: Vec<String>,
+}
+
+fn view(
+    id: &str,
+    version: i64,
+    definition: &Value,
+    machines: &[String],
+    updated_at: DateTime<Utc>,
+) -> Value {
+    json!({ "id": id, "version": version, "rule": definition, "machines": machines, "updated_at": format_instant(updated_at) })
+}
+
+/// Parses and checks a rule body; `id` is the rule's id (generated for a new rule when absent).
+async fn parse(
+    state: &AppState,
+    key: &ApiKey,
+    body: RuleBody,
+    id: Option<&str>,
+) -> Result<(Rule, Vec<String>), ApiError> {
+    let mut definition = body.rule;
+    let Some(obj) = definition.as_object_mut() else {
+        return Err(ApiError::validation("rule must be a JSON object"));
+    };
+    match (id, obj.get("id").and_then(Value::as_str)) {
+        (Some(path_id), Some(body_id)) if path_id != body_id => {
+            return Err(ApiError::validation("the rule's id cannot change"));
+        }
+        (Some(path_id), _) => {
+            obj.insert("id".into(), json!(path_id));
+        }
+        (None, None) => {
+            obj.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
+        (None, Some(_)) => {}
+    }
+    let rule: Rule = serde_json::from_value(definition)
+        .map_err(|e| ApiError::validation(format!("rule: {e}")))?;
+    if !valid_name(&rule.id) {
+        return Err(ApiError::validation(
+            "rule id: letters, digits, '_', '.', ':' or '-', up to 128",
+        ));
+    }
+    if rule.id.starts_with("default:") {
+        return Err(ApiError::validation(
+            "rule ids starting with `default:` are reserved",
+        ));
+    }
+    if !(0.0..=1.0).contains(&rule.clear_ratio) {
+        return Err(ApiError::validation("clear_ratio must lie between 0 and 1"));
+    }
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
+            .bind(key.tenant_id)
+            .bind(&body.machines)
+            .fetch_all(state.pool())
+            .await?;
+    let unknown: Vec<&String> = body
+        .machines
+        .iter()
+        .filter(|m| !known.contains(m))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_machine",
+            format!("unknown machine(s): {unknown:?}"),
+        ));
+    }
+    Ok((rule, body.machines))
+}
+
+/// Stores version `version` of `rule` and publishes it; the row is committed only once Kafka has the event.
+async fn store(
+    state: &AppState,
+    tx: &mut PgConnection,
+    key: &ApiKey,
+    rule: Rule,
+    machines: Vec<String>,
+    version: i64,
+    deleted: bool,
+) -> Result<Value, ApiError> {
+    let definition = serde_json::to_value(&rule).map_err(ApiError::internal)?;
+    let updated_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO rules (tenant_id, id, version, definition, machines, deleted) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id, id) DO UPDATE SET version = EXCLUDED.version, definition = EXCLUDED.definition,
+            machines = EXCLUDED.machines, deleted = EXCLUDED.deleted, updated_at = now()
+         RETURNING updated_at",
+    )
+    .bind(key.tenant_id)
+    .bind(&rule.id)
+    .bind(version)
+    .bind(&definition)
+    .bind(&machines)
+    .bind(deleted)
+    .fetch_one(&mut *tx)
+    .await?;
+    let change = RuleChange {
+        tenant_id: key.tenant_id,
+        version,
+        effective_from_ms: updated_at.timestamp_millis(),
+        machines: machines.clone(),
+        rule: rule.clone(),
+        deleted,
+    };
+    let payload = serde_json::to_vec(&change).map_err(ApiError::internal)?;
+    state
+        .events()
+        .publish(&state.settings().kafka.rules_topic, &change.key(), &payload)
+        .await?;
+    Ok(view(&rule.id, version, &definition, &machines, updated_at))
+}
+
+async fn current(tx: &mut PgConnection, key: &ApiKey, id: &str) -> Result<(i64, bool), ApiError> {
+    sqlx::query_as("SELECT version, deleted FROM rules WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+        .bind(key.tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .filter(|(_, deleted): &(i64, bool)| !deleted)
+        .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Json(body): Json<RuleBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    key.require(Scope::Ingest)?;
+    let (rule, machines) = parse(&state, &key, body, None).await?;
+    let mut tx = state.pool().begin().await?;
+    let existing: Option<(i64, bool)> = sqlx::query_as(
+        "SELECT version, deleted FROM rules WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(key.tenant_id)
+    .bind(&rule.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let version = match existing {
+        Some((_, false)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("rule {} exists", rule.id),
+            ))
+        }
+        Some((v, true)) => v + 1,
+        None => 1,
+    };
+    let view = store(&state, &mut tx, &key, rule, machines, version, false).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(id): Path<String>,
+    Json(body): Json<RuleBody>,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Scope::Ingest)?;
+    let (rule, machines) = parse(&state, &key, body, Some(&id)).await?;
+    let mut tx = state.pool().begin().await?;
+    let (version, _) = current(&mut tx, &key, &id).await?;
+    let view = store(&state, &mut tx, &key, rule, machines, version + 1, false).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    key.require(Scope::Ingest)?;
+    let mut tx = state.pool().begin().await?;
+    let (version, _) = current(&mut tx, &key, &id).await?;
+    let (definition, machines): (Value, Vec<String>) =
+        sqlx::query_as("SELECT definition, machines FROM rules WHERE tenant_id = $1 AND id = $2")
+            .bind(key.tenant_id)
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let rule: Rule = serde_json::from_value(definition).map_err(ApiError::internal)?;
+    store(&state, &mut tx, &key, rule, machines, version + 1, true).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>, ApiError> {
+    key.require(Scope::Read)?;
+    let rows: Vec<(String, i64, Value, Vec<String>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND NOT deleted ORDER BY id",
+    )
+    .bind(key.tenant_id)
+    .fetch_all(state.pool())
+    .await?;
+    let rules: Vec<Value> = rows
+        .iter()
+        .map(|(id, v, d, m, at)| view(id, *v, d, m, *at))
+        .collect();
+    Ok(Json(json!({ "rules": rules })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    key: ApiKey,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Scope::Read)?;
+    let row: Option<(String, i64, Value, Vec<String>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
+    )
+    .bind(key.tenant_id)
+    .bind(&id)
+    .fetch_optional(state.pool())
+    .await?;
+    let (id, v, d, m, at) = row.ok_or_else(|| ApiError::not_found(format!("no rule {id}")))?;
+    Ok(Json(view(&id, v, &d, &m, at)))
+}

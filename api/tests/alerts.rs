@@ -1,0 +1,207 @@
+//! Rules through the API, alerts from the detectors through the projection to the API, and acknowledgements
+//! and snoozes as events in the alert's history; all on real Kafka and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestApp;
+use serde_json::{json, Value};
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app
+        .client
+        .request(method, format!("{}{path}", app.url))
+        .header("x-api-key", &app.key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = app.get(path).await;
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rule_raises_and_resolves_one_alert_and_actions_show_in_its_history() {
+    let app = TestApp::spawn(&["press-07", "lathe-02"]).await;
+    let rule = json!({"rule": {"id": "overheat", "name": "Spindle overheating", "severity": "critical",
+        "when": {"metric": "spindle_temp", "detector": "above", "value": 90, "hysteresis": 5}},
+        "machines": ["press-07"]});
+    let (status, body) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/rules",
+        Some(rule.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], json!(1));
+    assert_eq!(
+        send(&app, reqwest::Method::POST, "/api/v1/rules", Some(rule))
+            .await
+            .0,
+        409
+    );
+    let bad = json!({"rule": {"when": {"metric": "t", "detector": "ewma", "bandd": 3}}});
+    assert_eq!(
+        send(&app, reqwest::Method::POST, "/api/v1/rules", Some(bad))
+            .await
+            .0,
+        422
+    );
+    let ghost = json!({"rule": {"when": {"metric": "t", "detector": "above", "value": 1}}, "machines": ["ghost"]});
+    assert_eq!(
+        send(&app, reqwest::Method::POST, "/api/v1/rules", Some(ghost))
+            .await
+            .0,
+        422
+    );
+
+    // Readings after the rule: heat up past 90, hover within the hysteresis, cool down.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = chrono::Utc::now().timestamp_millis();
+    let temps = [80.0, 95.0, 96.0, 88.0, 91.0, 97.0, 70.0, 70.0, 70.0, 70.0];
+    let readings: Vec<Value> = temps
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"machine": "press-07", "metric": "spindle_temp", "ts": t0 + i as i64 * 10, "value": v}))
+        .collect();
+    assert_eq!(
+        app.ingest(&json!({ "readings": readings })).await.status(),
+        202
+    );
+
+    let list = wait_for(&app, "/api/v1/alerts?state=resolved", |b| {
+        b["alerts"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let alerts = list["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "one alert, no flapping: {list}");
+    let alert = &alerts[0];
+    assert_eq!(alert["rule_id"], json!("overheat"));
+    assert_eq!(alert["severity"], json!("critical"));
+    assert_eq!(alert["machine"], json!("press-07"));
+    assert_eq!(alert["detector"], json!("threshold_above"));
+    let id = alert["id"].as_str().unwrap().to_owned();
+
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/ack"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let until = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/snooze"),
+        Some(json!({"until": until})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{id}/snooze"),
+        Some(json!({"until": "2001-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let detail = wait_for(&app, &format!("/api/v1/alerts/{id}"), |b| {
+        b["history"].as_array().is_some_and(|h| h.len() >= 4)
+    })
+    .await;
+    let kinds: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["raised", "resolved", "acked", "snoozed"],
+        "{detail}"
+    );
+    assert!(
+        detail["acked_at"].is_string() && detail["snoozed_until"].is_string(),
+        "{detail}"
+    );
+    let raised = &detail["history"][0]["details"];
+    assert_eq!(raised["observed"], json!(95.0));
+    assert_eq!(raised["readings"].as_array().unwrap().len(), 1);
+
+    // Filters, unknown ids, and another tenant.
+    assert_eq!(
+        app.get("/api/v1/alerts?machine=lathe-02").await.1["alerts"],
+        json!([])
+    );
+    assert_eq!(app.get("/api/v1/alerts?severity=urgent").await.0, 422);
+    assert_eq!(
+        app.get(&format!("/api/v1/alerts/{}", uuid::Uuid::new_v4()))
+            .await
+            .0,
+        404
+    );
+    let (_, other) = app.iso.tenant_with_machines(&["x-1"]).await;
+    let r = app
+        .client
+        .get(format!("{}/api/v1/alerts/{id}", app.url))
+        .header("x-api-key", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .client
+        .get(format!("{}/api/v1/alerts", app.url))
+        .header("x-api-key", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["alerts"], json!([]));
+
+    // Changing and deleting the rule are new versions.
+    let changed = json!({"rule": {"name": "Hotter", "when": {"metric": "spindle_temp", "detector": "above", "value": 99}}});
+    let (status, body) = send(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/rules/overheat",
+        Some(changed),
+    )
+    .await;
+    assert_eq!((status, &body["version"]), (200, &json!(2)), "{body}");
+    assert_eq!(
+        send(
+            &app,
+            reqwest::Method::DELETE,
+            "/api/v1/rules/overheat",
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(app.get("/api/v1/rules/overheat").await.0, 404);
+    app.stop().await;
+}
