@@ -37,6 +37,16 @@ pub struct RuleBody {
     pub machines: Vec<String>,
 }
 
+/// A stored rule.
+#[derive(sqlx::FromRow)]
+struct RuleRow {
+    id: String,
+    version: i64,
+    definition: Value,
+    machines: Vec<String>,
+    updated_at: DateTime<Utc>,
+}
+
 fn view(
     id: &str,
     version: i64,
@@ -225,7 +235,7 @@ async fn remove(
 
 async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>, ApiError> {
     key.require(Scope::Read)?;
-    let rows: Vec<(String, i64, Value, Vec<String>, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND NOT deleted ORDER BY id",
     )
     .bind(key.tenant_id)
@@ -233,7 +243,7 @@ async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>,
     .await?;
     let rules: Vec<Value> = rows
         .iter()
-        .map(|(id, v, d, m, at)| view(id, *v, d, m, *at))
+        .map(|r| view(&r.id, r.version, &r.definition, &r.machines, r.updated_at))
         .collect();
     Ok(Json(json!({ "rules": rules })))
 }
@@ -244,13 +254,19 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     key.require(Scope::Read)?;
-    let row: Option<(String, i64, Value, Vec<String>, DateTime<Utc>)> = sqlx::query_as(
+    let row: Option<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
     )
     .bind(key.tenant_id)
     .bind(&id)
     .fetch_optional(state.pool())
     .await?;
-    let (id, v, d, m, at) = row.ok_or_else(|| ApiError::not_found(format!("no rule {id}")))?;
-    Ok(Json(view(&id, v, &d, &m, at)))
+    let r = row.ok_or_else(|| ApiError::not_found(format!("no rule {id}")))?;
+    Ok(Json(view(
+        &r.id,
+        r.version,
+        &r.definition,
+        &r.machines,
+        r.updated_at,
+    )))
 }

@@ -31,25 +31,31 @@ pub fn severity_name(s: Severity) -> &'static str {
     }
 }
 
+/// One line of an alert's history.
+struct HistoryEntry<'a> {
+    tenant: uuid::Uuid,
+    alert: uuid::Uuid,
+    kind: &'a str,
+    at_ms: i64,
+    details: serde_json::Value,
+}
+
+/// Appends to an alert's history; the message's place in its topic makes a redelivery a no-op.
 async fn record_event(
     tx: &mut PgConnection,
     topic: &str,
     at: (i32, i64),
-    tenant: uuid::Uuid,
-    alert: uuid::Uuid,
-    kind: &str,
-    when_ms: i64,
-    details: serde_json::Value,
+    e: HistoryEntry<'_>,
 ) -> Result<u64, ProcessorError> {
     Ok(sqlx::query(
         r#"INSERT INTO alert_events (tenant_id, alert_id, kind, at, details, topic, partition, "offset")
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"#,
     )
-    .bind(tenant)
-    .bind(alert)
-    .bind(kind)
-    .bind(ts(when_ms))
-    .bind(details)
+    .bind(e.tenant)
+    .bind(e.alert)
+    .bind(e.kind)
+    .bind(ts(e.at_ms))
+    .bind(e.details)
     .bind(topic)
     .bind(at.0)
     .bind(at.1)
@@ -155,17 +161,14 @@ impl Projection for AlertsProjection {
                 "detector": a.detector, "metric": a.metric, "observed": a.observed, "expected": a.expected,
                 "score": a.score, "limit": a.limit, "readings": a.readings,
             });
-            rows += record_event(
-                tx,
-                &self.topic,
-                (*partition, *offset),
-                a.tenant_id,
-                a.alert_id,
+            let entry = HistoryEntry {
+                tenant: a.tenant_id,
+                alert: a.alert_id,
                 kind,
-                a.event_time_ms,
+                at_ms: a.event_time_ms,
                 details,
-            )
-            .await?;
+            };
+            rows += record_event(tx, &self.topic, (*partition, *offset), entry).await?;
         }
         Ok(rows)
     }
@@ -240,17 +243,14 @@ impl Projection for AlertActionsProjection {
                     )
                 }
             };
-            rows += record_event(
-                tx,
-                &self.topic,
-                (*partition, *offset),
-                a.tenant_id,
-                a.alert_id,
+            let entry = HistoryEntry {
+                tenant: a.tenant_id,
+                alert: a.alert_id,
                 kind,
-                a.at_ms,
+                at_ms: a.at_ms,
                 details,
-            )
-            .await?;
+            };
+            rows += record_event(tx, &self.topic, (*partition, *offset), entry).await?;
         }
         Ok(rows)
     }
