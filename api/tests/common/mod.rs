@@ -183,6 +183,9 @@ impl TestApp {
 
     /// Spawns the platform after `tweak` adjusted the settings.
     pub async fn spawn_with(machines: &[&str], tweak: impl FnOnce(&mut Settings)) -> Self {
+        if std::env::var("TEST_LOG").is_ok() {
+            haltless_api::telemetry::init_logs(false);
+        }
         let iso = Isolation::create_with(tweak).await;
         let (tenant, key) = iso.tenant_with_machines(machines).await;
         let app = Application::build(iso.settings.clone(), Roles::all())

@@ -99,7 +99,16 @@ impl DetectorRuntime {
         loop {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                batch = next_batch(&s.consumer, self.config.batch_max_messages, Duration::from_millis(self.config.batch_max_wait_ms)) => batch?,
+                batch = next_batch(&s.consumer, self.config.batch_max_messages, Duration::from_millis(self.config.batch_max_wait_ms)) => batch,
+            };
+            // A consumer error before any message was taken changes nothing: the client reconnects by itself.
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::debug!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             if let Err(e) = self.process(&mut s, &batch).await {
                 let producer = s.producer.clone();

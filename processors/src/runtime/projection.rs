@@ -152,11 +152,12 @@ impl<P: Projection> ProjectionRunner<P> {
             let batch = match batch {
                 Ok(batch) => batch,
                 Err(e) => {
-                    // Nothing was taken from the consumer: wait and ask again.
-                    tracing::warn!(projection = self.projection.name(), error = %e, "kafka consumer error");
+                    // Nothing was taken from the consumer. The client reconnects by itself; errors queued
+                    // while the brokers were away are drained quickly, then it waits for data again.
+                    tracing::debug!(projection = self.projection.name(), error = %e, "kafka consumer error");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                     }
                     continue;
                 }
