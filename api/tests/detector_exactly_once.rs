@@ -83,12 +83,13 @@ fn expected(tenant: Uuid, names: &[String]) -> BTreeMap<String, Vec<(Uuid, Strin
         .collect()
 }
 
-fn processor(iso: &Isolation) -> Child {
+/// `haltless process` as instance `instance`, committing a transaction every `batch` messages.
+fn processor(iso: &Isolation, instance: &str, batch: usize) -> Child {
     Command::new(env!("CARGO_BIN_EXE_haltless"))
         .arg("process")
         .envs(iso.env())
-        .env("HALTLESS__DETECTOR__INSTANCE", "a")
-        .env("HALTLESS__DETECTOR__BATCH_MAX_MESSAGES", "8")
+        .env("HALTLESS__DETECTOR__INSTANCE", instance)
+        .env("HALTLESS__DETECTOR__BATCH_MAX_MESSAGES", batch.to_string())
         .env("HALTLESS__DETECTOR__SESSION_TIMEOUT_MS", "6000")
         .env(
             "RUST_LOG",
@@ -135,8 +136,18 @@ fn committed_alerts(iso: &Isolation, want: usize) -> BTreeMap<String, Vec<AlertR
     out
 }
 
-#[tokio::test]
-async fn killing_the_processor_never_changes_the_alert_stream() {
+/// A test's world: its topics and database, a tenant with machines, their readings on the topic, and the
+/// alerts the detection logic gives for them.
+struct World {
+    iso: Isolation,
+    tenant: Uuid,
+    names: Vec<String>,
+    ids: BTreeMap<String, Uuid>,
+    want: BTreeMap<String, Vec<(Uuid, String, i64)>>,
+    total: usize,
+}
+
+async fn world() -> World {
     let iso = Isolation::create().await;
     let names: Vec<String> = (0..MACHINES).map(|m| format!("m-{m}")).collect();
     let (tenant, _) = iso
@@ -188,19 +199,20 @@ async fn killing_the_processor_never_changes_the_alert_stream() {
         "the input has anomalies to find: {want:?}"
     );
 
-    let mut rng = rand::rng();
-    for _ in 0..3 {
-        let mut child = processor(&iso);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(1_500..5_000))).await;
-        child.start_kill().unwrap();
-        child.wait().await.unwrap();
+    World {
+        iso,
+        tenant,
+        names,
+        ids,
+        want,
+        total,
     }
-    let mut child = processor(&iso);
-    let got = committed_alerts(&iso, total);
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+}
 
-    for name in &names {
+/// Asserts the committed alert stream equals the detection logic's, alert for alert.
+async fn assert_same_alerts(w: World, got: BTreeMap<String, Vec<AlertRecord>>) {
+    let (tenant, names, ids, want) = (w.tenant, &w.names, &w.ids, &w.want);
+    for name in names {
         let alerts = got.get(name).cloned().unwrap_or_default();
         let summary: Vec<(Uuid, String, i64)> = alerts
             .iter()
@@ -218,5 +230,43 @@ async fn killing_the_processor_never_changes_the_alert_stream() {
             );
         }
     }
-    iso.drop().await;
+    w.iso.drop().await;
+}
+
+#[tokio::test]
+async fn killing_the_processor_never_changes_the_alert_stream() {
+    let w = world().await;
+    let iso = &w.iso;
+    let mut rng = rand::rng();
+    for _ in 0..3 {
+        let mut child = processor(iso, "a", 8);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1_500..5_000))).await;
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+    let mut child = processor(iso, "a", 8);
+    let got = committed_alerts(iso, w.total);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    assert_same_alerts(w, got).await;
+}
+
+#[tokio::test]
+async fn two_instances_with_a_rebalance_give_the_same_alerts() {
+    let w = world().await;
+    let iso = &w.iso;
+    // One instance starts alone; a second joins (partitions and their state move to it); then the first is
+    // killed and the second takes everything over from the changelog.
+    // Small transactions keep the first instance busy while the second joins.
+    let mut a = processor(iso, "a", 4);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let mut b = processor(iso, "b", 4);
+    tokio::time::sleep(Duration::from_millis(9_000)).await;
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+    let got = committed_alerts(iso, w.total);
+    b.start_kill().unwrap();
+    b.wait().await.unwrap();
+    assert_same_alerts(w, got).await;
 }
