@@ -191,3 +191,248 @@ async fn copy_ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
         .await?;
     Ok(elapsed)
 }
+
+/// Parameters of the detector benchmark.
+#[derive(Debug, Clone)]
+pub struct DetectBenchConfig {
+    /// Readings to push through the detectors.
+    pub readings: usize,
+    /// Readings per Kafka message (one machine each).
+    pub per_message: usize,
+    /// Machines the readings are spread over.
+    pub machines: usize,
+    /// Alerts to time for the latency figures.
+    pub alerts: usize,
+}
+
+/// Readings/s through the detectors with exactly-once on, and reading-to-alert latency, on throw-away topics
+/// of the configured Kafka.
+pub async fn run_detect(
+    settings: &crate::config::Settings,
+    config: DetectBenchConfig,
+) -> anyhow::Result<()> {
+    use haltless_connectors::gateway::ReadingsSink;
+    use haltless_processors::detector::{
+        DetectorConfig, DetectorRuntime, DetectorTopics, RuleChange,
+    };
+    use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
+    use haltless_schemas::{AlertRecord, WireFormat};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let brokers = settings.kafka.brokers.clone();
+    let run = Uuid::new_v4().simple().to_string();
+    let topics = DetectorTopics {
+        readings: format!("bench.readings.{run}"),
+        alerts: format!("bench.alerts.{run}"),
+        changelog: format!("bench.detector-state.{run}"),
+        rules: format!("bench.rules.{run}"),
+    };
+    let partitions = settings.kafka.partitions;
+    let spec = |name: &str, p: i32, compact: bool| TopicSpec {
+        name: name.to_owned(),
+        partitions: p,
+        replication: settings.kafka.replication,
+        config: if compact {
+            vec![("cleanup.policy".into(), "compact".into())]
+        } else {
+            vec![]
+        },
+    };
+    ensure_topics(
+        &brokers,
+        &[
+            spec(&topics.readings, partitions, false),
+            spec(&topics.alerts, partitions, false),
+            spec(&topics.changelog, partitions, true),
+            spec(&topics.rules, 1, true),
+        ],
+    )
+    .await?;
+    let codec = ReadingBatch::codec(WireFormat::SingleObject)?;
+    let sink = ReadingsSink::new(
+        &brokers,
+        &topics.readings,
+        codec.clone(),
+        Duration::from_secs(30),
+    )?;
+    let tenant = Uuid::new_v4();
+    let machines: Vec<Uuid> = (0..config.machines).map(|_| Uuid::new_v4()).collect();
+    let start = crate::time::now_ms() - 86_400_000;
+    let messages = config.readings.div_ceil(config.per_message);
+    let mut batches = Vec::with_capacity(messages);
+    for m in 0..messages {
+        let machine = m % machines.len();
+        let round = (m / machines.len()) * config.per_message;
+        batches.push(ReadingBatch {
+            tenant_id: tenant,
+            machine_id: machines[machine],
+            machine: format!("bench-{machine}"),
+            source: Source::Gateway,
+            ingest_time_ms: crate::time::now_ms(),
+            readings: (0..config.per_message)
+                .map(|i| Reading {
+                    metric: "temp".into(),
+                    event_time_ms: start + (round + i) as i64 * 1_000,
+                    value: 50.0 + ((round + i) as f64 / 30.0).sin(),
+                    quality: None,
+                })
+                .collect(),
+        });
+    }
+    for chunk in batches.chunks(500) {
+        sink.write(chunk).await?;
+    }
+    let detector = DetectorConfig {
+        group: format!("bench-detectors-{run}"),
+        instance: "bench".into(),
+        ..DetectorConfig::default()
+    };
+    let group = detector.group.clone();
+    let runtime = DetectorRuntime::new(
+        &brokers,
+        topics.clone(),
+        detector,
+        codec.clone(),
+        AlertRecord::codec(WireFormat::SingleObject)?,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(runtime.run(shutdown.clone()));
+
+    // Throughput: until the group's committed offsets reach the end of every partition.
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .create()?;
+    let mut ends = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = watcher.fetch_watermarks(&topics.readings, p, Duration::from_secs(10))?;
+        ends.add_partition_offset(&topics.readings, p, Offset::Offset(high))?;
+    }
+    loop {
+        let committed = watcher.committed_offsets(ends.clone(), Duration::from_secs(10))?;
+        let done = ends.elements().iter().all(|e| {
+            committed
+                .find_partition(e.topic(), e.partition())
+                .map(|c| c.offset())
+                == Some(e.offset())
+                || e.offset() == Offset::Offset(0)
+        });
+        if done {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "the detectors did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let throughput_in = started.elapsed();
+
+    // Latency: a threshold rule, then one violating reading at a time, timed until its alert is committed.
+    let rule: haltless_processors::detect::rules::Rule = serde_json::from_value(
+        serde_json::json!({
+        "id": "hot", "when": {"metric": "probe", "detector": "above", "value": 100}, "clear_after": 1}),
+    )?;
+    let change = RuleChange {
+        tenant_id: tenant,
+        version: 1,
+        effective_from_ms: 0,
+        machines: vec![],
+        rule,
+        deleted: false,
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()?;
+    producer
+        .send(
+            FutureRecord::to(&topics.rules)
+                .key(&change.key())
+                .payload(&serde_json::to_vec(&change)?),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    let alerts: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("bench-alerts-{run}"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    alerts.subscribe(&[&topics.alerts])?;
+    let alert_codec = AlertRecord::codec(WireFormat::SingleObject)?;
+    let mut latencies = Vec::new();
+    let mut ts = crate::time::now_ms();
+    let mut tries = 0;
+    while latencies.len() < config.alerts && tries < config.alerts * 4 {
+        tries += 1;
+        for value in [150.0, 20.0] {
+            ts += 1_000;
+            let batch = ReadingBatch {
+                tenant_id: tenant,
+                machine_id: machines[0],
+                machine: "bench-0".into(),
+                source: Source::Gateway,
+                ingest_time_ms: ts,
+                readings: vec![Reading {
+                    metric: "probe".into(),
+                    event_time_ms: ts,
+                    value,
+                    quality: None,
+                }],
+            };
+            let sent = Instant::now();
+            sink.write(std::slice::from_ref(&batch)).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let alerts_ref = &alerts;
+            let found = tokio::task::block_in_place(|| -> anyhow::Result<bool> {
+                while Instant::now() < deadline {
+                    if let Some(msg) = alerts_ref.poll(Duration::from_millis(5)) {
+                        let a =
+                            AlertRecord::decode(&alert_codec, msg?.payload().unwrap_or_default())?;
+                        if a.event_time_ms == ts && a.rule_id == "hot" {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            })?;
+            if found && value > 100.0 {
+                latencies.push(sent.elapsed());
+            }
+        }
+    }
+    shutdown.cancel();
+    let _ = task.await;
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let n = (messages * config.per_message) as f64;
+    println!("detector benchmark: {} readings in {messages} messages over {} machines, {partitions} partitions, exactly once", n, config.machines);
+    println!("  readings through the detectors: {:>10.0} readings/s ({:.2} s until every offset was committed)", n / throughput_in.as_secs_f64(), throughput_in.as_secs_f64());
+    println!("  reading → committed alert:      p50 {:.1} ms, p99 {:.1} ms over {} alerts, one reading in flight",
+        pct(0.5).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3, latencies.len());
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+    let names = [
+        &topics.readings,
+        &topics.alerts,
+        &topics.changelog,
+        &topics.rules,
+    ];
+    let names: Vec<&str> = names.iter().map(|t| t.as_str()).collect();
+    let _ = admin
+        .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
+        .await;
+    Ok(())
+}

@@ -91,6 +91,23 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         machines: usize,
     },
+    /// Benchmark the detectors on Kafka with exactly-once on: readings/s, and reading-to-alert latency.
+    ///
+    /// Uses throw-away topics on the configured Kafka and removes them afterwards.
+    BenchDetect {
+        /// Readings to push through the detectors.
+        #[arg(long, default_value_t = 200_000)]
+        readings: usize,
+        /// Readings per Kafka message.
+        #[arg(long, default_value_t = 50)]
+        per_message: usize,
+        /// Machines the readings are spread over.
+        #[arg(long, default_value_t = 50)]
+        machines: usize,
+        /// Alerts to time for the latency figures.
+        #[arg(long, default_value_t = 100)]
+        alerts: usize,
+    },
     /// Run the detectors over recorded series and score their alerts with NAB's method.
     ///
     /// With --csv, one `timestamp,value` file (add --labels combined_windows.json for a score); with --nab,
@@ -164,6 +181,24 @@ async fn main() -> anyhow::Result<()> {
                 only,
             };
             return backtest::run(&config);
+        }
+        Command::BenchDetect {
+            readings,
+            per_message,
+            machines,
+            alerts,
+        } => {
+            anyhow::ensure!(
+                readings > 0 && per_message > 0 && machines > 0,
+                "every count must be positive"
+            );
+            let config = bench::DetectBenchConfig {
+                readings,
+                per_message,
+                machines,
+                alerts,
+            };
+            return bench::run_detect(&settings, config).await;
         }
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
