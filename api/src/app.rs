@@ -13,7 +13,7 @@ use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::detector::{DetectorRuntime, DetectorTopics};
 use haltless_processors::projection::alerts::{AlertActionsProjection, AlertsProjection};
 use haltless_processors::projection::readings::ReadingsProjection;
-use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
+use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
 use haltless_processors::runtime::{ProcessorError, Projection, ProjectionRunner, RunnerConfig};
 use haltless_schemas::{metric_names, AlertRecord, Codec, ReadingBatch, WireFormat};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -135,6 +135,9 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     for topic in created {
         tracing::info!(%topic, "created topic");
     }
+    // The detectors keep a machine's state in the changelog partition of its readings partition.
+    let readings = ensure_partition_count(&k.brokers, &k.readings_topic, 0).await?;
+    ensure_partition_count(&k.brokers, &k.detector_changelog_topic, readings).await?;
     Ok(())
 }
 

@@ -114,7 +114,8 @@ impl Projection for AlertsProjection {
                 sqlx::query(
                     "INSERT INTO alerts (id, tenant_id, machine_id, machine, rule_id, rule_name, severity, detector,
                         metric, state, observed, expected, score, score_limit, raised_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $14)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $14
+                     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2) -- a deleted tenant's late alerts are dropped
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(a.alert_id)

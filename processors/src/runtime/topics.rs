@@ -57,3 +57,42 @@ pub async fn ensure_topics(
     }
     Ok(created)
 }
+
+/// Grows `topic` to `count` partitions if it has fewer (a detector changelog must match its input topic).
+/// Returns the partition count it found.
+pub async fn ensure_partition_count(
+    brokers: &str,
+    topic: &str,
+    count: i32,
+) -> Result<i32, ProcessorError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let found = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0);
+    if found > 0 && found < count {
+        tracing::warn!(
+            topic,
+            found,
+            count,
+            "adding partitions to match the readings topic"
+        );
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin
+            .create_partitions(
+                &[rdkafka::admin::NewPartitions::new(topic, count as usize)],
+                &opts,
+            )
+            .await?
+        {
+            result.map_err(|(_, code)| rdkafka::error::KafkaError::AdminOp(code))?;
+        }
+    }
+    Ok(found)
+}
