@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::store::AuthStore;
+use crate::auth::tokens::TokenSigner;
 use crate::config::Settings;
 use crate::events::EventPublisher;
 use crate::{routes, telemetry};
@@ -36,9 +38,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub struct Roles {
     /// `POST /api/v1/ingest`.
     pub gateway: bool,
-    /// Machines and readings queries.
+    /// Machines, readings, rules, alerts, accounts, users and API keys.
     pub api: bool,
-    /// The readings projection.
+    /// The projections (readings, alerts, alert actions) and the retention sweep.
     pub projection: bool,
     /// The detectors.
     pub detector: bool,
@@ -65,6 +67,8 @@ struct Inner {
     sink: ReadingsSink,
     events: EventPublisher,
     redis: fred::clients::Client,
+    auth_store: AuthStore,
+    tokens: TokenSigner,
     settings: Settings,
     prometheus: PrometheusHandle,
 }
@@ -85,6 +89,14 @@ impl AppState {
     /// The Redis client.
     pub fn redis(&self) -> &fred::clients::Client {
         &self.0.redis
+    }
+    /// The Redis side of auth: token blocklist, throttles and rate limits.
+    pub fn auth_store(&self) -> &AuthStore {
+        &self.0.auth_store
+    }
+    /// Issues and verifies access tokens.
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.0.tokens
     }
     /// The settings the process started with.
     pub fn settings(&self) -> &Settings {
@@ -219,6 +231,8 @@ impl Application {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build()?;
         redis.connect();
+        let auth_store = AuthStore::new(redis.clone(), &settings.redis.key_prefix);
+        let tokens = TokenSigner::new(&settings.auth)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
@@ -227,6 +241,8 @@ impl Application {
             sink,
             events,
             redis,
+            auth_store,
+            tokens,
             settings,
             prometheus: telemetry::prometheus(),
         }));
@@ -292,6 +308,13 @@ impl Application {
             projections.push(self.spawn_projection(alerts, &k.alerts_topic, &shutdown)?);
             let actions = AlertActionsProjection::new(&k.alert_actions_topic);
             projections.push(self.spawn_projection(actions, &k.alert_actions_topic, &shutdown)?);
+            let limits = &state.settings().limits;
+            tokio::spawn(crate::retention::run(
+                state.pool().clone(),
+                Duration::from_secs(limits.retention_interval_secs),
+                limits.retention_batch,
+                shutdown.clone(),
+            ));
         }
         let detector = if self.roles.detector {
             let settings = state.settings();
@@ -314,8 +337,11 @@ impl Application {
             None
         };
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
-        let serve = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let result = tokio::select! {
             r = serve => r.map_err(anyhow::Error::from),
             r = first_to_stop(projections) => {
@@ -365,8 +391,15 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::machines::router())
             .merge(routes::readings::router())
             .merge(routes::rules::router())
-            .merge(routes::alerts::router());
+            .merge(routes::alerts::router())
+            .merge(routes::accounts::router())
+            .merge(routes::users::router())
+            .merge(routes::api_keys::router());
     }
+    let api = api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::enforce,
+    ));
     Router::new()
         .nest("/api/v1", api)
         .merge(routes::health::router())

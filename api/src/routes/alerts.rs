@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::time::{format_instant, parse_instant};
 
@@ -99,10 +99,10 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
 
 async fn list(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Query(f): Query<AlertFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     one_of("state", &f.state, &["open", "resolved"])?;
     one_of("severity", &f.severity, &["info", "warning", "critical"])?;
     let bound = |name: &str, v: &Option<String>| {
@@ -123,6 +123,7 @@ async fn list(
          WHERE tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
            AND ($4::text IS NULL OR severity = $4) AND ($5::text IS NULL OR detector = $5)
            AND ($6::timestamptz IS NULL OR raised_at >= $6) AND ($7::timestamptz IS NULL OR raised_at < $7)
+           AND ($10::uuid[] IS NULL OR machine_id = ANY($10))
          ORDER BY raised_at DESC, id LIMIT $8 OFFSET $9"
     ))
     .bind(key.tenant_id)
@@ -134,6 +135,7 @@ async fn list(
     .bind(to)
     .bind(limit + 1)
     .bind(offset)
+    .bind(key.machine_restriction())
     .fetch_all(state.pool())
     .await?;
     let more = rows.len() as i64 > limit;
@@ -147,12 +149,14 @@ async fn list(
     ))
 }
 
-async fn find(state: &AppState, key: &ApiKey, id: Uuid) -> Result<AlertRow, ApiError> {
+async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiError> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2
+         AND ($3::uuid[] IS NULL OR machine_id = ANY($3))"
     ))
     .bind(key.tenant_id)
     .bind(id)
+    .bind(key.machine_restriction())
     .fetch_optional(state.pool())
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
@@ -160,10 +164,10 @@ async fn find(state: &AppState, key: &ApiKey, id: Uuid) -> Result<AlertRow, ApiE
 
 async fn show(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let alert = find(&state, &key, id).await?;
     let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
         r#"SELECT kind, at, details FROM alert_events WHERE tenant_id = $1 AND alert_id = $2
@@ -184,16 +188,16 @@ async fn show(
 
 async fn act(
     state: &AppState,
-    key: &ApiKey,
+    key: &Caller,
     id: Uuid,
     action: Action,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     find(state, key, id).await?;
     let event = AlertAction {
         tenant_id: key.tenant_id,
         alert_id: id,
-        by: format!("api-key:{}", key.key_id),
+        by: key.actor(),
         at_ms: crate::time::now_ms(),
         action,
     };
@@ -210,7 +214,7 @@ async fn act(
 
 async fn ack(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     act(&state, &key, id, Action::Ack).await
@@ -226,7 +230,7 @@ pub struct Snooze {
 
 async fn snooze(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<Snooze>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

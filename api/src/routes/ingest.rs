@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
 
 /// The ingest route.
@@ -30,11 +30,11 @@ pub fn router() -> Router<AppState> {
 
 async fn ingest(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Ingest)?;
     let config = &state.settings().gateway;
     let body = read_body(body, &headers, config.max_body_bytes).await?;
     let request =

@@ -1,5 +1,5 @@
-//! `POST /api/v1/machines` and `GET /api/v1/machines` for the key's tenant.
-//! (The full machines group arrives with tenancy and roles.)
+//! `POST /api/v1/machines` (operators and admins, within the tier's machine limit) and
+//! `GET /api/v1/machines` for the caller's tenant.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
 use crate::time::format_instant;
 
@@ -51,13 +51,38 @@ impl From<(Uuid, String, DateTime<Utc>)> for MachineView {
 
 async fn create(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Json(body): Json<NewMachine>,
 ) -> Result<(StatusCode, Json<MachineView>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     if !valid_name(&body.name) {
         return Err(ApiError::validation(
             "name must be 1 to 128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+        ));
+    }
+    let mut tx = state.pool().begin().await?;
+    // Locking the tenant row serialises registrations, so concurrent ones cannot overshoot the limit.
+    sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+        .bind(key.tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM machines WHERE tenant_id = $1")
+        .bind(key.tenant_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let max = key.limits.max_machines;
+    if count as u64 >= max {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "tier_limit",
+            format!(
+                "the {} tier allows at most {max} machines and this tenant has {count}; \
+                 upgrade the tier or retire a machine",
+                key.limits.tier.as_str()
+            ),
+        )
+        .with_details(
+            serde_json::json!({ "limit": max, "machines": count, "tier": key.limits.tier }),
         ));
     }
     let row: (Uuid, String, DateTime<Utc>) = sqlx::query_as(
@@ -66,16 +91,17 @@ async fn create(
     .bind(Uuid::new_v4())
     .bind(key.tenant_id)
     .bind(&body.name)
-    .fetch_one(state.pool())
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
 async fn list(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, name, created_at FROM machines WHERE tenant_id = $1 ORDER BY name",
     )

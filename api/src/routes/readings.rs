@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::time::{format_instant, parse_instant};
 
@@ -36,11 +36,11 @@ pub struct ReadingsQuery {
 
 async fn query(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(machine): Path<String>,
     Query(q): Query<ReadingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let machine_id: Uuid =
         sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1 AND name = $2")
             .bind(key.tenant_id)

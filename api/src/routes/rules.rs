@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
 use crate::time::format_instant;
 
@@ -60,7 +60,7 @@ fn view(
 /// Parses and checks a rule body; `id` is the rule's id (generated for a new rule when absent).
 async fn parse(
     state: &AppState,
-    key: &ApiKey,
+    key: &Caller,
     body: RuleBody,
     id: Option<&str>,
 ) -> Result<(Rule, Vec<String>), ApiError> {
@@ -120,7 +120,7 @@ async fn parse(
 async fn store(
     state: &AppState,
     tx: &mut PgConnection,
-    key: &ApiKey,
+    key: &Caller,
     rule: Rule,
     machines: Vec<String>,
     version: i64,
@@ -157,7 +157,7 @@ async fn store(
     Ok(view(&rule.id, version, &definition, &machines, updated_at))
 }
 
-async fn current(tx: &mut PgConnection, key: &ApiKey, id: &str) -> Result<(i64, bool), ApiError> {
+async fn current(tx: &mut PgConnection, key: &Caller, id: &str) -> Result<(i64, bool), ApiError> {
     sqlx::query_as("SELECT version, deleted FROM rules WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
         .bind(key.tenant_id)
         .bind(id)
@@ -169,10 +169,10 @@ async fn current(tx: &mut PgConnection, key: &ApiKey, id: &str) -> Result<(i64, 
 
 async fn create(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Json(body): Json<RuleBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     let (rule, machines) = parse(&state, &key, body, None).await?;
     let mut tx = state.pool().begin().await?;
     let existing: Option<(i64, bool)> = sqlx::query_as(
@@ -200,11 +200,11 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<String>,
     Json(body): Json<RuleBody>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     let (rule, machines) = parse(&state, &key, body, Some(&id)).await?;
     let mut tx = state.pool().begin().await?;
     let (version, _) = current(&mut tx, &key, &id).await?;
@@ -215,10 +215,10 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     let mut tx = state.pool().begin().await?;
     let (version, _) = current(&mut tx, &key, &id).await?;
     let (definition, machines): (Value, Vec<String>) =
@@ -233,8 +233,8 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+async fn list(State(state): State<AppState>, key: Caller) -> Result<Json<Value>, ApiError> {
+    key.require(Permission::Read)?;
     let rows: Vec<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND NOT deleted ORDER BY id",
     )
@@ -250,10 +250,10 @@ async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>,
 
 async fn show(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let row: Option<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
     )
