@@ -78,6 +78,9 @@ impl Tier {
     }
 }
 
+/// A tenant's tier and its override columns.
+type LimitsRow = (String, Option<i32>, Option<i32>, Option<i32>);
+
 /// A tenant's limits in force: its tier's figures unless a platform operator overrode them.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TenantLimits {
@@ -113,7 +116,7 @@ impl TenantLimits {
 
     /// The limits of `tenant`, or None when it does not exist.
     pub async fn load(pool: &PgPool, tenant: Uuid) -> Result<Option<Self>, sqlx::Error> {
-        let row: Option<(String, Option<i32>, Option<i32>, Option<i32>)> = sqlx::query_as(
+        let row: Option<LimitsRow> = sqlx::query_as(
             "SELECT tier, max_machines, writes_per_minute, reads_per_minute FROM tenants WHERE id = $1",
         )
         .bind(tenant)
