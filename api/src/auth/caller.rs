@@ -335,3 +335,63 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(principal: Principal) -> Caller {
+        Caller {
+            tenant_id: Uuid::new_v4(),
+            principal,
+            limits: TenantLimits::from_row(Tier::Free, None, None, None),
+            machine_ids: None,
+        }
+    }
+
+    fn user(role: Role) -> Caller {
+        caller(Principal::User {
+            user_id: Uuid::new_v4(),
+            role,
+            session_id: Uuid::new_v4(),
+            jti: Uuid::new_v4(),
+            expires_at: 0,
+        })
+    }
+
+    fn key(scopes: &[Scope]) -> Caller {
+        caller(Principal::Key {
+            key_id: Uuid::new_v4(),
+            scopes: scopes.to_vec(),
+        })
+    }
+
+    #[test]
+    fn roles_and_scopes_grant_what_the_readme_says() {
+        use Permission::*;
+        let all = [Read, Ingest, Operate, Admin];
+        let grants = |c: &Caller| all.map(|p| c.allows(p));
+        assert_eq!(grants(&user(Role::Admin)), [true, true, true, true]);
+        assert_eq!(grants(&user(Role::Operator)), [true, true, true, false]);
+        assert_eq!(grants(&user(Role::Viewer)), [true, false, false, false]);
+        assert_eq!(grants(&key(&[Scope::Read])), [true, false, false, false]);
+        assert_eq!(grants(&key(&[Scope::Ingest])), [false, true, false, false]);
+        assert_eq!(
+            grants(&key(&[Scope::Ingest, Scope::Read])),
+            [true, true, false, false]
+        );
+        assert_eq!(
+            user(Role::Viewer).require(Operate).map_err(|e| e.status()),
+            Err(StatusCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn a_restricted_key_sees_only_its_machines() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut k = key(&[Scope::Read]);
+        assert!(k.may_access(a) && k.may_access(b));
+        k.machine_ids = Some(vec![a]);
+        assert!(k.may_access(a) && !k.may_access(b));
+    }
+}
