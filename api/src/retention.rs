@@ -17,9 +17,12 @@ pub struct SweepReport {
     pub tenants: u64,
     /// Readings deleted.
     pub deleted: u64,
+    /// Tenants whose deletion failed (logged; retried at the next sweep).
+    pub failed: u64,
 }
 
 /// Deletes, for every tenant, the readings older than its tier's retention, `batch` rows at a time.
+/// A tenant whose deletion fails is logged and skipped; the others are still swept.
 pub async fn sweep(pool: &PgPool, batch: i64) -> Result<SweepReport, sqlx::Error> {
     let tenants: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, tier FROM tenants ORDER BY id")
         .fetch_all(pool)
@@ -28,30 +31,47 @@ pub async fn sweep(pool: &PgPool, batch: i64) -> Result<SweepReport, sqlx::Error
     for (tenant, tier) in tenants {
         report.tenants += 1;
         let days = Tier::parse(&tier).retention_days();
-        loop {
-            // Deleting by primary key in batches keeps each transaction (and its locks) short.
-            let deleted = sqlx::query(
-                "DELETE FROM readings r USING (
+        match sweep_tenant(pool, tenant, days, batch).await {
+            Ok(deleted) => report.deleted += deleted,
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(%tenant, error = %e, "retention: deleting old readings failed");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Deletes the readings of `tenant` older than `days`; returns how many.
+async fn sweep_tenant(
+    pool: &PgPool,
+    tenant: Uuid,
+    days: u32,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        // Deleting by primary key in batches keeps each transaction (and its locks) short.
+        let deleted = sqlx::query(
+            "DELETE FROM readings r USING (
                      SELECT tenant_id, machine_id, metric, ts FROM readings
                      WHERE tenant_id = $1 AND ts < now() - make_interval(days => $2)
                      LIMIT $3
                  ) old
                  WHERE r.tenant_id = old.tenant_id AND r.machine_id = old.machine_id
                    AND r.metric = old.metric AND r.ts = old.ts",
-            )
-            .bind(tenant)
-            .bind(days as i32)
-            .bind(batch.max(1))
-            .execute(pool)
-            .await?
-            .rows_affected();
-            report.deleted += deleted;
-            if (deleted as i64) < batch.max(1) {
-                break;
-            }
+        )
+        .bind(tenant)
+        .bind(days as i32)
+        .bind(batch.max(1))
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if (deleted as i64) < batch.max(1) {
+            return Ok(total);
         }
     }
-    Ok(report)
 }
 
 /// Sweeps every `interval` until cancelled; a failed sweep is logged and retried at the next tick.

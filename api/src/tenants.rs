@@ -196,6 +196,12 @@ pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.haltless.local";
 /// `HALTLESS_URL`, `HALTLESS_API_KEY`, `HALTLESS_ADMIN_EMAIL` and `HALTLESS_ADMIN_PASSWORD`.
 /// When `env_file` already holds a key that still works, it is kept as it is.
 pub async fn seed_demo(pool: &PgPool, env_file: &Path, url: &str) -> anyhow::Result<()> {
+    // The simulator posts for ever and people try things on the demo: the largest tier, also for a demo
+    // tenant seeded before tiers were enforced.
+    sqlx::query("UPDATE tenants SET tier = 'enterprise' WHERE name = $1 AND tier <> 'enterprise'")
+        .bind(DEMO_TENANT)
+        .execute(pool)
+        .await?;
     if let Ok(existing) = std::fs::read_to_string(env_file) {
         let key = existing
             .lines()
@@ -221,11 +227,7 @@ pub async fn seed_demo(pool: &PgPool, env_file: &Path, url: &str) -> anyhow::Res
         Some(id) => id,
         None => create_tenant(pool, DEMO_TENANT, Tier::Enterprise).await?,
     };
-    // The simulator posts once a second for ever; the demo tenant must never be throttled by it.
-    sqlx::query("UPDATE tenants SET tier = 'enterprise' WHERE id = $1 AND tier <> 'enterprise'")
-        .bind(tenant)
-        .execute(pool)
-        .await?;
+
     let password = hex::encode(rand::random::<[u8; 12]>());
     upsert_user(pool, tenant, DEMO_ADMIN_EMAIL, &password, "admin").await?;
     let key = create_api_key(pool, tenant, "demo", &[Scope::Ingest, Scope::Read]).await?;
