@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, env = "HALTLESS_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
         /// An API key with the ingest scope.
-        #[arg(long, env = "HALTLESS_API_KEY")]
+        #[arg(long, env = "HALTLESS_API_KEY", hide_env_values = true)]
         api_key: String,
         /// Email of a user who may register machines (operator or admin); without it the machines must
         /// exist already.
@@ -75,7 +75,7 @@ enum Command {
         /// That user's password.
         #[arg(long, env = "HALTLESS_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
-        /// Machine names to register and feed.
+        /// Machine names to feed (registered first when --admin-email is given).
         #[arg(
             long,
             value_delimiter = ',',
