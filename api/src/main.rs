@@ -167,12 +167,7 @@ enum TenantCommand {
         #[arg(long, requires = "admin_password")]
         admin_email: Option<String>,
         /// Password of the first admin (10 to 256 characters).
-        #[arg(
-            long,
-            env = "HALTLESS_ADMIN_PASSWORD",
-            hide_env_values = true,
-            requires = "admin_email"
-        )]
+        #[arg(long, requires = "admin_email")]
         admin_password: Option<String>,
     },
     /// List every tenant with its tier, limits in force and usage.
