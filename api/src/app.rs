@@ -394,7 +394,8 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::alerts::router())
             .merge(routes::accounts::router())
             .merge(routes::users::router())
-            .merge(routes::api_keys::router());
+            .merge(routes::api_keys::router())
+            .merge(crate::openapi::router());
     }
     let api = api.layer(middleware::from_fn_with_state(
         state.clone(),

@@ -5,6 +5,7 @@
 //! - [`routes`]: the HTTP endpoints: ingest, machines, readings queries, rules, alerts, health and metrics.
 //! - [`auth`]: the `Caller` extractor (access tokens or API keys), roles, the rate-limit middleware.
 //! - [`error`]: the one error type every endpoint answers with.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
 //! - [`events`]: publishing the API's own events (rule changes, alert actions) to Kafka.
 //! - [`tenants`]: tiers and their limits; creation of tenants, users and keys (demo, CLI, sign-up).
 //! - [`platform`]: the `haltless tenant` commands of platform operators.
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod platform;
 pub mod retention;
 pub mod routes;

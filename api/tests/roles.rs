@@ -325,3 +325,79 @@ async fn every_endpoint_answers_each_role_as_documented() {
     assert_eq!(s, 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_endpoint_with_its_security() {
+    let app = TestApp::spawn(&[]).await;
+    let r = app
+        .client
+        .get(format!("{}/api/v1/openapi.json", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "public");
+    let doc: Value = r.json().await.unwrap();
+    let public = [
+        ("post", "/api/v1/signup"),
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/invites/accept"),
+    ];
+    let protected = [
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/sessions"),
+        ("delete", "/api/v1/sessions/{id}"),
+        ("get", "/api/v1/users"),
+        ("post", "/api/v1/users"),
+        ("get", "/api/v1/users/{id}"),
+        ("patch", "/api/v1/users/{id}"),
+        ("get", "/api/v1/api-keys"),
+        ("post", "/api/v1/api-keys"),
+        ("delete", "/api/v1/api-keys/{id}"),
+        ("post", "/api/v1/ingest"),
+        ("get", "/api/v1/machines"),
+        ("post", "/api/v1/machines"),
+        ("get", "/api/v1/machines/{machine}/readings"),
+        ("get", "/api/v1/rules"),
+        ("post", "/api/v1/rules"),
+        ("get", "/api/v1/rules/{id}"),
+        ("put", "/api/v1/rules/{id}"),
+        ("delete", "/api/v1/rules/{id}"),
+        ("get", "/api/v1/alerts"),
+        ("get", "/api/v1/alerts/{id}"),
+        ("post", "/api/v1/alerts/{id}/ack"),
+        ("post", "/api/v1/alerts/{id}/snooze"),
+    ];
+    for (method, path) in public.iter().chain(&protected) {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+        assert_eq!(
+            secured,
+            protected.contains(&(method, path)),
+            "{method} {path}: security"
+        );
+        if secured {
+            let codes = op["responses"].as_object().unwrap();
+            assert!(
+                codes.contains_key("401") && codes.contains_key("429"),
+                "{method} {path}"
+            );
+        }
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        public.len() + protected.len(),
+        "nothing undocumented, nothing extra"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    app.stop().await;
+}

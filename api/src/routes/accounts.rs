@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The client's address and user agent, for throttles and the session list.
-struct Client {
+pub(crate) struct Client {
     address: String,
     user_agent: Option<String>,
 }
@@ -90,7 +90,7 @@ fn policy(password: &str) -> Result<(), ApiError> {
 }
 
 /// Body of `POST /api/v1/signup`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Signup {
     /// The new tenant's name, unique on the platform.
@@ -101,7 +101,8 @@ pub struct Signup {
     pub password: String,
 }
 
-async fn signup(
+#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "Name or email taken", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn signup(
     State(state): State<AppState>,
     client: Client,
     Json(body): Json<Signup>,
@@ -153,7 +154,7 @@ async fn signup(
 }
 
 /// Body of `POST /api/v1/auth/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// Email address.
@@ -171,7 +172,8 @@ struct LoginRow {
     active: bool,
 }
 
-async fn login(
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = Login, responses((status = 200, description = "Access and refresh tokens"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn login(
     State(state): State<AppState>,
     client: Client,
     Json(body): Json<Login>,
@@ -291,7 +293,7 @@ fn token_answer(
 }
 
 /// Body of `POST /api/v1/auth/refresh`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
     /// The refresh token from the login or the previous refresh.
@@ -310,7 +312,8 @@ struct RefreshRow {
     active: bool,
 }
 
-async fn refresh(
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", request_body = Refresh, responses((status = 200, description = "New tokens; the old refresh token is spent"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<Refresh>,
 ) -> Result<Json<Value>, ApiError> {
@@ -418,7 +421,11 @@ fn user_of(caller: &Caller) -> Result<(Uuid, Uuid, Uuid, u64), ApiError> {
     }
 }
 
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", responses((status = 204, description = "The token and its session are revoked"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
     let (user, session, jti, exp) = user_of(&caller)?;
     state
         .auth_store()
@@ -430,7 +437,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusC
 }
 
 /// Body of `POST /api/v1/invites/accept`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvite {
     /// The invitation token an admin received when inviting the user.
@@ -439,7 +446,8 @@ pub struct AcceptInvite {
     pub password: String,
 }
 
-async fn accept_invite(
+#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn accept_invite(
     State(state): State<AppState>,
     Json(body): Json<AcceptInvite>,
 ) -> Result<Json<Value>, ApiError> {
@@ -463,7 +471,11 @@ async fn accept_invite(
     ))
 }
 
-async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "The caller, the tenant, its tier, limits and usage"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let (name, machines): (String, i64) = sqlx::query_as(
         "SELECT name, (SELECT count(*) FROM machines WHERE tenant_id = $1) FROM tenants WHERE id = $1",
     )
@@ -509,7 +521,11 @@ struct SessionRow {
     address: Option<String>,
 }
 
-async fn sessions(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "accounts", responses((status = 200, description = "The user's sessions"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::Read)?;
     let (user, current, _, _) = user_of(&caller)?;
     let rows: Vec<SessionRow> = sqlx::query_as(
@@ -533,7 +549,8 @@ async fn sessions(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(json!({ "sessions": sessions })))
 }
 
-async fn revoke_session(
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "accounts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,

@@ -27,8 +27,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Filters of the alert list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertFilter {
     /// Machine name.
     pub machine: Option<String>,
@@ -97,7 +98,8 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
     }
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
     Query(f): Query<AlertFilter>,
@@ -162,7 +164,8 @@ async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiE
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
 
-async fn show(
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
@@ -212,7 +215,8 @@ async fn act(
     ))
 }
 
-async fn ack(
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn ack(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
@@ -221,14 +225,15 @@ async fn ack(
 }
 
 /// Body of `POST /api/v1/alerts/{id}/snooze`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snooze {
     /// End of the snooze (RFC 3339 or epoch ms), in the future.
     pub until: String,
 }
 
-async fn snooze(
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn snooze(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,

@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST /api/v1/api-keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// A label to tell keys apart.
@@ -59,7 +59,11 @@ const SELECT: &str = "SELECT k.id, k.name, k.prefix, k.scopes,
         k.created_at, k.revoked_at
     FROM api_keys k";
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", responses((status = 200, description = "The tenant's keys, never their secrets"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows: Vec<KeyRow> = sqlx::query_as(&format!(
         "{SELECT} WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
@@ -72,7 +76,8 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
     ))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = NewApiKey, responses((status = 201, description = "The key with its secret, shown once"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewApiKey>,
@@ -144,7 +149,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn revoke(
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,

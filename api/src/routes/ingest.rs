@@ -28,7 +28,8 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-async fn ingest(
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn ingest(
     State(state): State<AppState>,
     key: Caller,
     headers: HeaderMap,

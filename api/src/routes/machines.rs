@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST /api/v1/machines`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
     /// Unique name within the tenant.
@@ -49,7 +49,8 @@ impl From<(Uuid, String, DateTime<Utc>)> for MachineView {
     }
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The name exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
     Json(body): Json<NewMachine>,
@@ -97,7 +98,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", responses((status = 200, description = "The tenant's machines"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -27,10 +27,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST` and `PUT`: the rule, and the machines it applies to (all when empty or absent).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleBody {
     /// The rule: `{"id"?, "name", "severity", "when", "hold", "clear_ratio", "clear_after", "max_age_secs"}`.
+    #[schema(value_type = Object)]
     pub rule: Value,
     /// Machine names; every machine of the tenant when empty.
     #[serde(default)]
@@ -167,7 +168,8 @@ async fn current(tx: &mut PgConnection, key: &Caller, id: &str) -> Result<(i64, 
         .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = RuleBody, responses((status = 201, description = "The rule, version 1"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The rule exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
     Json(body): Json<RuleBody>,
@@ -198,7 +200,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn update(
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", request_body = RuleBody, params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The next version"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -213,7 +216,8 @@ async fn update(
     Ok(Json(view))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 204, description = "Deleted from now on"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -233,7 +237,11 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(State(state): State<AppState>, key: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    key: Caller,
+) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
     let rows: Vec<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND NOT deleted ORDER BY id",
@@ -248,7 +256,8 @@ async fn list(State(state): State<AppState>, key: Caller) -> Result<Json<Value>,
     Ok(Json(json!({ "rules": rules })))
 }
 
-async fn show(
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,

@@ -48,7 +48,11 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::parse(role).ok_or_else(|| ApiError::validation("role must be admin, operator or viewer"))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, description = "The tenant's users"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows: Vec<UserRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email"
@@ -72,7 +76,8 @@ async fn find(state: &AppState, caller: &Caller, id: Uuid) -> Result<UserRow, Ap
     .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
-async fn show(
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The user"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
@@ -82,7 +87,7 @@ async fn show(
 }
 
 /// Body of `POST /api/v1/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Email address, unique on the platform.
@@ -93,7 +98,8 @@ pub struct NewUser {
     pub password: Option<String>,
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "The user; with an invite_token when invited"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewUser>,
@@ -137,7 +143,7 @@ async fn create(
 }
 
 /// Body of `PATCH /api/v1/users/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// New role.
@@ -146,7 +152,8 @@ pub struct UserChange {
     pub active: Option<bool>,
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UserChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The user"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The last admin", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
