@@ -1,11 +1,32 @@
 //! What platform operators do with `haltless tenant ...`: create tenants (with a first admin), list them,
 //! change their tier, override their limits.
 
-use anyhow::Context as _;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::tenants::{create_tenant, upsert_user, TenantLimits, Tier};
+use crate::auth::passwords::{check_policy, hash_password, PasswordError};
+use crate::tenants::{TenantLimits, Tier};
+
+/// Why a tenant command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// No tenant has that name or id.
+    #[error("no tenant `{0}`")]
+    NoTenant(String),
+    /// The name or the admin's email is taken.
+    #[error("a tenant named `{0}` or a user with that email exists already")]
+    Exists(String),
+    /// The admin's password breaks the policy.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
 
 /// A limit override: a number, or back to the tier's figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,37 +53,68 @@ impl std::str::FromStr for Override {
 }
 
 /// Finds a tenant by id or by name.
-pub async fn find_tenant(pool: &PgPool, tenant: &str) -> anyhow::Result<Uuid> {
+pub async fn find_tenant(pool: &PgPool, tenant: &str) -> Result<Uuid, PlatformError> {
     let by_id = Uuid::parse_str(tenant).ok();
     sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1 OR name = $2")
         .bind(by_id)
         .bind(tenant)
         .fetch_optional(pool)
         .await?
-        .with_context(|| format!("no tenant `{tenant}`"))
+        .ok_or_else(|| PlatformError::NoTenant(tenant.to_owned()))
 }
 
-/// Creates a tenant, and its first admin when `admin` (email, password) is given; prints what it made.
+/// Creates a tenant, and its first admin when `admin` (email, password) is given, in one transaction;
+/// returns what it made.
 pub async fn create(
     pool: &PgPool,
     name: &str,
     tier: Tier,
     admin: Option<(&str, &str)>,
-) -> anyhow::Result<String> {
-    let id = create_tenant(pool, name, tier)
+) -> Result<String, PlatformError> {
+    let exists = |e: sqlx::Error| {
+        if unique_violation(&e) {
+            PlatformError::Exists(name.to_owned())
+        } else {
+            PlatformError::Database(e)
+        }
+    };
+    let hash = match admin {
+        Some((_, password)) => {
+            check_policy(password)?;
+            Some(hash_password(password)?)
+        }
+        None => None,
+    };
+    let mut tx = pool.begin().await?;
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO tenants (id, name, tier) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(name)
+        .bind(tier.as_str())
+        .execute(&mut *tx)
         .await
-        .with_context(|| format!("creating tenant `{name}` (names are unique)"))?;
+        .map_err(exists)?;
     let mut out = format!("tenant {name} ({id}) created on the {} tier", tier.as_str());
-    if let Some((email, password)) = admin {
-        crate::auth::passwords::check_policy(password)?;
-        let user = upsert_user(pool, id, email, password, "admin").await?;
+    if let (Some((email, _)), Some(hash)) = (admin, hash) {
+        let user = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO users (id, tenant_id, email, password_hash, role) VALUES ($1, $2, lower($3), $4, 'admin')",
+        )
+        .bind(user)
+        .bind(id)
+        .bind(email)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(exists)?;
         out.push_str(&format!("\nadmin {email} ({user}) created"));
     }
+    tx.commit().await?;
     Ok(out)
 }
 
 /// A table of every tenant with its tier, limits in force and usage.
-pub async fn list(pool: &PgPool) -> anyhow::Result<String> {
+pub async fn list(pool: &PgPool) -> Result<String, PlatformError> {
     type Row = (
         Uuid,
         String,
@@ -99,7 +151,7 @@ pub async fn list(pool: &PgPool) -> anyhow::Result<String> {
 }
 
 /// Moves a tenant to another tier.
-pub async fn set_tier(pool: &PgPool, tenant: &str, tier: Tier) -> anyhow::Result<String> {
+pub async fn set_tier(pool: &PgPool, tenant: &str, tier: Tier) -> Result<String, PlatformError> {
     let id = find_tenant(pool, tenant).await?;
     sqlx::query("UPDATE tenants SET tier = $2 WHERE id = $1")
         .bind(id)
@@ -119,7 +171,7 @@ pub async fn set_limits(
     max_machines: Option<Override>,
     writes_per_minute: Option<Override>,
     reads_per_minute: Option<Override>,
-) -> anyhow::Result<String> {
+) -> Result<String, PlatformError> {
     let id = find_tenant(pool, tenant).await?;
     // (change it?, new value) per column; Override::Tier stores NULL.
     let col = |o: Option<Override>| match o {
@@ -150,7 +202,7 @@ pub async fn set_limits(
     .await?;
     let l = TenantLimits::load(pool, id)
         .await?
-        .context("tenant vanished")?;
+        .ok_or_else(|| PlatformError::NoTenant(tenant.to_owned()))?;
     Ok(format!(
         "tenant {tenant}: {} machines, {} writes and {} reads per minute",
         l.max_machines, l.writes_per_minute, l.reads_per_minute

@@ -279,3 +279,72 @@ async fn a_sweep_in_small_batches_removes_everything_due_and_nothing_else() {
     );
     iso.drop().await;
 }
+
+#[tokio::test]
+async fn platform_operators_create_list_and_adjust_tenants() {
+    let iso = common::Isolation::create().await;
+    let pool = &iso.pool;
+    let out = platform::create(
+        pool,
+        "acme",
+        Tier::Pro,
+        Some(("Boss@Acme.example", "correct horse battery")),
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("created on the pro tier"), "{out}");
+    let (role, tier): (String, String) = sqlx::query_as(
+        "SELECT u.role, t.tier FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.email = 'boss@acme.example'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((role.as_str(), tier.as_str()), ("admin", "pro"));
+    assert!(matches!(
+        platform::create(pool, "acme", Tier::Free, None).await,
+        Err(platform::PlatformError::Exists(_))
+    ));
+    assert!(matches!(
+        platform::create(pool, "weak", Tier::Free, Some(("w@x.example", "short"))).await,
+        Err(platform::PlatformError::Password(_))
+    ));
+    assert!(
+        sqlx::query_scalar::<_, Uuid>("SELECT id FROM tenants WHERE name = 'weak'")
+            .fetch_optional(pool)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing half-made"
+    );
+    platform::set_limits(
+        pool,
+        "acme",
+        Some(Override::Value(7)),
+        Some(Override::Value(5_000)),
+        None,
+    )
+    .await
+    .unwrap();
+    let table = platform::list(pool).await.unwrap();
+    let line = table.lines().find(|l| l.contains("acme")).unwrap();
+    assert!(
+        line.contains("0/7") && line.contains("5000") && line.contains("1500"),
+        "{line}"
+    );
+    platform::set_limits(pool, "acme", Some(Override::Tier), None, None)
+        .await
+        .unwrap();
+    platform::set_tier(pool, "acme", Tier::Enterprise)
+        .await
+        .unwrap();
+    let table = platform::list(pool).await.unwrap();
+    let line = table.lines().find(|l| l.contains("acme")).unwrap();
+    assert!(line.contains("0/10000") && line.contains("3650d"), "{line}");
+    assert!(matches!(
+        platform::set_tier(pool, "nobody", Tier::Pro).await,
+        Err(platform::PlatformError::NoTenant(_))
+    ));
+    assert_eq!("tier".parse::<Override>(), Ok(Override::Tier));
+    assert!("-3".parse::<Override>().is_err());
+    iso.drop().await;
+}
