@@ -395,6 +395,10 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::accounts::router())
             .merge(routes::users::router())
             .merge(routes::api_keys::router())
+            .merge(routes::maintenance::router())
+            .merge(routes::work_orders::router())
+            .merge(routes::fleet::router())
+            .merge(routes::settings::router())
             .merge(crate::openapi::router());
     }
     let api = api.layer(middleware::from_fn_with_state(

@@ -47,12 +47,32 @@ pub(crate) async fn ingest(
             })?;
 
     let names: Vec<&str> = request.machine_names().collect();
-    let known: Vec<(String, Uuid)> =
-        sqlx::query_as("SELECT name, id FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
-            .bind(key.tenant_id)
-            .bind(&names)
-            .fetch_all(state.pool())
-            .await?;
+    let rows: Vec<(String, Uuid, String)> = sqlx::query_as(
+        "SELECT name, id, status FROM machines WHERE tenant_id = $1 AND name = ANY($2)",
+    )
+    .bind(key.tenant_id)
+    .bind(&names)
+    .fetch_all(state.pool())
+    .await?;
+    let retired: Vec<&str> = rows
+        .iter()
+        .filter(|(_, id, status)| status == "retired" && key.may_access(*id))
+        .map(|(n, _, _)| n.as_str())
+        .collect();
+    if !retired.is_empty() {
+        metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "retired_machine")
+            .increment(request.len() as u64);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "retired_machine",
+            format!(
+                "machine(s) retired, they take no more readings: {}",
+                retired.join(", ")
+            ),
+        )
+        .with_details(json!({ "machines": retired })));
+    }
+    let known: Vec<(String, Uuid)> = rows.into_iter().map(|(n, id, _)| (n, id)).collect();
     let id_of = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, id)| *id);
     let unknown: Vec<&str> = names
         .iter()

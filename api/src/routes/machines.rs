@@ -1,23 +1,28 @@
-//! `POST /api/v1/machines` (operators and admins, within the tier's machine limit) and
-//! `GET /api/v1/machines` for the caller's tenant.
+//! Machines of the caller's tenant: register (within the tier's machine limit), list and query by name, tag,
+//! site and status, show, update (`PUT` replaces the descriptive fields, `PATCH` changes the given ones) and
+//! retire. A retired machine keeps its history but no longer counts against the tier and refuses ingest.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_connectors::gateway::validate::valid_name;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Caller, Permission};
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::routes::paging::{like_escape, machine_id, one_of, Page};
 use crate::time::format_instant;
 
 /// The machine routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/machines", get(list).post(create))
+    Router::new()
+        .route("/machines", get(list).post(create))
+        .route("/machines/{machine}", get(show).put(replace).patch(update))
+        .route("/machines/{machine}/retire", post(retire))
 }
 
 /// Body of `POST /api/v1/machines`.
@@ -26,51 +31,165 @@ pub fn router() -> Router<AppState> {
 pub struct NewMachine {
     /// Unique name within the tenant.
     pub name: String,
+    /// Free labels (letters, digits, `_ . : - = /`, up to 64 characters; at most 32).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Where the machine stands (1 to 200 characters).
+    pub site: Option<String>,
+    /// Up to 2,000 characters.
+    pub description: Option<String>,
+}
+
+/// Body of `PUT` (every field; absent optional ones are cleared) and `PATCH` (only the given fields;
+/// `null` clears `site` or `description`) on `/api/v1/machines/{machine}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineChange {
+    /// A new name, unique within the tenant. Readings and alerts follow the machine's id, not its name.
+    pub name: Option<String>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+    /// Where the machine stands.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub site: Option<Option<String>>,
+    /// Description.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Filters of the machine list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MachineFilter {
+    /// Names containing this text (case-insensitive).
+    pub name: Option<String>,
+    /// Machines carrying this tag.
+    pub tag: Option<String>,
+    /// Machines of this site.
+    pub site: Option<String>,
+    /// `active` or `retired`; both when absent.
+    pub status: Option<String>,
+    /// Page size (default 100, at most 1,000).
+    pub limit: Option<i64>,
+    /// Rows to skip.
+    pub offset: Option<i64>,
 }
 
 /// A machine as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct MachineView {
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct MachineRow {
     /// Id.
     pub id: Uuid,
     /// Name, unique within the tenant.
     pub name: String,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Site.
+    pub site: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// `active` or `retired`.
+    pub status: String,
     /// When it was registered.
-    pub created_at: String,
+    #[serde(serialize_with = "instant")]
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    #[serde(serialize_with = "instant")]
+    pub updated_at: DateTime<Utc>,
+    /// When it was retired.
+    #[serde(serialize_with = "maybe_instant")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
-impl From<(Uuid, String, DateTime<Utc>)> for MachineView {
-    fn from((id, name, created_at): (Uuid, String, DateTime<Utc>)) -> Self {
-        Self {
-            id,
-            name,
-            created_at: format_instant(created_at),
-        }
+fn instant<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_instant(*t))
+}
+
+fn maybe_instant<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_instant(*t)),
+        None => s.serialize_none(),
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The name exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// The columns of [`MachineRow`].
+pub const COLUMNS: &str =
+    "id, name, tags, site, description, status, created_at, updated_at, retired_at";
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::validation(
+        "name must be 1 to 128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+    ))
+}
+
+fn validate_tags(tags: &[String]) -> Result<(), ApiError> {
+    let ok = |t: &String| {
+        (1..=64).contains(&t.len())
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-=/".contains(c))
+    };
+    if tags.len() > 32 {
+        return Err(ApiError::validation("at most 32 tags"));
+    }
+    if let Some(bad) = tags.iter().find(|t| !ok(t)) {
+        return Err(ApiError::validation(format!(
+            "tag `{bad}` must be 1 to 64 characters of letters, digits, '_', '.', ':', '-', '=' or '/'"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_text(name: &str, value: Option<&str>, min: usize, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(min..=max).contains(&v.chars().count()) => Err(ApiError::validation(format!(
+            "{name} must be {min} to {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn dedup(mut tags: Vec<String>) -> Vec<String> {
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The name exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's machine limit is reached", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
     Json(body): Json<NewMachine>,
-) -> Result<(StatusCode, Json<MachineView>), ApiError> {
+) -> Result<(StatusCode, Json<MachineRow>), ApiError> {
     key.require(Permission::Operate)?;
-    if !valid_name(&body.name) {
-        return Err(ApiError::validation(
-            "name must be 1 to 128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
-        ));
-    }
+    validate_name(&body.name)?;
+    validate_tags(&body.tags)?;
+    validate_text("site", body.site.as_deref(), 1, 200)?;
+    validate_text("description", body.description.as_deref(), 0, 2000)?;
     let mut tx = state.pool().begin().await?;
     // Locking the tenant row serialises registrations, so concurrent ones cannot overshoot the limit.
     sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
         .bind(key.tenant_id)
         .execute(&mut *tx)
         .await?;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM machines WHERE tenant_id = $1")
-        .bind(key.tenant_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM machines WHERE tenant_id = $1 AND status = 'active'",
+    )
+    .bind(key.tenant_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let max = key.limits.max_machines;
     if count as u64 >= max {
         return Err(ApiError::new(
@@ -86,34 +205,167 @@ pub(crate) async fn create(
             serde_json::json!({ "limit": max, "machines": count, "tier": key.limits.tier }),
         ));
     }
-    let row: (Uuid, String, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO machines (id, tenant_id, name) VALUES ($1, $2, $3) RETURNING id, name, created_at",
-    )
+    let row: MachineRow = sqlx::query_as(&format!(
+        "INSERT INTO machines (id, tenant_id, name, tags, site, description) VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING {COLUMNS}"
+    ))
     .bind(Uuid::new_v4())
     .bind(key.tenant_id)
     .bind(&body.name)
+    .bind(dedup(body.tags))
+    .bind(&body.site)
+    .bind(&body.description)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok((StatusCode::CREATED, Json(row)))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", responses((status = 200, description = "The tenant's machines"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(MachineFilter), responses((status = 200, description = "`{\"machines\": [...], \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
+    Query(f): Query<MachineFilter>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     key.require(Permission::Read)?;
-    let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, name, created_at FROM machines WHERE tenant_id = $1 ORDER BY name",
-    )
+    one_of("status", f.status.as_deref(), &["active", "retired"])?;
+    let page = Page::new(f.limit, f.offset, 100, 1_000)?;
+    let mut rows = query(&state, &key, &f, page).await?;
+    let next = page.cut(&mut rows);
+    Ok(Json(
+        serde_json::json!({ "machines": rows, "next_offset": next }),
+    ))
+}
+
+/// The caller's machines matching `f`, one page (plus one row, see [`Page::cut`]), ordered by name.
+pub async fn query(
+    state: &AppState,
+    key: &Caller,
+    f: &MachineFilter,
+    page: Page,
+) -> Result<Vec<MachineRow>, ApiError> {
+    let name = f.name.as_deref().map(|n| format!("%{}%", like_escape(n)));
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR name ILIKE $2)
+           AND ($3::text IS NULL OR $3 = ANY(tags)) AND ($4::text IS NULL OR site = $4)
+           AND ($5::text IS NULL OR status = $5) AND ($6::uuid[] IS NULL OR id = ANY($6))
+         ORDER BY name LIMIT $7 OFFSET $8"
+    ))
     .bind(key.tenant_id)
+    .bind(name)
+    .bind(&f.tag)
+    .bind(&f.site)
+    .bind(&f.status)
+    .bind(key.machine_restriction())
+    .bind(page.fetch())
+    .bind(page.offset)
     .fetch_all(state.pool())
+    .await?)
+}
+
+async fn find(state: &AppState, key: &Caller, name: &str) -> Result<MachineRow, ApiError> {
+    let id = machine_id(state, key, name).await?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(key.tenant_id)
+    .bind(id)
+    .fetch_one(state.pool())
+    .await?)
+}
+
+#[utoipa::path(get, path = "/api/v1/machines/{machine}", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(machine): Path<String>,
+) -> Result<Json<MachineRow>, ApiError> {
+    key.require(Permission::Read)?;
+    Ok(Json(find(&state, &key, &machine).await?))
+}
+
+async fn apply(
+    state: &AppState,
+    key: &Caller,
+    machine: &str,
+    change: MachineChange,
+    replace: bool,
+) -> Result<Json<MachineRow>, ApiError> {
+    key.require(Permission::Operate)?;
+    let current = find(state, key, machine).await?;
+    if replace && change.name.is_none() {
+        return Err(ApiError::validation(
+            "PUT needs `name`; PATCH changes single fields",
+        ));
+    }
+    let name = change.name.unwrap_or(current.name);
+    validate_name(&name)?;
+    let tags = match change.tags {
+        Some(t) => t,
+        None if replace => Vec::new(),
+        None => current.tags,
+    };
+    validate_tags(&tags)?;
+    let keep = |new: Option<Option<String>>, old: Option<String>| match new {
+        Some(v) => v,
+        None if replace => None,
+        None => old,
+    };
+    let site = keep(change.site, current.site);
+    let description = keep(change.description, current.description);
+    validate_text("site", site.as_deref(), 1, 200)?;
+    validate_text("description", description.as_deref(), 0, 2000)?;
+    let row: MachineRow = sqlx::query_as(&format!(
+        "UPDATE machines SET name = $3, tags = $4, site = $5, description = $6, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(key.tenant_id)
+    .bind(current.id)
+    .bind(&name)
+    .bind(dedup(tags))
+    .bind(&site)
+    .bind(&description)
+    .fetch_one(state.pool())
     .await?;
-    let machines: Vec<MachineView> = rows
-        .into_iter()
-        .filter(|(id, _, _)| key.may_access(*id))
-        .map(MachineView::from)
-        .collect();
-    Ok(Json(serde_json::json!({ "machines": machines })))
+    Ok(Json(row))
+}
+
+#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "The new name exists", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(machine): Path<String>,
+    Json(body): Json<MachineChange>,
+) -> Result<Json<MachineRow>, ApiError> {
+    apply(&state, &key, &machine, body, true).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "The new name exists", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(machine): Path<String>,
+    Json(body): Json<MachineChange>,
+) -> Result<Json<MachineRow>, ApiError> {
+    apply(&state, &key, &machine, body, false).await
+}
+
+#[utoipa::path(post, path = "/api/v1/machines/{machine}/retire", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The retired machine (retiring twice is a no-op)"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn retire(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(machine): Path<String>,
+) -> Result<Json<MachineRow>, ApiError> {
+    key.require(Permission::Operate)?;
+    let id = machine_id(&state, &key, &machine).await?;
+    let row: MachineRow = sqlx::query_as(&format!(
+        "UPDATE machines SET status = 'retired', retired_at = coalesce(retired_at, now()), updated_at = now()
+         WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(key.tenant_id)
+    .bind(id)
+    .fetch_one(state.pool())
+    .await?;
+    Ok(Json(row))
 }

@@ -3,9 +3,14 @@
 pub mod accounts;
 pub mod alerts;
 pub mod api_keys;
+pub mod fleet;
 pub mod health;
 pub mod ingest;
 pub mod machines;
+pub mod maintenance;
+pub mod paging;
 pub mod readings;
 pub mod rules;
+pub mod settings;
 pub mod users;
+pub mod work_orders;

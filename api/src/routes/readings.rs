@@ -1,6 +1,9 @@
-//! `GET /api/v1/machines/{machine}/readings`: raw readings or time-bucketed aggregates.
+//! `GET /api/v1/machines/{machine}/readings`: raw readings or time-bucketed aggregates, the same as CSV
+//! (`readings.csv`), and the newest reading of each metric (`latest`).
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -11,11 +14,15 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::time::{format_instant, parse_instant};
+use crate::routes::paging::{csv_line, instant, machine_id};
+use crate::time::format_instant;
 
 /// The readings route.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/machines/{machine}/readings", get(query))
+    Router::new()
+        .route("/machines/{machine}/readings", get(query))
+        .route("/machines/{machine}/readings.csv", get(export_csv))
+        .route("/machines/{machine}/latest", get(latest))
 }
 
 /// Query string of the readings query.
@@ -42,22 +49,147 @@ pub(crate) async fn query(
     Path(machine): Path<String>,
     Query(q): Query<ReadingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let request = resolve(&state, &key, &machine, &q).await?;
+    let (rows, truncated) = fetch(&state, key.tenant_id, &request).await?;
+    Ok(Json(match rows {
+        Rows::Raw(rows) => {
+            let readings: Vec<Value> = rows
+                .into_iter()
+                .map(|r| {
+                    let mut row =
+                        json!({ "metric": r.metric, "ts": format_instant(r.ts), "value": r.value });
+                    if let Some(q) = r.quality {
+                        row["quality"] = json!(q);
+                    }
+                    row
+                })
+                .collect();
+            json!({ "readings": readings, "truncated": truncated })
+        }
+        Rows::Buckets(rows, seconds) => {
+            let buckets: Vec<Value> = rows
+                .into_iter()
+                .map(|b| {
+                    json!({ "metric": b.metric, "ts": format_instant(b.bucket), "min": b.min, "max": b.max,
+                            "avg": b.avg, "count": b.count, "last": b.last })
+                })
+                .collect();
+            json!({ "buckets": buckets, "bucket_seconds": seconds, "truncated": truncated })
+        }
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn export_csv(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(machine): Path<String>,
+    Query(q): Query<ReadingsQuery>,
+) -> Result<Response, ApiError> {
+    let request = resolve(&state, &key, &machine, &q).await?;
+    let (rows, truncated) = fetch(&state, key.tenant_id, &request).await?;
+    let mut out = String::new();
+    match rows {
+        Rows::Raw(rows) => {
+            out.push_str(&csv_line(["metric", "ts", "value", "quality"]));
+            for r in rows {
+                out.push_str(&csv_line([
+                    r.metric,
+                    format_instant(r.ts),
+                    r.value.to_string(),
+                    r.quality.unwrap_or_default(),
+                ]));
+            }
+        }
+        Rows::Buckets(rows, _) => {
+            out.push_str(&csv_line([
+                "metric", "ts", "min", "max", "avg", "count", "last",
+            ]));
+            for b in rows {
+                out.push_str(&csv_line([
+                    b.metric,
+                    format_instant(b.bucket),
+                    b.min.to_string(),
+                    b.max.to_string(),
+                    b.avg.to_string(),
+                    b.count.to_string(),
+                    b.last.to_string(),
+                ]));
+            }
+        }
+    }
+    let mut response = csv_response(out, &format!("{machine}-readings.csv"));
+    if truncated {
+        response
+            .headers_mut()
+            .insert("x-truncated", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// A CSV attachment named `filename`.
+pub fn csv_response(body: String, filename: &str) -> Response {
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        filename.replace(
+            |c: char| !c.is_ascii_alphanumeric() && !"._-".contains(c),
+            "_"
+        )
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn latest(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(machine): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
-    let machine_id: Uuid =
-        sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1 AND name = $2")
-            .bind(key.tenant_id)
-            .bind(&machine)
-            .fetch_optional(state.pool())
-            .await?
-            .filter(|id| key.may_access(*id))
-            .ok_or_else(|| ApiError::not_found(format!("no machine named `{machine}`")))?;
-    let bound = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
-        v.as_deref()
-            .map(|s| parse_instant(s).map_err(|e| ApiError::validation(format!("{name}: {e}"))))
-            .transpose()
-    };
-    let from = bound("from", &q.from)?.unwrap_or(DateTime::UNIX_EPOCH);
-    let to = bound("to", &q.to)?.unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let machine_id = machine_id(&state, &key, &machine).await?;
+    // One index descent per metric (the primary key leads with tenant, machine, metric, ts).
+    let rows: Vec<RawRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (metric) metric, ts, value, quality FROM readings
+         WHERE tenant_id = $1 AND machine_id = $2 ORDER BY metric, ts DESC",
+    )
+    .bind(key.tenant_id)
+    .bind(machine_id)
+    .fetch_all(state.pool())
+    .await?;
+    let metrics: Vec<Value> = rows
+        .into_iter()
+        .map(|r| json!({ "metric": r.metric, "ts": format_instant(r.ts), "value": r.value, "quality": r.quality }))
+        .collect();
+    Ok(Json(json!({ "machine": machine, "metrics": metrics })))
+}
+
+/// A validated readings request.
+struct Request {
+    machine_id: Uuid,
+    metric: Option<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_seconds: Option<i64>,
+    limit: i64,
+}
+
+async fn resolve(
+    state: &AppState,
+    key: &Caller,
+    machine: &str,
+    q: &ReadingsQuery,
+) -> Result<Request, ApiError> {
+    key.require(Permission::Read)?;
+    let machine_id = machine_id(state, key, machine).await?;
+    let from = instant("from", q.from.as_deref())?.unwrap_or(DateTime::UNIX_EPOCH);
+    let to = instant("to", q.to.as_deref())?.unwrap_or(DateTime::<Utc>::MAX_UTC);
     if from >= to {
         return Err(ApiError::validation("`from` must lie before `to`"));
     }
@@ -69,74 +201,82 @@ pub(crate) async fn query(
             limits.max_limit
         )));
     }
-    match q.bucket.as_deref() {
-        None => {
-            raw(
-                &state,
-                key.tenant_id,
-                machine_id,
-                q.metric.as_deref(),
-                from,
-                to,
-                limit,
-            )
-            .await
-        }
-        Some(width) => {
-            let seconds = parse_bucket(width).map_err(ApiError::validation)?;
-            bucketed(
-                &state,
-                key.tenant_id,
-                machine_id,
-                q.metric.as_deref(),
-                from,
-                to,
-                seconds,
-                limit,
-            )
-            .await
-        }
-    }
+    let bucket_seconds = q
+        .bucket
+        .as_deref()
+        .map(|w| parse_bucket(w).map_err(ApiError::validation))
+        .transpose()?;
+    Ok(Request {
+        machine_id,
+        metric: q.metric.clone(),
+        from,
+        to,
+        bucket_seconds,
+        limit,
+    })
 }
 
-async fn raw(
-    state: &AppState,
-    tenant: Uuid,
-    machine: Uuid,
-    metric: Option<&str>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    limit: i64,
-) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<(String, DateTime<Utc>, f64, Option<String>)> = sqlx::query_as(
-        "SELECT metric, ts, value, quality FROM readings
-         WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
-           AND ts >= $4 AND ts < $5
-         ORDER BY ts, metric LIMIT $6",
-    )
-    .bind(tenant)
-    .bind(machine)
-    .bind(metric)
-    .bind(from)
-    .bind(to)
-    .bind(limit + 1)
-    .fetch_all(state.pool())
-    .await?;
-    let truncated = rows.len() as i64 > limit;
-    let readings: Vec<Value> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(|(metric, ts, value, quality)| {
-            let mut row = json!({ "metric": metric, "ts": format_instant(ts), "value": value });
-            if let Some(q) = quality {
-                row["quality"] = json!(q);
-            }
-            row
-        })
-        .collect();
-    Ok(Json(
-        json!({ "readings": readings, "truncated": truncated }),
-    ))
+enum Rows {
+    Raw(Vec<RawRow>),
+    Buckets(Vec<Bucket>, i64),
+}
+
+#[derive(sqlx::FromRow)]
+struct RawRow {
+    metric: String,
+    ts: DateTime<Utc>,
+    value: f64,
+    quality: Option<String>,
+}
+
+/// The rows of `r` and whether the limit cut them.
+async fn fetch(state: &AppState, tenant: Uuid, r: &Request) -> Result<(Rows, bool), ApiError> {
+    let limit = r.limit;
+    match r.bucket_seconds {
+        None => {
+            let mut rows: Vec<RawRow> = sqlx::query_as(
+                "SELECT metric, ts, value, quality FROM readings
+                 WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
+                   AND ts >= $4 AND ts < $5
+                 ORDER BY ts, metric LIMIT $6",
+            )
+            .bind(tenant)
+            .bind(r.machine_id)
+            .bind(&r.metric)
+            .bind(r.from)
+            .bind(r.to)
+            .bind(limit + 1)
+            .fetch_all(state.pool())
+            .await?;
+            let truncated = rows.len() as i64 > limit;
+            rows.truncate(limit as usize);
+            Ok((Rows::Raw(rows), truncated))
+        }
+        Some(seconds) => {
+            // date_bin works on plain PostgreSQL and TimescaleDB alike (time_bucket would not).
+            let mut rows: Vec<Bucket> = sqlx::query_as(
+                "SELECT metric, date_bin(make_interval(secs => $6), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+                        min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS count,
+                        (array_agg(value ORDER BY ts DESC))[1] AS last
+                 FROM readings
+                 WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
+                   AND ts >= $4 AND ts < $5
+                 GROUP BY metric, bucket ORDER BY bucket, metric LIMIT $7",
+            )
+            .bind(tenant)
+            .bind(r.machine_id)
+            .bind(&r.metric)
+            .bind(r.from)
+            .bind(r.to)
+            .bind(seconds as f64)
+            .bind(limit + 1)
+            .fetch_all(state.pool())
+            .await?;
+            let truncated = rows.len() as i64 > limit;
+            rows.truncate(limit as usize);
+            Ok((Rows::Buckets(rows, seconds), truncated))
+        }
+    }
 }
 
 /// One aggregated bucket of one metric.
@@ -149,50 +289,6 @@ struct Bucket {
     avg: f64,
     count: i64,
     last: f64,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn bucketed(
-    state: &AppState,
-    tenant: Uuid,
-    machine: Uuid,
-    metric: Option<&str>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    seconds: i64,
-    limit: i64,
-) -> Result<Json<Value>, ApiError> {
-    // date_bin works on plain PostgreSQL and TimescaleDB alike (time_bucket would not).
-    let rows: Vec<Bucket> = sqlx::query_as(
-        "SELECT metric, date_bin(make_interval(secs => $6), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-                min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS count,
-                (array_agg(value ORDER BY ts DESC))[1] AS last
-         FROM readings
-         WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
-           AND ts >= $4 AND ts < $5
-         GROUP BY metric, bucket ORDER BY bucket, metric LIMIT $7",
-    )
-    .bind(tenant)
-    .bind(machine)
-    .bind(metric)
-    .bind(from)
-    .bind(to)
-    .bind(seconds as f64)
-    .bind(limit + 1)
-    .fetch_all(state.pool())
-    .await?;
-    let truncated = rows.len() as i64 > limit;
-    let buckets: Vec<Value> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(|b| {
-            json!({ "metric": b.metric, "ts": format_instant(b.bucket), "min": b.min, "max": b.max,
-                    "avg": b.avg, "count": b.count, "last": b.last })
-        })
-        .collect();
-    Ok(Json(
-        json!({ "buckets": buckets, "bucket_seconds": seconds, "truncated": truncated }),
-    ))
 }
 
 /// Parses a bucket width: a positive whole number with unit `s`, `m`, `h` or `d`.

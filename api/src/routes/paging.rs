@@ -1,0 +1,188 @@
+//! What the list endpoints share: pagination, enumerated filters, time bounds, and the lookup of a machine
+//! by name within the caller's tenant.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::time::parse_instant;
+
+/// A validated page: `limit` rows after skipping `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Rows per page.
+    pub limit: i64,
+    /// Rows skipped.
+    pub offset: i64,
+}
+
+impl Page {
+    /// Validates `limit` (default `default`, 1 to `max`) and `offset` (default 0, not negative).
+    pub fn new(
+        limit: Option<i64>,
+        offset: Option<i64>,
+        default: i64,
+        max: i64,
+    ) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(default);
+        let offset = offset.unwrap_or(0);
+        if !(1..=max).contains(&limit) || offset < 0 {
+            return Err(ApiError::validation(format!(
+                "limit must lie between 1 and {max}, offset must not be negative"
+            )));
+        }
+        Ok(Self { limit, offset })
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether there is a next one.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts `rows` to the page and returns the offset of the next page, if any.
+    pub fn cut<T>(&self, rows: &mut Vec<T>) -> Option<i64> {
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        more.then_some(self.offset + self.limit)
+    }
+}
+
+/// Refuses with 422 unless `value` is absent or one of `allowed`.
+pub fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(ApiError::validation(format!(
+            "{name} must be one of {}",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Parses an optional time bound (RFC 3339 or epoch ms), answering 422 naming the parameter.
+pub fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|s| parse_instant(s).map_err(|e| ApiError::validation(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// The id of the caller's machine `name`; 404 when the tenant has none or the caller may not see it.
+pub async fn machine_id(state: &AppState, caller: &Caller, name: &str) -> Result<Uuid, ApiError> {
+    sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1 AND name = $2")
+        .bind(caller.tenant_id)
+        .bind(name)
+        .fetch_optional(state.pool())
+        .await?
+        .filter(|id| caller.may_access(*id))
+        .ok_or_else(|| ApiError::not_found(format!("no machine named `{name}`")))
+}
+
+/// The ids of the caller's machines `names`; 422 `unknown_machine` naming those the tenant lacks.
+pub async fn machine_ids(
+    state: &AppState,
+    caller: &Caller,
+    names: &[String],
+) -> Result<Vec<Uuid>, ApiError> {
+    let found: Vec<(String, Uuid)> =
+        sqlx::query_as("SELECT name, id FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
+            .bind(caller.tenant_id)
+            .bind(names)
+            .fetch_all(state.pool())
+            .await?;
+    let found: Vec<(String, Uuid)> = found
+        .into_iter()
+        .filter(|(_, id)| caller.may_access(*id))
+        .collect();
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| !found.iter().any(|(f, _)| f == *n))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_machine",
+            format!(
+                "unknown machine(s): {}",
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_details(serde_json::json!({ "machines": unknown })));
+    }
+    let mut ids: Vec<Uuid> = names
+        .iter()
+        .filter_map(|n| found.iter().find(|(f, _)| f == n).map(|(_, id)| *id))
+        .collect();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE` pattern.
+pub fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Quotes one CSV field when it needs quoting (RFC 4180), and neutralises leading formula characters so
+/// that a spreadsheet does not execute a machine name.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// One CSV line of `fields`, ending in CRLF.
+pub fn csv_line<I, S>(fields: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut line = fields
+        .into_iter()
+        .map(|f| csv_field(f.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push_str("\r\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(
+            csv_line(["a", "b,c", "say \"hi\""]),
+            "a,\"b,c\",\"say \"\"hi\"\"\"\r\n"
+        );
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("-1.5"), "-1.5");
+    }
+
+    #[test]
+    fn pages_cut_and_point_to_the_next() {
+        let page = Page::new(Some(2), Some(4), 50, 500).map_err(|e| e.status());
+        let page = page.unwrap_or(Page {
+            limit: 0,
+            offset: 0,
+        });
+        let mut rows = vec![1, 2, 3];
+        assert_eq!(page.cut(&mut rows), Some(6));
+        assert_eq!(rows, vec![1, 2]);
+        assert!(Page::new(Some(0), None, 50, 500).is_err());
+        assert!(Page::new(None, Some(-1), 50, 500).is_err());
+    }
+}
