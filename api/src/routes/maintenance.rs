@@ -214,6 +214,7 @@ pub struct ChecklistItem {
     /// Whether it passed.
     pub ok: bool,
     /// Remark.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
