@@ -32,7 +32,11 @@ pub async fn sweep(pool: &PgPool, batch: i64) -> Result<SweepReport, sqlx::Error
         report.tenants += 1;
         let days = Tier::parse(&tier).retention_days();
         match sweep_tenant(pool, tenant, days, batch).await {
-            Ok(deleted) => report.deleted += deleted,
+            Ok(deleted) => {
+                metrics::counter!(haltless_schemas::metric_names::RETENTION_DELETED)
+                    .increment(deleted);
+                report.deleted += deleted
+            }
             Err(e) => {
                 report.failed += 1;
                 tracing::warn!(%tenant, error = %e, "retention: deleting old readings failed");

@@ -524,3 +524,48 @@ async fn api_keys_are_shown_once_scoped_restricted_and_revoked_at_once() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_logged_out_on_one_instance_is_refused_by_another_at_once() {
+    let secret = "a-shared-secret-of-at-least-32-bytes!!";
+    let app = TestApp::spawn_with(&[], |s| {
+        s.auth.jwt_secret = secrecy::SecretString::from(secret)
+    })
+    .await;
+    let second = haltless_api::app::Application::build(
+        app.iso.settings.clone(),
+        haltless_api::app::Roles {
+            api: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let second_url = format!("http://127.0.0.1:{}", second.port());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(second.run(stop.clone()));
+    let me_on = |url: String, token: String| {
+        let client = app.client.clone();
+        async move {
+            client
+                .get(format!("{url}/api/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (email, password) = app.iso.user(app.tenant, "viewer").await;
+    let (_, login) = app.login(&email, &password).await;
+    let token = access(&login);
+    assert_eq!(me_on(second_url.clone(), token.clone()).await, 200);
+    let (s, _) = app
+        .call(Method::POST, "/api/v1/auth/logout", &token, None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(me_on(second_url, token).await, 401);
+    stop.cancel();
+    app.stop().await;
+}

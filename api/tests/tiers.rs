@@ -151,6 +151,19 @@ async fn the_61st_write_in_a_minute_gets_429_on_every_instance() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], json!("rate_limited"));
     }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("haltless_rate_limited_total{kind=\"writes\"}"),
+        "{metrics}"
+    );
     // Reads have their own budget.
     let r = app
         .client

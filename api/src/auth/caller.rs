@@ -308,18 +308,20 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         None
     };
     if let Some(w) = window.filter(Window::exceeded) {
+        let kind = if matches!(parts.method, Method::GET | Method::HEAD) {
+            "reads"
+        } else {
+            "writes"
+        };
+        metrics::counter!(haltless_schemas::metric_names::RATE_LIMITED, "kind" => kind)
+            .increment(1);
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!(
-                "the {} tier allows {} API {} per minute; retry in {} s",
+                "this tenant ({} tier) may make {} API {kind} per minute; retry in {} s",
                 caller.limits.tier.as_str(),
                 w.limit,
-                if matches!(parts.method, Method::GET | Method::HEAD) {
-                    "reads"
-                } else {
-                    "writes"
-                },
                 w.reset_secs.max(1)
             ),
         )

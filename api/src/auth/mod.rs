@@ -20,6 +20,11 @@ mod caller;
 pub use caller::{client_address, enforce, Caller, Permission, Principal};
 pub use keys::{generate_key, hash_key, random_token, NewKey, Scope, API_KEY_HEADER};
 
+/// The former key-only extractor's name, kept so that handlers written against it still compile: it is
+/// now a [`Caller`] (user or key), and `require(Scope::Read | Scope::Ingest)` maps to
+/// [`Permission::Read`] / [`Permission::Ingest`]. New code should name [`Caller`] and [`Permission`].
+pub type ApiKey = Caller;
+
 use serde::{Deserialize, Serialize};
 
 /// A user's role within a tenant.

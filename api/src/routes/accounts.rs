@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use haltless_schemas::metric_names;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -198,6 +199,7 @@ pub(crate) async fn login(
             .await
             .map_err(redis_down)?;
         if w.count >= w.limit {
+            metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "throttled").increment(1);
             return Err(too_many(
                 "too many failed logins; wait before trying again",
                 w.reset_secs,
@@ -215,6 +217,7 @@ pub(crate) async fn login(
     let user = match row {
         Some(user) if matches && user.active => user,
         _ => {
+            metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "invalid").increment(1);
             for (counter, limit) in &counters {
                 state
                     .auth_store()
@@ -234,6 +237,7 @@ pub(crate) async fn login(
         .reset(&counters[0].0, window)
         .await
         .map_err(redis_down)?;
+    metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "ok").increment(1);
     let role =
         Role::parse(&user.role).ok_or_else(|| ApiError::internal("unknown role in users"))?;
     let session = Uuid::new_v4();
@@ -341,6 +345,7 @@ pub(crate) async fn refresh(
             .await
             .map_err(redis_down)?;
         tracing::warn!(session = %row.session_id, "refresh token reused; session revoked");
+        metrics::counter!(metric_names::AUTH_REFRESH_REUSE).increment(1);
         return Err(invalid(
             "this refresh token was already used; the session is revoked",
         ));

@@ -55,7 +55,8 @@ impl KeyRow {
 
 const SELECT: &str = "SELECT k.id, k.name, k.prefix, k.scopes,
         CASE WHEN k.machine_ids IS NULL THEN NULL ELSE
-            ARRAY(SELECT m.name FROM machines m WHERE m.id = ANY(k.machine_ids) ORDER BY m.name) END AS machines,
+            ARRAY(SELECT m.name FROM machines m WHERE m.tenant_id = k.tenant_id AND m.id = ANY(k.machine_ids)
+                  ORDER BY m.name) END AS machines,
         k.created_at, k.revoked_at
     FROM api_keys k";
 
