@@ -399,6 +399,7 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::work_orders::router())
             .merge(routes::fleet::router())
             .merge(routes::settings::router())
+            .merge(routes::reports::router())
             .merge(crate::openapi::router());
     }
     let api = api.layer(middleware::from_fn_with_state(

@@ -5,7 +5,8 @@
 //! - [`routes`]: the HTTP endpoints: ingest, machines, readings queries, rules, alerts, health and metrics.
 //! - [`auth`]: the `Caller` extractor (access tokens or API keys), roles, the rate-limit middleware.
 //! - [`error`]: the one error type every endpoint answers with.
-//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations, and the docs page.
+//! - [`pdf`]: the PDF report writer (tables and vector bar charts).
 //! - [`events`]: publishing the API's own events (rule changes, alert actions) to Kafka.
 //! - [`tenants`]: tiers and their limits; creation of tenants, users and keys (demo, CLI, sign-up).
 //! - [`platform`]: the `haltless tenant` commands of platform operators.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod openapi;
+pub mod pdf;
 pub mod platform;
 pub mod retention;
 pub mod routes;

@@ -96,6 +96,13 @@ impl Modify for Security {
         routes::fleet::kpis,
         routes::settings::show,
         routes::settings::replace,
+        routes::reports::machines_csv,
+        routes::reports::machines_pdf,
+        routes::reports::alerts_csv,
+        routes::reports::alerts_pdf,
+        routes::reports::work_orders_csv,
+        routes::reports::work_orders_pdf,
+        routes::reports::fleet_pdf,
         routes::rules::list,
         routes::rules::show,
         routes::rules::create,
@@ -119,6 +126,7 @@ impl Modify for Security {
         (name = "maintenance", description = "Maintenance events, work orders, compliance sign-offs"),
         (name = "fleet", description = "Machine statuses and KPIs"),
         (name = "settings", description = "The tenant's fleet and detection defaults"),
+        (name = "reports", description = "CSV and PDF exports, the fleet summary"),
     )
 )]
 pub struct ApiDoc;

@@ -10,6 +10,7 @@ pub mod machines;
 pub mod maintenance;
 pub mod paging;
 pub mod readings;
+pub mod reports;
 pub mod rules;
 pub mod settings;
 pub mod users;
