@@ -184,8 +184,10 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_out_of_range_values_are_named() {
         assert!(TenantSettings::default().problems().is_empty());
-        let mut s = TenantSettings::default();
-        s.silent_after_minutes = 0;
+        let mut s = TenantSettings {
+            silent_after_minutes: 0,
+            ..Default::default()
+        };
         s.detection.ewma_band = f64::INFINITY;
         s.detection.severity = "loud".into();
         let fields: Vec<&str> = s.problems().iter().map(|p| p.0).collect();

@@ -1,0 +1,329 @@
+//! The endpoint × caller matrix of the resource groups (machines, sensor data, maintenance, fleet, reports,
+//! settings): every endpoint called as admin, operator, viewer, an ingest key, a read key and anonymously.
+//! (The accounts endpoints' matrix is in `roles.rs`.)
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use common::TestApp;
+use haltless_api::auth::Scope;
+use haltless_api::tenants::create_api_key;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const WHO: [&str; 6] = [
+    "admin",
+    "operator",
+    "viewer",
+    "ingest_key",
+    "read_key",
+    "anonymous",
+];
+
+/// (admin, operator, viewer, ingest key, read key); anonymous callers always get 401.
+fn expected(class: &str, ok: u16) -> [u16; 5] {
+    match class {
+        "read" => [ok, ok, ok, 403, ok],
+        "operate" => [ok, ok, 403, 403, 403],
+        "admin" => [ok, 403, 403, 403, 403],
+        other => panic!("unknown class {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_resource_endpoint_answers_each_role_as_documented() {
+    let retire: Vec<String> = WHO.iter().map(|w| format!("retire-{w}")).collect();
+    let mut machines = vec!["m-1"];
+    machines.extend(retire.iter().map(String::as_str));
+    let app = TestApp::spawn(&machines).await;
+    let pool = &app.iso.pool;
+    let t = &app.admin;
+    let tokens = [
+        app.admin.clone(),
+        app.token_for(app.tenant, "operator").await,
+        app.token_for(app.tenant, "viewer").await,
+    ];
+    let ingest_key = create_api_key(pool, app.tenant, "i", &[Scope::Ingest])
+        .await
+        .unwrap()
+        .secret;
+    let read_key = create_api_key(pool, app.tenant, "r", &[Scope::Read])
+        .await
+        .unwrap()
+        .secret;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    let (_, event) = app
+        .call(
+            Method::POST,
+            "/api/v1/maintenance-events",
+            t,
+            Some(&json!({"machine": "m-1", "kind": "inspection", "performed_at": "2026-11-01T00:00:00Z"})),
+        )
+        .await;
+    let event = id(&event);
+    let (_, order) = app
+        .call(
+            Method::POST,
+            "/api/v1/work-orders",
+            t,
+            Some(&json!({"title": "W", "machines": ["m-1"]})),
+        )
+        .await;
+    let order = id(&order);
+    let draft = json!({"checklist": "C", "machine": "m-1", "items": [{"item": "i", "ok": true}]});
+    let mut drafts = Vec::new();
+    for _ in 0..WHO.len() * 2 {
+        let (s, d) = app
+            .call(Method::POST, "/api/v1/signoffs", t, Some(&draft))
+            .await;
+        assert_eq!(s, 201);
+        drafts.push(id(&d));
+    }
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (i, who) in WHO.iter().enumerate() {
+        let (sign, delete) = (&drafts[2 * i], &drafts[2 * i + 1]);
+        let endpoints: Vec<(Method, String, Option<Value>, &str, u16)> = vec![
+            (
+                Method::GET,
+                "/api/v1/machines?tag=x&status=active".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/machines/m-1".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/machines/m-1/latest".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/machines/m-1/readings.csv".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/maintenance-events".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/maintenance-events/{event}"),
+                None,
+                "read",
+                200,
+            ),
+            (Method::GET, "/api/v1/work-orders".into(), None, "read", 200),
+            (
+                Method::GET,
+                format!("/api/v1/work-orders/{order}"),
+                None,
+                "read",
+                200,
+            ),
+            (Method::GET, "/api/v1/signoffs".into(), None, "read", 200),
+            (
+                Method::GET,
+                format!("/api/v1/signoffs/{sign}"),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/fleet/status".into(),
+                None,
+                "read",
+                200,
+            ),
+            (Method::GET, "/api/v1/fleet/kpis".into(), None, "read", 200),
+            (Method::GET, "/api/v1/settings".into(), None, "read", 200),
+            (
+                Method::GET,
+                "/api/v1/reports/machines.csv".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/reports/machines.pdf".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/reports/alerts.csv".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/reports/alerts.pdf".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/reports/work-orders.csv".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/reports/work-orders.pdf".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/reports/fleet.pdf".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::PATCH,
+                "/api/v1/machines/m-1".into(),
+                Some(json!({"description": who})),
+                "operate",
+                200,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/machines/m-1".into(),
+                Some(json!({"name": "m-1", "tags": [who]})),
+                "operate",
+                200,
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/machines/retire-{who}/retire"),
+                None,
+                "operate",
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/maintenance-events".into(),
+                Some(
+                    json!({"machine": "m-1", "kind": "repair", "performed_at": "2026-11-02T00:00:00Z"}),
+                ),
+                "operate",
+                201,
+            ),
+            (
+                Method::POST,
+                "/api/v1/work-orders".into(),
+                Some(json!({"title": who})),
+                "operate",
+                201,
+            ),
+            (
+                Method::PATCH,
+                format!("/api/v1/work-orders/{order}"),
+                Some(json!({"description": who})),
+                "operate",
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/signoffs".into(),
+                Some(draft.clone()),
+                "operate",
+                201,
+            ),
+            (
+                Method::PATCH,
+                format!("/api/v1/signoffs/{sign}"),
+                Some(json!({"notes": who})),
+                "operate",
+                200,
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/signoffs/{sign}/sign"),
+                None,
+                "operate",
+                200,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/signoffs/{delete}"),
+                None,
+                "operate",
+                204,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/settings".into(),
+                Some(json!({"silent_after_minutes": 20})),
+                "admin",
+                200,
+            ),
+        ];
+        for (method, path, body, class, ok) in endpoints {
+            let want = if *who == "anonymous" {
+                401
+            } else {
+                expected(class, ok)[i]
+            };
+            let mut req = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.url));
+            req = match *who {
+                "ingest_key" => req.header("x-api-key", &ingest_key),
+                "read_key" => req.header("x-api-key", &read_key),
+                "anonymous" => req,
+                _ => req.bearer_auth(&tokens[i]),
+            };
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let r = req.send().await.unwrap();
+            let got = r.status().as_u16();
+            checked += 1;
+            if got != want {
+                let answer = r.text().await.unwrap_or_default();
+                failures.push(format!(
+                    "{who} {method} {path}: want {want}, got {got}: {answer}"
+                ));
+            } else if got >= 400 {
+                let answer: Value = r.json().await.unwrap_or(Value::Null);
+                if !answer["error"]["code"].is_string() {
+                    failures.push(format!(
+                        "{who} {method} {path}: not the uniform error body: {answer}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(checked, 31 * 6);
+    app.stop().await;
+}

@@ -1,0 +1,268 @@
+//! Tenant isolation of the resource groups: two tenants signed up from scratch; tenant A's credentials on
+//! tenant B's machines, maintenance events, work orders and sign-offs answer 404; B's machines, alerts and
+//! users cannot be linked from A (422); no list, fleet view, report or setting of A shows B's data.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use common::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn sign_up(app: &TestApp, name: &str) -> (Uuid, String) {
+    let email = format!("admin@{name}.example");
+    let body = json!({"tenant": name, "email": email, "password": "correct horse battery"});
+    let r = app
+        .client
+        .post(format!("{}/api/v1/signup", app.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let (s, login) = app.login(&email, "correct horse battery").await;
+    assert_eq!(s, 200);
+    let tenant = created["tenant"]["id"].as_str().unwrap().parse().unwrap();
+    (tenant, login["access_token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn another_tenants_resources_answer_404_and_nothing_leaks() {
+    let app = TestApp::spawn(&[]).await;
+    let (_, a) = sign_up(&app, "alpha").await;
+    let (tenant_b, b) = sign_up(&app, "bravo").await;
+    let id = |v: &Value| {
+        v["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {v}"))
+            .to_owned()
+    };
+
+    // B's resources, through the API.
+    let (s, machine) = app
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            &b,
+            Some(&json!({"name": "b-press", "site": "b-site", "tags": ["b-tag"]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let machine_id: Uuid = id(&machine).parse().unwrap();
+    let alert = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO alerts (id, tenant_id, machine_id, machine, rule_id, rule_name, severity, detector, metric,
+            state, observed, expected, score, score_limit, raised_at, updated_at)
+         VALUES ($1, $2, $3, 'b-press', 'r', 'b-rule', 'critical', 'above', 't', 'open', 1, 0, 1, 0.5, now(), now())",
+    )
+    .bind(alert)
+    .bind(tenant_b)
+    .bind(machine_id)
+    .execute(&app.iso.pool)
+    .await
+    .unwrap();
+    let (_, event) = app
+        .call(
+            Method::POST,
+            "/api/v1/maintenance-events",
+            &b,
+            Some(&json!({"machine": "b-press", "kind": "repair", "notes": "b-notes", "performed_at": "2026-11-01T00:00:00Z"})),
+        )
+        .await;
+    let event = id(&event);
+    let (_, order) = app
+        .call(
+            Method::POST,
+            "/api/v1/work-orders",
+            &b,
+            Some(&json!({"title": "b-order", "machines": ["b-press"], "alerts": [alert]})),
+        )
+        .await;
+    let order = id(&order);
+    let signoff = json!({"checklist": "b-checklist", "machine": "b-press", "items": [{"item": "i", "ok": true}]});
+    let (_, draft) = app
+        .call(Method::POST, "/api/v1/signoffs", &b, Some(&signoff))
+        .await;
+    let draft = id(&draft);
+    let (_, me_b) = app.call(Method::GET, "/api/v1/me", &b, None).await;
+    let b_user = me_b["user"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/settings",
+            &b,
+            Some(&json!({"silent_after_minutes": 999})),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // A on B's ids: 404, never 403, with the uniform body.
+    let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/api/v1/machines/b-press".into(), None),
+        (
+            Method::PUT,
+            "/api/v1/machines/b-press".into(),
+            Some(json!({"name": "mine"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/machines/b-press".into(),
+            Some(json!({"site": "x"})),
+        ),
+        (Method::POST, "/api/v1/machines/b-press/retire".into(), None),
+        (Method::GET, "/api/v1/machines/b-press/latest".into(), None),
+        (
+            Method::GET,
+            "/api/v1/machines/b-press/readings.csv".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/maintenance-events/{event}"),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/maintenance-events?machine=b-press".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/maintenance-events".into(),
+            Some(
+                json!({"machine": "b-press", "kind": "repair", "performed_at": "2026-11-01T00:00:00Z"}),
+            ),
+        ),
+        (Method::GET, format!("/api/v1/work-orders/{order}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/work-orders/{order}"),
+            Some(json!({"status": "cancelled"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/work-orders?machine=b-press".into(),
+            None,
+        ),
+        (Method::GET, format!("/api/v1/signoffs/{draft}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/signoffs/{draft}"),
+            Some(json!({"notes": "x"})),
+        ),
+        (Method::POST, format!("/api/v1/signoffs/{draft}/sign"), None),
+        (Method::DELETE, format!("/api/v1/signoffs/{draft}"), None),
+        (
+            Method::POST,
+            "/api/v1/signoffs".into(),
+            Some(signoff.clone()),
+        ),
+        (
+            Method::GET,
+            "/api/v1/reports/work-orders.csv?machine=b-press".into(),
+            None,
+        ),
+    ];
+    for (method, path, body) in &cases {
+        let (s, answer) = app.call(method.clone(), path, &a, body.as_ref()).await;
+        assert_eq!(s, 404, "{method} {path} with tenant A's token: {answer}");
+        assert_eq!(answer["error"]["code"], "not_found", "{method} {path}");
+    }
+    // B's machines, alerts and users cannot be linked to A's work orders.
+    for (body, code) in [
+        (
+            json!({"title": "x", "machines": ["b-press"]}),
+            "unknown_machine",
+        ),
+        (json!({"title": "x", "alerts": [alert]}), "unknown_alert"),
+        (json!({"title": "x", "assignee": b_user}), "unknown_user"),
+    ] {
+        let (s, answer) = app
+            .call(Method::POST, "/api/v1/work-orders", &a, Some(&body))
+            .await;
+        assert_eq!(
+            (s, answer["error"]["code"].as_str()),
+            (422, Some(code)),
+            "{body}"
+        );
+    }
+
+    // Nothing of B in A's lists, fleet, KPIs, reports and settings.
+    let secrets = [
+        machine_id.to_string(),
+        "b-press".into(),
+        "b-site".into(),
+        alert.to_string(),
+        event.clone(),
+        order.clone(),
+        draft.clone(),
+        "b-checklist".into(),
+        "b-order".into(),
+    ];
+    for path in [
+        "/api/v1/machines",
+        "/api/v1/machines?tag=b-tag",
+        "/api/v1/machines?site=b-site",
+        "/api/v1/maintenance-events",
+        "/api/v1/work-orders",
+        "/api/v1/signoffs",
+        "/api/v1/fleet/status",
+        "/api/v1/fleet/kpis",
+        "/api/v1/settings",
+        "/api/v1/reports/machines.csv",
+        "/api/v1/reports/alerts.csv",
+        "/api/v1/reports/work-orders.csv",
+        "/api/v1/reports/fleet.pdf",
+        "/api/v1/reports/alerts.pdf",
+    ] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let text = String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned();
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{path} leaks {secret}: {text}"
+            );
+        }
+    }
+    let (_, kpis) = app.call(Method::GET, "/api/v1/fleet/kpis", &a, None).await;
+    assert_eq!(kpis["open_alerts"]["total"], 0);
+    assert_eq!(kpis["machines"]["total"], 0);
+    let (_, settings) = app.call(Method::GET, "/api/v1/settings", &a, None).await;
+    assert_eq!(settings["settings"]["silent_after_minutes"], 15);
+
+    // B's resources are intact.
+    let (_, m) = app
+        .call(Method::GET, "/api/v1/machines/b-press", &b, None)
+        .await;
+    assert_eq!(
+        (m["status"].as_str(), m["site"].as_str()),
+        (Some("active"), Some("b-site"))
+    );
+    let (_, o) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/work-orders/{order}"),
+            &b,
+            None,
+        )
+        .await;
+    assert_eq!(o["status"], "open");
+    let (_, d) = app
+        .call(Method::GET, &format!("/api/v1/signoffs/{draft}"), &b, None)
+        .await;
+    assert_eq!(
+        (d["status"].as_str(), d["notes"].as_str()),
+        (Some("draft"), Some(""))
+    );
+    app.stop().await;
+}
