@@ -131,10 +131,32 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// `GET /api/v1/openapi.json` (public).
+/// The interactive docs page: self-contained HTML and script that read `openapi.json` from the same
+/// server, list the operations and send requests (no asset is fetched from anywhere else).
+const DOCS_PAGE: &str = include_str!("docs.html");
+
+/// `GET /api/v1/openapi.json` and the docs page `GET /api/v1/docs` (both public).
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/openapi.json",
-        get(|| async { axum::Json(ApiDoc::openapi()) }),
+    Router::new()
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
+        .route("/docs", get(docs))
+}
+
+async fn docs() -> impl axum::response::IntoResponse {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page may talk to this server only: nothing is loaded from elsewhere.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:",
+            ),
+        ],
+        DOCS_PAGE,
     )
 }

@@ -431,3 +431,34 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_docs_page_is_served_offline_and_reads_the_document() {
+    let app = TestApp::spawn(&[]).await;
+    let r = app
+        .client
+        .get(format!("{}/api/v1/docs", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "public");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("/openapi.json"),
+        "it lists the operations of the document"
+    );
+    assert!(page.contains("Try it"));
+    for external in ["http://", "https://", "//cdn", "<link", "src=\""] {
+        assert!(!page.contains(external), "no external asset: {external}");
+    }
+    app.stop().await;
+}
