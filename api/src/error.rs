@@ -121,6 +121,10 @@ impl From<sqlx::Error> for ApiError {
                 }
                 _ => {}
             }
+            // PostgreSQL text cannot hold NUL (22021) or characters the encoding lacks (22P05).
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
+                return Self::validation("text must not contain NUL characters");
+            }
         }
         Self::internal(e)
     }

@@ -434,3 +434,26 @@ async fn a_signed_signoff_is_immutable() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn text_with_nul_characters_is_refused_with_422_not_500() {
+    let app = TestApp::spawn(&["m-1"]).await;
+    let t = &app.admin;
+    for (path, body) in [
+        ("/api/v1/work-orders", json!({"title": "5\u{0}x"})),
+        (
+            "/api/v1/signoffs",
+            json!({"checklist": "a\u{0}b", "items": [{"item": "i", "ok": true}]}),
+        ),
+        (
+            "/api/v1/maintenance-events",
+            json!({"machine": "m-1", "kind": "repair", "notes": "\u{0}", "performed_at": "2026-11-01T00:00:00Z"}),
+        ),
+        ("/api/v1/machines", json!({"name": "m-2", "site": "\u{0}"})),
+    ] {
+        let (s, answer) = app.call(Method::POST, path, t, Some(&body)).await;
+        assert_eq!(s, 422, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "validation_failed");
+    }
+    app.stop().await;
+}
