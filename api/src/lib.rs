@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: layered settings (defaults, a TOML file, `HALTLESS__SECTION__KEY` variables).
 //! - [`app`]: [`app::Application`], which binds the HTTP listener and runs the chosen roles.
+//! - [`detection`]: the detectors and alerts projections of a generation, and following replays' switch-overs.
+//! - [`replay`]: reprocessing history into a new generation of detection, then switching over.
 //! - [`routes`]: the HTTP endpoints: ingest, machines, readings queries, rules, alerts, health and metrics.
 //! - [`auth`]: API keys (generation, hashing, the `X-API-Key` extractor).
 //! - [`error`]: the one error type every endpoint answers with.
@@ -16,8 +18,10 @@ pub mod auth;
 pub mod backtest;
 pub mod bench;
 pub mod config;
+pub mod detection;
 pub mod error;
 pub mod events;
+pub mod replay;
 pub mod routes;
 pub mod simulate;
 pub mod telemetry;

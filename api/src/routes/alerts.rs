@@ -120,7 +120,7 @@ async fn list(
     }
     let rows: Vec<AlertRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM alerts
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
+         WHERE generation = active_generation() AND tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
            AND ($4::text IS NULL OR severity = $4) AND ($5::text IS NULL OR detector = $5)
            AND ($6::timestamptz IS NULL OR raised_at >= $6) AND ($7::timestamptz IS NULL OR raised_at < $7)
          ORDER BY raised_at DESC, id LIMIT $8 OFFSET $9"
@@ -149,7 +149,7 @@ async fn list(
 
 async fn find(state: &AppState, key: &ApiKey, id: Uuid) -> Result<AlertRow, ApiError> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM alerts WHERE generation = active_generation() AND tenant_id = $1 AND id = $2"
     ))
     .bind(key.tenant_id)
     .bind(id)
@@ -166,7 +166,8 @@ async fn show(
     key.require(Scope::Read)?;
     let alert = find(&state, &key, id).await?;
     let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
-        r#"SELECT kind, at, details FROM alert_events WHERE tenant_id = $1 AND alert_id = $2
+        r#"SELECT kind, at, details FROM alert_events
+           WHERE generation = active_generation() AND tenant_id = $1 AND alert_id = $2
            ORDER BY at, topic, partition, "offset""#,
     )
     .bind(key.tenant_id)

@@ -45,6 +45,7 @@ pub struct DetectorRuntime {
     config: DetectorConfig,
     readings_codec: Codec,
     alerts_codec: Codec,
+    end_offsets: Option<HashMap<i32, i64>>,
 }
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,7 +76,21 @@ impl DetectorRuntime {
             config,
             readings_codec,
             alerts_codec,
+            end_offsets: None,
         }
+    }
+
+    /// Processes readings only below these offsets per partition (a bounded replay); later ones are left
+    /// unprocessed and uncommitted.
+    pub fn with_end_offsets(mut self, end: HashMap<i32, i64>) -> Self {
+        self.end_offsets = Some(end);
+        self
+    }
+
+    fn in_range(&self, msg: &OwnedMessage) -> bool {
+        self.end_offsets
+            .as_ref()
+            .is_none_or(|end| end.get(&msg.partition()).is_some_and(|&e| msg.offset() < e))
     }
 
     /// Runs sessions until `shutdown` is cancelled; a failed session is aborted and a fresh one started.
@@ -176,7 +191,10 @@ impl DetectorRuntime {
         let mut offsets: HashMap<i32, i64> = HashMap::new();
         let mut dirty: HashSet<String> = HashSet::new();
         let mut alerts = Vec::new();
-        for msg in batch.iter().filter(|m| assigned.contains(&m.partition())) {
+        for msg in batch
+            .iter()
+            .filter(|m| assigned.contains(&m.partition()) && self.in_range(m))
+        {
             offsets.insert(msg.partition(), msg.offset() + 1);
             let Some(Ok(readings)) = msg
                 .payload()
