@@ -133,26 +133,42 @@ enum Command {
     /// Run the detectors over recorded series and score their alerts with NAB's method.
     ///
     /// With --csv, one `timestamp,value` file (add --labels combined_windows.json for a score); with --nab,
-    /// every stream of a NAB-style folder. Rules (--rules, a JSON array on the metric `value`) replace the
+    /// every stream of a NAB-style folder; with --machine and --metric, that metric's readings in a range of
+    /// the readings topic (--from/--to, by when Kafka received them). Rules (--rules, a JSON array on the metric `value`) replace the
     /// default detectors (EWMA and rate of change). Results are written in NAB's results format
     /// (timestamp,value,anomaly_score,label) to --out.
     Backtest {
         /// One `timestamp,value` CSV (timestamps as `YYYY-MM-DD HH:MM:SS`, RFC 3339 or epoch ms).
-        #[arg(long, conflicts_with = "nab")]
+        #[arg(long, conflicts_with_all = ["nab", "machine"])]
         csv: Option<PathBuf>,
+        /// A machine whose readings to take from the readings topic (with --metric).
+        #[arg(long, requires = "metric", conflicts_with = "nab")]
+        machine: Option<String>,
+        /// The metric of --machine.
+        #[arg(long, requires = "machine")]
+        metric: Option<String>,
+        /// The tenant of --machine, when several tenants have a machine of that name.
+        #[arg(long, requires = "machine")]
+        tenant: Option<uuid::Uuid>,
+        /// With --machine: readings written to Kafka from this time on (RFC 3339 or epoch ms).
+        #[arg(long, requires = "machine", value_parser = parse_time)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// With --machine: readings written to Kafka before this time.
+        #[arg(long, requires = "machine", value_parser = parse_time)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
         /// A NAB-style folder holding `combined_windows.json` and `data/<group>/<stream>.csv`.
         #[arg(long)]
         nab: Option<PathBuf>,
-        /// Labels for --csv, in NAB's `combined_windows.json` format.
-        #[arg(long, requires = "csv")]
+        /// Labels for --csv or --machine, in NAB's `combined_windows.json` format.
+        #[arg(long, conflicts_with = "nab")]
         labels: Option<PathBuf>,
-        /// The stream's key in --labels (default: `<parent folder>/<file name>` of --csv).
+        /// The stream's key in --labels (default: `<parent folder>/<file name>` of --csv, `<machine>/<metric>`).
         #[arg(long, requires = "labels")]
         stream: Option<String>,
         /// Rules to run instead of the default detectors: a JSON array of rules on the metric `value`.
         #[arg(long)]
         rules: Option<PathBuf>,
-        /// Results: a CSV file for --csv, a folder for --nab.
+        /// Results: a CSV file for --csv or --machine, a folder for --nab.
         #[arg(long)]
         out: Option<PathBuf>,
         /// With --nab, only the streams whose key contains one of these texts (comma-separated).
@@ -186,6 +202,11 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Backtest {
             csv,
+            machine,
+            metric,
+            tenant,
+            from,
+            to,
             nab,
             labels,
             stream,
@@ -193,6 +214,16 @@ async fn main() -> anyhow::Result<()> {
             out,
             only,
         } => {
+            let topic = match (machine, metric) {
+                (Some(machine), Some(metric)) => Some(backtest::TopicRange {
+                    machine,
+                    metric,
+                    tenant,
+                    from,
+                    to,
+                }),
+                _ => None,
+            };
             let config = backtest::BacktestConfig {
                 csv,
                 nab,
@@ -201,8 +232,9 @@ async fn main() -> anyhow::Result<()> {
                 rules,
                 out,
                 only,
+                topic,
             };
-            return backtest::run(&config);
+            return backtest::run(&config, &settings).await;
         }
         Command::BenchDetect {
             readings,

@@ -12,22 +12,21 @@
 //! baselines relearn from that point on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use haltless_processors::runtime::generation::{self, Status};
-use haltless_processors::runtime::Generation;
+use haltless_processors::runtime::offsets::TopicOffsets;
+use haltless_processors::runtime::{Generation, ProcessorError};
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::detection::{self, Task};
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
 /// Polls without progress after which a projection counts as caught up even if offsets remain: the tail
 /// of a transactional topic can be aborted records and markers that never become visible.
@@ -196,9 +195,10 @@ async fn follow(
     bar.finish_with_message("detectors caught up");
     // Phase 2: the new generation's alerts, then the actions on them, are in the database.
     let alerts_topic = g.name(&settings.kafka.alerts_topic);
+    let brokers = &settings.kafka.brokers;
     wait_projection(
         pool,
-        readings,
+        brokers,
         &g.name("alerts"),
         &alerts_topic,
         shutdown,
@@ -212,7 +212,7 @@ async fn follow(
         )?);
         wait_projection(
             pool,
-            readings,
+            brokers,
             &g.name("alert-actions"),
             actions,
             shutdown,
@@ -238,17 +238,18 @@ async fn stop_if_failed(shutdown: &CancellationToken, running: &mut [Task]) -> a
 /// Waits until projection `name` stored offsets at the end of `topic`.
 async fn wait_projection(
     pool: &PgPool,
-    kafka: &Offsets,
+    brokers: &str,
     name: &str,
     topic: &str,
     shutdown: &CancellationToken,
     running: &mut [Task],
 ) -> anyhow::Result<()> {
+    let kafka = Offsets::new(brokers, topic)?;
     let mut previous = None;
     let mut quiet = 0;
     loop {
         stop_if_failed(shutdown, running).await?;
-        let high = kafka.watermarks_of(topic).await?;
+        let high = kafka.high_watermarks().await?;
         let stored: HashMap<i32, i64> = sqlx::query_as::<_, (i32, i64)>(
             "SELECT partition, next_offset FROM projection_offsets WHERE projection = $1 AND topic = $2",
         )
@@ -306,137 +307,44 @@ fn progress_bar(visible: bool) -> ProgressBar {
     bar
 }
 
-/// Offset queries on one topic.
-struct Offsets {
-    brokers: String,
-    topic: String,
-    consumer: std::sync::Arc<BaseConsumer>,
-}
+/// [`TopicOffsets`] queries, off the async threads.
+#[derive(Clone)]
+struct Offsets(Arc<TopicOffsets>);
 
 impl Offsets {
     fn new(brokers: &str, topic: &str) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "haltless-replay")
-            .set("enable.auto.commit", "false")
-            .create()?;
-        Ok(Self {
-            brokers: brokers.to_owned(),
-            topic: topic.to_owned(),
-            consumer: std::sync::Arc::new(consumer),
-        })
+        Ok(Self(Arc::new(TopicOffsets::new(brokers, topic)?)))
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&BaseConsumer, &str) -> anyhow::Result<T> + Send + 'static,
+        f: impl FnOnce(&TopicOffsets) -> Result<T, ProcessorError> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        tokio::task::spawn_blocking(move || f(&consumer, &topic)).await?
+        let offsets = self.0.clone();
+        let topic = offsets.topic().to_owned();
+        tokio::task::spawn_blocking(move || f(&offsets))
+            .await?
+            .with_context(|| format!("reading the offsets of {topic}"))
     }
 
-    /// Every partition's end, of this topic.
     async fn high_watermarks(&self) -> anyhow::Result<HashMap<i32, i64>> {
-        self.watermarks_of(&self.topic.clone()).await
+        self.blocking(|o| o.ends()).await
     }
 
-    /// Every partition's end, of `topic`.
-    async fn watermarks_of(&self, topic: &str) -> anyhow::Result<HashMap<i32, i64>> {
-        let topic = topic.to_owned();
-        self.blocking(move |c, _| {
-            let mut out = HashMap::new();
-            for p in partitions(c, &topic)? {
-                out.insert(p, c.fetch_watermarks(&topic, p, KAFKA_TIMEOUT)?.1);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Per partition, the first offset written at or after `at` (the start of the topic when `None`).
     async fn at_time(&self, at: Option<DateTime<Utc>>) -> anyhow::Result<HashMap<i32, i64>> {
-        self.blocking(move |c, topic| {
-            let mut out = HashMap::new();
-            let parts = partitions(c, topic)?;
-            let mut tpl = TopicPartitionList::new();
-            for &p in &parts {
-                let (low, high) = c.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
-                out.insert(p, if at.is_some() { high } else { low });
-                if let Some(at) = at {
-                    tpl.add_partition_offset(topic, p, Offset::Offset(at.timestamp_millis()))?;
-                }
-            }
-            if at.is_some() {
-                for e in c.offsets_for_times(tpl, KAFKA_TIMEOUT)?.elements() {
-                    // No message at or after the time: the partition's end.
-                    if let Offset::Offset(o) = e.offset() {
-                        out.insert(e.partition(), o);
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.blocking(move |o| o.at_time(at.map(|t| t.timestamp_millis())))
+            .await
     }
 
-    /// The offsets `group` committed (partitions without a commit are left out).
     async fn committed(&self, group: &str) -> anyhow::Result<HashMap<i32, i64>> {
-        let (brokers, group) = (self.brokers.clone(), group.to_owned());
-        self.blocking(move |c, topic| {
-            let reader: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
-                .set("group.id", &group)
-                .set("enable.auto.commit", "false")
-                .create()?;
-            let mut tpl = TopicPartitionList::new();
-            for p in partitions(c, topic)? {
-                tpl.add_partition(topic, p);
-            }
-            let mut out = HashMap::new();
-            for e in reader.committed_offsets(tpl, KAFKA_TIMEOUT)?.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    out.insert(e.partition(), o);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let group = group.to_owned();
+        self.blocking(move |o| o.committed(&group)).await
     }
 
-    /// Commits `offsets` for the (new, empty) consumer group `group`, so its members start there.
-    async fn commit_for_group(
-        &self,
-        group: &str,
-        offsets: &HashMap<i32, i64>,
-    ) -> anyhow::Result<()> {
-        let (brokers, group, offsets) = (self.brokers.clone(), group.to_owned(), offsets.clone());
-        self.blocking(move |_, topic| {
-            let committer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
-                .set("group.id", &group)
-                .set("enable.auto.commit", "false")
-                .create()?;
-            let mut tpl = TopicPartitionList::new();
-            for (&p, &o) in &offsets {
-                tpl.add_partition_offset(topic, p, Offset::Offset(o))?;
-            }
-            committer
-                .commit(&tpl, CommitMode::Sync)
-                .with_context(|| format!("committing the replay's start offsets for {group}"))?;
-            Ok(())
-        })
-        .await
+    async fn commit_for_group(&self, group: &str, at: &HashMap<i32, i64>) -> anyhow::Result<()> {
+        let (group, at) = (group.to_owned(), at.clone());
+        self.blocking(move |o| o.commit(&group, &at)).await
     }
-}
-
-fn partitions(c: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
-    let metadata = c.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
-    let t = metadata
-        .topics()
-        .first()
-        .with_context(|| format!("topic {topic} not found"))?;
-    anyhow::ensure!(t.error().is_none(), "topic {topic}: {:?}", t.error());
-    Ok(t.partitions().iter().map(|p| p.id()).collect())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod error;
 pub mod generation;
 pub mod kafka;
+pub mod offsets;
 pub mod projection;
 pub mod topics;
 
