@@ -254,7 +254,7 @@ impl DetectorRuntime {
                 .machines
                 .entry(key.clone())
                 .or_insert_with(|| (msg.partition(), MachineState::default()));
-            let book = s.rulebook.lock().map_err(|_| poisoned())?;
+            let mut book = s.rulebook.lock().map_err(|_| poisoned())?;
             let tenant = readings.tenant_id.to_string();
             for r in &readings.readings {
                 let rules = book.rules_for(readings.tenant_id, &readings.machine, r.event_time_ms);
@@ -266,7 +266,7 @@ impl DetectorRuntime {
                     },
                     offset: Some((msg.partition(), msg.offset())),
                 };
-                for event in machine.observe(&tenant, &readings.machine, &rules, input) {
+                for event in machine.observe(&tenant, &readings.machine, &rules[..], input) {
                     out.alerts.push(alert_record(&readings, event));
                 }
             }
