@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::store::AuthStore;
+use crate::auth::tokens::TokenSigner;
 use crate::config::Settings;
 use crate::events::EventPublisher;
 use crate::{detection, routes, telemetry};
@@ -33,9 +35,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub struct Roles {
     /// `POST /api/v1/ingest`.
     pub gateway: bool,
-    /// Machines and readings queries.
+    /// Machines, readings, rules, alerts, accounts, users and API keys.
     pub api: bool,
-    /// The readings projection.
+    /// The projections (readings, alerts, alert actions) and the retention sweep.
     pub projection: bool,
     /// The detectors.
     pub detector: bool,
@@ -62,6 +64,8 @@ struct Inner {
     sink: ReadingsSink,
     events: EventPublisher,
     redis: fred::clients::Client,
+    auth_store: AuthStore,
+    tokens: TokenSigner,
     settings: Settings,
     prometheus: PrometheusHandle,
 }
@@ -82,6 +86,14 @@ impl AppState {
     /// The Redis client.
     pub fn redis(&self) -> &fred::clients::Client {
         &self.0.redis
+    }
+    /// The Redis side of auth: token blocklist, throttles and rate limits.
+    pub fn auth_store(&self) -> &AuthStore {
+        &self.0.auth_store
+    }
+    /// Issues and verifies access tokens.
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.0.tokens
     }
     /// The settings the process started with.
     pub fn settings(&self) -> &Settings {
@@ -216,6 +228,8 @@ impl Application {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build()?;
         redis.connect();
+        let auth_store = AuthStore::new(redis.clone(), &settings.redis.key_prefix);
+        let tokens = TokenSigner::new(&settings.auth)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
@@ -224,6 +238,8 @@ impl Application {
             sink,
             events,
             redis,
+            auth_store,
+            tokens,
             settings,
             prometheus: telemetry::prometheus(),
         }));
@@ -263,6 +279,13 @@ impl Application {
                 topic,
                 &shutdown,
             )?);
+            let limits = &settings.limits;
+            tokio::spawn(crate::retention::run(
+                state.pool().clone(),
+                Duration::from_secs(limits.retention_interval_secs),
+                limits.retention_batch,
+                shutdown.clone(),
+            ));
         }
         if self.roles.projection || self.roles.detector {
             tasks.push(tokio::spawn(detection::follow_generations(
@@ -275,8 +298,11 @@ impl Application {
         }
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
         let has_tasks = !tasks.is_empty();
-        let serve = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let result = tokio::select! {
             r = serve => r.map_err(anyhow::Error::from),
             r = detection::until_all_end(tasks), if has_tasks => {
@@ -301,8 +327,16 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::machines::router())
             .merge(routes::readings::router())
             .merge(routes::rules::router())
-            .merge(routes::alerts::router());
+            .merge(routes::alerts::router())
+            .merge(routes::accounts::router())
+            .merge(routes::users::router())
+            .merge(routes::api_keys::router())
+            .merge(crate::openapi::router());
     }
+    let api = api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::enforce,
+    ));
     Router::new()
         .nest("/api/v1", api)
         .merge(routes::health::router())

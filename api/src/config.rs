@@ -31,6 +31,10 @@ pub struct Settings {
     pub detector: DetectorConfig,
     /// Query limits.
     pub query: QueryConfig,
+    /// Logins, tokens and throttles.
+    pub auth: AuthConfig,
+    /// Tier enforcement: rate limits and data retention.
+    pub limits: LimitsConfig,
 }
 
 impl Settings {
@@ -94,12 +98,16 @@ impl Default for DatabaseConfig {
 pub struct RedisConfig {
     /// Connection URL, e.g. `redis://127.0.0.1:56379`.
     pub url: String,
+    /// Prefix of every key the platform writes (token blocklist, throttles, rate limits), so that
+    /// several deployments or tests can share one Redis.
+    pub key_prefix: String,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:56379".into(),
+            key_prefix: "haltless:".into(),
         }
     }
 }
@@ -160,6 +168,70 @@ impl Default for QueryConfig {
         Self {
             default_limit: 10_000,
             max_limit: 100_000,
+        }
+    }
+}
+
+/// Logins, tokens and login throttling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HMAC secret signing the access tokens (HS256), at least 32 bytes; every API instance needs the
+    /// same one. When empty, each process draws a random secret at start (tokens then die with the
+    /// process and are valid on that instance only). Never logged.
+    pub jwt_secret: SecretString,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a login session (its refresh tokens), in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Lifetime of an invitation, in seconds.
+    pub invite_ttl_secs: u64,
+    /// Failed logins of one account allowed per window before 429.
+    pub login_failures_per_account: u32,
+    /// Failed logins from one client address allowed per window before 429.
+    pub login_failures_per_address: u32,
+    /// The login throttle's window, in seconds.
+    pub login_window_secs: u64,
+    /// Sign-ups allowed from one client address per hour.
+    pub signups_per_address_per_hour: u32,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: SecretString::from(""),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 86_400,
+            invite_ttl_secs: 7 * 86_400,
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
+            login_window_secs: 900,
+            signups_per_address_per_hour: 10,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Tier enforcement. The figures per tier are fixed (see README); a tenant can carry overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Enforce the per-tenant API rate limits (reads and writes per minute).
+    pub rate_limits: bool,
+    /// Seconds between two retention sweeps (run by the `project` and `all` roles).
+    pub retention_interval_secs: u64,
+    /// Readings deleted per statement during a sweep, to keep transactions short.
+    pub retention_batch: i64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            rate_limits: true,
+            retention_interval_secs: 3_600,
+            retention_batch: 50_000,
         }
     }
 }

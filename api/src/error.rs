@@ -102,6 +102,13 @@ impl From<sqlx::Error> for ApiError {
                         "a machine with this name already exists",
                     )
                 }
+                Some("tenants_name_key") => {
+                    return Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "a tenant with this name already exists",
+                    )
+                }
                 Some("users_email_key") => {
                     return Self::new(
                         StatusCode::CONFLICT,

@@ -5,10 +5,13 @@
 //! - [`detection`]: the detectors and alerts projections of a generation, and following replays' switch-overs.
 //! - [`replay`]: reprocessing history into a new generation of detection, then switching over.
 //! - [`routes`]: the HTTP endpoints: ingest, machines, readings queries, rules, alerts, health and metrics.
-//! - [`auth`]: API keys (generation, hashing, the `X-API-Key` extractor).
+//! - [`auth`]: the `Caller` extractor (access tokens or API keys), roles, the rate-limit middleware.
 //! - [`error`]: the one error type every endpoint answers with.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
 //! - [`events`]: publishing the API's own events (rule changes, alert actions) to Kafka.
-//! - [`tenants`]: creation of tenants, users and keys (used by the demo and the CLI).
+//! - [`tenants`]: tiers and their limits; creation of tenants, users and keys (demo, CLI, sign-up).
+//! - [`platform`]: the `haltless tenant` commands of platform operators.
+//! - [`retention`]: the per-tenant deletion of readings older than the tier keeps.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`backtest`]: the detectors over recorded series, scored with NAB's method.
 //! - [`simulate`] and [`bench`]: the demo plant simulator and the end-to-end ingest benchmark.
@@ -21,7 +24,10 @@ pub mod config;
 pub mod detection;
 pub mod error;
 pub mod events;
+pub mod openapi;
+pub mod platform;
 pub mod replay;
+pub mod retention;
 pub mod routes;
 pub mod simulate;
 pub mod telemetry;

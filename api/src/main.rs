@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use haltless_api::app::{connect_database, migrate, Application, Roles};
 use haltless_api::config::Settings;
+use haltless_api::platform::{self, Override};
+use haltless_api::tenants::Tier;
 use haltless_api::{backtest, bench, replay, simulate, telemetry, tenants};
 use tokio_util::sync::CancellationToken;
 
@@ -30,18 +32,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, query API, readings projection and detectors.
+    /// Run every role in one process: ingest gateway, API, projections, retention and detectors.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
-    /// Serve the query API: machines and readings (plus /healthz, /readyz, /metrics).
+    /// Serve the API: accounts, users, API keys, machines, readings, rules, alerts (plus /healthz, /readyz,
+    /// /metrics).
     Api,
-    /// Run the readings projection, Kafka → PostgreSQL, exactly once (HTTP serves only health and metrics).
+    /// Run the projections, Kafka → PostgreSQL, exactly once, and the retention sweep (HTTP serves only
+    /// health and metrics).
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
     /// Apply the database migrations and create the Kafka topics, then exit.
     Migrate,
+    /// Manage tenants, for platform operators: create, list, change the tier, override limits.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Create the demo tenant, its admin and an API key, and write them to an env file.
     ///
     /// Keeps the file as it is when the key in it still works.
@@ -59,9 +66,16 @@ enum Command {
         #[arg(long, env = "HALTLESS_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
         /// An API key with the ingest scope.
-        #[arg(long, env = "HALTLESS_API_KEY")]
+        #[arg(long, env = "HALTLESS_API_KEY", hide_env_values = true)]
         api_key: String,
-        /// Machine names to register and feed.
+        /// Email of a user who may register machines (operator or admin); without it the machines must
+        /// exist already.
+        #[arg(long, env = "HALTLESS_ADMIN_EMAIL", requires = "admin_password")]
+        admin_email: Option<String>,
+        /// That user's password.
+        #[arg(long, env = "HALTLESS_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+        /// Machine names to feed (registered first when --admin-email is given).
         #[arg(
             long,
             value_delimiter = ',',
@@ -174,6 +188,49 @@ enum Command {
         /// With --nab, only the streams whose key contains one of these texts (comma-separated).
         #[arg(long, requires = "nab", value_delimiter = ',')]
         only: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant, and its first admin when --admin-email and --admin-password are given.
+    Create {
+        /// The tenant's name, unique on the platform.
+        #[arg(long)]
+        name: String,
+        /// The subscription tier.
+        #[arg(long, value_enum, default_value = "free")]
+        tier: Tier,
+        /// Email of the first admin.
+        #[arg(long, requires = "admin_password")]
+        admin_email: Option<String>,
+        /// Password of the first admin (10 to 256 characters).
+        #[arg(long, requires = "admin_email")]
+        admin_password: Option<String>,
+    },
+    /// List every tenant with its tier, limits in force and usage.
+    List,
+    /// Move a tenant (by name or id) to another tier.
+    SetTier {
+        /// Tenant name or id.
+        tenant: String,
+        /// The new tier.
+        #[arg(value_enum)]
+        tier: Tier,
+    },
+    /// Override a tenant's limits (a number, or `tier` to go back to the tier's figure).
+    SetLimits {
+        /// Tenant name or id.
+        tenant: String,
+        /// Most machines.
+        #[arg(long)]
+        max_machines: Option<Override>,
+        /// API writes per minute (an ingest request is one write).
+        #[arg(long)]
+        writes_per_minute: Option<Override>,
+        /// API reads per minute.
+        #[arg(long)]
+        reads_per_minute: Option<Override>,
     },
 }
 
@@ -290,6 +347,42 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied, topics ready");
             return Ok(());
         }
+        Command::Tenant(command) => {
+            let pool = connect_database(&settings).await?;
+            migrate(&settings, &pool).await?;
+            let out = match command {
+                TenantCommand::Create {
+                    name,
+                    tier,
+                    admin_email,
+                    admin_password,
+                } => {
+                    let admin = admin_email.as_deref().zip(admin_password.as_deref());
+                    platform::create(&pool, &name, tier, admin).await?
+                }
+                TenantCommand::List => platform::list(&pool).await?,
+                TenantCommand::SetTier { tenant, tier } => {
+                    platform::set_tier(&pool, &tenant, tier).await?
+                }
+                TenantCommand::SetLimits {
+                    tenant,
+                    max_machines,
+                    writes_per_minute,
+                    reads_per_minute,
+                } => {
+                    platform::set_limits(
+                        &pool,
+                        &tenant,
+                        max_machines,
+                        writes_per_minute,
+                        reads_per_minute,
+                    )
+                    .await?
+                }
+            };
+            println!("{}", out.trim_end());
+            return Ok(());
+        }
         Command::DemoSeed { env_file, url } => {
             let pool = connect_database(&settings).await?;
             migrate(&settings, &pool).await?;
@@ -300,12 +393,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulate {
             url,
             api_key,
+            admin_email,
+            admin_password,
             machines,
             interval_ms,
         } => {
             let config = simulate::SimulatorConfig {
                 url,
                 api_key,
+                login: admin_email.zip(admin_password),
                 machines,
                 interval: Duration::from_millis(interval_ms.max(1)),
             };

@@ -15,23 +15,54 @@ pub struct SimulatorConfig {
     pub url: String,
     /// API key with the ingest scope.
     pub api_key: String,
+    /// Email and password of an operator or admin, to register the machines; without it they must exist.
+    pub login: Option<(String, String)>,
     /// Machine names.
     pub machines: Vec<String>,
     /// Time between two readings of one machine.
     pub interval: Duration,
 }
 
-/// Registers the machines (keeping those that exist), then posts one reading per metric and machine every
-/// interval until cancelled. Failed posts are logged and the simulator carries on.
+/// Signs in as `email` and returns an access token.
+async fn sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .context("signing in")?;
+    anyhow::ensure!(
+        response.status() == StatusCode::OK,
+        "signing in as {email}: {}",
+        response.status()
+    );
+    let body: serde_json::Value = response.json().await?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no access_token in the login answer")
+}
+
+/// Registers the machines (keeping those that exist) when a login is given, then posts one reading per
+/// metric and machine every interval until cancelled. Failed posts are logged and the simulator carries on.
 pub async fn run(config: SimulatorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
     let base = config.url.trim_end_matches('/');
-    for name in &config.machines {
+    let token = match &config.login {
+        Some((email, password)) => Some(sign_in(&client, base, email, password).await?),
+        None => None,
+    };
+    for name in config.machines.iter().filter(|_| token.is_some()) {
         let response = client
             .post(format!("{base}/api/v1/machines"))
-            .header("x-api-key", &config.api_key)
+            .bearer_auth(token.as_deref().unwrap_or_default())
             .json(&json!({ "name": name }))
             .send()
             .await

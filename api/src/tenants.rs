@@ -1,33 +1,128 @@
-//! Creation of tenants, users and API keys, shared by the CLI, the demo and the tests.
+//! Tenants and their tiers, and creation of tenants, users and API keys, shared by the CLI, sign-up, the
+//! demo and the tests.
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-use argon2::Argon2;
+use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{generate_key, hash_key, NewKey, Scope};
 
 /// Subscription tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Tier {
-    /// Free.
+    /// Free: 2 machines, 60 writes and 300 reads per minute, 7 days of readings.
     Free,
-    /// Pro.
+    /// Pro: 50 machines, 300 writes and 1,500 reads per minute, 365 days of readings.
     Pro,
-    /// Enterprise.
+    /// Enterprise: 10,000 machines, 1,200 writes and 6,000 reads per minute, 3,650 days of readings.
     Enterprise,
 }
 
 impl Tier {
-    fn as_str(self) -> &'static str {
+    /// The tier's name as stored.
+    pub fn as_str(self) -> &'static str {
         match self {
             Tier::Free => "free",
             Tier::Pro => "pro",
             Tier::Enterprise => "enterprise",
         }
+    }
+
+    /// Parses a stored tier name; anything unknown counts as Free, the most restrictive.
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "pro" => Tier::Pro,
+            "enterprise" => Tier::Enterprise,
+            _ => Tier::Free,
+        }
+    }
+
+    /// Most machines a tenant of this tier may register.
+    pub fn max_machines(self) -> u64 {
+        match self {
+            Tier::Free => 2,
+            Tier::Pro => 50,
+            Tier::Enterprise => 10_000,
+        }
+    }
+
+    /// API writes per minute (an ingest request is one write).
+    pub fn writes_per_minute(self) -> u64 {
+        match self {
+            Tier::Free => 60,
+            Tier::Pro => 300,
+            Tier::Enterprise => 1_200,
+        }
+    }
+
+    /// API reads per minute.
+    pub fn reads_per_minute(self) -> u64 {
+        match self {
+            Tier::Free => 300,
+            Tier::Pro => 1_500,
+            Tier::Enterprise => 6_000,
+        }
+    }
+
+    /// Days of readings kept.
+    pub fn retention_days(self) -> u32 {
+        match self {
+            Tier::Free => 7,
+            Tier::Pro => 365,
+            Tier::Enterprise => 3_650,
+        }
+    }
+}
+
+/// A tenant's tier and its override columns.
+type LimitsRow = (String, Option<i32>, Option<i32>, Option<i32>);
+
+/// A tenant's limits in force: its tier's figures unless a platform operator overrode them.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TenantLimits {
+    /// The tier.
+    pub tier: Tier,
+    /// Most machines.
+    pub max_machines: u64,
+    /// API writes per minute.
+    pub writes_per_minute: u64,
+    /// API reads per minute.
+    pub reads_per_minute: u64,
+    /// Days of readings kept.
+    pub retention_days: u32,
+}
+
+impl TenantLimits {
+    /// The limits from a tier and the tenant's override columns (NULL: the tier's figure).
+    pub fn from_row(
+        tier: Tier,
+        max_machines: Option<i32>,
+        writes: Option<i32>,
+        reads: Option<i32>,
+    ) -> Self {
+        let or = |o: Option<i32>, default: u64| o.map(|v| v.max(0) as u64).unwrap_or(default);
+        Self {
+            tier,
+            max_machines: or(max_machines, tier.max_machines()),
+            writes_per_minute: or(writes, tier.writes_per_minute()),
+            reads_per_minute: or(reads, tier.reads_per_minute()),
+            retention_days: tier.retention_days(),
+        }
+    }
+
+    /// The limits of `tenant`, or None when it does not exist.
+    pub async fn load(pool: &PgPool, tenant: Uuid) -> Result<Option<Self>, sqlx::Error> {
+        let row: Option<LimitsRow> = sqlx::query_as(
+            "SELECT tier, max_machines, writes_per_minute, reads_per_minute FROM tenants WHERE id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.map(|(tier, m, w, r)| Self::from_row(Tier::parse(&tier), m, w, r)))
     }
 }
 
@@ -66,11 +161,7 @@ pub async fn create_api_key(
 
 /// Hashes a password with argon2id and a random salt.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+    Ok(crate::auth::passwords::hash_password(password)?)
 }
 
 /// Creates or updates the user `email` of `tenant` with `role` and `password`.
@@ -105,6 +196,12 @@ pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.haltless.local";
 /// `HALTLESS_URL`, `HALTLESS_API_KEY`, `HALTLESS_ADMIN_EMAIL` and `HALTLESS_ADMIN_PASSWORD`.
 /// When `env_file` already holds a key that still works, it is kept as it is.
 pub async fn seed_demo(pool: &PgPool, env_file: &Path, url: &str) -> anyhow::Result<()> {
+    // The simulator posts for ever and people try things on the demo: the largest tier, also for a demo
+    // tenant seeded before tiers were enforced.
+    sqlx::query("UPDATE tenants SET tier = 'enterprise' WHERE name = $1 AND tier <> 'enterprise'")
+        .bind(DEMO_TENANT)
+        .execute(pool)
+        .await?;
     if let Ok(existing) = std::fs::read_to_string(env_file) {
         let key = existing
             .lines()
@@ -128,8 +225,9 @@ pub async fn seed_demo(pool: &PgPool, env_file: &Path, url: &str) -> anyhow::Res
         .await?
     {
         Some(id) => id,
-        None => create_tenant(pool, DEMO_TENANT, Tier::Pro).await?,
+        None => create_tenant(pool, DEMO_TENANT, Tier::Enterprise).await?,
     };
+
     let password = hex::encode(rand::random::<[u8; 12]>());
     upsert_user(pool, tenant, DEMO_ADMIN_EMAIL, &password, "admin").await?;
     let key = create_api_key(pool, tenant, "demo", &[Scope::Ingest, Scope::Read]).await?;

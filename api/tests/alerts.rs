@@ -16,10 +16,11 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    // Rules and alert actions need an operator or admin; API keys only ingest and read.
     let mut req = app
         .client
         .request(method, format!("{}{path}", app.url))
-        .header("x-api-key", &app.key);
+        .bearer_auth(&app.admin);
     if let Some(b) = body {
         req = req.json(&b);
     }

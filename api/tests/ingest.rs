@@ -332,7 +332,7 @@ async fn machines_are_registered_per_tenant() {
     let post = |name: Value| {
         app.client
             .post(format!("{}/api/v1/machines", app.url))
-            .header("x-api-key", &app.key)
+            .bearer_auth(&app.admin)
             .json(&json!({ "name": name }))
             .send()
     };

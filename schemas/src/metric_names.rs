@@ -24,3 +24,11 @@ pub const PROJECTION_UNDECODABLE: &str = "haltless_projection_undecodable_messag
 pub const DETECTOR_ALERTS: &str = "haltless_detector_alerts_total";
 /// Histogram of readings messages per detector transaction.
 pub const DETECTOR_BATCH_MESSAGES: &str = "haltless_detector_batch_messages";
+/// Counter of login attempts, labelled `outcome` (`ok`, `invalid`, `throttled`).
+pub const AUTH_LOGINS: &str = "haltless_auth_logins_total";
+/// Counter of refresh tokens presented a second time (each revokes a session).
+pub const AUTH_REFRESH_REUSE: &str = "haltless_auth_refresh_reuse_total";
+/// Counter of requests refused for a tenant's rate limit, labelled `kind` (`reads`, `writes`).
+pub const RATE_LIMITED: &str = "haltless_rate_limited_total";
+/// Counter of readings the retention sweep deleted.
+pub const RETENTION_DELETED: &str = "haltless_retention_deleted_readings_total";

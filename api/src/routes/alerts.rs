@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::time::{format_instant, parse_instant};
 
@@ -27,8 +27,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Filters of the alert list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertFilter {
     /// Machine name.
     pub machine: Option<String>,
@@ -97,12 +98,13 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
     }
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Query(f): Query<AlertFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     one_of("state", &f.state, &["open", "resolved"])?;
     one_of("severity", &f.severity, &["info", "warning", "critical"])?;
     let bound = |name: &str, v: &Option<String>| {
@@ -123,6 +125,7 @@ async fn list(
          WHERE generation = active_generation() AND tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
            AND ($4::text IS NULL OR severity = $4) AND ($5::text IS NULL OR detector = $5)
            AND ($6::timestamptz IS NULL OR raised_at >= $6) AND ($7::timestamptz IS NULL OR raised_at < $7)
+           AND ($10::uuid[] IS NULL OR machine_id = ANY($10))
          ORDER BY raised_at DESC, id LIMIT $8 OFFSET $9"
     ))
     .bind(key.tenant_id)
@@ -134,6 +137,7 @@ async fn list(
     .bind(to)
     .bind(limit + 1)
     .bind(offset)
+    .bind(key.machine_restriction())
     .fetch_all(state.pool())
     .await?;
     let more = rows.len() as i64 > limit;
@@ -147,23 +151,26 @@ async fn list(
     ))
 }
 
-async fn find(state: &AppState, key: &ApiKey, id: Uuid) -> Result<AlertRow, ApiError> {
+async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiError> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE generation = active_generation() AND tenant_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM alerts WHERE generation = active_generation() AND tenant_id = $1 AND id = $2
+         AND ($3::uuid[] IS NULL OR machine_id = ANY($3))"
     ))
     .bind(key.tenant_id)
     .bind(id)
+    .bind(key.machine_restriction())
     .fetch_optional(state.pool())
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
 
-async fn show(
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let alert = find(&state, &key, id).await?;
     let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
         r#"SELECT kind, at, details FROM alert_events
@@ -185,16 +192,16 @@ async fn show(
 
 async fn act(
     state: &AppState,
-    key: &ApiKey,
+    key: &Caller,
     id: Uuid,
     action: Action,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     find(state, key, id).await?;
     let event = AlertAction {
         tenant_id: key.tenant_id,
         alert_id: id,
-        by: format!("api-key:{}", key.key_id),
+        by: key.actor(),
         at_ms: crate::time::now_ms(),
         action,
     };
@@ -209,25 +216,27 @@ async fn act(
     ))
 }
 
-async fn ack(
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn ack(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     act(&state, &key, id, Action::Ack).await
 }
 
 /// Body of `POST /api/v1/alerts/{id}/snooze`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snooze {
     /// End of the snooze (RFC 3339 or epoch ms), in the future.
     pub until: String,
 }
 
-async fn snooze(
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn snooze(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<Snooze>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
 
 /// The ingest route.
@@ -28,13 +28,14 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-async fn ingest(
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn ingest(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Ingest)?;
     let config = &state.settings().gateway;
     let body = read_body(body, &headers, config.max_body_bytes).await?;
     let request =

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::time::{format_instant, parse_instant};
 
@@ -19,8 +19,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Query string of the readings query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadingsQuery {
     /// Only this metric; all metrics when absent.
     pub metric: Option<String>,
@@ -34,13 +35,14 @@ pub struct ReadingsQuery {
     pub limit: Option<i64>,
 }
 
-async fn query(
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn query(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(machine): Path<String>,
     Query(q): Query<ReadingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let machine_id: Uuid =
         sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1 AND name = $2")
             .bind(key.tenant_id)

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use crate::app::AppState;
-use crate::auth::{ApiKey, Scope};
+use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
 use crate::time::format_instant;
 
@@ -27,10 +27,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Body of `POST` and `PUT`: the rule, and the machines it applies to (all when empty or absent).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleBody {
     /// The rule: `{"id"?, "name", "severity", "when", "hold", "clear_ratio", "clear_after", "max_age_secs"}`.
+    #[schema(value_type = Object)]
     pub rule: Value,
     /// Machine names; every machine of the tenant when empty.
     #[serde(default)]
@@ -60,7 +61,7 @@ fn view(
 /// Parses and checks a rule body; `id` is the rule's id (generated for a new rule when absent).
 async fn parse(
     state: &AppState,
-    key: &ApiKey,
+    key: &Caller,
     body: RuleBody,
     id: Option<&str>,
 ) -> Result<(Rule, Vec<String>), ApiError> {
@@ -120,7 +121,7 @@ async fn parse(
 async fn store(
     state: &AppState,
     tx: &mut PgConnection,
-    key: &ApiKey,
+    key: &Caller,
     rule: Rule,
     machines: Vec<String>,
     version: i64,
@@ -157,7 +158,7 @@ async fn store(
     Ok(view(&rule.id, version, &definition, &machines, updated_at))
 }
 
-async fn current(tx: &mut PgConnection, key: &ApiKey, id: &str) -> Result<(i64, bool), ApiError> {
+async fn current(tx: &mut PgConnection, key: &Caller, id: &str) -> Result<(i64, bool), ApiError> {
     sqlx::query_as("SELECT version, deleted FROM rules WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
         .bind(key.tenant_id)
         .bind(id)
@@ -167,12 +168,13 @@ async fn current(tx: &mut PgConnection, key: &ApiKey, id: &str) -> Result<(i64, 
         .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = RuleBody, responses((status = 201, description = "The rule, version 1"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The rule exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Json(body): Json<RuleBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     let (rule, machines) = parse(&state, &key, body, None).await?;
     let mut tx = state.pool().begin().await?;
     let existing: Option<(i64, bool)> = sqlx::query_as(
@@ -198,13 +200,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn update(
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", request_body = RuleBody, params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The next version"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<String>,
     Json(body): Json<RuleBody>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     let (rule, machines) = parse(&state, &key, body, Some(&id)).await?;
     let mut tx = state.pool().begin().await?;
     let (version, _) = current(&mut tx, &key, &id).await?;
@@ -213,12 +216,13 @@ async fn update(
     Ok(Json(view))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 204, description = "Deleted from now on"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    key.require(Scope::Ingest)?;
+    key.require(Permission::Operate)?;
     let mut tx = state.pool().begin().await?;
     let (version, _) = current(&mut tx, &key, &id).await?;
     let (definition, machines): (Value, Vec<String>) =
@@ -233,8 +237,12 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    key: Caller,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Permission::Read)?;
     let rows: Vec<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND NOT deleted ORDER BY id",
     )
@@ -248,12 +256,13 @@ async fn list(State(state): State<AppState>, key: ApiKey) -> Result<Json<Value>,
     Ok(Json(json!({ "rules": rules })))
 }
 
-async fn show(
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
     State(state): State<AppState>,
-    key: ApiKey,
+    key: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    key.require(Scope::Read)?;
+    key.require(Permission::Read)?;
     let row: Option<RuleRow> = sqlx::query_as(
         "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
     )

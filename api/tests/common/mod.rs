@@ -58,6 +58,8 @@ impl Isolation {
         settings.projection.group_prefix = format!("test-projection-{suffix}");
         settings.detector.group = format!("test-detector-{suffix}");
         settings.http.bind = "127.0.0.1:0".into();
+        // Throttles, rate limits and the token blocklist of this test only.
+        settings.redis.key_prefix = format!("test:{suffix}:");
         tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
             .await
@@ -111,6 +113,10 @@ impl Isolation {
                 s.kafka.detector_changelog_topic.clone(),
             ),
             ("HALTLESS__DETECTOR__GROUP".into(), s.detector.group.clone()),
+            (
+                "HALTLESS__REDIS__KEY_PREFIX".into(),
+                s.redis.key_prefix.clone(),
+            ),
             ("HALTLESS__HTTP__BIND".into(), "127.0.0.1:0".into()),
         ]
     }
@@ -133,6 +139,16 @@ impl Isolation {
                 .unwrap();
         }
         (tenant, key.secret)
+    }
+
+    /// Creates a user of `tenant` with `role` ("admin", "operator", "viewer"); returns (email, password).
+    pub async fn user(&self, tenant: Uuid, role: &str) -> (String, String) {
+        let email = format!("{role}-{}@test.haltless.local", Uuid::new_v4().simple());
+        let password = format!("pw-{}", Uuid::new_v4().simple());
+        haltless_api::tenants::upsert_user(&self.pool, tenant, &email, &password, role)
+            .await
+            .unwrap();
+        (email, password)
     }
 
     /// Drops the database and deletes the topic.
@@ -180,6 +196,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub key: String,
     pub tenant: Uuid,
+    /// An access token of an admin of `tenant`.
+    pub admin: String,
     pub iso: Isolation,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
@@ -204,15 +222,59 @@ impl TestApp {
         let url = format!("http://127.0.0.1:{}", app.port());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
-        Self {
+        let mut app = Self {
             url,
             client: reqwest::Client::new(),
             key,
             tenant,
+            admin: String::new(),
             iso,
             shutdown,
             task,
+        };
+        app.admin = app.token_for(tenant, "admin").await;
+        app
+    }
+
+    /// `POST /api/v1/auth/login`: status and body.
+    pub async fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.url))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A new user of `tenant` with `role`, signed in: their access token.
+    pub async fn token_for(&self, tenant: Uuid, role: &str) -> String {
+        let (email, password) = self.iso.user(tenant, role).await;
+        let (status, body) = self.login(&email, &password).await;
+        assert_eq!(status, 200, "login: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `method path` with `Authorization: Bearer token` and an optional JSON body: status and body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
         }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// `POST /api/v1/ingest` with the tenant's key.

@@ -1,0 +1,176 @@
+//! What auth keeps in Redis: the blocklist of access tokens (by `jti`, by session, by user) and fixed-window
+//! counters for the login throttle, the sign-up throttle and the tenants' rate limits. Every key carries
+//! `redis.key_prefix` and expires by itself.
+
+use fred::clients::Client;
+use fred::prelude::{Expiration, KeysInterface};
+use uuid::Uuid;
+
+use crate::auth::tokens::Claims;
+
+/// Redis commands of auth, under one key prefix.
+#[derive(Clone)]
+pub struct AuthStore {
+    redis: Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for AuthStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fixed-window counter after one hit.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Hits in the current window, this one included.
+    pub count: u64,
+    /// Hits allowed per window.
+    pub limit: u64,
+    /// Seconds until the window ends.
+    pub reset_secs: u64,
+}
+
+impl Window {
+    /// Whether this hit went over the limit.
+    pub fn exceeded(&self) -> bool {
+        self.count > self.limit
+    }
+    /// Hits left in the window.
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.count)
+    }
+}
+
+fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+impl AuthStore {
+    /// A store on `redis` whose keys start with `prefix`.
+    pub fn new(redis: Client, prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// Refuses the access token `jti` until it would have expired anyway.
+    pub async fn block_token(&self, jti: Uuid, exp: u64) -> Result<(), fred::error::Error> {
+        let ttl = exp.saturating_sub(now_secs()).max(1) as i64;
+        self.redis
+            .set::<(), _, _>(
+                self.key(&format!("auth:revoked:jti:{jti}")),
+                1,
+                Some(Expiration::EX(ttl)),
+                None,
+                false,
+            )
+            .await
+    }
+
+    /// Refuses every access token of `session` issued so far (they live at most `ttl_secs`).
+    pub async fn block_session(
+        &self,
+        session: Uuid,
+        ttl_secs: u64,
+    ) -> Result<(), fred::error::Error> {
+        self.redis
+            .set::<(), _, _>(
+                self.key(&format!("auth:revoked:sid:{session}")),
+                1,
+                Some(Expiration::EX(ttl_secs.max(1) as i64)),
+                None,
+                false,
+            )
+            .await
+    }
+
+    /// Refuses every access token of `user` issued up to now (after a role change or deactivation).
+    pub async fn block_user_until_now(
+        &self,
+        user: Uuid,
+        ttl_secs: u64,
+    ) -> Result<(), fred::error::Error> {
+        self.redis
+            .set::<(), _, _>(
+                self.key(&format!("auth:revoked:user:{user}")),
+                crate::time::now_ms(),
+                Some(Expiration::EX(ttl_secs.max(1) as i64 + 5)),
+                None,
+                false,
+            )
+            .await
+    }
+
+    /// Whether the token of `claims` was revoked: itself, its session, or every token of its user.
+    pub async fn is_revoked(&self, claims: &Claims) -> Result<bool, fred::error::Error> {
+        let keys = vec![
+            self.key(&format!("auth:revoked:jti:{}", claims.jti)),
+            self.key(&format!("auth:revoked:sid:{}", claims.sid)),
+            self.key(&format!("auth:revoked:user:{}", claims.sub)),
+        ];
+        let values: Vec<Option<i64>> = self.redis.mget(keys).await?;
+        let user_cutoff_ms = values.get(2).copied().flatten();
+        Ok(values.first().copied().flatten().is_some()
+            || values.get(1).copied().flatten().is_some()
+            || user_cutoff_ms.is_some_and(|cutoff| claims.iat_ms <= cutoff))
+    }
+
+    /// Counts one hit on the counter `name` in the current window of `window_secs`.
+    pub async fn hit(
+        &self,
+        name: &str,
+        window_secs: u64,
+        limit: u64,
+    ) -> Result<Window, fred::error::Error> {
+        let now = now_secs();
+        let window_secs = window_secs.max(1);
+        let start = now - now % window_secs;
+        let key = self.key(&format!("{name}:{start}"));
+        let pipeline = self.redis.pipeline();
+        let () = pipeline.incr(&key).await?;
+        let () = pipeline.expire(&key, window_secs as i64 + 1, None).await?;
+        let (count, _): (u64, i64) = pipeline.all().await?;
+        Ok(Window {
+            count,
+            limit,
+            reset_secs: start + window_secs - now,
+        })
+    }
+
+    /// The counter `name` in the current window, without counting a hit.
+    pub async fn peek(
+        &self,
+        name: &str,
+        window_secs: u64,
+        limit: u64,
+    ) -> Result<Window, fred::error::Error> {
+        let now = now_secs();
+        let window_secs = window_secs.max(1);
+        let start = now - now % window_secs;
+        let count: Option<u64> = self.redis.get(self.key(&format!("{name}:{start}"))).await?;
+        Ok(Window {
+            count: count.unwrap_or(0),
+            limit,
+            reset_secs: start + window_secs - now,
+        })
+    }
+
+    /// Forgets the counter `name` in the current window (e.g. failed logins after a success).
+    pub async fn reset(&self, name: &str, window_secs: u64) -> Result<(), fred::error::Error> {
+        let now = now_secs();
+        let window_secs = window_secs.max(1);
+        let start = now - now % window_secs;
+        self.redis
+            .del::<(), _>(self.key(&format!("{name}:{start}")))
+            .await
+    }
+}

@@ -1,0 +1,106 @@
+//! The OpenAPI document of the endpoints, generated from the handlers' `#[utoipa::path]` annotations and
+//! served at `GET /api/v1/openapi.json`.
+
+use axum::routing::get;
+use axum::Router;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::app::AppState;
+use crate::routes;
+
+/// The uniform error body (`{"error": {"code", "message", "details"}}`).
+#[derive(Debug, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code, e.g. `not_found`, `forbidden`, `rate_limited`, `tier_limit`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// Structured details, when there are any.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Haltless API", description = "Multi-tenant industrial predictive maintenance."),
+    paths(
+        routes::accounts::signup,
+        routes::accounts::login,
+        routes::accounts::refresh,
+        routes::accounts::logout,
+        routes::accounts::accept_invite,
+        routes::accounts::me,
+        routes::accounts::sessions,
+        routes::accounts::revoke_session,
+        routes::users::list,
+        routes::users::show,
+        routes::users::create,
+        routes::users::update,
+        routes::api_keys::list,
+        routes::api_keys::create,
+        routes::api_keys::revoke,
+        routes::ingest::ingest,
+        routes::machines::list,
+        routes::machines::create,
+        routes::readings::query,
+        routes::rules::list,
+        routes::rules::show,
+        routes::rules::create,
+        routes::rules::update,
+        routes::rules::remove,
+        routes::alerts::list,
+        routes::alerts::show,
+        routes::alerts::ack,
+        routes::alerts::snooze,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&Security),
+    tags(
+        (name = "accounts", description = "Sign-up, login, tokens, sessions"),
+        (name = "users", description = "Users of a tenant (admins)"),
+        (name = "api-keys", description = "API keys of a tenant (admins)"),
+        (name = "ingest", description = "Readings in"),
+        (name = "machines", description = "Machines and their readings"),
+        (name = "rules", description = "Detection rules"),
+        (name = "alerts", description = "Alerts, acknowledgements and snoozes"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /api/v1/openapi.json` (public).
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/openapi.json",
+        get(|| async { axum::Json(ApiDoc::openapi()) }),
+    )
+}
