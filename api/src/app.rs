@@ -10,11 +10,8 @@ use axum::response::Response;
 use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
 use haltless_connectors::gateway::ReadingsSink;
-use haltless_processors::detector::{DetectorRuntime, DetectorTopics};
-use haltless_processors::projection::alerts::{AlertActionsProjection, AlertsProjection};
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
-use haltless_processors::runtime::{ProcessorError, Projection, ProjectionRunner, RunnerConfig};
 use haltless_schemas::{metric_names, AlertRecord, Codec, ReadingBatch, WireFormat};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
@@ -28,7 +25,7 @@ use crate::auth::store::AuthStore;
 use crate::auth::tokens::TokenSigner;
 use crate::config::Settings;
 use crate::events::EventPublisher;
-use crate::{routes, telemetry};
+use crate::{detection, routes, telemetry};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -261,31 +258,6 @@ impl Application {
             .unwrap_or_default()
     }
 
-    /// Starts a projection of `topic` in the background.
-    fn spawn_projection<P: Projection>(
-        &self,
-        projection: P,
-        topic: &str,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), ProcessorError>>> {
-        let p = &self.state.settings().projection;
-        let name = projection.name().to_owned();
-        let runner = ProjectionRunner::new(
-            projection,
-            self.state.pool().clone(),
-            RunnerConfig {
-                brokers: self.state.settings().kafka.brokers.clone(),
-                topic: topic.to_owned(),
-                group: format!("{}-{name}", p.group_prefix),
-                batch_max_messages: p.batch_max_messages,
-                batch_max_wait: Duration::from_millis(p.batch_max_wait_ms),
-                session_timeout: Duration::from_millis(p.session_timeout_ms),
-            },
-        )?;
-        let token = shutdown.clone();
-        Ok(tokio::spawn(async move { runner.run(token).await }))
-    }
-
     /// The router for the configured roles.
     pub fn router(&self) -> Router {
         router(self.state.clone(), self.roles)
@@ -295,20 +267,19 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = self.router();
         let state = self.state.clone();
-        let mut projections = Vec::new();
+        let settings = state.settings();
+        let mut tasks = Vec::new();
         if self.roles.projection {
-            let k = &state.settings().kafka;
-            projections.push(self.spawn_projection(
-                ReadingsProjection::new(readings_codec(state.settings()).await?),
-                &k.readings_topic,
+            let projection = ReadingsProjection::new(readings_codec(settings).await?);
+            let topic = &settings.kafka.readings_topic;
+            tasks.push(detection::spawn_projection(
+                settings,
+                state.pool(),
+                projection,
+                topic,
                 &shutdown,
             )?);
-            let alerts =
-                AlertsProjection::new(alerts_codec(state.settings()).await?, &k.alerts_topic);
-            projections.push(self.spawn_projection(alerts, &k.alerts_topic, &shutdown)?);
-            let actions = AlertActionsProjection::new(&k.alert_actions_topic);
-            projections.push(self.spawn_projection(actions, &k.alert_actions_topic, &shutdown)?);
-            let limits = &state.settings().limits;
+            let limits = &settings.limits;
             tokio::spawn(crate::retention::run(
                 state.pool().clone(),
                 Duration::from_secs(limits.retention_interval_secs),
@@ -316,27 +287,17 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        let detector = if self.roles.detector {
-            let settings = state.settings();
-            let k = &settings.kafka;
-            let runtime = DetectorRuntime::new(
-                &k.brokers,
-                DetectorTopics {
-                    readings: k.readings_topic.clone(),
-                    alerts: k.alerts_topic.clone(),
-                    changelog: k.detector_changelog_topic.clone(),
-                    rules: k.rules_topic.clone(),
-                },
-                settings.detector.clone(),
-                readings_codec(settings).await?,
-                alerts_codec(settings).await?,
-            );
-            let token = shutdown.clone();
-            Some(tokio::spawn(async move { runtime.run(token).await }))
-        } else {
-            None
-        };
+        if self.roles.projection || self.roles.detector {
+            tasks.push(tokio::spawn(detection::follow_generations(
+                settings.clone(),
+                state.pool().clone(),
+                self.roles.detector,
+                self.roles.projection,
+                shutdown.clone(),
+            )));
+        }
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
+        let has_tasks = !tasks.is_empty();
         let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -344,39 +305,14 @@ impl Application {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let result = tokio::select! {
             r = serve => r.map_err(anyhow::Error::from),
-            r = first_to_stop(projections) => {
+            r = detection::until_all_end(tasks), if has_tasks => {
+                let stopping = shutdown.is_cancelled();
                 shutdown.cancel();
-                r.context("a projection stopped")
-            }
-            r = background(detector) => {
-                shutdown.cancel();
-                r.context("detector stopped")
+                r.and_then(|()| if stopping { Ok(()) } else { anyhow::bail!("a background role stopped") })
             }
         };
         state.sink().flush(Duration::from_secs(5));
         result
-    }
-}
-
-/// Waits for the first of `tasks` to stop; never completes when there are none.
-async fn first_to_stop(
-    tasks: Vec<tokio::task::JoinHandle<Result<(), ProcessorError>>>,
-) -> anyhow::Result<()> {
-    if tasks.is_empty() {
-        return std::future::pending().await;
-    }
-    let (result, _, _) = futures::future::select_all(tasks).await;
-    Ok(result??)
-}
-
-/// Waits for an optional background task; never completes when there is none.
-async fn background<E>(task: Option<tokio::task::JoinHandle<Result<(), E>>>) -> anyhow::Result<()>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match task {
-        Some(task) => Ok(task.await??),
-        None => std::future::pending().await,
     }
 }
 

@@ -1,12 +1,22 @@
 //! `haltless backtest`: the detectors over recorded series (CSV files or the NAB corpus), writing NAB
 //! results files and printing detections and NAB scores.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use haltless_processors::detect::backtest::{run_corpus, run_series};
 use haltless_processors::detect::nab::{self, Profile};
 use haltless_processors::detect::rules::Rule;
+use haltless_processors::runtime::offsets::TopicOffsets;
+use haltless_schemas::{Codec, ReadingBatch};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use uuid::Uuid;
+
+use crate::config::Settings;
+use chrono::{DateTime, Utc};
 
 /// What to backtest.
 #[derive(Debug, Clone)]
@@ -25,69 +35,186 @@ pub struct BacktestConfig {
     pub out: Option<PathBuf>,
     /// Only streams whose key contains one of these texts (with `nab`); all when empty.
     pub only: Vec<String>,
+    /// A range of the readings topic instead of a file.
+    pub topic: Option<TopicRange>,
+}
+
+/// One metric of one machine, from a time range of the readings topic.
+#[derive(Debug, Clone)]
+pub struct TopicRange {
+    /// The machine's name.
+    pub machine: String,
+    /// The metric.
+    pub metric: String,
+    /// The tenant, needed when several tenants have a machine of that name.
+    pub tenant: Option<Uuid>,
+    /// Readings written to Kafka from this time on (the topic's start when absent).
+    pub from: Option<DateTime<Utc>>,
+    /// Readings written before this time (the topic's end when absent).
+    pub to: Option<DateTime<Utc>>,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Runs the backtest and prints its summary.
-pub fn run(config: &BacktestConfig) -> anyhow::Result<()> {
+/// Runs the backtest and prints its summary; `settings` locate the readings topic for a topic range.
+pub async fn run(config: &BacktestConfig, settings: &Settings) -> anyhow::Result<()> {
     let rules: Vec<Rule> = match &config.rules {
         Some(p) => serde_json::from_str(&read(p)?)
             .with_context(|| format!("{}: not a JSON array of rules", p.display()))?,
         None => Vec::new(),
     };
     let profile = Profile::STANDARD;
-    match (&config.csv, &config.nab) {
-        (Some(csv), None) => {
-            let series = nab::parse_csv(&read(csv)?)?;
-            let key = config.stream.clone().unwrap_or_else(|| stream_key(csv));
-            let windows = match &config.labels {
-                Some(p) => nab::parse_windows(&read(p)?)?
-                    .remove(&key)
-                    .with_context(|| {
-                        format!(
-                            "{} has no stream {key:?}; name it with --stream",
-                            p.display()
-                        )
-                    })?,
-                None => Vec::new(),
-            };
-            let run = run_series(&key, &series, &rules, &windows);
-            if let Some(out) = &config.out {
-                std::fs::write(out, nab::write_results_csv(&run.rows))?;
-            }
-            println!(
-                "{key}: {} readings, {} alerts raised",
-                series.len(),
-                run.detections()
-            );
-            if config.labels.is_some() {
-                let s = run.score(&windows, &profile);
-                let (null, perfect) = (
-                    nab::null_raw(&windows, &profile),
-                    nab::perfect_raw(&windows, &profile),
-                );
-                let norm = if windows.is_empty() {
-                    "n/a (no labelled windows)".to_owned()
-                } else {
-                    format!("{:.1}", nab::normalized_score(s.raw, null, perfect))
-                };
-                println!(
-                    "  windows {}: {} detected, {} missed, {} false positives; raw {:.3}; NAB standard {norm}",
-                    windows.len(),
-                    s.true_positives,
-                    s.false_negatives,
-                    s.false_positives,
-                    s.raw
-                );
-            }
-            Ok(())
+    let (series, key) = match (&config.csv, &config.nab, &config.topic) {
+        (None, Some(dir), None) => return run_nab(dir, config, &rules, &profile),
+        (Some(csv), None, None) => (
+            nab::parse_csv(&read(csv)?)?,
+            config.stream.clone().unwrap_or_else(|| stream_key(csv)),
+        ),
+        (None, None, Some(range)) => {
+            let k = &settings.kafka;
+            let (brokers, topic) = (k.brokers.clone(), k.readings_topic.clone());
+            let (codec, r) = (crate::app::readings_codec(settings).await?, range.clone());
+            let series =
+                tokio::task::spawn_blocking(move || read_topic(&brokers, &topic, &codec, &r))
+                    .await??;
+            let key = config
+                .stream
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", range.machine, range.metric));
+            (series, key)
         }
-        (None, Some(dir)) => run_nab(dir, config, &rules, &profile),
-        _ => anyhow::bail!("give exactly one of --csv FILE or --nab FOLDER"),
+        _ => anyhow::bail!(
+            "give exactly one of --csv FILE, --nab FOLDER, or --machine NAME --metric NAME (a topic range)"
+        ),
+    };
+    let windows = match &config.labels {
+        Some(p) => nab::parse_windows(&read(p)?)?
+            .remove(&key)
+            .with_context(|| {
+                format!(
+                    "{} has no stream {key:?}; name it with --stream",
+                    p.display()
+                )
+            })?,
+        None => Vec::new(),
+    };
+    let run = run_series(&key, &series, &rules, &windows);
+    if let Some(out) = &config.out {
+        std::fs::write(out, nab::write_results_csv(&run.rows))?;
     }
+    println!(
+        "{key}: {} readings, {} alerts raised",
+        series.len(),
+        run.detections()
+    );
+    if config.labels.is_some() {
+        let s = run.score(&windows, &profile);
+        let (null, perfect) = (
+            nab::null_raw(&windows, &profile),
+            nab::perfect_raw(&windows, &profile),
+        );
+        let norm = if windows.is_empty() {
+            "n/a (no labelled windows)".to_owned()
+        } else {
+            format!("{:.1}", nab::normalized_score(s.raw, null, perfect))
+        };
+        println!(
+            "  windows {}: {} detected, {} missed, {} false positives; raw {:.3}; NAB standard {norm}",
+            windows.len(),
+            s.true_positives,
+            s.false_negatives,
+            s.false_positives,
+            s.raw
+        );
+    }
+    Ok(())
+}
+
+/// The readings of one metric of one machine in a range of the readings topic, in topic order (the order
+/// the detectors saw them in). Blocking.
+fn read_topic(
+    brokers: &str,
+    topic: &str,
+    codec: &Codec,
+    range: &TopicRange,
+) -> anyhow::Result<Vec<(i64, f64)>> {
+    let offsets = TopicOffsets::new(brokers, topic)?;
+    let start = offsets.at_time(range.from.map(|t| t.timestamp_millis()))?;
+    let end = match range.to {
+        Some(to) => offsets.at_time(Some(to.timestamp_millis()))?,
+        None => offsets.ends()?,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "haltless-backtest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut open: HashMap<i32, i64> = HashMap::new();
+    for (&p, &s) in &start {
+        let e = end.get(&p).copied().unwrap_or(s);
+        if s < e {
+            tpl.add_partition_offset(topic, p, Offset::Offset(s))?;
+            open.insert(p, e);
+        }
+    }
+    consumer.assign(&tpl)?;
+    let mut series = Vec::new();
+    let mut tenants = HashSet::new();
+    let mut idle = std::time::Instant::now();
+    while !open.is_empty() {
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            idle = std::time::Instant::now();
+            let msg = msg?;
+            if open
+                .get(&msg.partition())
+                .is_some_and(|&e| msg.offset() < e)
+            {
+                if let Some(Ok(batch)) = msg.payload().map(|b| ReadingBatch::decode(codec, b)) {
+                    if batch.machine == range.machine
+                        && range.tenant.is_none_or(|t| t == batch.tenant_id)
+                    {
+                        tenants.insert(batch.tenant_id);
+                        series.extend(
+                            batch
+                                .readings
+                                .iter()
+                                .filter(|r| r.metric == range.metric)
+                                .map(|r| (r.event_time_ms, r.value)),
+                        );
+                    }
+                }
+            }
+        }
+        // A partition is done once the consumer's position passed the range's end.
+        for e in consumer.position()?.elements() {
+            if let (Offset::Offset(pos), Some(&end)) = (e.offset(), open.get(&e.partition())) {
+                if pos >= end {
+                    open.remove(&e.partition());
+                }
+            }
+        }
+        anyhow::ensure!(
+            idle.elapsed() < Duration::from_secs(30),
+            "the readings topic stopped delivering before the end of the range"
+        );
+    }
+    anyhow::ensure!(
+        tenants.len() <= 1,
+        "several tenants have a machine {:?}: {:?}; choose one with --tenant",
+        range.machine,
+        tenants
+    );
+    anyhow::ensure!(
+        !series.is_empty(),
+        "no readings of {}/{} in that range of {topic}",
+        range.machine,
+        range.metric
+    );
+    Ok(series)
 }
 
 fn run_nab(

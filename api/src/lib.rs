@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: layered settings (defaults, a TOML file, `HALTLESS__SECTION__KEY` variables).
 //! - [`app`]: [`app::Application`], which binds the HTTP listener and runs the chosen roles.
+//! - [`detection`]: the detectors and alerts projections of a generation, and following replays' switch-overs.
+//! - [`replay`]: reprocessing history into a new generation of detection, then switching over.
 //! - [`routes`]: the HTTP endpoints: ingest, machines, readings queries, rules, alerts, health and metrics.
 //! - [`auth`]: the `Caller` extractor (access tokens or API keys), roles, the rate-limit middleware.
 //! - [`error`]: the one error type every endpoint answers with.
@@ -20,11 +22,13 @@ pub mod auth;
 pub mod backtest;
 pub mod bench;
 pub mod config;
+pub mod detection;
 pub mod error;
 pub mod events;
 pub mod openapi;
 pub mod pdf;
 pub mod platform;
+pub mod replay;
 pub mod retention;
 pub mod routes;
 pub mod simulate;

@@ -9,7 +9,7 @@ use haltless_api::app::{connect_database, migrate, Application, Roles};
 use haltless_api::config::Settings;
 use haltless_api::platform::{self, Override};
 use haltless_api::tenants::Tier;
-use haltless_api::{backtest, bench, simulate, telemetry, tenants};
+use haltless_api::{backtest, bench, replay, simulate, telemetry, tenants};
 use tokio_util::sync::CancellationToken;
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
@@ -122,29 +122,67 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         alerts: usize,
     },
+    /// Reprocess history into a new generation of detector state and alerts, then switch over.
+    ///
+    /// The platform keeps ingesting and detecting with the active generation meanwhile. Without --to, the
+    /// new generation catches up with the live head and becomes active (its alert topic is the alerts topic
+    /// with `.g<N>` appended); with --to, only [from, to) is reprocessed and the generation is kept for
+    /// inspection, not made active. Times select readings by when they were written to Kafka; detection
+    /// still uses each reading's event time.
+    Replay {
+        /// Reprocess readings written from this time on (RFC 3339 or epoch ms); the topic's start if absent.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Reprocess only readings written before this time, and keep the result for inspection.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Switch over once at most this many readings messages remain for the detectors (the platform's
+        /// detectors process them); raise it when ingest is so heavy that the replay never meets the head.
+        #[arg(long, default_value_t = 0)]
+        max_lag: i64,
+        /// No progress bar (log lines only).
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Run the detectors over recorded series and score their alerts with NAB's method.
     ///
     /// With --csv, one `timestamp,value` file (add --labels combined_windows.json for a score); with --nab,
-    /// every stream of a NAB-style folder. Rules (--rules, a JSON array on the metric `value`) replace the
+    /// every stream of a NAB-style folder; with --machine and --metric, that metric's readings in a range of
+    /// the readings topic (--from/--to, by when Kafka received them). Rules (--rules, a JSON array on the metric `value`) replace the
     /// default detectors (EWMA and rate of change). Results are written in NAB's results format
     /// (timestamp,value,anomaly_score,label) to --out.
     Backtest {
         /// One `timestamp,value` CSV (timestamps as `YYYY-MM-DD HH:MM:SS`, RFC 3339 or epoch ms).
-        #[arg(long, conflicts_with = "nab")]
+        #[arg(long, conflicts_with_all = ["nab", "machine"])]
         csv: Option<PathBuf>,
+        /// A machine whose readings to take from the readings topic (with --metric).
+        #[arg(long, requires = "metric", conflicts_with = "nab")]
+        machine: Option<String>,
+        /// The metric of --machine.
+        #[arg(long, requires = "machine")]
+        metric: Option<String>,
+        /// The tenant of --machine, when several tenants have a machine of that name.
+        #[arg(long, requires = "machine")]
+        tenant: Option<uuid::Uuid>,
+        /// With --machine: readings written to Kafka from this time on (RFC 3339 or epoch ms).
+        #[arg(long, requires = "machine", value_parser = parse_time)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// With --machine: readings written to Kafka before this time.
+        #[arg(long, requires = "machine", value_parser = parse_time)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
         /// A NAB-style folder holding `combined_windows.json` and `data/<group>/<stream>.csv`.
         #[arg(long)]
         nab: Option<PathBuf>,
-        /// Labels for --csv, in NAB's `combined_windows.json` format.
-        #[arg(long, requires = "csv")]
+        /// Labels for --csv or --machine, in NAB's `combined_windows.json` format.
+        #[arg(long, conflicts_with = "nab")]
         labels: Option<PathBuf>,
-        /// The stream's key in --labels (default: `<parent folder>/<file name>` of --csv).
+        /// The stream's key in --labels (default: `<parent folder>/<file name>` of --csv, `<machine>/<metric>`).
         #[arg(long, requires = "labels")]
         stream: Option<String>,
         /// Rules to run instead of the default detectors: a JSON array of rules on the metric `value`.
         #[arg(long)]
         rules: Option<PathBuf>,
-        /// Results: a CSV file for --csv, a folder for --nab.
+        /// Results: a CSV file for --csv or --machine, a folder for --nab.
         #[arg(long)]
         out: Option<PathBuf>,
         /// With --nab, only the streams whose key contains one of these texts (comma-separated).
@@ -221,6 +259,11 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Backtest {
             csv,
+            machine,
+            metric,
+            tenant,
+            from,
+            to,
             nab,
             labels,
             stream,
@@ -228,6 +271,16 @@ async fn main() -> anyhow::Result<()> {
             out,
             only,
         } => {
+            let topic = match (machine, metric) {
+                (Some(machine), Some(metric)) => Some(backtest::TopicRange {
+                    machine,
+                    metric,
+                    tenant,
+                    from,
+                    to,
+                }),
+                _ => None,
+            };
             let config = backtest::BacktestConfig {
                 csv,
                 nab,
@@ -236,8 +289,9 @@ async fn main() -> anyhow::Result<()> {
                 rules,
                 out,
                 only,
+                topic,
             };
-            return backtest::run(&config);
+            return backtest::run(&config, &settings).await;
         }
         Command::BenchDetect {
             readings,
@@ -256,6 +310,36 @@ async fn main() -> anyhow::Result<()> {
                 alerts,
             };
             return bench::run_detect(&settings, config).await;
+        }
+        Command::Replay {
+            from,
+            to,
+            max_lag,
+            no_progress,
+        } => {
+            if let (Some(from), Some(to)) = (from, to) {
+                anyhow::ensure!(from < to, "--from must be before --to");
+            }
+            let pool = connect_database(&settings).await?;
+            migrate(&settings, &pool).await?;
+            let options = replay::ReplayOptions {
+                from,
+                to,
+                max_lag,
+                progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let outcome = replay::run(&settings, &pool, &options, shutdown_on_signal()).await?;
+            match outcome.replaced {
+                Some(old) => println!(
+                    "generation {} is active (replaced {old}): {} readings messages reprocessed in {:.1} s; alerts on {}",
+                    outcome.generation, outcome.messages, outcome.elapsed.as_secs_f64(), outcome.alerts_topic
+                ),
+                None => println!(
+                    "generation {} kept for inspection: {} readings messages reprocessed in {:.1} s; alerts on {}",
+                    outcome.generation, outcome.messages, outcome.elapsed.as_secs_f64(), outcome.alerts_topic
+                ),
+            }
+            return Ok(());
         }
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
@@ -347,6 +431,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = Application::build(settings, roles).await?;
     app.run(shutdown_on_signal()).await
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    haltless_api::time::parse_instant(s)
 }
 
 /// A token cancelled on SIGINT or SIGTERM.

@@ -206,3 +206,88 @@ async fn a_rule_raises_and_resolves_one_alert_and_actions_show_in_its_history() 
     assert_eq!(app.get("/api/v1/rules/overheat").await.0, 404);
     app.stop().await;
 }
+
+/// The `updated_at` of a rule change, in epoch ms: the event time from which it applies.
+fn effective_ms(view: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(view["updated_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test]
+async fn rule_changes_apply_from_the_event_time_they_were_made() {
+    let app = TestApp::spawn(&["press-07"]).await;
+    let rule = |limit: i64| {
+        json!({"rule": {"id": "hot", "name": format!("hot above {limit}"),
+            "when": {"metric": "t", "detector": "above", "value": limit}}})
+    };
+    let (status, v1) = send(&app, reqwest::Method::POST, "/api/v1/rules", Some(rule(90))).await;
+    assert_eq!(status, 201, "{v1}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, v2) = send(
+        &app,
+        reqwest::Method::PUT,
+        "/api/v1/rules/hot",
+        Some(rule(99)),
+    )
+    .await;
+    assert_eq!(status, 200, "{v2}");
+    let (e1, e2) = (effective_ms(&v1), effective_ms(&v2));
+    assert!(e2 - e1 >= 200, "{v1} {v2}");
+
+    // All sent after both changes; each reading meets the version in force at its own event time.
+    let readings: Vec<Value> = [
+        (e1 - 60_000, 95.0), // before the rule existed: nothing
+        (e1 - 59_000, 70.0),
+        (e1 + 10, 95.0), // version 1 (above 90): raised
+        (e1 + 20, 70.0),
+        (e1 + 30, 70.0),
+        (e1 + 40, 70.0),     // resolved after three clear evaluations
+        (e2 + 1_000, 95.0),  // version 2 (above 99): nothing
+        (e2 + 2_000, 100.0), // raised
+    ]
+    .iter()
+    .map(|(ts, v)| json!({"machine": "press-07", "metric": "t", "ts": ts, "value": v}))
+    .collect();
+    assert_eq!(
+        app.ingest(&json!({ "readings": readings })).await.status(),
+        202
+    );
+
+    let list = wait_for(&app, "/api/v1/alerts?detector=threshold_above", |b| {
+        b["alerts"].as_array().is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    let mut seen: Vec<(String, String, f64, f64)> = list["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let at =
+                chrono::DateTime::parse_from_rfc3339(a["raised_at"].as_str().unwrap()).unwrap();
+            let version = if at.timestamp_millis() < e2 {
+                "v1"
+            } else {
+                "v2"
+            };
+            let state = a["state"].as_str().unwrap().to_owned();
+            (
+                version.to_owned(),
+                state,
+                a["limit"].as_f64().unwrap(),
+                a["observed"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    // The v1 alert's last observation is the clear reading that resolved it.
+    assert_eq!(
+        seen,
+        [
+            ("v1".to_owned(), "resolved".to_owned(), 90.0, 70.0),
+            ("v2".to_owned(), "open".to_owned(), 99.0, 100.0)
+        ],
+        "{list}"
+    );
+    app.stop().await;
+}

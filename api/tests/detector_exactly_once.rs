@@ -10,14 +10,17 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Isolation;
+use haltless_api::replay::{self, ReplayOptions};
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::detect::engine::{Input, MachineState};
 use haltless_processors::detect::Sample;
+use haltless_processors::runtime::Generation;
 use haltless_schemas::{AlertRecord, Reading, ReadingBatch, Source, WireFormat};
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const MACHINES: usize = 4;
@@ -31,39 +34,42 @@ fn start_ms() -> i64 {
         .get_or_init(|| (chrono::Utc::now().timestamp_millis() - 2 * 86_400_000) / 60_000 * 60_000)
 }
 
-/// A temperature every minute with a spike and a lasting step, different per machine.
-fn series(machine: usize) -> Vec<Sample> {
+/// Reading `i` of `machine`: a temperature every minute with a spike and a lasting step, different per
+/// machine, and one more spike after the first `PER_MACHINE` readings.
+fn sample(machine: usize, i: usize) -> Sample {
     let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ machine as u64;
-    (0..PER_MACHINE)
-        .map(|i| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let noise = (seed % 1000) as f64 / 1000.0 - 0.5;
-            let mut v = 50.0 + machine as f64 * 5.0 + noise;
-            if i == 300 + machine * 37 {
-                v += 25.0;
-            }
-            if i >= 700 + machine * 11 {
-                v += 12.0;
-            }
-            Sample {
-                ts_ms: start_ms() + i as i64 * 60_000,
-                value: v,
-            }
-        })
-        .collect()
+    for _ in 0..=i {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+    }
+    let noise = (seed % 1000) as f64 / 1000.0 - 0.5;
+    let mut v = 50.0 + machine as f64 * 5.0 + noise;
+    if i == 300 + machine * 37 || i == PER_MACHINE + 60 {
+        v += 25.0;
+    }
+    if i >= 700 + machine * 11 {
+        v += 12.0;
+    }
+    Sample {
+        ts_ms: start_ms() + i as i64 * 60_000,
+        value: v,
+    }
 }
 
-/// What the alerts must be: the detection logic run over each machine's readings in order.
-fn expected(tenant: Uuid, names: &[String]) -> BTreeMap<String, Vec<(Uuid, String, i64)>> {
+/// What the alerts must be: the detection logic run over each machine's first `n` readings in order.
+fn expected(
+    tenant: Uuid,
+    names: &[String],
+    n: usize,
+) -> BTreeMap<String, Vec<(Uuid, String, i64)>> {
     names
         .iter()
         .enumerate()
         .map(|(m, name)| {
             let mut state = MachineState::default();
-            let events = series(m)
-                .into_iter()
+            let events = (0..n)
+                .map(|i| sample(m, i))
                 .flat_map(|s| {
                     state.observe(
                         &tenant.to_string(),
@@ -106,8 +112,17 @@ fn processor(iso: &Isolation, instance: &str, batch: usize) -> Child {
         .expect("the haltless binary starts")
 }
 
-/// Every committed alert on the topic, per machine, in topic order.
+/// Every committed alert on the alerts topic, per machine, in topic order.
 fn committed_alerts(iso: &Isolation, want: usize) -> BTreeMap<String, Vec<AlertRecord>> {
+    committed_alerts_on(iso, &iso.settings.kafka.alerts_topic, want)
+}
+
+/// Every committed alert on `topic`, per machine, in topic order.
+fn committed_alerts_on(
+    iso: &Isolation,
+    topic: &str,
+    want: usize,
+) -> BTreeMap<String, Vec<AlertRecord>> {
     let k = &iso.settings.kafka;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &k.brokers)
@@ -118,7 +133,7 @@ fn committed_alerts(iso: &Isolation, want: usize) -> BTreeMap<String, Vec<AlertR
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..k.partitions {
-        tpl.add_partition_offset(&k.alerts_topic, p, Offset::Beginning)
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
@@ -160,39 +175,8 @@ async fn world() -> World {
             .unwrap()
             .into_iter()
             .collect();
-    let k = &iso.settings.kafka;
-    let sink = ReadingsSink::new(
-        &k.brokers,
-        &k.readings_topic,
-        ReadingBatch::codec(WireFormat::SingleObject).unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let all: Vec<Vec<Sample>> = (0..MACHINES).map(series).collect();
-    for chunk in 0..PER_MACHINE / PER_MESSAGE {
-        let batches: Vec<ReadingBatch> = names
-            .iter()
-            .enumerate()
-            .map(|(m, name)| ReadingBatch {
-                tenant_id: tenant,
-                machine_id: ids[name],
-                machine: name.clone(),
-                source: Source::Gateway,
-                ingest_time_ms: 0,
-                readings: all[m][chunk * PER_MESSAGE..(chunk + 1) * PER_MESSAGE]
-                    .iter()
-                    .map(|s| Reading {
-                        metric: "temp".into(),
-                        event_time_ms: s.ts_ms,
-                        value: s.value,
-                        quality: None,
-                    })
-                    .collect(),
-            })
-            .collect();
-        sink.write(&batches).await.unwrap();
-    }
-    let want = expected(tenant, &names);
+    produce(&iso, tenant, &names, &ids, 0..PER_MACHINE).await;
+    let want = expected(tenant, &names, PER_MACHINE);
     let total: usize = want.values().map(Vec::len).sum();
     assert!(
         total >= MACHINES * 4,
@@ -209,9 +193,60 @@ async fn world() -> World {
     }
 }
 
+/// Writes readings `range` of every machine to the readings topic, `PER_MESSAGE` to a message.
+async fn produce(
+    iso: &Isolation,
+    tenant: Uuid,
+    names: &[String],
+    ids: &BTreeMap<String, Uuid>,
+    range: std::ops::Range<usize>,
+) {
+    let k = &iso.settings.kafka;
+    let sink = ReadingsSink::new(
+        &k.brokers,
+        &k.readings_topic,
+        ReadingBatch::codec(WireFormat::SingleObject).unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    for chunk in range.step_by(PER_MESSAGE) {
+        let batches: Vec<ReadingBatch> = names
+            .iter()
+            .enumerate()
+            .map(|(m, name)| ReadingBatch {
+                tenant_id: tenant,
+                machine_id: ids[name],
+                machine: name.clone(),
+                source: Source::Gateway,
+                ingest_time_ms: 0,
+                readings: (chunk..chunk + PER_MESSAGE)
+                    .map(|i| sample(m, i))
+                    .map(|s| Reading {
+                        metric: "temp".into(),
+                        event_time_ms: s.ts_ms,
+                        value: s.value,
+                        quality: None,
+                    })
+                    .collect(),
+            })
+            .collect();
+        sink.write(&batches).await.unwrap();
+    }
+}
+
 /// Asserts the committed alert stream equals the detection logic's, alert for alert.
 async fn assert_same_alerts(w: World, got: BTreeMap<String, Vec<AlertRecord>>) {
-    let (tenant, names, ids, want) = (w.tenant, &w.names, &w.ids, &w.want);
+    assert_alerts(&w, &w.want, &got);
+    w.iso.drop().await;
+}
+
+/// Asserts `got` equals `want`, alert for alert.
+fn assert_alerts(
+    w: &World,
+    want: &BTreeMap<String, Vec<(Uuid, String, i64)>>,
+    got: &BTreeMap<String, Vec<AlertRecord>>,
+) {
+    let (tenant, names, ids) = (w.tenant, &w.names, &w.ids);
     for name in names {
         let alerts = got.get(name).cloned().unwrap_or_default();
         let summary: Vec<(Uuid, String, i64)> = alerts
@@ -230,7 +265,6 @@ async fn assert_same_alerts(w: World, got: BTreeMap<String, Vec<AlertRecord>>) {
             );
         }
     }
-    w.iso.drop().await;
 }
 
 #[tokio::test]
@@ -269,4 +303,118 @@ async fn two_instances_with_a_rebalance_give_the_same_alerts() {
     b.start_kill().unwrap();
     b.wait().await.unwrap();
     assert_same_alerts(w, got).await;
+}
+
+#[tokio::test]
+async fn a_replay_reproduces_the_alerts_and_the_platform_follows_the_switch_over() {
+    let w = world().await;
+    let iso = &w.iso;
+    let mut child = processor(iso, "a", 50);
+    let first = committed_alerts(iso, w.total);
+    assert_alerts(&w, &w.want, &first);
+
+    // Replay the whole topic into generation 2 while the platform's processor goes on.
+    let options = ReplayOptions::default();
+    let outcome = replay::run(&iso.settings, &iso.pool, &options, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.generation, Generation(2));
+    assert_eq!(outcome.replaced, Some(Generation(1)));
+    assert_eq!(
+        outcome.messages,
+        (MACHINES * PER_MACHINE / PER_MESSAGE) as i64
+    );
+    let replayed = committed_alerts_on(iso, &outcome.alerts_topic, w.total);
+    assert_alerts(&w, &w.want, &replayed);
+    let active: i32 = sqlx::query_scalar("SELECT active_generation()")
+        .fetch_one(&iso.pool)
+        .await
+        .unwrap();
+    assert_eq!(active, 2);
+    let raised = w
+        .want
+        .values()
+        .flatten()
+        .filter(|(_, t, _)| t == "Raised")
+        .count();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts WHERE generation = 2")
+        .fetch_one(&iso.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows as usize, raised,
+        "the new generation's alerts are projected"
+    );
+
+    // The running processor moves to generation 2 within seconds and continues from its state and offsets.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    produce(
+        iso,
+        w.tenant,
+        &w.names,
+        &w.ids,
+        PER_MACHINE..PER_MACHINE + 120,
+    )
+    .await;
+    let want = expected(w.tenant, &w.names, PER_MACHINE + 120);
+    let total = want.values().map(Vec::len).sum();
+    assert!(total > w.total, "the later readings raise alerts");
+    let after = committed_alerts_on(iso, &outcome.alerts_topic, total);
+    assert_alerts(&w, &want, &after);
+    let old = committed_alerts(iso, w.total);
+    assert_alerts(&w, &w.want, &old);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    w.iso.drop().await;
+}
+
+#[tokio::test]
+async fn a_backtest_over_a_topic_range_finds_what_the_detectors_find() {
+    let w = world().await;
+    let iso = &w.iso;
+    let out = std::env::temp_dir().join(format!("backtest-{}.csv", Uuid::new_v4()));
+    let run = Command::new(env!("CARGO_BIN_EXE_haltless"))
+        .args(["backtest", "--machine", "m-1", "--metric", "temp", "--out"])
+        .arg(&out)
+        .envs(iso.env())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The backtest counts readings that raised an alert (two detectors firing on one reading count once).
+    let raised: std::collections::BTreeSet<i64> = w.want["m-1"]
+        .iter()
+        .filter(|(_, t, _)| t == "Raised")
+        .map(|(_, _, at)| *at)
+        .collect();
+    let raised = raised.len();
+    assert!(
+        stdout.contains(&format!(
+            "m-1/temp: {PER_MACHINE} readings, {raised} alerts raised"
+        )),
+        "{stdout} {:?}",
+        w.want["m-1"]
+    );
+    let results = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        results.lines().next(),
+        Some("timestamp,value,anomaly_score,label")
+    );
+    assert_eq!(results.lines().count(), PER_MACHINE + 1);
+    std::fs::remove_file(&out).ok();
+
+    let unknown = Command::new(env!("CARGO_BIN_EXE_haltless"))
+        .args(["backtest", "--machine", "nope", "--metric", "temp"])
+        .envs(iso.env())
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no readings of nope/temp"));
+    w.iso.drop().await;
 }

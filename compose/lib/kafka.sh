@@ -3,6 +3,7 @@
 # Usage: compose/lib/kafka.sh install|start|stop|status|topics [TopicCommand args...]
 # KAFKA_INSTANCE (default "main") with its own HALTLESS_KAFKA_PORT/HALTLESS_KAFKA_CONTROLLER_PORT runs
 # an independent broker under .haltless/kafka/instances/<name> (e.g. for fault-injection tests).
+# HALTLESS_KAFKA_EXTRA: extra server.properties lines for a new instance (e.g. to try a broker setting).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../stack.env
 source "$(dirname "$0")/../stack.env"
@@ -63,6 +64,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=-1
+${HALTLESS_KAFKA_EXTRA:-}
 CONF
   if [ ! -f "$home/data/meta.properties" ]; then
     log "formatting KRaft storage for Kafka ($instance)"

@@ -122,7 +122,7 @@ pub(crate) async fn list(
     }
     let rows: Vec<AlertRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM alerts
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
+         WHERE generation = active_generation() AND tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
            AND ($4::text IS NULL OR severity = $4) AND ($5::text IS NULL OR detector = $5)
            AND ($6::timestamptz IS NULL OR raised_at >= $6) AND ($7::timestamptz IS NULL OR raised_at < $7)
            AND ($10::uuid[] IS NULL OR machine_id = ANY($10))
@@ -153,7 +153,7 @@ pub(crate) async fn list(
 
 async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiError> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM alerts WHERE tenant_id = $1 AND id = $2
+        "SELECT {COLUMNS} FROM alerts WHERE generation = active_generation() AND tenant_id = $1 AND id = $2
          AND ($3::uuid[] IS NULL OR machine_id = ANY($3))"
     ))
     .bind(key.tenant_id)
@@ -173,7 +173,8 @@ pub(crate) async fn show(
     key.require(Permission::Read)?;
     let alert = find(&state, &key, id).await?;
     let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
-        r#"SELECT kind, at, details FROM alert_events WHERE tenant_id = $1 AND alert_id = $2
+        r#"SELECT kind, at, details FROM alert_events
+           WHERE generation = active_generation() AND tenant_id = $1 AND alert_id = $2
            ORDER BY at, topic, partition, "offset""#,
     )
     .bind(key.tenant_id)

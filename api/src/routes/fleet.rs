@@ -88,7 +88,8 @@ struct Row {
 
 /// Open alerts of the machine, of the active detection generation where there are several.
 const OPEN_ALERTS: &str =
-    "alerts a WHERE a.tenant_id = m.tenant_id AND a.machine_id = m.id AND a.state = 'open'";
+    "alerts a WHERE a.generation = active_generation() AND a.tenant_id = m.tenant_id
+    AND a.machine_id = m.id AND a.state = 'open'";
 
 /// Every active machine of the caller's tenant with its status, ordered by name.
 pub async fn statuses(state: &AppState, key: &Caller) -> Result<Vec<MachineStatus>, ApiError> {
@@ -247,7 +248,8 @@ pub async fn compute(
     let pool = state.pool();
     let restriction = key.machine_restriction();
     let by_severity: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT severity, count(*) FROM alerts WHERE tenant_id = $1 AND state = 'open'
+        "SELECT severity, count(*) FROM alerts
+         WHERE generation = active_generation() AND tenant_id = $1 AND state = 'open'
            AND ($2::uuid[] IS NULL OR machine_id = ANY($2)) GROUP BY severity",
     )
     .bind(key.tenant_id)
@@ -264,7 +266,8 @@ pub async fn compute(
         open.total += n;
     }
     let failures: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM alerts WHERE tenant_id = $1 AND severity IN ('warning', 'critical')
+        "SELECT count(*) FROM alerts
+         WHERE generation = active_generation() AND tenant_id = $1 AND severity IN ('warning', 'critical')
            AND raised_at >= $2 AND raised_at < $3 AND ($4::uuid[] IS NULL OR machine_id = ANY($4))",
     )
     .bind(key.tenant_id)
@@ -286,7 +289,8 @@ pub async fn compute(
     .await?;
     let (repairs, mttr_secs): (i64, Option<f64>) = sqlx::query_as(
         "SELECT count(*), avg(extract(epoch FROM (w.closed_at - coalesce(
-                    (SELECT min(a.raised_at) FROM alerts a WHERE a.tenant_id = w.tenant_id AND a.id = ANY(w.alert_ids)),
+                    (SELECT min(a.raised_at) FROM alerts a WHERE a.generation = active_generation()
+                        AND a.tenant_id = w.tenant_id AND a.id = ANY(w.alert_ids)),
                     w.created_at))))::float8
          FROM work_orders w WHERE w.tenant_id = $1 AND w.status = 'done' AND w.closed_at >= $2 AND w.closed_at < $3
            AND ($4::uuid[] IS NULL OR w.machine_ids && $4)",

@@ -202,7 +202,8 @@ async fn alerts_table(
     let rows: Vec<AlertRow> = sqlx::query_as(
         "SELECT id, machine, severity, state, rule_name, detector, metric, observed, raised_at, resolved_at, acked_by
          FROM alerts
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
+         WHERE generation = active_generation() AND tenant_id = $1 AND ($2::text IS NULL OR machine = $2)
+           AND ($3::text IS NULL OR state = $3)
            AND ($4::text IS NULL OR severity = $4) AND ($5::timestamptz IS NULL OR raised_at >= $5)
            AND ($6::timestamptz IS NULL OR raised_at < $6) AND ($7::uuid[] IS NULL OR machine_id = ANY($7))
          ORDER BY raised_at DESC, id LIMIT $8",

@@ -181,7 +181,7 @@ async fn check_alerts(
     alerts: &[Uuid],
 ) -> Result<Vec<Uuid>, ApiError> {
     let found: Vec<Uuid> =
-        sqlx::query_scalar("SELECT DISTINCT id FROM alerts WHERE tenant_id = $1 AND id = ANY($2)")
+        sqlx::query_scalar("SELECT id FROM alerts WHERE generation = active_generation() AND tenant_id = $1 AND id = ANY($2)")
             .bind(key.tenant_id)
             .bind(alerts)
             .fetch_all(state.pool())

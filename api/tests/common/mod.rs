@@ -174,7 +174,17 @@ impl Isolation {
                 &k.detector_changelog_topic,
                 &k.alert_actions_topic,
             ];
-            let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
+            // Replays add generations of the alert and state topics.
+            let generations: Vec<String> = (2..5)
+                .flat_map(|g| {
+                    [&k.alerts_topic, &k.detector_changelog_topic].map(|t| format!("{t}.g{g}"))
+                })
+                .collect();
+            let topics: Vec<&str> = topics
+                .iter()
+                .map(|t| t.as_str())
+                .chain(generations.iter().map(String::as_str))
+                .collect();
             let _ = admin.delete_topics(&topics, &AdminOptions::new()).await;
         }
     }

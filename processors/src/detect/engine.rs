@@ -96,6 +96,9 @@ pub struct MachineState {
     /// The strongest severity ratio the last reading got from any condition (for backtests).
     #[serde(skip)]
     last_ratio: f64,
+    /// The default rules of each metric seen, built once rather than for every reading.
+    #[serde(skip)]
+    defaults: BTreeMap<String, Vec<Rule>>,
 }
 
 impl MachineState {
@@ -118,19 +121,28 @@ impl MachineState {
         let named = rules
             .iter()
             .any(|r| r.when.conditions().iter().any(|c| c.metric == input.metric));
-        let defaults = if named {
-            Vec::new()
-        } else {
-            default_rules(input.metric)
+        // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
+        let mut cache = std::mem::take(&mut self.defaults);
+        if !named && !cache.contains_key(input.metric) {
+            cache.insert(input.metric.to_owned(), default_rules(input.metric));
+        }
+        let defaults: &[Rule] = match cache.get(input.metric) {
+            Some(rules) if !named => rules,
+            _ => &[],
         };
         let mut events = Vec::new();
         self.last_ratio = 0.0;
-        for rule in rules.iter().chain(&defaults) {
+        for rule in rules.iter().chain(defaults) {
             let leaves = rule.when.conditions();
             if !leaves.iter().any(|c| c.metric == input.metric) {
                 continue;
             }
-            let states = self.conditions.entry(rule.id.clone()).or_default();
+            if !self.conditions.contains_key(&rule.id) {
+                self.conditions.insert(rule.id.clone(), BTreeMap::new());
+            }
+            let Some(states) = self.conditions.get_mut(&rule.id) else {
+                continue;
+            };
             for (i, leaf) in leaves
                 .iter()
                 .enumerate()
@@ -153,6 +165,7 @@ impl MachineState {
                 events.push(event);
             }
         }
+        self.defaults = cache;
         events
     }
 
@@ -209,7 +222,10 @@ impl MachineState {
                 .map(|(_, l)| l.verdict.severity_ratio())
                 .unwrap_or(0.0),
         };
-        let phase = self.phases.entry(rule.id.clone()).or_default();
+        if !self.phases.contains_key(&rule.id) {
+            self.phases.insert(rule.id.clone(), Phase::default());
+        }
+        let phase = self.phases.get_mut(&rule.id)?;
         let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
             alert_id(tenant, machine, &rule.id, raised)
         })?;

@@ -2,6 +2,7 @@
 //! were in force. A version applies to readings whose event time is at or after its `effective_from_ms`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,10 +37,16 @@ impl RuleChange {
     }
 }
 
+/// A machine's rules, with how many of its tenant's changes they reflect.
+type Resolved = (usize, Arc<Vec<Rule>>);
+
 /// Every rule version seen, by tenant.
 #[derive(Debug, Default)]
 pub struct RuleBook {
     changes: HashMap<Uuid, Vec<RuleChange>>,
+    /// The rules of a (tenant, machine) given how many of the tenant's changes are in force: they stay the
+    /// same between two changes' effective times, so most readings reuse them.
+    resolved: HashMap<Uuid, HashMap<String, Resolved>>,
 }
 
 impl RuleBook {
@@ -56,15 +63,31 @@ impl RuleBook {
         list.sort_by(|a, b| {
             (a.effective_from_ms, a.version).cmp(&(b.effective_from_ms, b.version))
         });
+        self.resolved.clear();
     }
 
     /// The rules of `machine` of `tenant` in force at event time `ts_ms`.
-    pub fn rules_for(&self, tenant: Uuid, machine: &str, ts_ms: i64) -> Vec<Rule> {
+    pub fn rules_for(&mut self, tenant: Uuid, machine: &str, ts_ms: i64) -> Arc<Vec<Rule>> {
         let Some(list) = self.changes.get(&tenant) else {
-            return Vec::new();
+            return Arc::default();
         };
+        let in_force = list.partition_point(|c| c.effective_from_ms <= ts_ms);
+        let cached = self.resolved.get(&tenant).and_then(|m| m.get(machine));
+        if let Some((_, rules)) = cached.filter(|(n, _)| *n == in_force) {
+            return rules.clone();
+        }
+        let rules = Arc::new(Self::resolve(&list[..in_force], machine));
+        self.resolved
+            .entry(tenant)
+            .or_default()
+            .insert(machine.to_owned(), (in_force, rules.clone()));
+        rules
+    }
+
+    /// The rules of `machine` after `changes`, sorted by id.
+    fn resolve(changes: &[RuleChange], machine: &str) -> Vec<Rule> {
         let mut latest: HashMap<&str, &RuleChange> = HashMap::new();
-        for c in list.iter().take_while(|c| c.effective_from_ms <= ts_ms) {
+        for c in changes {
             latest.insert(c.rule.id.as_str(), c);
         }
         let mut rules: Vec<Rule> = latest
@@ -107,7 +130,7 @@ mod tests {
         book.apply(change("m2-only", 1, 0, &["m2"], false));
         book.apply(change("hot", 1, 100, &[], false)); // redelivered
         let tenant = Uuid::from_u128(1);
-        let names = |ts| {
+        let mut names = |ts| {
             book.rules_for(tenant, "m1", ts)
                 .iter()
                 .map(|r| r.name.clone())

@@ -45,15 +45,27 @@ pub struct DetectorRuntime {
     config: DetectorConfig,
     readings_codec: Codec,
     alerts_codec: Codec,
+    end_offsets: Option<HashMap<i32, i64>>,
 }
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one batch gives: alerts, the keys of the machines whose state changed, and the next offsets.
+#[derive(Default)]
+struct BatchOutput {
+    alerts: Vec<AlertRecord>,
+    dirty: HashSet<String>,
+    offsets: HashMap<i32, i64>,
+}
 
 /// What one session keeps in memory.
 struct Session {
     consumer: StreamConsumer,
     producer: FutureProducer,
     rules_consumer: Arc<BaseConsumer>,
+    /// Asks for the rules topic's end on a connection of its own: on the consumer's, the question would
+    /// wait behind its long-polling fetch (the broker answers one request per connection at a time).
+    rules_watermarks: Arc<BaseConsumer>,
     rulebook: Arc<Mutex<RuleBook>>,
     /// Machine states by `tenant/machine`, with the partition they belong to.
     machines: HashMap<String, (i32, MachineState)>,
@@ -75,7 +87,21 @@ impl DetectorRuntime {
             config,
             readings_codec,
             alerts_codec,
+            end_offsets: None,
         }
+    }
+
+    /// Processes readings only below these offsets per partition (a bounded replay); later ones are left
+    /// unprocessed and uncommitted.
+    pub fn with_end_offsets(mut self, end: HashMap<i32, i64>) -> Self {
+        self.end_offsets = Some(end);
+        self
+    }
+
+    fn in_range(&self, msg: &OwnedMessage) -> bool {
+        self.end_offsets
+            .as_ref()
+            .is_none_or(|end| end.get(&msg.partition()).is_some_and(|&e| msg.offset() < e))
     }
 
     /// Runs sessions until `shutdown` is cancelled; a failed session is aborted and a fresh one started.
@@ -144,12 +170,15 @@ impl DetectorRuntime {
         )
         .create()?;
         consumer.subscribe(&[&self.topics.readings])?;
-        let rules_consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", "haltless-detector-rules")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()?;
+        let rules_client = || {
+            ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .set("group.id", "haltless-detector-rules")
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed")
+                .create::<BaseConsumer>()
+        };
+        let rules_consumer = rules_client()?;
         let metadata = rules_consumer.fetch_metadata(Some(&self.topics.rules), KAFKA_TIMEOUT)?;
         let mut tpl = TopicPartitionList::new();
         for t in metadata.topics() {
@@ -162,6 +191,7 @@ impl DetectorRuntime {
             consumer,
             producer,
             rules_consumer: Arc::new(rules_consumer),
+            rules_watermarks: Arc::new(rules_client()?),
             rulebook: Arc::new(Mutex::new(RuleBook::default())),
             machines: HashMap::new(),
             restored: HashSet::new(),
@@ -170,14 +200,44 @@ impl DetectorRuntime {
 
     /// Processes one batch in one transaction.
     async fn process(&self, s: &mut Session, batch: &[OwnedMessage]) -> Result<(), ProcessorError> {
+        let started = std::time::Instant::now();
         let assigned = self.sync_assignment(s).await?;
         self.catch_up_rules(s).await?;
+        let prepared = started.elapsed();
         s.producer.begin_transaction()?;
-        let mut offsets: HashMap<i32, i64> = HashMap::new();
-        let mut dirty: HashSet<String> = HashSet::new();
-        let mut alerts = Vec::new();
-        for msg in batch.iter().filter(|m| assigned.contains(&m.partition())) {
-            offsets.insert(msg.partition(), msg.offset() + 1);
+        let out = self.detect(s, batch, &assigned)?;
+        self.produce(s, &out).await?;
+        let produced = started.elapsed();
+        let offsets_sent = produced + self.commit(s, &out.offsets).await?;
+        tracing::debug!(
+            messages = batch.len(),
+            alerts = out.alerts.len(),
+            prepare_ms = prepared.as_secs_f64() * 1e3,
+            produce_ms = (produced - prepared).as_secs_f64() * 1e3,
+            offsets_ms = (offsets_sent - produced).as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - offsets_sent).as_secs_f64() * 1e3,
+            "detector transaction committed"
+        );
+        metrics::counter!(haltless_schemas::metric_names::DETECTOR_ALERTS)
+            .increment(out.alerts.len() as u64);
+        metrics::histogram!(haltless_schemas::metric_names::DETECTOR_BATCH_MESSAGES)
+            .record(batch.len() as f64);
+        Ok(())
+    }
+
+    /// Runs the detectors over the batch's messages of assigned partitions.
+    fn detect(
+        &self,
+        s: &mut Session,
+        batch: &[OwnedMessage],
+        assigned: &HashSet<i32>,
+    ) -> Result<BatchOutput, ProcessorError> {
+        let mut out = BatchOutput::default();
+        for msg in batch
+            .iter()
+            .filter(|m| assigned.contains(&m.partition()) && self.in_range(m))
+        {
+            out.offsets.insert(msg.partition(), msg.offset() + 1);
             let Some(Ok(readings)) = msg
                 .payload()
                 .map(|p| ReadingBatch::decode(&self.readings_codec, p))
@@ -194,7 +254,8 @@ impl DetectorRuntime {
                 .machines
                 .entry(key.clone())
                 .or_insert_with(|| (msg.partition(), MachineState::default()));
-            let book = s.rulebook.lock().map_err(|_| poisoned())?;
+            let mut book = s.rulebook.lock().map_err(|_| poisoned())?;
+            let tenant = readings.tenant_id.to_string();
             for r in &readings.readings {
                 let rules = book.rules_for(readings.tenant_id, &readings.machine, r.event_time_ms);
                 let input = Input {
@@ -205,39 +266,62 @@ impl DetectorRuntime {
                     },
                     offset: Some((msg.partition(), msg.offset())),
                 };
-                let tenant = readings.tenant_id.to_string();
-                for event in machine.observe(&tenant, &readings.machine, &rules, input) {
-                    alerts.push(alert_record(&readings, event));
+                for event in machine.observe(&tenant, &readings.machine, &rules[..], input) {
+                    out.alerts.push(alert_record(&readings, event));
                 }
             }
-            dirty.insert(key);
+            out.dirty.insert(key);
         }
-        for alert in &alerts {
+        Ok(out)
+    }
+
+    /// Produces the alerts and changed states into the open transaction and waits for their delivery.
+    async fn produce(&self, s: &Session, out: &BatchOutput) -> Result<(), ProcessorError> {
+        let mut deliveries = Vec::with_capacity(out.alerts.len() + out.dirty.len());
+        for alert in &out.alerts {
             let payload = alert.encode(&self.alerts_codec)?;
             let key = alert.key();
-            s.producer
-                .send_result(
-                    FutureRecord::to(&self.topics.alerts)
-                        .key(&key)
-                        .payload(&payload),
-                )
-                .map_err(|(e, _)| e)?;
+            let record = FutureRecord::to(&self.topics.alerts)
+                .key(&key)
+                .payload(&payload);
+            deliveries.push(s.producer.send_result(record).map_err(|(e, _)| e)?);
         }
-        for key in &dirty {
+        for key in &out.dirty {
             if let Some((partition, machine)) = s.machines.get(key) {
                 let payload = state::encode(machine);
-                s.producer
-                    .send_result(
-                        FutureRecord::to(&self.topics.changelog)
-                            .key(key)
-                            .payload(&payload)
-                            .partition(*partition),
-                    )
-                    .map_err(|(e, _)| e)?;
+                let record = FutureRecord::to(&self.topics.changelog)
+                    .key(key)
+                    .payload(&payload)
+                    .partition(*partition);
+                deliveries.push(s.producer.send_result(record).map_err(|(e, _)| e)?);
             }
         }
+        // Waiting for the delivery reports here, not in the commit's own flush, spares the commit a wait for
+        // the producer's polling thread (about 100 ms a transaction).
+        for delivery in futures::future::join_all(deliveries).await {
+            match delivery {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e.into()),
+                Err(_) => {
+                    return Err(ProcessorError::Internal(
+                        "a delivery report was lost".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the consumed offsets to the transaction and commits it; returns how long sending the offsets
+    /// took.
+    async fn commit(
+        &self,
+        s: &Session,
+        offsets: &HashMap<i32, i64>,
+    ) -> Result<Duration, ProcessorError> {
+        let started = std::time::Instant::now();
         let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in &offsets {
+        for (partition, offset) in offsets {
             tpl.add_partition_offset(&self.topics.readings, *partition, Offset::Offset(*offset))?;
         }
         let group = s
@@ -245,19 +329,17 @@ impl DetectorRuntime {
             .group_metadata()
             .ok_or_else(|| ProcessorError::Internal("the consumer has no group metadata".into()))?;
         let producer = s.producer.clone();
-        tokio::task::spawn_blocking(move || {
+        let offsets_sent = tokio::task::spawn_blocking(move || {
             if tpl.count() > 0 {
                 producer.send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)?;
             }
-            producer.commit_transaction(KAFKA_TIMEOUT)
+            let offsets_sent = started.elapsed();
+            producer.commit_transaction(KAFKA_TIMEOUT)?;
+            Ok::<_, rdkafka::error::KafkaError>(offsets_sent)
         })
         .await
         .map_err(join_error)??;
-        metrics::counter!(haltless_schemas::metric_names::DETECTOR_ALERTS)
-            .increment(alerts.len() as u64);
-        metrics::histogram!(haltless_schemas::metric_names::DETECTOR_BATCH_MESSAGES)
-            .record(batch.len() as f64);
-        Ok(())
+        Ok(offsets_sent)
     }
 
     /// Restores the state of newly assigned partitions and forgets that of revoked ones.
@@ -292,8 +374,9 @@ impl DetectorRuntime {
 
     /// Reads the rules topic up to its end, so the batch sees every rule change made before it.
     async fn catch_up_rules(&self, s: &mut Session) -> Result<(), ProcessorError> {
-        let (consumer, book, topic) = (
+        let (consumer, watermarks, book, topic) = (
             s.rules_consumer.clone(),
+            s.rules_watermarks.clone(),
             s.rulebook.clone(),
             self.topics.rules.clone(),
         );
@@ -301,7 +384,7 @@ impl DetectorRuntime {
             let assignment = consumer.assignment()?;
             for e in assignment.elements() {
                 let (low, high) =
-                    consumer.fetch_watermarks(&topic, e.partition(), KAFKA_TIMEOUT)?;
+                    watermarks.fetch_watermarks(&topic, e.partition(), KAFKA_TIMEOUT)?;
                 loop {
                     // Before the first fetch the position is not a number yet: count it as the start.
                     let pos = match consumer

@@ -8,7 +8,7 @@ use haltless_schemas::{AlertRecord, Codec};
 use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::runtime::{ProcessorError, Projection};
+use crate::runtime::{Generation, ProcessorError, Projection};
 
 /// A decoded message with its place in its topic.
 #[derive(Debug)]
@@ -43,13 +43,14 @@ struct HistoryEntry<'a> {
 /// Appends to an alert's history; the message's place in its topic makes a redelivery a no-op.
 async fn record_event(
     tx: &mut PgConnection,
+    generation: Generation,
     topic: &str,
     at: (i32, i64),
     e: HistoryEntry<'_>,
 ) -> Result<u64, ProcessorError> {
     Ok(sqlx::query(
-        r#"INSERT INTO alert_events (tenant_id, alert_id, kind, at, details, topic, partition, "offset")
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"#,
+        r#"INSERT INTO alert_events (tenant_id, alert_id, kind, at, details, topic, partition, "offset", generation)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"#,
     )
     .bind(e.tenant)
     .bind(e.alert)
@@ -59,24 +60,29 @@ async fn record_event(
     .bind(topic)
     .bind(at.0)
     .bind(at.1)
+    .bind(generation.0)
     .execute(&mut *tx)
     .await?
     .rows_affected())
 }
 
-/// Projects alert transitions.
+/// Projects alert transitions of one generation.
 #[derive(Debug)]
 pub struct AlertsProjection {
     codec: Codec,
     topic: String,
+    generation: Generation,
+    name: String,
 }
 
 impl AlertsProjection {
-    /// A projection of `topic`, decoding with `codec`.
-    pub fn new(codec: Codec, topic: &str) -> Self {
+    /// A projection of `topic` into the rows of `generation`, decoding with `codec`.
+    pub fn new(codec: Codec, topic: &str, generation: Generation) -> Self {
         Self {
             codec,
             topic: topic.to_owned(),
+            generation,
+            name: generation.name("alerts"),
         }
     }
 }
@@ -85,7 +91,7 @@ impl Projection for AlertsProjection {
     type Item = Located<AlertRecord>;
 
     fn name(&self) -> &str {
-        "alerts"
+        &self.name
     }
 
     fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String> {
@@ -113,10 +119,10 @@ impl Projection for AlertsProjection {
             if a.transition == Transition::Raised {
                 sqlx::query(
                     "INSERT INTO alerts (id, tenant_id, machine_id, machine, rule_id, rule_name, severity, detector,
-                        metric, state, observed, expected, score, score_limit, raised_at, updated_at)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $14
+                        metric, state, observed, expected, score, score_limit, raised_at, updated_at, generation)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $14, $15
                      WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2) -- a deleted tenant's late alerts are dropped
-                     ON CONFLICT (id) DO NOTHING",
+                     ON CONFLICT (generation, id) DO NOTHING",
                 )
                 .bind(a.alert_id)
                 .bind(a.tenant_id)
@@ -132,6 +138,7 @@ impl Projection for AlertsProjection {
                 .bind(a.score)
                 .bind(a.limit)
                 .bind(at)
+                .bind(self.generation.0)
                 .execute(&mut *tx)
                 .await?;
             } else {
@@ -140,7 +147,7 @@ impl Projection for AlertsProjection {
                     "UPDATE alerts SET observed = $3, expected = $4, score = $5, score_limit = $6, updated_at = $7,
                         state = CASE WHEN $8 THEN 'resolved' ELSE state END,
                         resolved_at = CASE WHEN $8 THEN $7 ELSE resolved_at END
-                     WHERE id = $1 AND tenant_id = $2",
+                     WHERE generation = $9 AND id = $1 AND tenant_id = $2",
                 )
                 .bind(a.alert_id)
                 .bind(a.tenant_id)
@@ -150,6 +157,7 @@ impl Projection for AlertsProjection {
                 .bind(a.limit)
                 .bind(at)
                 .bind(resolved)
+                .bind(self.generation.0)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -169,23 +177,34 @@ impl Projection for AlertsProjection {
                 at_ms: a.event_time_ms,
                 details,
             };
-            rows += record_event(tx, &self.topic, (*partition, *offset), entry).await?;
+            rows += record_event(
+                tx,
+                self.generation,
+                &self.topic,
+                (*partition, *offset),
+                entry,
+            )
+            .await?;
         }
         Ok(rows)
     }
 }
 
-/// Projects acknowledgements and snoozes.
+/// Projects acknowledgements and snoozes onto the alerts of one generation.
 #[derive(Debug)]
 pub struct AlertActionsProjection {
     topic: String,
+    generation: Generation,
+    name: String,
 }
 
 impl AlertActionsProjection {
-    /// A projection of `topic`.
-    pub fn new(topic: &str) -> Self {
+    /// A projection of `topic` onto the rows of `generation`.
+    pub fn new(topic: &str, generation: Generation) -> Self {
         Self {
             topic: topic.to_owned(),
+            generation,
+            name: generation.name("alert-actions"),
         }
     }
 }
@@ -194,7 +213,7 @@ impl Projection for AlertActionsProjection {
     type Item = Located<AlertAction>;
 
     fn name(&self) -> &str {
-        "alert-actions"
+        &self.name
     }
 
     fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String> {
@@ -220,22 +239,24 @@ impl Projection for AlertActionsProjection {
         {
             let (kind, details) = match &a.action {
                 Action::Ack => {
-                    sqlx::query("UPDATE alerts SET acked_at = $3, acked_by = $4 WHERE id = $1 AND tenant_id = $2")
+                    sqlx::query("UPDATE alerts SET acked_at = $3, acked_by = $4 WHERE generation = $5 AND id = $1 AND tenant_id = $2")
                         .bind(a.alert_id)
                         .bind(a.tenant_id)
                         .bind(ts(a.at_ms))
                         .bind(&a.by)
+                        .bind(self.generation.0)
                         .execute(&mut *tx)
                         .await?;
                     ("acked", json!({ "by": a.by }))
                 }
                 Action::Snooze { until_ms } => {
                     sqlx::query(
-                        "UPDATE alerts SET snoozed_until = $3 WHERE id = $1 AND tenant_id = $2",
+                        "UPDATE alerts SET snoozed_until = $3 WHERE generation = $4 AND id = $1 AND tenant_id = $2",
                     )
                     .bind(a.alert_id)
                     .bind(a.tenant_id)
                     .bind(ts(*until_ms))
+                    .bind(self.generation.0)
                     .execute(&mut *tx)
                     .await?;
                     (
@@ -251,7 +272,14 @@ impl Projection for AlertActionsProjection {
                 at_ms: a.at_ms,
                 details,
             };
-            rows += record_event(tx, &self.topic, (*partition, *offset), entry).await?;
+            rows += record_event(
+                tx,
+                self.generation,
+                &self.topic,
+                (*partition, *offset),
+                entry,
+            )
+            .await?;
         }
         Ok(rows)
     }
