@@ -383,5 +383,10 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         missing.is_empty(),
         "documented but not in the matrix: {missing:?}"
     );
+    assert_eq!(
+        documented,
+        31 + in_roles_rs.len(),
+        "the matrix has one case per operation"
+    );
     app.stop().await;
 }
