@@ -353,42 +353,48 @@ pub(crate) async fn show(
     with_history(&state, &key, row).await
 }
 
-#[utoipa::path(patch, path = "/api/v1/work-orders/{id}", tag = "maintenance", request_body = WorkOrderChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "`invalid_transition` (details: from, to, allowed) or `closed` (done and cancelled orders do not change)", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input, an unknown machine, alert, assignee or status", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
-pub(crate) async fn update(
-    State(state): State<AppState>,
-    key: Caller,
-    Path(id): Path<Uuid>,
-    Json(body): Json<WorkOrderChange>,
-) -> Result<Json<Value>, ApiError> {
-    key.require(Permission::Operate)?;
-    let current = load(&state, &key, id).await?;
-    if next_statuses(&current.status).is_empty() {
+/// Refuses changes of a closed order (409 `closed`) and moves the lifecycle does not allow (409
+/// `invalid_transition`, with the allowed moves); 422 for an unknown status.
+fn check_transition(from: &str, to: Option<&str>) -> Result<(), ApiError> {
+    let allowed = next_statuses(from);
+    if allowed.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "closed",
-            format!(
-                "this work order is {} and can no longer change",
-                current.status
-            ),
+            format!("this work order is {from} and can no longer change"),
         )
-        .with_details(json!({ "status": current.status })));
+        .with_details(json!({ "status": from })));
     }
-    if let Some(to) = &body.status {
-        one_of("status", Some(to), &STATUSES)?;
-        let allowed = next_statuses(&current.status);
-        if !allowed.contains(&to.as_str()) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "invalid_transition",
-                format!(
-                    "a work order that is {} can move to {}, not to {to}",
-                    current.status,
-                    allowed.join(" or ")
-                ),
-            )
-            .with_details(json!({ "from": current.status, "to": to, "allowed": allowed })));
-        }
+    let Some(to) = to else { return Ok(()) };
+    one_of("status", Some(to), &STATUSES)?;
+    if allowed.contains(&to) {
+        return Ok(());
     }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "invalid_transition",
+        format!(
+            "a work order that is {from} can move to {}, not to {to}",
+            allowed.join(" or ")
+        ),
+    )
+    .with_details(json!({ "from": from, "to": to, "allowed": allowed })))
+}
+
+/// A validated change: the changed fields' old and new values, and the new values to store.
+struct Resolved {
+    fields: Map<String, Value>,
+    due: Option<Option<NaiveDate>>,
+    machines: Option<Vec<Uuid>>,
+    alerts: Option<Vec<Uuid>>,
+}
+
+async fn resolve(
+    state: &AppState,
+    key: &Caller,
+    current: &Row,
+    body: &WorkOrderChange,
+) -> Result<Resolved, ApiError> {
     let mut fields = Map::new();
     let mut diff = |name: &str, from: Value, to: Value| {
         if from != to {
@@ -404,7 +410,7 @@ pub(crate) async fn update(
     }
     if let Some(assignee) = body.assignee {
         if let Some(user) = assignee {
-            check_assignee(&state, &key, user).await?;
+            check_assignee(state, key, user).await?;
         }
         diff("assignee", json!(current.assignee), json!(assignee));
     }
@@ -422,7 +428,7 @@ pub(crate) async fn update(
     }
     let machines = match &body.machines {
         Some(names) => {
-            let ids = machine_ids(&state, &key, names).await?;
+            let ids = machine_ids(state, key, names).await?;
             let mut sorted = names.clone();
             sorted.sort();
             sorted.dedup();
@@ -433,12 +439,36 @@ pub(crate) async fn update(
     };
     let alerts = match &body.alerts {
         Some(a) => {
-            let ids = check_alerts(&state, &key, a).await?;
+            let ids = check_alerts(state, key, a).await?;
             diff("alerts", json!(current.alert_ids), json!(ids));
             Some(ids)
         }
         None => None,
     };
+    Ok(Resolved {
+        fields,
+        due,
+        machines,
+        alerts,
+    })
+}
+
+#[utoipa::path(patch, path = "/api/v1/work-orders/{id}", tag = "maintenance", request_body = WorkOrderChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "`invalid_transition` (details: from, to, allowed) or `closed` (done and cancelled orders do not change)", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input, an unknown machine, alert, assignee or status", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<WorkOrderChange>,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Permission::Operate)?;
+    let current = load(&state, &key, id).await?;
+    check_transition(&current.status, body.status.as_deref())?;
+    let Resolved {
+        fields,
+        due,
+        machines,
+        alerts,
+    } = resolve(&state, &key, &current, &body).await?;
     let mut change = Map::new();
     if !fields.is_empty() {
         change.insert("fields".into(), Value::Object(fields));
