@@ -125,6 +125,10 @@ impl From<sqlx::Error> for ApiError {
             if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
                 return Self::validation("text must not contain NUL characters");
             }
+            // A timestamp or number outside what PostgreSQL stores.
+            if matches!(db.code().as_deref(), Some("22008" | "22003")) {
+                return Self::validation("a value lies outside the supported range");
+            }
         }
         Self::internal(e)
     }

@@ -298,3 +298,23 @@ async fn settings_are_validated_and_only_admins_change_them() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn extreme_time_bounds_answer_422_not_500() {
+    let app = TestApp::spawn(&["m-1"]).await;
+    for path in [
+        "/api/v1/fleet/kpis?to=-8000000000000000",
+        "/api/v1/fleet/kpis?from=-8000000000000000",
+        "/api/v1/fleet/kpis?from=8000000000000000&to=8000000000000001",
+        "/api/v1/maintenance-events?from=-8000000000000000",
+        "/api/v1/machines/m-1/readings.csv?from=-8000000000000000",
+        "/api/v1/reports/alerts.csv?to=-8000000000000000",
+        "/api/v1/machines?offset=9223372036854775807",
+        "/api/v1/alerts?from=-8000000000000000",
+        "/api/v1/machines/m-1/readings?to=-8000000000000000",
+    ] {
+        let (s, body) = app.get(path).await;
+        assert!(s == 200 || s == 422, "{path}: {s} {body}");
+    }
+    app.stop().await;
+}

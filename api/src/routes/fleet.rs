@@ -241,7 +241,12 @@ pub async fn compute(
     window: &KpiWindow,
 ) -> Result<(Kpis, Vec<MachineStatus>), ApiError> {
     let to = instant("to", window.to.as_deref())?.unwrap_or_else(Utc::now);
-    let from = instant("from", window.from.as_deref())?.unwrap_or(to - Duration::days(30));
+    let from = match instant("from", window.from.as_deref())? {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(Duration::days(30))
+            .ok_or_else(|| ApiError::validation("`to` lies too early"))?,
+    };
     if from >= to {
         return Err(ApiError::validation("`from` must lie before `to`"));
     }

@@ -45,7 +45,7 @@ impl Page {
     pub fn cut<T>(&self, rows: &mut Vec<T>) -> Option<i64> {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
-        more.then_some(self.offset + self.limit)
+        more.then_some(self.offset.saturating_add(self.limit))
     }
 }
 
@@ -60,10 +60,21 @@ pub fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), A
     }
 }
 
-/// Parses an optional time bound (RFC 3339 or epoch ms), answering 422 naming the parameter.
+/// Parses an optional time bound (RFC 3339 or epoch ms) within the years 1 to 9999, answering 422 naming
+/// the parameter.
 pub fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    use chrono::Datelike as _;
     value
-        .map(|s| parse_instant(s).map_err(|e| ApiError::validation(format!("{name}: {e}"))))
+        .map(|s| {
+            let t = parse_instant(s).map_err(|e| ApiError::validation(format!("{name}: {e}")))?;
+            if (1..=9999).contains(&t.year()) {
+                Ok(t)
+            } else {
+                Err(ApiError::validation(format!(
+                    "{name}: `{s}` lies outside the years 1 to 9999"
+                )))
+            }
+        })
         .transpose()
 }
 
