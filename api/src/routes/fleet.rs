@@ -100,7 +100,7 @@ pub async fn statuses(state: &AppState, key: &Caller) -> Result<Vec<MachineStatu
         "SELECT m.id, m.name, m.site, m.tags,
             (SELECT count(*) FROM {OPEN_ALERTS}) AS open_alerts,
             (SELECT max(CASE a.severity WHEN 'critical' THEN 3 WHEN 'warning' THEN 2 ELSE 1 END) FROM {OPEN_ALERTS}) AS worst,
-            (SELECT max(r.ts) FROM readings r WHERE r.tenant_id = m.tenant_id AND r.machine_id = m.id) AS last_reading_at
+            (SELECT max(l.ts) FROM haltless_latest_readings(m.tenant_id, m.id) l) AS last_reading_at
          FROM machines m
          WHERE m.tenant_id = $1 AND m.status = 'active' AND ($2::uuid[] IS NULL OR m.id = ANY($2))
          ORDER BY m.name"

@@ -154,10 +154,8 @@ pub(crate) async fn latest(
 ) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
     let machine_id = machine_id(&state, &key, &machine).await?;
-    // One index descent per metric (the primary key leads with tenant, machine, metric, ts).
     let rows: Vec<RawRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (metric) metric, ts, value, quality FROM readings
-         WHERE tenant_id = $1 AND machine_id = $2 ORDER BY metric, ts DESC",
+        "SELECT metric, ts, value, quality FROM haltless_latest_readings($1, $2) ORDER BY metric",
     )
     .bind(key.tenant_id)
     .bind(machine_id)
