@@ -266,3 +266,67 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_restricted_to_a_machine_sees_only_that_machine() {
+    let app = TestApp::spawn(&["m-1", "m-2"]).await;
+    let t = &app.admin;
+    for machine in ["m-1", "m-2"] {
+        let body = json!({"machine": machine, "kind": "repair", "notes": format!("note-{machine}"),
+                          "performed_at": "2026-11-01T00:00:00Z"});
+        let (s, _) = app
+            .call(Method::POST, "/api/v1/maintenance-events", t, Some(&body))
+            .await;
+        assert_eq!(s, 201);
+        let body = json!({"title": format!("order-{machine}"), "machines": [machine]});
+        let (s, _) = app
+            .call(Method::POST, "/api/v1/work-orders", t, Some(&body))
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (s, key) = app
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            t,
+            Some(&json!({"name": "edge", "scopes": ["read"], "machines": ["m-1"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{key}");
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let get = |path: &str| {
+        let req = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .header("x-api-key", &secret);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for path in [
+        "/api/v1/machines",
+        "/api/v1/maintenance-events",
+        "/api/v1/work-orders",
+        "/api/v1/fleet/status",
+        "/api/v1/reports/machines.csv",
+        "/api/v1/reports/work-orders.csv",
+    ] {
+        let (s, text) = get(path).await;
+        assert_eq!(s, 200, "{path}: {text}");
+        assert!(text.contains("m-1"), "{path}: {text}");
+        assert!(
+            !text.contains("m-2"),
+            "{path} shows the other machine: {text}"
+        );
+    }
+    for path in [
+        "/api/v1/machines/m-2",
+        "/api/v1/machines/m-2/latest",
+        "/api/v1/machines/m-2/readings.csv",
+        "/api/v1/maintenance-events?machine=m-2",
+    ] {
+        assert_eq!(get(path).await.0, 404, "{path}");
+    }
+    app.stop().await;
+}
