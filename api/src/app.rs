@@ -9,6 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
+use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::detector::{DetectorRuntime, DetectorTopics};
 use haltless_processors::projection::alerts::{AlertActionsProjection, AlertsProjection};
@@ -42,6 +43,8 @@ pub struct Roles {
     pub projection: bool,
     /// The detectors.
     pub detector: bool,
+    /// The pollers of OPC-UA and Modbus TCP sources.
+    pub connectors: bool,
 }
 
 impl Roles {
@@ -52,6 +55,7 @@ impl Roles {
             api: true,
             projection: true,
             detector: true,
+            connectors: true,
         }
     }
 }
@@ -313,6 +317,22 @@ impl Application {
         } else {
             None
         };
+        let connectors = if self.roles.connectors {
+            let settings = state.settings();
+            let runtime = Connectors::new(
+                state.pool().clone(),
+                state.sink().clone(),
+                settings.gateway.clone(),
+                settings.connectors.clone(),
+            );
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move {
+                runtime.run(token).await;
+                Ok::<(), std::convert::Infallible>(())
+            }))
+        } else {
+            None
+        };
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
         let serve = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -327,6 +347,11 @@ impl Application {
                 r.context("detector stopped")
             }
         };
+        if let Some(task) = connectors {
+            // Let the pollers release their leases so that peers take the sources at once.
+            shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         state.sink().flush(Duration::from_secs(5));
         result
     }
@@ -365,6 +390,7 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::machines::router())
             .merge(routes::readings::router())
             .merge(routes::rules::router())
+            .merge(routes::sources::router())
             .merge(routes::alerts::router());
     }
     Router::new()

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use haltless_connectors::direct::ConnectorsConfig;
 use haltless_connectors::gateway::GatewayConfig;
 use haltless_processors::detector::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub detector: DetectorConfig,
     /// Query limits.
     pub query: QueryConfig,
+    /// Pollers of OPC-UA and Modbus TCP sources (`haltless connectors`).
+    pub connectors: ConnectorsConfig,
 }
 
 impl Settings {

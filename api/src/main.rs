@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, query API, readings projection and detectors.
+    /// Run every role in one process: ingest gateway, query API, readings projection, detectors and
+    /// source pollers.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
@@ -40,6 +41,9 @@ enum Command {
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
+    /// Poll every enabled OPC-UA and Modbus TCP source into Kafka; instances share the sources
+    /// (HTTP serves only health and metrics).
+    Connectors,
     /// Apply the database migrations and create the Kafka topics, then exit.
     Migrate,
     /// Create the demo tenant, its admin and an API key, and write them to an env file.
@@ -160,6 +164,10 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Process => Roles {
             detector: true,
+            ..Roles::default()
+        },
+        Command::Connectors => Roles {
+            connectors: true,
             ..Roles::default()
         },
         Command::Backtest {

@@ -6,3 +6,4 @@ pub mod ingest;
 pub mod machines;
 pub mod readings;
 pub mod rules;
+pub mod sources;
