@@ -65,9 +65,10 @@ impl Row {
     fn status(&self) -> Value {
         let state = match (self.enabled, self.healthy) {
             (false, _) => "disabled",
-            (true, None) => "pending",
             (true, Some(true)) => "ok",
-            (true, Some(false)) => "error",
+            (true, Some(false)) if self.last_error.is_some() => "error",
+            // Not polled yet (no status row, or a task that has not finished its first poll).
+            (true, _) => "pending",
         };
         json!({
             "state": state,

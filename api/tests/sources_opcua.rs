@@ -1,0 +1,184 @@
+//! OPC-UA sources end to end against an asyncua server with known, changing values: periodic reads,
+//! a subscription with monitored items and a user login, read back through the query API.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::peers::{free_port, Peer};
+use common::TestApp;
+use serde_json::{json, Value};
+
+async fn spawn(machines: &[&str]) -> TestApp {
+    TestApp::spawn_with(machines, |s| {
+        s.connectors.refresh_interval_ms = 200;
+        s.connectors.min_backoff_ms = 100;
+        s.connectors.max_backoff_ms = 500;
+    })
+    .await
+}
+
+async fn create(app: &TestApp, body: Value) -> String {
+    let r = app
+        .client
+        .post(format!("{}/api/v1/sources", app.url))
+        .header("x-api-key", &app.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+fn points(machine: &str) -> Value {
+    let p = |metric: &str, node: &str, extra: Value| {
+        let mut v = json!({"machine": machine, "metric": metric, "node_id": format!("ns=2;s=Press.{node}")});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    json!([
+        p("temp", "Temp", json!({})),
+        p("count", "Count", json!({})),
+        p("pressure", "Pressure", json!({"scale": 0.1})),
+        p("level", "Level", json!({})),
+        p("running", "Running", json!({})),
+    ])
+}
+
+/// Checks that every timestamp carries one consistent step k of the server and that k changed.
+fn check_consistent(rows: &[Value], started: i64) -> BTreeSet<i64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut by_ts: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+    for r in rows {
+        by_ts
+            .entry(r["ts"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((
+                r["metric"].as_str().unwrap().to_owned(),
+                r["value"].as_f64().unwrap(),
+            ));
+    }
+    let mut steps = BTreeSet::new();
+    for (ts, values) in &by_ts {
+        let ms = chrono::DateTime::parse_from_rfc3339(ts)
+            .unwrap()
+            .timestamp_millis();
+        assert!(
+            (started - 2_000..=now).contains(&ms),
+            "source timestamp {ts} outside the test"
+        );
+        let get = |m: &str| values.iter().find(|(n, _)| n == m).map(|(_, v)| *v);
+        let Some(count) = get("count") else { continue };
+        assert_eq!(count.fract(), 0.0);
+        steps.insert(count as i64);
+        if let Some(temp) = get("temp") {
+            assert_eq!(temp, 20.5 + count, "Double at {ts}");
+        }
+        if let Some(pressure) = get("pressure") {
+            assert!(
+                (pressure - (-10.0 - 0.1 * count)).abs() < 1e-9,
+                "Int16 scaled at {ts}: {pressure}"
+            );
+        }
+        if let Some(level) = get("level") {
+            assert_eq!(level, 0.25 * count, "Float at {ts}");
+        }
+        if let Some(running) = get("running") {
+            assert_eq!(running, (count as i64 % 2) as f64, "Boolean at {ts}");
+        }
+    }
+    steps
+}
+
+#[tokio::test]
+async fn opcua_reads_arrive_with_type_scale_and_source_time() {
+    let app = spawn(&["press-01"]).await;
+    let server = Peer::opcua(free_port(), &["--period", "0.4"]).await;
+    let started = chrono::Utc::now().timestamp_millis();
+    create(
+        &app,
+        json!({"name": "press-ua", "protocol": "opcua",
+               "endpoint": format!("opc.tcp://127.0.0.1:{}/haltless", server.port),
+               "poll_interval_ms": 200, "timeout_ms": 3000, "points": points("press-01")}),
+    )
+    .await;
+    let rows = app.wait_for_readings("press-01", 5 * 5).await;
+    let steps = check_consistent(&rows, started);
+    assert!(steps.len() >= 3, "values changed: {steps:?}");
+    // Polling faster than the server changes reads the same source timestamp twice: stored once.
+    let mut seen = BTreeSet::new();
+    for r in &rows {
+        assert!(
+            seen.insert((r["metric"].to_string(), r["ts"].to_string())),
+            "duplicate {r}"
+        );
+    }
+    server.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn opcua_subscription_with_a_user_login_and_a_refused_password() {
+    let app = spawn(&["press-01", "press-02"]).await;
+    let server = Peer::opcua(
+        free_port(),
+        &["--period", "0.3", "--user", "plant", "--password", "s3cret"],
+    )
+    .await;
+    let started = chrono::Utc::now().timestamp_millis();
+    let endpoint = format!("opc.tcp://127.0.0.1:{}/haltless", server.port);
+    create(
+        &app,
+        json!({"name": "press-sub", "protocol": "opcua", "endpoint": endpoint, "poll_interval_ms": 100,
+               "opcua": {"subscribe": true, "auth": {"type": "user_password", "username": "plant", "password": "s3cret"}},
+               "points": points("press-01")}),
+    )
+    .await;
+    let bad = create(
+        &app,
+        json!({"name": "press-badpw", "protocol": "opcua", "endpoint": endpoint, "poll_interval_ms": 100,
+               "opcua": {"auth": {"type": "user_password", "username": "plant", "password": "wrong"}},
+               "points": points("press-02")}),
+    )
+    .await;
+    let rows = app.wait_for_readings("press-01", 5 * 5).await;
+    let steps = check_consistent(&rows, started);
+    assert!(
+        steps.len() >= 3,
+        "changes arrived through the subscription: {steps:?}"
+    );
+    let (_, source) = app.get("/api/v1/sources").await;
+    let shown = source.to_string();
+    assert!(
+        !shown.contains("s3cret"),
+        "the password is never shown: {shown}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = app.get(&format!("/api/v1/sources/{bad}/status")).await;
+        if status["state"] == "error" {
+            assert!(
+                status["last_error"].as_str().unwrap().contains("127.0.0.1"),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a refused login never showed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, rows) = app.get("/api/v1/machines/press-02/readings").await;
+    assert_eq!(rows["readings"], json!([]));
+    server.stop().await;
+    app.stop().await;
+}
