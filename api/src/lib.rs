@@ -9,8 +9,10 @@
 //! - [`tenants`]: creation of tenants, users and keys (used by the demo and the CLI).
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`backtest`]: the detectors over recorded series, scored with NAB's method.
+//! - [`agent`]: `haltless agent`, the edge agent with its health and metrics endpoints.
 //! - [`simulate`] and [`bench`]: the demo plant simulator and the end-to-end ingest benchmark.
 
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod backtest;

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use haltless_api::app::{connect_database, migrate, Application, Roles};
 use haltless_api::config::Settings;
-use haltless_api::{backtest, bench, simulate, telemetry, tenants};
+use haltless_api::{agent, backtest, bench, simulate, telemetry, tenants};
+use haltless_connectors::agent::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
@@ -44,6 +45,11 @@ enum Command {
     /// Poll every enabled OPC-UA and Modbus TCP source into Kafka; instances share the sources
     /// (HTTP serves only health and metrics).
     Connectors,
+    /// Run the edge agent: read local Modbus TCP and OPC-UA sources, buffer on disk, push to the cloud.
+    ///
+    /// Here --config names the agent's site file (cloud, buffer, http, sources; see README.md), not
+    /// the platform's settings.
+    Agent,
     /// Apply the database migrations and create the Kafka topics, then exit.
     Migrate,
     /// Create the demo tenant, its admin and an API key, and write them to an env file.
@@ -147,6 +153,14 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_logs(cli.log_json);
+    if let Command::Agent = cli.command {
+        let path = cli
+            .config
+            .context("the agent needs its site file: haltless agent --config site.toml")?;
+        let config = AgentConfig::load(&path)?;
+        let running = agent::start(config, shutdown_on_signal()).await?;
+        return running.task.await?;
+    }
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     let roles = match cli.command {
         Command::All => Roles::all(),
@@ -208,6 +222,8 @@ async fn main() -> anyhow::Result<()> {
             };
             return bench::run_detect(&settings, config).await;
         }
+        // Handled above, before the platform's settings are read.
+        Command::Agent => return Ok(()),
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
             migrate(&settings, &pool).await?;

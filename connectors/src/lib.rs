@@ -11,6 +11,7 @@
 //! The HTTP route itself (`POST /api/v1/ingest`) lives in the API crate, which owns authentication; it
 //! hands the body to [`gateway::validate::parse_request`] and the result to [`gateway::ReadingsSink`].
 
+pub mod agent;
 pub mod direct;
 pub mod gateway;
 pub mod kafka;

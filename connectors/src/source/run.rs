@@ -109,21 +109,29 @@ pub async fn run_source<O: Outlet>(
     let mut backoff = options.min_backoff;
     let mut connected = false;
     loop {
-        let step = async {
+        let read = async {
             if !connected {
                 device.connect().await?;
                 tracing::info!(source = %name, endpoint = %spec.endpoint, "connected");
             }
-            let outcome = device.next().await?;
-            let count = outcome.readings.len();
-            if count > 0 {
-                outlet.deliver(outcome.readings).await?;
-            }
-            Ok::<_, SourceError>((count, outcome.problems))
+            device.next().await
         };
-        let result = tokio::select! {
+        let outcome = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = step => r,
+            r = read => r,
+        };
+        // Delivery is never cut short by a shutdown: what was read is delivered and counted, or not at all.
+        let result = match outcome {
+            Ok(outcome) => {
+                let count = outcome.readings.len();
+                let delivered = if count > 0 {
+                    outlet.deliver(outcome.readings).await
+                } else {
+                    Ok(())
+                };
+                delivered.map(|()| (count, outcome.problems))
+            }
+            Err(e) => Err(e),
         };
         let now = crate::now_ms();
         match result {
