@@ -137,6 +137,7 @@ async fn the_agent_loses_and_duplicates_nothing_through_a_cloud_outage_and_a_res
 
     // The cloud goes away; the agent keeps reading into its buffer.
     let (link_port, upstream) = link.down();
+    let outage_started = Instant::now();
     let h = wait_health(agent.port, "buffering", |h| {
         h["buffered_readings"].as_u64() > Some(20)
     })
@@ -175,6 +176,18 @@ async fn the_agent_loses_and_duplicates_nothing_through_a_cloud_outage_and_a_res
         during["readings"].as_array().unwrap().len(),
         stored_during_outage,
         "nothing got through the cut"
+    );
+
+    // The outage lasts a minute in all (HALTLESS_TEST_OUTAGE_SECS shortens it while iterating).
+    let outage: u64 = std::env::var("HALTLESS_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    tokio::time::sleep(outage_left(outage_started, outage)).await;
+    let h = health(agent.port).await;
+    assert_eq!(
+        h["sources"][0]["healthy"], true,
+        "the agent kept reading: {h}"
     );
 
     // The cloud comes back: the buffer drains.
@@ -227,4 +240,9 @@ async fn the_agent_loses_and_duplicates_nothing_through_a_cloud_outage_and_a_res
     link.down();
     std::fs::remove_dir_all(&buffer).ok();
     app.stop().await;
+}
+
+/// What remains of an outage of `secs` that began at `started`.
+fn outage_left(started: Instant, secs: u64) -> Duration {
+    Duration::from_secs(secs).saturating_sub(started.elapsed())
 }

@@ -182,3 +182,52 @@ async fn opcua_subscription_with_a_user_login_and_a_refused_password() {
     server.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_opcua_server_down_and_back_shows_on_the_status_and_recovers() {
+    let app = spawn(&["press-01"]).await;
+    let port = free_port();
+    let server = Peer::opcua(port, &["--period", "0.3"]).await;
+    let id = create(
+        &app,
+        json!({"name": "press-ua", "protocol": "opcua", "endpoint": format!("opc.tcp://127.0.0.1:{port}/haltless"),
+               "poll_interval_ms": 200, "timeout_ms": 1000, "points": points("press-01")}),
+    )
+    .await;
+    let status = |want: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, s) = app.get(&format!("/api/v1/sources/{id}/status")).await;
+                if s["state"] == want {
+                    return s;
+                }
+                assert!(Instant::now() < deadline, "never {want}: {s}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    status("ok").await;
+    server.stop().await;
+    let down = status("error").await;
+    assert!(
+        down["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}")),
+        "{down}"
+    );
+    let server = Peer::opcua(port, &["--period", "0.3"]).await;
+    let before = app.wait_for_readings("press-01", 1).await.len();
+    let back = status("ok").await;
+    assert!(
+        back["last_success_at"].as_str() > down["last_error_at"].as_str(),
+        "{back}"
+    );
+    // Readings flow again after the restart (the server's counter starts from 0 again).
+    app.wait_for_readings("press-01", before + 10).await;
+    server.stop().await;
+    app.stop().await;
+}

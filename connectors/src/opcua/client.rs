@@ -8,9 +8,10 @@ use std::time::Duration;
 use ::opcua::client::{
     ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Password, Session,
 };
+use ::opcua::crypto::SecurityPolicy;
 use ::opcua::types::{
-    DataValue, MessageSecurityMode, MonitoredItemCreateRequest, NodeId, ReadValueId, StatusCode,
-    TimestampsToReturn, UserTokenPolicy, Variant,
+    DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest, NodeId,
+    ReadValueId, StatusCode, TimestampsToReturn, Variant,
 };
 use haltless_schemas::{Quality, Reading};
 use tokio::sync::mpsc;
@@ -93,27 +94,24 @@ impl OpcUaDevice {
             "SignAndEncrypt" => MessageSecurityMode::SignAndEncrypt,
             _ => MessageSecurityMode::None,
         };
-        let (identity, policy) = match &self.settings.auth {
-            OpcUaAuth::Anonymous => (IdentityToken::Anonymous, UserTokenPolicy::anonymous()),
-            OpcUaAuth::UserPassword { username, password } => (
-                IdentityToken::UserName(username.clone(), Password::new(password.clone())),
-                UserTokenPolicy::anonymous(),
-            ),
+        let identity = match &self.settings.auth {
+            OpcUaAuth::Anonymous => IdentityToken::Anonymous,
+            OpcUaAuth::UserPassword { username, password } => {
+                IdentityToken::UserName(username.clone(), Password::new(password.clone()))
+            }
         };
-        let endpoint = (
-            self.endpoint.as_str(),
-            self.settings.security_policy.as_str(),
-            mode,
-            policy,
-        );
         let ms = self.timeout.as_millis() as u64;
-        let (session, event_loop) = timeout(
+        let endpoints = timeout(
             self.timeout,
-            client.connect_to_matching_endpoint(endpoint, identity),
+            client.get_server_endpoints_from_url(self.endpoint.as_str()),
         )
         .await
         .map_err(|_| SourceError::Timeout(ms))?
         .map_err(|e| self.connect_error(e))?;
+        let endpoint = self.choose_endpoint(endpoints, mode)?;
+        let (session, event_loop) = client
+            .connect_to_endpoint_directly(endpoint, identity)
+            .map_err(|e| self.connect_error(e))?;
         let mut event_loop = event_loop.spawn();
         // The session is up, or the event loop gave up (e.g. a refused login), or time ran out.
         let up = tokio::select! {
@@ -145,6 +143,54 @@ impl OpcUaDevice {
         }
         self.connected = Some(connected);
         Ok(())
+    }
+
+    /// The server's endpoint with our security policy and mode, preferring the one whose path is ours; its
+    /// address is replaced by the one configured, because servers often advertise a host name or port
+    /// that is not reachable from here.
+    fn choose_endpoint(
+        &self,
+        endpoints: Vec<EndpointDescription>,
+        mode: MessageSecurityMode,
+    ) -> Result<EndpointDescription, SourceError> {
+        let policy = SecurityPolicy::from_str(&self.settings.security_policy)
+            .unwrap_or(SecurityPolicy::Unknown);
+        let path = |url: &str| {
+            url.splitn(4, '/')
+                .nth(3)
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        let ours = path(&self.endpoint);
+        let offered: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {:?}",
+                    e.security_policy_uri
+                        .as_ref()
+                        .rsplit('#')
+                        .next()
+                        .unwrap_or_default(),
+                    e.security_mode
+                )
+            })
+            .collect();
+        let mut chosen = endpoints
+            .into_iter()
+            .filter(|e| e.security_mode == mode && SecurityPolicy::from_uri(e.security_policy_uri.as_ref()) == policy)
+            .min_by_key(|e| path(e.endpoint_url.as_ref()) != ours)
+            .ok_or_else(|| {
+                SourceError::Device(format!(
+                    "the server offers no endpoint with security policy {} and mode {}; it offers: {}",
+                    self.settings.security_policy,
+                    self.settings.security_mode,
+                    offered.join(", ")
+                ))
+            })?;
+        chosen.endpoint_url = self.endpoint.as_str().into();
+        Ok(chosen)
     }
 
     async fn subscribe(
