@@ -231,3 +231,44 @@ async fn an_opcua_server_down_and_back_shows_on_the_status_and_recovers() {
     server.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn opcua_with_basic256sha256_sign_and_encrypt() {
+    let app = spawn(&["press-01", "press-02"]).await;
+    let server = Peer::opcua(free_port(), &["--period", "0.3", "--secure"]).await;
+    let started = chrono::Utc::now().timestamp_millis();
+    let endpoint = format!("opc.tcp://127.0.0.1:{}/haltless", server.port);
+    create(
+        &app,
+        json!({"name": "secure", "protocol": "opcua", "endpoint": endpoint, "poll_interval_ms": 200,
+               "opcua": {"security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt"},
+               "points": points("press-01")}),
+    )
+    .await;
+    let plain = create(
+        &app,
+        json!({"name": "plain", "protocol": "opcua", "endpoint": endpoint, "poll_interval_ms": 200,
+               "points": points("press-02")}),
+    )
+    .await;
+    let rows = app.wait_for_readings("press-01", 5 * 5).await;
+    assert!(check_consistent(&rows, started).len() >= 2);
+    // Asking for no security from a server that only offers encryption says what it offers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = app.get(&format!("/api/v1/sources/{plain}/status")).await;
+        if status["state"] == "error" {
+            let message = status["last_error"].as_str().unwrap();
+            assert!(
+                message.contains("no endpoint with security policy None")
+                    && message.contains("Basic256Sha256 SignAndEncrypt"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+    app.stop().await;
+}

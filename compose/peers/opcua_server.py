@@ -10,12 +10,15 @@ the same source timestamp. Namespace 2 (urn:haltless:peer), object Press:
   ns=2;s=Press.Running   Boolean  k is odd
 
 The endpoint is opc.tcp://127.0.0.1:<port>/haltless, security None. With --user and --password, only
-that user may open a session (anonymous is refused).
+that user may open a session (anonymous is refused). With --secure the only endpoint is Basic256Sha256 with
+SignAndEncrypt, under a self-signed certificate made at start-up (clients' certificates are accepted).
 """
 
 import argparse
 import asyncio
 import logging
+import tempfile
+from pathlib import Path
 from datetime import datetime, timezone
 
 from asyncua import Server, ua
@@ -39,6 +42,7 @@ async def main():
     parser.add_argument("--period", type=float, default=1.0)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--secure", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -49,7 +53,22 @@ async def main():
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/haltless")
     server.set_server_name("Haltless test peer")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if args.secure:
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        pki = Path(tempfile.mkdtemp(prefix="haltless-peer-pki-"))
+        uri = "urn:haltless:peer:server"
+        await server.set_application_uri(uri)
+        await setup_self_signed_certificate(
+            pki / "key.pem", pki / "cert.der", uri, "127.0.0.1",
+            [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "haltless peer"},
+        )
+        await server.load_certificate(str(pki / "cert.der"))
+        await server.load_private_key(str(pki / "key.pem"))
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     if args.user:
         server.set_security_IDs(["Username"])
     idx = await server.register_namespace("urn:haltless:peer")

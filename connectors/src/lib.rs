@@ -6,6 +6,10 @@
 //!   with timeouts, reconnects and backoff.
 //! - [`modbus`]: Modbus TCP points, register decoding, request planning and the client.
 //! - [`opcua`]: OPC-UA points and the client (periodic reads and subscriptions).
+//! - [`direct`]: `haltless connectors`: the sources stored in PostgreSQL, shared between instances through
+//!   leases, polled into Kafka through the gateway's validation and writer.
+//! - [`agent`]: the edge agent: the same sources, a bounded store-and-forward buffer on disk, and the pusher
+//!   to `POST /api/v1/ingest`.
 //! - [`kafka`]: the producer settings every ingest path shares.
 //!
 //! The HTTP route itself (`POST /api/v1/ingest`) lives in the API crate, which owns authentication; it

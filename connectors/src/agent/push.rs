@@ -140,6 +140,7 @@ impl Pusher {
             .header("x-api-key", &self.cloud.api_key)
             .header("content-type", "application/json")
             .header("content-encoding", "gzip")
+            .header("x-haltless-source", "agent")
             .body(gz)
             .send()
             .await

@@ -77,7 +77,10 @@ impl OpcUaDevice {
             )));
         }
         let secure = self.settings.security_policy != "None";
-        let mut client = ClientBuilder::new()
+        // The first secure client of the process creates the key pair; the others must not race it.
+        static PKI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let pki = PKI.lock().await;
+        let client = ClientBuilder::new()
             .application_name("Haltless")
             .application_uri("urn:haltless:connectors")
             .product_uri("urn:haltless")
@@ -88,7 +91,9 @@ impl OpcUaDevice {
             .request_timeout(self.timeout)
             .session_timeout(60_000)
             .client()
-            .map_err(|e| SourceError::Config(format!("OPC-UA client: {}", e.join("; "))))?;
+            .map_err(|e| SourceError::Config(format!("OPC-UA client: {}", e.join("; "))));
+        drop(pki);
+        let mut client = client?;
         let mode = match self.settings.security_mode.as_str() {
             "Sign" => MessageSecurityMode::Sign,
             "SignAndEncrypt" => MessageSecurityMode::SignAndEncrypt,
