@@ -237,6 +237,13 @@ async fn the_agent_loses_and_duplicates_nothing_through_a_cloud_outage_and_a_res
             "a gap in the device's counter: {pair:?}"
         );
     }
+    assert_eq!(
+        common::peers::sources_on_topic(&app.iso)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["agent"],
+        "the agent's pushes are labelled as such on the topic"
+    );
     link.down();
     std::fs::remove_dir_all(&buffer).ok();
     app.stop().await;

@@ -113,6 +113,10 @@ async fn opcua_reads_arrive_with_type_scale_and_source_time() {
     let rows = app.wait_for_readings("press-01", 5 * 5).await;
     let steps = check_consistent(&rows, started);
     assert!(steps.len() >= 3, "values changed: {steps:?}");
+    let sources: Vec<String> = common::peers::sources_on_topic(&app.iso)
+        .into_iter()
+        .collect();
+    assert_eq!(sources, ["opcua"]);
     // Polling faster than the server changes reads the same source timestamp twice: stored once.
     let mut seen = BTreeSet::new();
     for r in &rows {

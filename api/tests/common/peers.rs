@@ -95,3 +95,36 @@ impl Peer {
         let _ = self.child.wait().await;
     }
 }
+
+/// The distinct `source` labels of every batch on the test's readings topic.
+pub fn sources_on_topic(iso: &super::Isolation) -> std::collections::BTreeSet<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let k = &iso.settings.kafka;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", "test-source-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..k.partitions {
+        tpl.add_partition_offset(&k.readings_topic, p, Offset::Beginning)
+            .expect("a partition");
+    }
+    consumer.assign(&tpl).expect("assigned");
+    let codec = haltless_schemas::ReadingBatch::codec(haltless_schemas::WireFormat::SingleObject)
+        .expect("the codec");
+    let mut out = std::collections::BTreeSet::new();
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(3) {
+        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(200)) {
+            let batch =
+                haltless_schemas::ReadingBatch::decode(&codec, msg.payload().unwrap_or_default())
+                    .expect("a reading batch");
+            out.insert(format!("{:?}", batch.source).to_lowercase());
+            quiet = Instant::now();
+        }
+    }
+    out
+}
