@@ -271,3 +271,54 @@ async fn a_slow_device_and_a_wrong_map_stall_nobody_and_say_why() {
     slow.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn changes_to_a_source_apply_without_a_restart() {
+    use reqwest::Method;
+    let app = spawn(&["press-01"]).await;
+    let device = Peer::modbus(free_port(), &[]).await;
+    let body = |port: u16| {
+        json!({"name": "plc", "protocol": "modbus_tcp", "endpoint": format!("127.0.0.1:{port}"),
+               "poll_interval_ms": 100, "timeout_ms": 300,
+               "points": [point("count", "holding", 3, "u16", json!({}))]})
+    };
+    // Pointed at nothing first: an error.
+    let id = create(&app, body(free_port())).await;
+    wait_status(&app, &id, 30, |s| s["state"] == "error").await;
+    // Corrected through the API: the running poller follows.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/sources/{id}"),
+        Some(&body(device.port)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_status(&app, &id, 30, |s| {
+        s["state"] == "ok" && s["definition_version"] == 2
+    })
+    .await;
+    app.wait_for_readings("press-01", 5).await;
+    // Disabled: polling stops.
+    let (status, _) = send(&app, Method::POST, &format!("/sources/{id}/disable"), None).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, before) = app
+        .get("/api/v1/machines/press-01/readings?limit=100000")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after) = app
+        .get("/api/v1/machines/press-01/readings?limit=100000")
+        .await;
+    assert_eq!(
+        before["readings"].as_array().unwrap().len(),
+        after["readings"].as_array().unwrap().len(),
+        "no polls after disable"
+    );
+    // Enabled again: polling resumes.
+    send(&app, Method::POST, &format!("/sources/{id}/enable"), None).await;
+    let n = after["readings"].as_array().unwrap().len();
+    app.wait_for_readings("press-01", n + 5).await;
+    device.stop().await;
+    app.stop().await;
+}
