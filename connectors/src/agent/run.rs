@@ -1,7 +1,6 @@
 //! The agent: one task per local source writing into the disk buffer, one pusher, and a health report.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -90,10 +89,8 @@ impl Agent {
         let push = Arc::new(Mutex::new(PushStats::default()));
         let mut tasks = JoinSet::new();
         let mut sources = Vec::new();
-        let options = RunOptions {
-            min_backoff: Duration::from_millis(config.cloud.min_backoff_ms.min(1_000)),
-            max_backoff: Duration::from_secs(10),
-        };
+        // Devices are retried on their own pace, whatever the cloud's state.
+        let options = RunOptions::default();
         for (name, spec) in specs {
             let status = SharedStatus::default();
             sources.push((name.clone(), status.clone()));
