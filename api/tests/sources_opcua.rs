@@ -100,14 +100,22 @@ fn check_consistent(rows: &[Value], started: i64) -> BTreeSet<i64> {
 
 #[tokio::test]
 async fn opcua_reads_arrive_with_type_scale_and_source_time() {
-    let app = spawn(&["press-01"]).await;
+    let app = spawn(&["press-01", "press-02"]).await;
     let server = Peer::opcua(free_port(), &["--period", "0.4"]).await;
     let started = chrono::Utc::now().timestamp_millis();
+    let endpoint = format!("opc.tcp://127.0.0.1:{}/haltless", server.port);
     create(
         &app,
-        json!({"name": "press-ua", "protocol": "opcua",
-               "endpoint": format!("opc.tcp://127.0.0.1:{}/haltless", server.port),
+        json!({"name": "press-ua", "protocol": "opcua", "endpoint": endpoint,
                "poll_interval_ms": 200, "timeout_ms": 3000, "points": points("press-01")}),
+    )
+    .await;
+    // A map naming a node the server lacks: a clear error, and the other node is still read.
+    let wrong = create(
+        &app,
+        json!({"name": "wrong-map", "protocol": "opcua", "endpoint": endpoint, "poll_interval_ms": 200,
+               "points": [{"machine": "press-02", "metric": "count", "node_id": "ns=2;s=Press.Count"},
+                          {"machine": "press-02", "metric": "ghost", "node_id": "ns=2;s=Press.Nope"}]}),
     )
     .await;
     let rows = app.wait_for_readings("press-01", 5 * 5).await;
@@ -125,6 +133,26 @@ async fn opcua_reads_arrive_with_type_scale_and_source_time() {
             "duplicate {r}"
         );
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = app.get(&format!("/api/v1/sources/{wrong}/status")).await;
+        if status["state"] == "error" {
+            let message = status["last_error"].as_str().unwrap();
+            assert!(
+                message.contains("press-02/ghost (ns=2;s=Press.Nope)")
+                    && message.contains("BadNodeIdUnknown"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wrong node never showed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = app.wait_for_readings("press-02", 3).await;
+    assert!(rows.iter().all(|r| r["metric"] == "count"));
     server.stop().await;
     app.stop().await;
 }
