@@ -70,7 +70,15 @@ impl Connectors {
         let mut last_renewal = Instant::now();
         tracing::info!(instance = %self.me, "connectors running");
         loop {
-            match refresh(&self.pool, &self.me, ttl).await {
+            // A renewal slower than half the lease counts as failed: a peer may soon take the sources.
+            let renewed = tokio::time::timeout(ttl / 2, refresh(&self.pool, &self.me, ttl))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(sqlx::Error::Protocol(
+                        "no answer within half the lease".into(),
+                    ))
+                });
+            match renewed {
                 Ok(sources) => {
                     last_renewal = Instant::now();
                     self.reconcile(sources);
