@@ -190,9 +190,11 @@ impl Connectors {
         ))
     }
 
-    /// Writes the health of every running source.
+    /// Writes the health of every running source, in one statement.
     async fn publish(&self) {
         let now = crate::now_ms();
+        let at = |ms: Option<i64>| ms.and_then(chrono::DateTime::from_timestamp_millis);
+        let mut rows = StatusRows::default();
         for (id, running) in &self.running {
             let snapshot = running.status.lock().ok().map(|mut s| {
                 let per_minute = s.readings_per_minute(now);
@@ -201,31 +203,55 @@ impl Connectors {
             let Some((status, per_minute)) = snapshot else {
                 continue;
             };
-            let at = |ms: Option<i64>| ms.and_then(chrono::DateTime::from_timestamp_millis);
-            let result = sqlx::query(
-                "INSERT INTO ingest_source_status (source_id, version, healthy, last_success_at, last_error,
-                     last_error_at, readings_per_minute, polled_by, updated_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, now() WHERE EXISTS (SELECT 1 FROM ingest_sources WHERE id = $1)
-                 ON CONFLICT (source_id) DO UPDATE SET version = EXCLUDED.version, healthy = EXCLUDED.healthy,
-                     last_success_at = COALESCE(EXCLUDED.last_success_at, ingest_source_status.last_success_at),
-                     last_error = COALESCE(EXCLUDED.last_error, ingest_source_status.last_error),
-                     last_error_at = COALESCE(EXCLUDED.last_error_at, ingest_source_status.last_error_at),
-                     readings_per_minute = EXCLUDED.readings_per_minute, polled_by = EXCLUDED.polled_by,
-                     updated_at = now()",
-            )
-            .bind(id)
-            .bind(running.version)
-            .bind(status.healthy)
-            .bind(at(status.last_success_ms))
-            .bind(status.last_error.as_deref())
-            .bind(at(status.last_error_ms))
-            .bind(per_minute as i64)
-            .bind(&self.me)
-            .execute(&self.pool)
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, source = %id, "publishing source health failed");
-            }
+            rows.ids.push(*id);
+            rows.versions.push(running.version);
+            rows.healthy.push(status.healthy);
+            rows.success.push(at(status.last_success_ms));
+            rows.errors.push(status.last_error);
+            rows.error_at.push(at(status.last_error_ms));
+            rows.per_minute.push(per_minute as i64);
+        }
+        if rows.ids.is_empty() {
+            return;
+        }
+        let result = sqlx::query(
+            "INSERT INTO ingest_source_status (source_id, version, healthy, last_success_at, last_error,
+                 last_error_at, readings_per_minute, polled_by, updated_at)
+             SELECT r.id, r.version, r.healthy, r.success, r.error, r.error_at, r.per_minute, $8, now()
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::bool[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+                         $7::bigint[]) AS r(id, version, healthy, success, error, error_at, per_minute)
+             WHERE EXISTS (SELECT 1 FROM ingest_sources s WHERE s.id = r.id)
+             ON CONFLICT (source_id) DO UPDATE SET version = EXCLUDED.version, healthy = EXCLUDED.healthy,
+                 last_success_at = COALESCE(EXCLUDED.last_success_at, ingest_source_status.last_success_at),
+                 last_error = COALESCE(EXCLUDED.last_error, ingest_source_status.last_error),
+                 last_error_at = COALESCE(EXCLUDED.last_error_at, ingest_source_status.last_error_at),
+                 readings_per_minute = EXCLUDED.readings_per_minute, polled_by = EXCLUDED.polled_by,
+                 updated_at = now()",
+        )
+        .bind(&rows.ids)
+        .bind(&rows.versions)
+        .bind(&rows.healthy)
+        .bind(&rows.success)
+        .bind(&rows.errors)
+        .bind(&rows.error_at)
+        .bind(&rows.per_minute)
+        .bind(&self.me)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, sources = rows.ids.len(), "publishing source health failed");
         }
     }
+}
+
+/// Column arrays of the status rows written at once.
+#[derive(Default)]
+struct StatusRows {
+    ids: Vec<Uuid>,
+    versions: Vec<i64>,
+    healthy: Vec<bool>,
+    success: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    errors: Vec<Option<String>>,
+    error_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    per_minute: Vec<i64>,
 }
