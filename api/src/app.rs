@@ -326,10 +326,7 @@ impl Application {
                 settings.connectors.clone(),
             );
             let token = shutdown.clone();
-            Some(tokio::spawn(async move {
-                runtime.run(token).await;
-                Ok::<(), std::convert::Infallible>(())
-            }))
+            Some(tokio::spawn(runtime.run(token)))
         } else {
             None
         };
