@@ -17,8 +17,6 @@ SignAndEncrypt, under a self-signed certificate made at start-up (clients' certi
 import argparse
 import asyncio
 import logging
-import tempfile
-from pathlib import Path
 from datetime import datetime, timezone
 
 from asyncua import Server, ua
@@ -54,18 +52,21 @@ async def main():
     server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/haltless")
     server.set_server_name("Haltless test peer")
     if args.secure:
-        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from asyncua.crypto import cert_gen
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
         from cryptography.x509.oid import ExtendedKeyUsageOID
 
-        pki = Path(tempfile.mkdtemp(prefix="haltless-peer-pki-"))
+        # Made in memory, so that nothing is left behind when the peer is killed.
         uri = "urn:haltless:peer:server"
         await server.set_application_uri(uri)
-        await setup_self_signed_certificate(
-            pki / "key.pem", pki / "cert.der", uri, "127.0.0.1",
-            [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "haltless peer"},
+        key = cert_gen.generate_private_key()
+        cert = cert_gen.generate_self_signed_app_certificate(
+            key, uri, {}, [x509.UniformResourceIdentifier(uri), x509.DNSName("127.0.0.1")],
+            extended=[ExtendedKeyUsageOID.SERVER_AUTH],
         )
-        await server.load_certificate(str(pki / "cert.der"))
-        await server.load_private_key(str(pki / "key.pem"))
+        await server.load_certificate(cert.public_bytes(encoding=Encoding.DER), format="der")
+        await server.load_private_key(cert_gen.dump_private_key_as_pem(key), format="pem")
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
     else:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
