@@ -8,4 +8,5 @@ pub mod ingest;
 pub mod machines;
 pub mod readings;
 pub mod rules;
+pub mod sources;
 pub mod users;
