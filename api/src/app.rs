@@ -9,6 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
+use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
@@ -41,6 +42,8 @@ pub struct Roles {
     pub projection: bool,
     /// The detectors.
     pub detector: bool,
+    /// The pollers of OPC-UA and Modbus TCP sources.
+    pub connectors: bool,
 }
 
 impl Roles {
@@ -51,6 +54,7 @@ impl Roles {
             api: true,
             projection: true,
             detector: true,
+            connectors: true,
         }
     }
 }
@@ -296,6 +300,19 @@ impl Application {
                 shutdown.clone(),
             )));
         }
+        let connectors = if self.roles.connectors {
+            let settings = state.settings();
+            let runtime = Connectors::new(
+                state.pool().clone(),
+                state.sink().clone(),
+                settings.gateway.clone(),
+                settings.connectors.clone(),
+            );
+            let token = shutdown.clone();
+            Some(tokio::spawn(runtime.run(token)))
+        } else {
+            None
+        };
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
         let has_tasks = !tasks.is_empty();
         let serve = axum::serve(
@@ -311,6 +328,11 @@ impl Application {
                 r.and_then(|()| if stopping { Ok(()) } else { anyhow::bail!("a background role stopped") })
             }
         };
+        if let Some(task) = connectors {
+            // Let the pollers release their leases so that peers take the sources at once.
+            shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         state.sink().flush(Duration::from_secs(5));
         result
     }
@@ -328,6 +350,7 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::readings::router())
             .merge(routes::rules::router())
             .merge(routes::alerts::router())
+            .merge(routes::sources::router())
             .merge(routes::accounts::router())
             .merge(routes::users::router())
             .merge(routes::api_keys::router())

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use haltless_connectors::direct::ConnectorsConfig;
 use haltless_connectors::gateway::GatewayConfig;
 use haltless_processors::detector::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// Tier enforcement: rate limits and data retention.
     pub limits: LimitsConfig,
+    /// Pollers of OPC-UA and Modbus TCP sources (`haltless connectors`).
+    pub connectors: ConnectorsConfig,
 }
 
 impl Settings {

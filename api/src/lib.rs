@@ -15,8 +15,10 @@
 //! - [`retention`]: the per-tenant deletion of readings older than the tier keeps.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`backtest`]: the detectors over recorded series, scored with NAB's method.
+//! - [`agent`]: `haltless agent`, the edge agent with its health and metrics endpoints.
 //! - [`simulate`] and [`bench`]: the demo plant simulator and the end-to-end ingest benchmark.
 
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod backtest;

@@ -9,7 +9,8 @@ use haltless_api::app::{connect_database, migrate, Application, Roles};
 use haltless_api::config::Settings;
 use haltless_api::platform::{self, Override};
 use haltless_api::tenants::Tier;
-use haltless_api::{backtest, bench, replay, simulate, telemetry, tenants};
+use haltless_api::{agent, backtest, bench, replay, simulate, telemetry, tenants};
+use haltless_connectors::agent::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
@@ -32,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, API, projections, retention and detectors.
+    /// Run every role in one process: ingest gateway, API, projections, retention, detectors and source
+    /// pollers.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
@@ -44,6 +46,14 @@ enum Command {
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
+    /// Poll every enabled OPC-UA and Modbus TCP source into Kafka; instances share the sources
+    /// (HTTP serves only health and metrics).
+    Connectors,
+    /// Run the edge agent: read local Modbus TCP and OPC-UA sources, buffer on disk, push to the cloud.
+    ///
+    /// Here --config names the agent's site file (cloud, buffer, http, sources; see README.md), not
+    /// the platform's settings.
+    Agent,
     /// Apply the database migrations and create the Kafka topics, then exit.
     Migrate,
     /// Manage tenants, for platform operators: create, list, change the tier, override limits.
@@ -238,6 +248,14 @@ enum TenantCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init_logs(cli.log_json);
+    if let Command::Agent = cli.command {
+        let path = cli
+            .config
+            .context("the agent needs its site file: haltless agent --config site.toml")?;
+        let config = AgentConfig::load(&path)?;
+        let running = agent::start(config, shutdown_on_signal()).await?;
+        return running.task.await?;
+    }
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     let roles = match cli.command {
         Command::All => Roles::all(),
@@ -255,6 +273,10 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Process => Roles {
             detector: true,
+            ..Roles::default()
+        },
+        Command::Connectors => Roles {
+            connectors: true,
             ..Roles::default()
         },
         Command::Backtest {
@@ -341,6 +363,8 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        // Handled above, before the platform's settings are read.
+        Command::Agent => return Ok(()),
         Command::Migrate => {
             let pool = connect_database(&settings).await?;
             migrate(&settings, &pool).await?;

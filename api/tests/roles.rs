@@ -186,6 +186,17 @@ async fn every_endpoint_answers_each_role_as_documented() {
             (Method::GET, "/api/v1/rules".into(), None, "read", 200),
             (Method::GET, "/api/v1/rules/r-1".into(), None, "read", 200),
             (Method::GET, "/api/v1/alerts".into(), None, "read", 200),
+            (Method::GET, "/api/v1/sources".into(), None, "read", 200),
+            (
+                Method::POST,
+                "/api/v1/sources".into(),
+                Some(
+                    json!({"name": format!("src-{id}"), "protocol": "modbus_tcp", "endpoint": "127.0.0.1:1",
+                    "points": [{"machine": "m-1", "metric": "t", "register": "holding", "address": 0, "data_type": "u16"}]}),
+                ),
+                "operate",
+                201,
+            ),
             (
                 Method::GET,
                 format!("/api/v1/alerts/{alert}"),
@@ -309,7 +320,7 @@ async fn every_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 23 * 6);
+    assert_eq!(checked, 25 * 6);
     // The public endpoints serve anonymous callers.
     let (s, _) = send(
         &app,

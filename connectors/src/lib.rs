@@ -2,10 +2,30 @@
 //!
 //! - [`gateway`]: the ingest gateway's request validation ([`gateway::validate`]) and the Kafka writer
 //!   that answers only once every record is acknowledged ([`gateway::sink`]).
+//! - [`source`]: device sources: their definition and validation, and the task that reads one source
+//!   with timeouts, reconnects and backoff.
+//! - [`modbus`]: Modbus TCP points, register decoding, request planning and the client.
+//! - [`opcua`]: OPC-UA points and the client (periodic reads and subscriptions).
+//! - [`direct`]: `haltless connectors`: the sources stored in PostgreSQL, shared between instances through
+//!   leases, polled into Kafka through the gateway's validation and writer.
+//! - [`agent`]: the edge agent: the same sources, a bounded store-and-forward buffer on disk, and the pusher
+//!   to `POST /api/v1/ingest`.
 //! - [`kafka`]: the producer settings every ingest path shares.
 //!
 //! The HTTP route itself (`POST /api/v1/ingest`) lives in the API crate, which owns authentication; it
 //! hands the body to [`gateway::validate::parse_request`] and the result to [`gateway::ReadingsSink`].
 
+pub mod agent;
+pub mod direct;
 pub mod gateway;
 pub mod kafka;
+pub mod modbus;
+pub mod opcua;
+pub mod source;
+
+pub(crate) use haltless_schemas::metric_names;
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

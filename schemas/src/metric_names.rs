@@ -32,3 +32,17 @@ pub const AUTH_REFRESH_REUSE: &str = "haltless_auth_refresh_reuse_total";
 pub const RATE_LIMITED: &str = "haltless_rate_limited_total";
 /// Counter of readings the retention sweep deleted.
 pub const RETENTION_DELETED: &str = "haltless_retention_deleted_readings_total";
+/// Counter of readings a device source delivered, labelled `source`.
+pub const SOURCE_READINGS: &str = "haltless_source_readings_total";
+/// Counter of failed polls (connection, timeout, device exception, delivery), labelled `source`.
+pub const SOURCE_ERRORS: &str = "haltless_source_errors_total";
+/// Gauge of sources this connectors instance polls.
+pub const SOURCES_OWNED: &str = "haltless_connectors_sources_owned";
+/// Gauge of readings waiting in the edge agent's disk buffer.
+pub const AGENT_BUFFERED: &str = "haltless_agent_buffered_readings";
+/// Counter of readings the edge agent dropped because its buffer was full (the oldest go first).
+pub const AGENT_DROPPED: &str = "haltless_agent_dropped_readings_total";
+/// Counter of readings the edge agent pushed and the cloud acknowledged.
+pub const AGENT_PUSHED: &str = "haltless_agent_pushed_readings_total";
+/// Counter of failed pushes of the edge agent.
+pub const AGENT_PUSH_FAILURES: &str = "haltless_agent_push_failures_total";

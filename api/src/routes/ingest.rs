@@ -20,6 +20,9 @@ use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
 
+/// Optional header naming the ingest path of a request: `agent` for the edge agent.
+pub const SOURCE_HEADER: &str = "x-haltless-source";
+
 /// The ingest route.
 pub fn router() -> Router<AppState> {
     // The handler enforces its own, configurable limit so that the answer is a JSON 413.
@@ -107,6 +110,11 @@ pub(crate) async fn ingest(
 
     let ingest_time_ms = crate::time::now_ms();
     let accepted = request.len();
+    // The edge agent says so, and the topic records it; anything else is the plain gateway.
+    let source = match headers.get(SOURCE_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(v) if v.eq_ignore_ascii_case("agent") => Source::Agent,
+        _ => Source::Gateway,
+    };
     let batches: Vec<ReadingBatch> = request
         .machines
         .into_iter()
@@ -115,7 +123,7 @@ pub(crate) async fn ingest(
                 tenant_id: key.tenant_id,
                 machine_id: id_of(&m.machine)?,
                 machine: m.machine,
-                source: Source::Gateway,
+                source,
                 ingest_time_ms,
                 readings: m.readings,
             })

@@ -13,5 +13,6 @@ pub mod readings;
 pub mod reports;
 pub mod rules;
 pub mod settings;
+pub mod sources;
 pub mod users;
 pub mod work_orders;

@@ -2,6 +2,8 @@
 //! `compose/test` starts, and removes them when done.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::time::{Duration, Instant};
 
 use haltless_api::app::{migrate, Application, Roles};

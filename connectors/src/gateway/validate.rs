@@ -234,6 +234,36 @@ pub fn valid_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
+/// Checks a reading that did not come through an HTTP body (a polled device's) by the same rules as
+/// [`parse_request`]: a valid machine and metric name, a finite value, a timestamp from 1970 on and no
+/// further in the future than the configured skew.
+pub fn check_reading(
+    machine: &str,
+    reading: &Reading,
+    config: &GatewayConfig,
+    now_ms: i64,
+) -> Result<(), EntryError> {
+    let max_ts = now_ms.saturating_add((config.max_future_skew_secs as i64).saturating_mul(1000));
+    let m = Some(machine);
+    if !valid_name(machine) {
+        Err(problem(m, "machine", NAME_RULE))
+    } else if !valid_name(&reading.metric) {
+        Err(problem(m, "metric", NAME_RULE))
+    } else if !reading.value.is_finite() {
+        Err(problem(m, "value", "must be a finite number"))
+    } else if reading.event_time_ms < 0 {
+        Err(problem(m, "ts", "lies before 1970-01-01T00:00:00Z"))
+    } else if reading.event_time_ms > max_ts {
+        Err(problem(
+            m,
+            "ts",
+            "lies in the future, beyond the allowed clock skew",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn problem(machine: Option<&str>, field: &'static str, reason: &str) -> EntryError {
     EntryError {
         index: 0,
@@ -480,6 +510,23 @@ mod tests {
             parse_request(body.as_bytes(), &config, NOW),
             Err(IngestError::TooMany { count: 3, max: 2 })
         );
+    }
+
+    #[test]
+    fn checks_polled_readings_by_the_same_rules() {
+        let config = GatewayConfig::default();
+        let reading = |metric: &str, ts: i64, value: f64| Reading {
+            metric: metric.into(),
+            event_time_ms: ts,
+            value,
+            quality: None,
+        };
+        assert!(check_reading("m", &reading("t", NOW, 1.0), &config, NOW).is_ok());
+        let field = |r: Reading| check_reading("m", &r, &config, NOW).unwrap_err().field;
+        assert_eq!(field(reading("t t", NOW, 1.0)), "metric");
+        assert_eq!(field(reading("t", NOW, f64::NAN)), "value");
+        assert_eq!(field(reading("t", NOW + 301_000, 1.0)), "ts");
+        assert!(check_reading("-m", &reading("t", NOW, 1.0), &config, NOW).is_err());
     }
 
     #[test]

@@ -1,0 +1,348 @@
+//! Ingest sources: OPC-UA and Modbus TCP devices the platform polls (`haltless connectors`).
+//!
+//! `GET/POST /api/v1/sources`, `GET/PUT/DELETE /api/v1/sources/{id}`, `POST /api/v1/sources/{id}/enable`
+//! and `/disable`, `GET /api/v1/sources/{id}/status`. A body is the source's `name`, optional `enabled`,
+//! and its definition (protocol, endpoint, intervals, OPC-UA settings, points), checked whole by
+//! [`SourceSpec::from_json`]; every problem comes back in one 422 naming its field.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use haltless_connectors::gateway::validate::valid_name;
+use haltless_connectors::source::SourceSpec;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, Json, Path};
+use crate::time::format_instant;
+
+/// The source routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sources", get(list).post(create))
+        .route("/sources/{id}", get(show).put(update).delete(remove))
+        .route("/sources/{id}/enable", post(enable))
+        .route("/sources/{id}/disable", post(disable))
+        .route("/sources/{id}/status", get(status))
+}
+
+/// What a caller needs to touch sources: admins and operators change them, every role and read keys see them.
+fn authorize(key: &Caller, write: bool) -> Result<(), ApiError> {
+    key.require(if write {
+        Permission::Operate
+    } else {
+        Permission::Read
+    })
+}
+
+/// A source row with its health.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    name: String,
+    definition: Value,
+    enabled: bool,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    healthy: Option<bool>,
+    status_version: Option<i64>,
+    last_success_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    last_error_at: Option<DateTime<Utc>>,
+    readings_per_minute: Option<i64>,
+    polled_by: Option<String>,
+    status_updated_at: Option<DateTime<Utc>>,
+}
+
+const SELECT: &str = "SELECT s.id, s.name, s.definition, s.enabled, s.version, s.created_at, s.updated_at,
+        st.healthy, st.version AS status_version, st.last_success_at, st.last_error, st.last_error_at,
+        st.readings_per_minute, st.polled_by, st.updated_at AS status_updated_at
+    FROM ingest_sources s LEFT JOIN ingest_source_status st ON st.source_id = s.id";
+
+impl Row {
+    fn status(&self) -> Value {
+        let state = match (self.enabled, self.healthy) {
+            (false, _) => "disabled",
+            (true, Some(true)) => "ok",
+            (true, Some(false)) if self.last_error.is_some() => "error",
+            // Not polled yet (no status row, or a task that has not finished its first poll).
+            (true, _) => "pending",
+        };
+        json!({
+            "state": state,
+            "last_success_at": self.last_success_at.map(format_instant),
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at.map(format_instant),
+            "readings_per_minute": self.readings_per_minute.unwrap_or(0),
+            "polled_by": self.polled_by,
+            "definition_version": self.status_version,
+            "updated_at": self.status_updated_at.map(format_instant),
+        })
+    }
+
+    fn view(&self) -> Value {
+        let definition = SourceSpec::from_json(self.definition.clone())
+            .map(|spec| spec.redacted())
+            .unwrap_or(Value::Null);
+        let mut doc = json!({
+            "id": self.id,
+            "name": self.name,
+            "enabled": self.enabled,
+            "version": self.version,
+            "created_at": format_instant(self.created_at),
+            "updated_at": format_instant(self.updated_at),
+            "status": self.status(),
+        });
+        if let (Some(doc), Value::Object(fields)) = (doc.as_object_mut(), definition) {
+            doc.extend(fields);
+        }
+        doc
+    }
+}
+
+/// Splits a body into name, enabled flag and definition, and checks them.
+async fn parse(
+    state: &AppState,
+    key: &Caller,
+    body: Value,
+) -> Result<(String, Option<bool>, SourceSpec, Value), ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::validation("the body must be a JSON object"));
+    };
+    let name = match fields.remove("name") {
+        Some(Value::String(name)) if valid_name(&name) => name,
+        Some(_) => {
+            return Err(invalid(vec![problem(
+                "name",
+                "must be 1 to 128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+            )]))
+        }
+        None => return Err(invalid(vec![problem("name", "is required")])),
+    };
+    let enabled = match fields.remove("enabled") {
+        None => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(invalid(vec![problem("enabled", "must be true or false")])),
+    };
+    let definition = Value::Object(fields);
+    let spec = SourceSpec::from_json(definition.clone()).map_err(|errors| {
+        invalid(
+            errors
+                .into_iter()
+                .map(|e| json!({ "field": e.field, "reason": e.reason }))
+                .collect(),
+        )
+    })?;
+    let machines: Vec<&str> = {
+        let mut m: Vec<&str> = spec.points.targets().into_iter().map(|(m, _)| m).collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    };
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
+            .bind(key.tenant_id)
+            .bind(&machines)
+            .fetch_all(state.pool())
+            .await?;
+    let unknown: Vec<&str> = machines
+        .into_iter()
+        .filter(|m| !known.iter().any(|k| k == m))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_machine",
+            format!(
+                "unknown machine(s): {}; register them with POST /api/v1/machines",
+                unknown.join(", ")
+            ),
+        )
+        .with_details(json!({ "machines": unknown })));
+    }
+    // Store the definition in its normalised form (defaults filled in).
+    let stored = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    Ok((name, enabled, spec, stored))
+}
+
+fn problem(field: &str, reason: &str) -> Value {
+    json!({ "field": field, "reason": reason })
+}
+
+fn invalid(errors: Vec<Value>) -> ApiError {
+    let message = match errors.first() {
+        Some(first) if errors.len() == 1 => format!(
+            "invalid source: {}: {}",
+            first["field"].as_str().unwrap_or_default(),
+            first["reason"].as_str().unwrap_or_default()
+        ),
+        _ => format!("invalid source: {} problems", errors.len()),
+    };
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_source", message)
+        .with_details(json!({ "errors": errors }))
+}
+
+fn conflict(e: sqlx::Error) -> ApiError {
+    match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("ingest_sources_tenant_name_key") => {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "a source with this name already exists",
+            )
+        }
+        _ => e.into(),
+    }
+}
+
+async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError> {
+    let not_found = || ApiError::not_found(format!("no source `{id}`"));
+    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    sqlx::query_as::<_, Row>(&format!("{SELECT} WHERE s.tenant_id = $1 AND s.id = $2"))
+        .bind(key.tenant_id)
+        .bind(id)
+        .fetch_optional(state.pool())
+        .await?
+        .ok_or_else(not_found)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    key: Caller,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&key, true)?;
+    let (name, enabled, spec, stored) = parse(&state, &key, body).await?;
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO ingest_sources (id, tenant_id, name, protocol, definition, enabled) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(key.tenant_id)
+    .bind(&name)
+    .bind(spec.protocol.as_str())
+    .bind(&stored)
+    .bind(enabled.unwrap_or(true))
+    .execute(state.pool())
+    .await
+    .map_err(conflict)?;
+    let row = fetch(&state, &key, &id.to_string()).await?;
+    Ok((StatusCode::CREATED, Json(row.view())))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&key, true)?;
+    let current = fetch(&state, &key, &id).await?;
+    let (name, enabled, spec, stored) = parse(&state, &key, body).await?;
+    sqlx::query(
+        "UPDATE ingest_sources SET name = $3, protocol = $4, definition = $5, enabled = $6,
+             version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(key.tenant_id)
+    .bind(current.id)
+    .bind(&name)
+    .bind(spec.protocol.as_str())
+    .bind(&stored)
+    .bind(enabled.unwrap_or(current.enabled))
+    .execute(state.pool())
+    .await
+    .map_err(conflict)?;
+    Ok(Json(fetch(&state, &key, &id).await?.view()))
+}
+
+async fn set_enabled(
+    state: &AppState,
+    key: &Caller,
+    id: &str,
+    enabled: bool,
+) -> Result<Json<Value>, ApiError> {
+    authorize(key, true)?;
+    let current = fetch(state, key, id).await?;
+    if current.enabled != enabled {
+        sqlx::query(
+            "UPDATE ingest_sources SET enabled = $3, version = version + 1, updated_at = now()
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(key.tenant_id)
+        .bind(current.id)
+        .bind(enabled)
+        .execute(state.pool())
+        .await?;
+    }
+    Ok(Json(fetch(state, key, id).await?.view()))
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, &key, &id, true).await
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, &key, &id, false).await
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&key, true)?;
+    let current = fetch(&state, &key, &id).await?;
+    sqlx::query("DELETE FROM ingest_sources WHERE tenant_id = $1 AND id = $2")
+        .bind(key.tenant_id)
+        .bind(current.id)
+        .execute(state.pool())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&key, false)?;
+    Ok(Json(fetch(&state, &key, &id).await?.view()))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&key, false)?;
+    let row = fetch(&state, &key, &id).await?;
+    let mut doc = row.status();
+    doc["id"] = json!(row.id);
+    doc["name"] = json!(row.name);
+    Ok(Json(doc))
+}
+
+async fn list(State(state): State<AppState>, key: Caller) -> Result<Json<Value>, ApiError> {
+    authorize(&key, false)?;
+    let rows: Vec<Row> =
+        sqlx::query_as(&format!("{SELECT} WHERE s.tenant_id = $1 ORDER BY s.name"))
+            .bind(key.tenant_id)
+            .fetch_all(state.pool())
+            .await?;
+    let sources: Vec<Value> = rows.iter().map(Row::view).collect();
+    Ok(Json(json!({ "sources": sources })))
+}

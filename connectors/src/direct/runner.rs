@@ -1,0 +1,257 @@
+//! The connectors loop: every refresh, renew leases, start a task for each newly leased or changed
+//! source, stop the tasks of sources lost, disabled or deleted, and publish each source's health.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use haltless_schemas::{metric_names, Source};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::lease::{refresh, release_all, LeasedSource};
+use super::outlet::KafkaOutlet;
+use super::ConnectorsConfig;
+use crate::gateway::{GatewayConfig, ReadingsSink};
+use crate::source::{run_source, Protocol, RunOptions, SharedStatus, SourceSpec};
+
+/// One running source.
+struct Running {
+    version: i64,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    status: SharedStatus,
+}
+
+/// The pollers of one `haltless connectors` instance.
+pub struct Connectors {
+    pool: PgPool,
+    sink: ReadingsSink,
+    gateway: Arc<GatewayConfig>,
+    config: ConnectorsConfig,
+    me: String,
+    running: HashMap<Uuid, Running>,
+}
+
+impl Connectors {
+    /// An instance polling through `sink`, sharing sources with its peers through `pool`.
+    pub fn new(
+        pool: PgPool,
+        sink: ReadingsSink,
+        gateway: GatewayConfig,
+        config: ConnectorsConfig,
+    ) -> Self {
+        let me = if config.instance_id.is_empty() {
+            format!("connectors-{}", Uuid::new_v4().simple())
+        } else {
+            config.instance_id.clone()
+        };
+        Self {
+            pool,
+            sink,
+            gateway: Arc::new(gateway),
+            config,
+            me,
+            running: HashMap::new(),
+        }
+    }
+
+    /// This instance's name in the leases.
+    pub fn instance_id(&self) -> &str {
+        &self.me
+    }
+
+    /// Runs until `shutdown`, then stops every source and releases the leases.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let ttl = Duration::from_millis(self.config.lease_ttl_ms);
+        let every = Duration::from_millis(self.config.refresh_interval_ms.max(50));
+        let mut last_renewal = Instant::now();
+        tracing::info!(instance = %self.me, "connectors running");
+        loop {
+            // A renewal slower than half the lease counts as failed: a peer may soon take the sources.
+            let renewed = tokio::time::timeout(ttl / 2, refresh(&self.pool, &self.me, ttl))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(sqlx::Error::Protocol(
+                        "no answer within half the lease".into(),
+                    ))
+                });
+            match renewed {
+                Ok(sources) => {
+                    last_renewal = Instant::now();
+                    self.reconcile(sources);
+                    self.publish().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing source leases failed");
+                    // Past most of the lease, a peer may take the sources: stop polling them first.
+                    if last_renewal.elapsed() > ttl.mul_f64(0.8) {
+                        self.reconcile(Vec::new());
+                    }
+                }
+            }
+            metrics::gauge!(metric_names::SOURCES_OWNED).set(self.running.len() as f64);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        self.reconcile(Vec::new());
+        if let Err(e) = release_all(&self.pool, &self.me).await {
+            tracing::warn!(error = %e, "releasing source leases failed");
+        }
+        tracing::info!(instance = %self.me, "connectors stopped");
+    }
+
+    /// Starts, restarts and stops tasks so that exactly `sources` run.
+    fn reconcile(&mut self, sources: Vec<LeasedSource>) {
+        let wanted: HashMap<Uuid, &LeasedSource> = sources.iter().map(|s| (s.id, s)).collect();
+        self.running.retain(|id, r| {
+            let keep = wanted.get(id).is_some_and(|s| s.version == r.version);
+            if !keep {
+                r.stop.cancel();
+                if let Some(task) = r.task.take() {
+                    // The task ends at its next await point; nothing waits for it.
+                    drop(task);
+                }
+            }
+            keep
+        });
+        for source in sources {
+            if self.running.contains_key(&source.id) {
+                continue;
+            }
+            let status = SharedStatus::default();
+            let stop = CancellationToken::new();
+            let task = match SourceSpec::from_json(source.definition.clone()) {
+                Ok(spec) => Some(self.spawn(&source, spec, status.clone(), stop.clone())),
+                Err(errors) => {
+                    let message = errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    if let Ok(mut s) = status.lock() {
+                        s.record(
+                            crate::now_ms(),
+                            0,
+                            Some(format!("invalid definition: {message}")),
+                        );
+                    }
+                    None
+                }
+            };
+            self.running.insert(
+                source.id,
+                Running {
+                    version: source.version,
+                    stop,
+                    task,
+                    status,
+                },
+            );
+        }
+    }
+
+    fn spawn(
+        &self,
+        source: &LeasedSource,
+        spec: SourceSpec,
+        status: SharedStatus,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let kind = match spec.protocol {
+            Protocol::ModbusTcp => Source::Modbus,
+            Protocol::Opcua => Source::Opcua,
+        };
+        let outlet = KafkaOutlet::new(
+            self.sink.clone(),
+            self.pool.clone(),
+            self.gateway.clone(),
+            source.tenant_id,
+            kind,
+        );
+        let options = RunOptions {
+            min_backoff: Duration::from_millis(self.config.min_backoff_ms),
+            max_backoff: Duration::from_millis(
+                self.config.max_backoff_ms.max(self.config.min_backoff_ms),
+            ),
+        };
+        tracing::info!(source = %source.name, id = %source.id, version = source.version, "polling source");
+        tokio::spawn(run_source(
+            source.name.clone(),
+            spec,
+            outlet,
+            status,
+            options,
+            stop,
+        ))
+    }
+
+    /// Writes the health of every running source, in one statement.
+    async fn publish(&self) {
+        let now = crate::now_ms();
+        let at = |ms: Option<i64>| ms.and_then(chrono::DateTime::from_timestamp_millis);
+        let mut rows = StatusRows::default();
+        for (id, running) in &self.running {
+            let snapshot = running.status.lock().ok().map(|mut s| {
+                let per_minute = s.readings_per_minute(now);
+                (s.clone(), per_minute)
+            });
+            let Some((status, per_minute)) = snapshot else {
+                continue;
+            };
+            rows.ids.push(*id);
+            rows.versions.push(running.version);
+            rows.healthy.push(status.healthy);
+            rows.success.push(at(status.last_success_ms));
+            rows.errors.push(status.last_error);
+            rows.error_at.push(at(status.last_error_ms));
+            rows.per_minute.push(per_minute as i64);
+        }
+        if rows.ids.is_empty() {
+            return;
+        }
+        let result = sqlx::query(
+            "INSERT INTO ingest_source_status (source_id, version, healthy, last_success_at, last_error,
+                 last_error_at, readings_per_minute, polled_by, updated_at)
+             SELECT r.id, r.version, r.healthy, r.success, r.error, r.error_at, r.per_minute, $8, now()
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::bool[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+                         $7::bigint[]) AS r(id, version, healthy, success, error, error_at, per_minute)
+             WHERE EXISTS (SELECT 1 FROM ingest_sources s WHERE s.id = r.id)
+             ON CONFLICT (source_id) DO UPDATE SET version = EXCLUDED.version, healthy = EXCLUDED.healthy,
+                 last_success_at = COALESCE(EXCLUDED.last_success_at, ingest_source_status.last_success_at),
+                 last_error = COALESCE(EXCLUDED.last_error, ingest_source_status.last_error),
+                 last_error_at = COALESCE(EXCLUDED.last_error_at, ingest_source_status.last_error_at),
+                 readings_per_minute = EXCLUDED.readings_per_minute, polled_by = EXCLUDED.polled_by,
+                 updated_at = now()",
+        )
+        .bind(&rows.ids)
+        .bind(&rows.versions)
+        .bind(&rows.healthy)
+        .bind(&rows.success)
+        .bind(&rows.errors)
+        .bind(&rows.error_at)
+        .bind(&rows.per_minute)
+        .bind(&self.me)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, sources = rows.ids.len(), "publishing source health failed");
+        }
+    }
+}
+
+/// Column arrays of the status rows written at once.
+#[derive(Default)]
+struct StatusRows {
+    ids: Vec<Uuid>,
+    versions: Vec<i64>,
+    healthy: Vec<bool>,
+    success: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    errors: Vec<Option<String>>,
+    error_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    per_minute: Vec<i64>,
+}

@@ -1,0 +1,402 @@
+//! The OPC-UA client of one source, on `async-opcua`: a session per source, then either periodic reads
+//! of every node or a subscription whose monitored items report changes.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::opcua::client::{
+    ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Password, Session,
+};
+use ::opcua::crypto::SecurityPolicy;
+use ::opcua::types::{
+    DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest, NodeId,
+    ReadValueId, StatusCode, TimestampsToReturn, Variant,
+};
+use haltless_schemas::{Quality, Reading};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{interval, timeout, Interval, MissedTickBehavior};
+
+use crate::opcua::OpcUaPoint;
+use crate::source::{OpcUaAuth, OpcUaSettings, PointReading, PollOutcome, SourceError, SourceSpec};
+
+/// An open session and what runs it.
+struct Connected {
+    session: Arc<Session>,
+    event_loop: JoinHandle<StatusCode>,
+    /// Changes from the subscription, by point index (subscription mode only).
+    changes: Option<mpsc::UnboundedReceiver<(usize, DataValue)>>,
+}
+
+/// One OPC-UA server and the nodes read from it.
+pub struct OpcUaDevice {
+    endpoint: String,
+    settings: OpcUaSettings,
+    timeout: Duration,
+    poll_interval: Duration,
+    points: Vec<OpcUaPoint>,
+    node_ids: Vec<NodeId>,
+    ticker: Option<Interval>,
+    connected: Option<Connected>,
+}
+
+impl OpcUaDevice {
+    /// A device at `spec.endpoint` serving `points`.
+    pub fn new(spec: &SourceSpec, points: Vec<OpcUaPoint>) -> Self {
+        // The definition was checked; a node id the crate still refuses fails at connect time.
+        let node_ids = points
+            .iter()
+            .map(|p| NodeId::from_str(&p.node_id).unwrap_or_else(|_| NodeId::null()))
+            .collect();
+        Self {
+            endpoint: spec.endpoint.clone(),
+            settings: spec.opcua.clone().unwrap_or_default(),
+            timeout: Duration::from_millis(spec.timeout_ms),
+            poll_interval: Duration::from_millis(spec.poll_interval_ms),
+            points,
+            node_ids,
+            ticker: None,
+            connected: None,
+        }
+    }
+
+    fn connect_error(&self, message: impl std::fmt::Display) -> SourceError {
+        SourceError::Connect {
+            endpoint: self.endpoint.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Opens a session (and, in subscription mode, creates the subscription and monitored items).
+    pub async fn connect(&mut self) -> Result<(), SourceError> {
+        if let Some(i) = self.node_ids.iter().position(NodeId::is_null) {
+            return Err(SourceError::Config(format!(
+                "points[{i}].node_id `{}` is not a node id",
+                self.points[i].node_id
+            )));
+        }
+        let secure = self.settings.security_policy != "None";
+        // The first secure client of the process creates the key pair; the others must not race it.
+        static PKI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let pki = PKI.lock().await;
+        let client = ClientBuilder::new()
+            .application_name("Haltless")
+            .application_uri("urn:haltless:connectors")
+            .product_uri("urn:haltless")
+            .pki_dir(std::env::temp_dir().join("haltless-opcua-pki"))
+            .create_sample_keypair(secure)
+            .trust_server_certs(true)
+            .session_retry_limit(0)
+            .request_timeout(self.timeout)
+            .session_timeout(60_000)
+            .client()
+            .map_err(|e| SourceError::Config(format!("OPC-UA client: {}", e.join("; "))));
+        drop(pki);
+        let mut client = client?;
+        let mode = match self.settings.security_mode.as_str() {
+            "Sign" => MessageSecurityMode::Sign,
+            "SignAndEncrypt" => MessageSecurityMode::SignAndEncrypt,
+            _ => MessageSecurityMode::None,
+        };
+        let identity = match &self.settings.auth {
+            OpcUaAuth::Anonymous => IdentityToken::Anonymous,
+            OpcUaAuth::UserPassword { username, password } => {
+                IdentityToken::UserName(username.clone(), Password::new(password.clone()))
+            }
+        };
+        let ms = self.timeout.as_millis() as u64;
+        let endpoints = timeout(
+            self.timeout,
+            client.get_server_endpoints_from_url(self.endpoint.as_str()),
+        )
+        .await
+        .map_err(|_| SourceError::Timeout(ms))?
+        .map_err(|e| self.connect_error(e))?;
+        let endpoint = self.choose_endpoint(endpoints, mode)?;
+        let (session, event_loop) = client
+            .connect_to_endpoint_directly(endpoint, identity)
+            .map_err(|e| self.connect_error(e))?;
+        let mut event_loop = event_loop.spawn();
+        // The session is up, or the event loop gave up (e.g. a refused login), or time ran out.
+        let up = tokio::select! {
+            up = timeout(self.timeout, session.wait_for_connection()) => up,
+            ended = &mut event_loop => {
+                let status = ended.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                return Err(self.connect_error(format!("the session could not be opened: {status}")));
+            }
+        };
+        if !matches!(up, Ok(true)) {
+            event_loop.abort();
+            return Err(self.connect_error(format!(
+                "the session was not activated within {ms} ms (check security policy, mode, user and password)"
+            )));
+        }
+        let mut connected = Connected {
+            session,
+            event_loop,
+            changes: None,
+        };
+        if self.settings.subscribe {
+            match self.subscribe(&connected.session).await {
+                Ok(rx) => connected.changes = Some(rx),
+                Err(e) => {
+                    close(connected).await;
+                    return Err(e);
+                }
+            }
+        }
+        self.connected = Some(connected);
+        Ok(())
+    }
+
+    /// The server's endpoint with our security policy and mode, preferring the one whose path is ours; its
+    /// address is replaced by the one configured, because servers often advertise a host name or port
+    /// that is not reachable from here.
+    fn choose_endpoint(
+        &self,
+        endpoints: Vec<EndpointDescription>,
+        mode: MessageSecurityMode,
+    ) -> Result<EndpointDescription, SourceError> {
+        let policy = SecurityPolicy::from_str(&self.settings.security_policy)
+            .unwrap_or(SecurityPolicy::Unknown);
+        let path = |url: &str| {
+            url.splitn(4, '/')
+                .nth(3)
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        let ours = path(&self.endpoint);
+        let offered: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {:?}",
+                    e.security_policy_uri
+                        .as_ref()
+                        .rsplit('#')
+                        .next()
+                        .unwrap_or_default(),
+                    e.security_mode
+                )
+            })
+            .collect();
+        let mut chosen = endpoints
+            .into_iter()
+            .filter(|e| e.security_mode == mode && SecurityPolicy::from_uri(e.security_policy_uri.as_ref()) == policy)
+            .min_by_key(|e| path(e.endpoint_url.as_ref()) != ours)
+            .ok_or_else(|| {
+                SourceError::Device(format!(
+                    "the server offers no endpoint with security policy {} and mode {}; it offers: {}",
+                    self.settings.security_policy,
+                    self.settings.security_mode,
+                    offered.join(", ")
+                ))
+            })?;
+        chosen.endpoint_url = self.endpoint.as_str().into();
+        Ok(chosen)
+    }
+
+    async fn subscribe(
+        &self,
+        session: &Session,
+    ) -> Result<mpsc::UnboundedReceiver<(usize, DataValue)>, SourceError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let callback = DataChangeCallback::new(move |value: DataValue, item: &MonitoredItem| {
+            // Client handles are point index + 1 (0 lets the crate choose).
+            let index = item.client_handle().saturating_sub(1) as usize;
+            let _ = tx.send((index, value));
+        });
+        let ms = self.poll_interval.as_millis() as f64;
+        let id = session
+            .create_subscription(self.poll_interval, 60, 10, 0, 0, true, callback)
+            .await
+            .map_err(|e| SourceError::Device(format!("creating the subscription: {e}")))?;
+        let items: Vec<MonitoredItemCreateRequest> = self
+            .node_ids
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut item: MonitoredItemCreateRequest = node.clone().into();
+                item.requested_parameters.client_handle = i as u32 + 1;
+                item.requested_parameters.sampling_interval = ms;
+                item.requested_parameters.queue_size = 100;
+                item
+            })
+            .collect();
+        let created = session
+            .create_monitored_items(id, TimestampsToReturn::Both, items)
+            .await
+            .map_err(|e| SourceError::Device(format!("creating monitored items: {e}")))?;
+        let refused: Vec<String> = created
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.result.status_code.is_bad())
+            .map(|(i, c)| format!("{}: {}", self.points[i].node_id, c.result.status_code))
+            .collect();
+        if !refused.is_empty() {
+            return Err(SourceError::Device(format!(
+                "monitored items refused: {}",
+                refused.join("; ")
+            )));
+        }
+        Ok(rx)
+    }
+
+    /// The next readings: a read of every node at the polling interval, or the changes the subscription
+    /// reported.
+    pub async fn next(&mut self) -> Result<PollOutcome, SourceError> {
+        let lost = |c: &Connected| c.event_loop.is_finished();
+        if self.connected.as_ref().is_none_or(lost) {
+            return Err(self.connect_error("the session was lost"));
+        }
+        if self.settings.subscribe {
+            return self.next_changes().await;
+        }
+        let period = self.poll_interval;
+        let ticker = self.ticker.get_or_insert_with(|| {
+            let mut t = interval(period);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
+        ticker.tick().await;
+        let Some(connected) = &self.connected else {
+            return Err(self.connect_error("not connected"));
+        };
+        let nodes: Vec<ReadValueId> = self
+            .node_ids
+            .iter()
+            .cloned()
+            .map(ReadValueId::from)
+            .collect();
+        let ms = self.timeout.as_millis() as u64;
+        let values = timeout(
+            self.timeout,
+            connected
+                .session
+                .read(&nodes, TimestampsToReturn::Both, 0.0),
+        )
+        .await
+        .map_err(|_| SourceError::Timeout(ms))?
+        .map_err(|e| self.connect_error(format!("read: {e}")))?;
+        let now = crate::now_ms();
+        let mut outcome = PollOutcome::default();
+        for (i, value) in values.into_iter().enumerate() {
+            self.convert(i, value, now, &mut outcome);
+        }
+        Ok(outcome)
+    }
+
+    async fn next_changes(&mut self) -> Result<PollOutcome, SourceError> {
+        let quiet = self.poll_interval * 10 + self.timeout;
+        let Some(rx) = self.connected.as_mut().and_then(|c| c.changes.as_mut()) else {
+            return Err(self.connect_error("not subscribed"));
+        };
+        let mut changes = Vec::new();
+        match timeout(quiet, rx.recv()).await {
+            // Nothing changed for a while: the session is alive (checked by the caller next time).
+            Err(_) => {}
+            Ok(None) => return Err(self.connect_error("the subscription ended")),
+            Ok(Some(first)) => {
+                changes.push(first);
+                while let Ok(more) = rx.try_recv() {
+                    changes.push(more);
+                }
+            }
+        }
+        let now = crate::now_ms();
+        let mut outcome = PollOutcome::default();
+        for (i, value) in changes {
+            if i < self.points.len() {
+                self.convert(i, value, now, &mut outcome);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Turns a data value into a reading of point `i`, or a problem.
+    fn convert(&self, i: usize, value: DataValue, now: i64, outcome: &mut PollOutcome) {
+        let point = &self.points[i];
+        let status = value.status.unwrap_or(StatusCode::Good);
+        let name = format!("{}/{} ({})", point.machine, point.metric, point.node_id);
+        if status.is_bad() {
+            outcome
+                .problems
+                .push(format!("{name}: the server answered {status}"));
+            return;
+        }
+        let Some(number) = value.value.as_ref().and_then(number) else {
+            outcome.problems.push(format!(
+                "{name}: the value {:?} is not a number or boolean",
+                value.value
+            ));
+            return;
+        };
+        let ts = value
+            .source_timestamp
+            .or(value.server_timestamp)
+            .map(|t| t.as_chrono().timestamp_millis())
+            .filter(|ms| *ms > 0)
+            .unwrap_or(now);
+        let quality = if status.is_uncertain() {
+            Quality::Uncertain
+        } else {
+            Quality::Good
+        };
+        outcome.readings.push(PointReading {
+            machine: point.machine.clone(),
+            reading: Reading {
+                metric: point.metric.clone(),
+                event_time_ms: ts,
+                value: number * point.scale + point.offset,
+                quality: Some(quality),
+            },
+        });
+    }
+
+    /// Closes the session.
+    pub async fn disconnect(&mut self) {
+        if let Some(connected) = self.connected.take() {
+            close(connected).await;
+        }
+        self.ticker = None;
+    }
+}
+
+async fn close(connected: Connected) {
+    let _ = timeout(Duration::from_secs(2), connected.session.disconnect()).await;
+    connected.event_loop.abort();
+}
+
+/// The numeric value of a scalar variant (booleans as 0 and 1).
+fn number(v: &Variant) -> Option<f64> {
+    Some(match v {
+        Variant::Boolean(b) => f64::from(u8::from(*b)),
+        Variant::SByte(x) => f64::from(*x),
+        Variant::Byte(x) => f64::from(*x),
+        Variant::Int16(x) => f64::from(*x),
+        Variant::UInt16(x) => f64::from(*x),
+        Variant::Int32(x) => f64::from(*x),
+        Variant::UInt32(x) => f64::from(*x),
+        Variant::Int64(x) => *x as f64,
+        Variant::UInt64(x) => *x as f64,
+        Variant::Float(x) => f64::from(*x),
+        Variant::Double(x) => *x,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_numeric_and_boolean_variants() {
+        assert_eq!(number(&Variant::Boolean(true)), Some(1.0));
+        assert_eq!(number(&Variant::Int16(-3)), Some(-3.0));
+        assert_eq!(number(&Variant::Float(0.5)), Some(0.5));
+        assert_eq!(number(&Variant::UInt64(1 << 40)), Some((1u64 << 40) as f64));
+        assert_eq!(number(&Variant::Empty), None);
+    }
+}

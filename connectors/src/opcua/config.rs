@@ -1,0 +1,179 @@
+//! An OPC-UA point: a node id and the (machine, metric) its value feeds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::config::{check_target, OpcUaAuth, OpcUaSettings};
+use crate::source::FieldError;
+
+/// Security policies the client offers.
+pub const SECURITY_POLICIES: &[&str] = &[
+    "None",
+    "Basic256Sha256",
+    "Aes128_Sha256_RsaOaep",
+    "Aes256_Sha256_RsaPss",
+];
+
+/// Message security modes.
+pub const SECURITY_MODES: &[&str] = &["None", "Sign", "SignAndEncrypt"];
+
+/// One OPC-UA variable and the (machine, metric) it feeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpcUaPoint {
+    /// Machine the value belongs to.
+    pub machine: String,
+    /// Metric name.
+    pub metric: String,
+    /// Node id in the standard text form: `ns=2;s=Line1.Temp`, `ns=3;i=1001`, `i=2258`,
+    /// `ns=1;g=<uuid>` or `ns=1;b=<base64>`.
+    pub node_id: String,
+    /// The reading is `value * scale + offset`.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    /// Added after scaling.
+    #[serde(default)]
+    pub offset: f64,
+}
+
+fn default_scale() -> f64 {
+    1.0
+}
+
+impl OpcUaPoint {
+    /// Checks the point; `field` is its path in the definition.
+    pub fn check(&self, field: &str, errors: &mut Vec<FieldError>) {
+        check_target(&self.machine, &self.metric, field, errors);
+        if let Err(reason) = check_node_id(&self.node_id) {
+            errors.push(FieldError::new(format!("{field}.node_id"), reason));
+        }
+        if !self.scale.is_finite() || self.scale == 0.0 {
+            errors.push(FieldError::new(
+                format!("{field}.scale"),
+                "must be a finite number other than 0",
+            ));
+        }
+        if !self.offset.is_finite() {
+            errors.push(FieldError::new(
+                format!("{field}.offset"),
+                "must be a finite number",
+            ));
+        }
+    }
+}
+
+/// Checks the text form of a node id.
+pub fn check_node_id(text: &str) -> Result<(), String> {
+    let usage = "use `ns=<namespace>;i=<number>`, `ns=<namespace>;s=<name>`, `;g=<guid>` or `;b=<base64>` (ns= may be left out for namespace 0)";
+    let rest = match text.strip_prefix("ns=") {
+        Some(rest) => {
+            let Some((ns, rest)) = rest.split_once(';') else {
+                return Err(format!(
+                    "`{text}` has no identifier after the namespace; {usage}"
+                ));
+            };
+            if ns.parse::<u16>().is_err() {
+                return Err(format!("namespace `{ns}` is not a number from 0 to 65535"));
+            }
+            rest
+        }
+        None => text,
+    };
+    let Some((kind, id)) = rest.split_once('=') else {
+        return Err(format!("`{text}` is not a node id; {usage}"));
+    };
+    let ok = match kind {
+        "i" => id.parse::<u32>().is_ok(),
+        "s" | "b" => !id.is_empty(),
+        "g" => uuid::Uuid::parse_str(id).is_ok(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{text}` is not a node id; {usage}"))
+    }
+}
+
+/// Checks the session settings.
+pub(crate) fn check_settings(settings: &OpcUaSettings, errors: &mut Vec<FieldError>) {
+    let policy_ok = SECURITY_POLICIES.contains(&settings.security_policy.as_str());
+    let mode_ok = SECURITY_MODES.contains(&settings.security_mode.as_str());
+    if !policy_ok {
+        errors.push(FieldError::new(
+            "opcua.security_policy",
+            format!("must be one of {}", SECURITY_POLICIES.join(", ")),
+        ));
+    }
+    if !mode_ok {
+        errors.push(FieldError::new(
+            "opcua.security_mode",
+            format!("must be one of {}", SECURITY_MODES.join(", ")),
+        ));
+    }
+    let none_policy = settings.security_policy == "None";
+    let none_mode = settings.security_mode == "None";
+    if policy_ok && mode_ok && none_policy != none_mode {
+        errors.push(FieldError::new(
+            "opcua.security_mode",
+            "security policy None goes with mode None, and only with it",
+        ));
+    }
+    if let OpcUaAuth::UserPassword { username, .. } = &settings.auth {
+        if username.is_empty() {
+            errors.push(FieldError::new("opcua.auth.username", "must not be empty"));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_standard_forms() {
+        for id in [
+            "ns=2;s=Line1.Temp",
+            "ns=3;i=1001",
+            "i=2258",
+            "ns=1;g=72962b91-fa75-4ae6-8d28-b404dc7daf63",
+            "ns=1;b=M/RbKBsRVkePCePcx24oRA==",
+        ] {
+            assert_eq!(check_node_id(id), Ok(()), "{id}");
+        }
+    }
+
+    #[test]
+    fn explains_bad_node_ids() {
+        for id in [
+            "",
+            "Temp",
+            "ns=x;s=a",
+            "ns=2",
+            "ns=2;i=abc",
+            "ns=2;q=1",
+            "ns=2;s=",
+            "g=nope",
+        ] {
+            assert!(check_node_id(id).is_err(), "{id}");
+        }
+        assert!(check_node_id("ns=70000;i=1")
+            .unwrap_err()
+            .contains("namespace"));
+    }
+
+    #[test]
+    fn policy_and_mode_go_together() {
+        let mut errors = Vec::new();
+        let settings = OpcUaSettings {
+            security_policy: "Basic256Sha256".into(),
+            security_mode: "None".into(),
+            ..OpcUaSettings::default()
+        };
+        check_settings(&settings, &mut errors);
+        assert_eq!(errors.len(), 1);
+        errors.clear();
+        check_settings(&OpcUaSettings::default(), &mut errors);
+        assert!(errors.is_empty());
+    }
+}

@@ -1,0 +1,36 @@
+//! Errors of device sources, classified for retry.
+
+/// Why a poll of a device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The device could not be reached or the connection broke.
+    #[error("connection to {endpoint}: {message}")]
+    Connect {
+        /// The device's address.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The device did not answer in time.
+    #[error("no answer from the device within {0} ms")]
+    Timeout(u64),
+    /// The device answered with a protocol error, e.g. a Modbus exception for an address it lacks.
+    #[error("{0}")]
+    Device(String),
+    /// A value read could not become a reading (e.g. not finite).
+    #[error("{0}")]
+    Value(String),
+    /// The readings could not be delivered (Kafka or the cloud unavailable).
+    #[error("delivery: {0}")]
+    Delivery(String),
+    /// The source's definition cannot work (e.g. an unknown machine).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl SourceError {
+    /// Whether a later attempt may succeed without a change of configuration.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, SourceError::Config(_))
+    }
+}
