@@ -126,27 +126,6 @@ pub async fn activate(pool: &PgPool, g: Generation) -> Result<Generation, Proces
     Ok(Generation(old.unwrap_or(1)))
 }
 
-/// Deletes the alert rows of a retired or abandoned generation, a slice at a time.
-pub async fn purge_rows(pool: &PgPool, g: Generation) -> Result<u64, ProcessorError> {
-    let mut total = 0;
-    for table in ["alert_events", "alerts"] {
-        loop {
-            let n = sqlx::query(&format!(
-                "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE generation = $1 LIMIT 10000)"
-            ))
-            .bind(g.0)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            total += n;
-            if n == 0 {
-                break;
-            }
-        }
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
