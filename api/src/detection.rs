@@ -2,6 +2,7 @@
 //! of the active generation and follows a replay's switch-over to the next; `haltless replay` runs those of
 //! the generation it builds.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -68,13 +69,17 @@ pub async fn detector(settings: &Settings, g: Generation) -> anyhow::Result<Dete
     ))
 }
 
-/// Starts the detectors of `g` in the background.
+/// Starts the detectors of `g` in the background; with `end`, only below those offsets per partition.
 pub async fn spawn_detector(
     settings: &Settings,
     g: Generation,
+    end: Option<HashMap<i32, i64>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Task> {
-    let runtime = detector(settings, g).await?;
+    let mut runtime = detector(settings, g).await?;
+    if let Some(end) = end {
+        runtime = runtime.with_end_offsets(end);
+    }
     let token = shutdown.clone();
     Ok(tokio::spawn(async move {
         runtime.run(token).await.context("detectors")
@@ -155,7 +160,7 @@ pub async fn follow_generations(
             tasks.push(spawn_actions_projection(&settings, &pool, g, &token)?);
         }
         if detectors {
-            tasks.push(spawn_detector(&settings, g, &token).await?);
+            tasks.push(spawn_detector(&settings, g, None, &token).await?);
         }
         tracing::info!(generation = %g, "running the detection generation");
         let mut failed = Box::pin(until_all_end(tasks));

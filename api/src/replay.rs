@@ -121,14 +121,8 @@ async fn build(
     let tasks = CancellationToken::new();
     let mut settings = settings.clone();
     settings.detector.instance = "replay".into();
-    let mut runtime = detection::detector(&settings, g).await?;
-    if let Some(end) = &end {
-        runtime = runtime.with_end_offsets(end.clone());
-    }
-    let token = tasks.clone();
-    let mut running: Vec<Task> = vec![tokio::spawn(async move {
-        runtime.run(token).await.context("replay detectors")
-    })];
+    let mut running: Vec<Task> =
+        vec![detection::spawn_detector(&settings, g, end.clone(), &tasks).await?];
     running.push(detection::spawn_alerts_projection(&settings, pool, g, &tasks).await?);
 
     let outcome = follow(
