@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use haltless_processors::detect::backtest::{run_corpus, run_series};
-use haltless_processors::detect::nab::{self, Profile};
-use haltless_processors::detect::rules::Rule;
+use haltless_processors::detection::backtest::series::{run_corpus, run_series};
+use haltless_processors::detection::backtest::nab::{self, Profile};
+use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::runtime::offsets::TopicOffsets;
 use haltless_schemas::{Codec, ReadingBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};

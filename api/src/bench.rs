@@ -219,7 +219,7 @@ pub async fn run_detect(
     config: DetectBenchConfig,
 ) -> anyhow::Result<()> {
     use haltless_connectors::gateway::ReadingsSink;
-    use haltless_processors::detector::{
+    use haltless_processors::detection::processor::{
         DetectorConfig, DetectorRuntime, DetectorTopics, RuleChange,
     };
     use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
@@ -339,7 +339,7 @@ pub async fn run_detect(
     let throughput_in = started.elapsed();
 
     // Latency: a threshold rule, then one violating reading at a time, timed until its alert is committed.
-    let rule: haltless_processors::detect::rules::Rule = serde_json::from_value(
+    let rule: haltless_processors::detection::logic::rules::Rule = serde_json::from_value(
         serde_json::json!({
         "id": "hot", "when": {"metric": "probe", "detector": "above", "value": 100}, "clear_after": 1}),
     )?;

@@ -7,7 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::direct::ConnectorsConfig;
 use haltless_connectors::gateway::GatewayConfig;
-use haltless_processors::detector::DetectorConfig;
+use haltless_processors::detection::processor::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
 use secrecy::SecretString;
 use serde::Deserialize;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use haltless_processors::detector::{DetectorRuntime, DetectorTopics};
+use haltless_processors::detection::processor::{DetectorRuntime, DetectorTopics};
 use haltless_processors::projection::alerts::{AlertActionsProjection, AlertsProjection};
 use haltless_processors::runtime::generation;
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};

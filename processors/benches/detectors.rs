@@ -13,12 +13,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use haltless_processors::detect::baseline::{Baseline, BaselineConfig};
-use haltless_processors::detect::engine::{Input, MachineState};
-use haltless_processors::detect::ewma::{Ewma, EwmaConfig};
-use haltless_processors::detect::rate::{Rate, RateConfig};
-use haltless_processors::detect::rules::Rule;
-use haltless_processors::detect::{Detector, Sample};
+use haltless_processors::detection::logic::baseline::{Baseline, BaselineConfig};
+use haltless_processors::detection::logic::engine::{Input, MachineState};
+use haltless_processors::detection::logic::ewma::{Ewma, EwmaConfig};
+use haltless_processors::detection::logic::rate::{Rate, RateConfig};
+use haltless_processors::detection::logic::rules::Rule;
+use haltless_processors::detection::logic::{Detector, Sample};
 
 /// Readings per series in the throughput groups.
 const N: usize = 10_000;

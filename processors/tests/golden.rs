@@ -9,9 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use haltless_processors::detect::engine::{AlertEvent, Input, MachineState};
-use haltless_processors::detect::rules::Rule;
-use haltless_processors::detect::Sample;
+use haltless_processors::detection::logic::engine::{AlertEvent, Input, MachineState};
+use haltless_processors::detection::logic::rules::Rule;
+use haltless_processors::detection::logic::Sample;
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");

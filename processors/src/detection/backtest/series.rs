@@ -1,11 +1,11 @@
 //! Backtests: the detectors and a rule set run over one recorded series, exactly as they run live, with
 //! per-reading anomaly scores and the alerts they raise, scored with NAB's method against labels.
 
-use super::engine::{AlertEvent, Input, MachineState};
-use super::lifecycle::Transition;
+use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
+use crate::detection::logic::lifecycle::Transition;
 use super::nab::{self, CorpusTally, Profile, ResultRow, StreamScore};
-use super::rules::Rule;
-use super::Sample;
+use crate::detection::logic::rules::Rule;
+use crate::detection::logic::Sample;
 
 /// The metric name a backtested series is fed under; rules for a backtest name this metric.
 pub const BACKTEST_METRIC: &str = "value";

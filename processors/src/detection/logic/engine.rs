@@ -306,7 +306,7 @@ fn sustain_limit(test: &Test, v: &Verdict, clear_ratio: f64) -> f64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::detect::testing::noisy;
+    use crate::detection::logic::testing::noisy;
 
     fn run(state: &mut MachineState, rules: &[Rule], series: &[(&str, Sample)]) -> Vec<AlertEvent> {
         series

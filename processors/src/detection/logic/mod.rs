@@ -2,14 +2,11 @@
 //!
 //! - [`ewma`], [`baseline`], [`rate`]: the detectors; each turns a [`Sample`] into a [`Verdict`].
 //! - [`stats`]: the running statistics they share.
-//! - [`nab`]: the Numenta Anomaly Benchmark's scoring, and its CSV and label formats, for backtests.
 
-pub mod backtest;
 pub mod baseline;
 pub mod engine;
 pub mod ewma;
 pub mod lifecycle;
-pub mod nab;
 pub mod rate;
 pub mod rules;
 pub mod stats;

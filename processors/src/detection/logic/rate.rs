@@ -77,7 +77,7 @@ impl Detector for Rate {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::detect::testing::{noisy, run};
+    use crate::detection::logic::testing::{noisy, run};
 
     #[test]
     fn velocity_accounts_for_irregular_spacing() {

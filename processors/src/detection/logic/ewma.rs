@@ -66,7 +66,7 @@ impl Detector for Ewma {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::detect::testing::{noisy, run};
+    use crate::detection::logic::testing::{noisy, run};
 
     #[test]
     fn fires_on_a_spike_but_not_on_noise_or_slow_drift() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::detect::rules::Rule;
+use crate::detection::logic::rules::Rule;
 
 /// One change of one rule: a record of the rules topic, keyed `tenant/rule_id/version` so that compaction
 /// keeps every version.

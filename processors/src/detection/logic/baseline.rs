@@ -99,7 +99,7 @@ impl Detector for Baseline {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::detect::testing::{noisy, run};
+    use crate::detection::logic::testing::{noisy, run};
 
     #[test]
     fn catches_a_slow_drift_that_adaptive_detectors_follow() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::detect::engine::MachineState;
+use crate::detection::logic::engine::MachineState;
 use crate::runtime::ProcessorError;
 
 /// Serialises a machine's state for the changelog.

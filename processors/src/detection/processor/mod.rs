@@ -1,4 +1,4 @@
-//! The detector processor: consumes `haltless.readings.v1`, runs [`crate::detect`] per machine and produces
+//! The detector processor: consumes `haltless.readings.v1`, runs [`crate::detection::logic`] per machine and produces
 //! `haltless.alerts.v1` exactly once, with its state in a compacted changelog topic.
 
 mod config;
