@@ -13,9 +13,10 @@ pub const READINGS_TOPIC: &str = "haltless.readings.v1";
 pub const SCHEMA: &str = include_str!("../avro/haltless.readings.v1.avsc");
 
 /// Every released version, oldest first (see `avro/README.md`).
-pub const HISTORY: &[&str] = &[include_str!(
-    "../avro/history/haltless.readings.v1/001.avsc"
-)];
+pub const HISTORY: &[&str] = &[
+    include_str!("../avro/history/haltless.readings.v1/001.avsc"),
+    include_str!("../avro/history/haltless.readings.v1/002.avsc"),
+];
 
 /// Which ingest path produced a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -23,12 +24,94 @@ pub const HISTORY: &[&str] = &[include_str!(
 pub enum Source {
     /// HTTP `POST /api/v1/ingest`.
     Gateway,
-    /// Polled from an OPC-UA server.
-    Opcua,
-    /// Polled from a Modbus TCP device.
-    Modbus,
     /// Pushed by the edge agent.
     Agent,
+    /// Read from a device by the platform's pollers, with the protocol registered under this name.
+    Device(ProtocolName),
+}
+
+impl Source {
+    /// The symbol of the topic's `source` enum this source is written as: `GATEWAY`, `AGENT`, `OPCUA`,
+    /// `MODBUS` or `DEVICE` (the protocol's name is then in the `protocol` field).
+    pub fn symbol(&self) -> &'static str {
+        source_fields(*self).0
+    }
+}
+
+/// The registered name of a device protocol, e.g. `modbus_tcp` or `opcua`: 1 to 32 lowercase ASCII
+/// letters, digits or `_`, starting with a letter. Kept inline so that [`Source`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProtocolName {
+    len: u8,
+    bytes: [u8; ProtocolName::MAX_LEN],
+}
+
+impl ProtocolName {
+    /// The longest name.
+    pub const MAX_LEN: usize = 32;
+
+    /// The name, if `name` is a valid protocol name.
+    pub const fn new(name: &str) -> Option<Self> {
+        let src = name.as_bytes();
+        if src.is_empty() || src.len() > Self::MAX_LEN || !src[0].is_ascii_lowercase() {
+            return None;
+        }
+        let mut bytes = [0u8; Self::MAX_LEN];
+        let mut i = 0;
+        while i < src.len() {
+            let b = src[i];
+            if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return None;
+            }
+            bytes[i] = b;
+            i += 1;
+        }
+        Some(Self {
+            len: src.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name of a protocol known when the code is built. Use it in a `const`, where an invalid
+    /// name fails the build instead of the program.
+    pub const fn from_static(name: &'static str) -> Self {
+        match Self::new(name) {
+            Some(n) => n,
+            None => panic!("a protocol name is 1 to 32 of a-z, 0-9 and _, starting with a letter"),
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (see `new`), so this cannot fail.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ProtocolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for ProtocolName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ProtocolName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProtocolName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::new(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{name}` is not a protocol name")))
+    }
 }
 
 /// Quality flag of one reading, as devices report it.
@@ -111,16 +194,30 @@ impl ReadingBatch {
                 ])
             })
             .collect();
+        let (source_symbol, protocol) = source_fields(self.source);
+        // Every symbol `source_fields` gives is in the list; 0 is never reached.
+        let source_index = SOURCE_SYMBOLS
+            .iter()
+            .position(|s| *s == source_symbol)
+            .unwrap_or_default() as u32;
+        let protocol = match protocol {
+            None => Value::Union(0, Box::new(Value::Null)),
+            Some(name) => Value::Union(1, Box::new(Value::String(name.to_string()))),
+        };
         Value::Record(vec![
             ("tenant_id".into(), Value::Uuid(self.tenant_id)),
             ("machine_id".into(), Value::Uuid(self.machine_id)),
             ("machine".into(), Value::String(self.machine.clone())),
-            ("source".into(), enum_symbol(&SOURCES, self.source)),
+            (
+                "source".into(),
+                Value::Enum(source_index, source_symbol.into()),
+            ),
             (
                 "ingest_time".into(),
                 Value::TimestampMillis(self.ingest_time_ms),
             ),
             ("readings".into(), Value::Array(readings)),
+            ("protocol".into(), protocol),
         ])
     }
 
@@ -152,19 +249,66 @@ impl ReadingBatch {
             tenant_id: f.uuid("tenant_id")?,
             machine_id: f.uuid("machine_id")?,
             machine: f.string("machine")?,
-            source: parse_symbol(&SOURCES, &f.symbol("source")?)?,
+            source: parse_source(&f.symbol("source")?, optional_string(&mut f, "protocol")?)?,
             ingest_time_ms: f.long("ingest_time")?,
             readings,
         })
     }
 }
 
-const SOURCES: [(Source, &str); 4] = [
-    (Source::Gateway, "GATEWAY"),
-    (Source::Opcua, "OPCUA"),
-    (Source::Modbus, "MODBUS"),
-    (Source::Agent, "AGENT"),
-];
+/// A `["null", "string"]` field.
+fn optional_string(f: &mut Fields, name: &str) -> Result<Option<String>, CodecError> {
+    match f.take(name)? {
+        Value::Union(_, inner) => match *inner {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            other => Err(shape(name, &other)),
+        },
+        other => Err(shape(name, &other)),
+    }
+}
+
+/// The symbols of the `source` enum, in schema order.
+const SOURCE_SYMBOLS: [&str; 5] = ["GATEWAY", "OPCUA", "MODBUS", "AGENT", "DEVICE"];
+
+/// The two protocols that version 1 of the schema named in `source` itself. They keep their symbols so
+/// that consumers of version 1 read their batches as before; every later protocol is `DEVICE` with its
+/// name in `protocol`. This list is history: it never grows.
+const PROTOCOL_SYMBOLS: [(&str, &str); 2] = [("opcua", "OPCUA"), ("modbus_tcp", "MODBUS")];
+
+/// The `source` symbol and the `protocol` field of a batch from `source`.
+fn source_fields(source: Source) -> (&'static str, Option<ProtocolName>) {
+    match source {
+        Source::Gateway => ("GATEWAY", None),
+        Source::Agent => ("AGENT", None),
+        Source::Device(name) => {
+            let symbol = PROTOCOL_SYMBOLS
+                .iter()
+                .find(|(n, _)| *n == name.as_str())
+                .map_or("DEVICE", |(_, s)| s);
+            (symbol, Some(name))
+        }
+    }
+}
+
+/// The source of a batch from its `source` symbol and `protocol` field; batches of version 1 have no
+/// `protocol`, and their `OPCUA` or `MODBUS` names it.
+fn parse_source(symbol: &str, protocol: Option<String>) -> Result<Source, CodecError> {
+    let bad = || CodecError::Shape(format!("source {symbol} with protocol {protocol:?}"));
+    match (symbol, protocol.as_deref()) {
+        ("GATEWAY", None) => Ok(Source::Gateway),
+        ("AGENT", None) => Ok(Source::Agent),
+        ("GATEWAY" | "AGENT", Some(_)) => Err(bad()),
+        (_, Some(name)) => ProtocolName::new(name).map(Source::Device).ok_or_else(bad),
+        (symbol, None) => PROTOCOL_SYMBOLS
+            .iter()
+            .find(|(_, s)| *s == symbol)
+            .and_then(|(n, _)| ProtocolName::new(n))
+            .map(Source::Device)
+            .ok_or_else(bad),
+    }
+}
+
 const QUALITIES: [(Quality, &str); 3] = [
     (Quality::Good, "GOOD"),
     (Quality::Uncertain, "UNCERTAIN"),
@@ -181,7 +325,7 @@ mod tests {
             tenant_id: Uuid::from_u128(1),
             machine_id: Uuid::from_u128(2),
             machine: "press-07".into(),
-            source: Source::Modbus,
+            source: Source::Device(ProtocolName::from_static("modbus_tcp")),
             ingest_time_ms: 1_790_000_000_123,
             readings: vec![
                 Reading {
@@ -240,6 +384,113 @@ mod tests {
             ReadingBatch::decode(&codec, &bytes),
             Err(CodecError::UnknownSchema(_))
         ));
+    }
+
+    fn with_source(source: Source) -> ReadingBatch {
+        ReadingBatch { source, ..sample() }
+    }
+
+    fn device(name: &'static str) -> Source {
+        Source::Device(ProtocolName::from_static(name))
+    }
+
+    /// The `source` symbol a reader of version 1 sees in a message written today, resolving the writer
+    /// schema (`resolve`) or, like a consumer that skips the header, decoding the datum as version 1.
+    fn read_as_version_1(batch: &ReadingBatch, resolve: bool) -> String {
+        let codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
+        let bytes = batch.encode(&codec).unwrap();
+        let v1 = apache_avro::Schema::parse_str(HISTORY[0]).unwrap();
+        let mut datum = &bytes[10..];
+        let value = if resolve {
+            apache_avro::from_avro_datum(codec.schema(), &mut datum, Some(&v1)).unwrap()
+        } else {
+            apache_avro::from_avro_datum(&v1, &mut datum, None).unwrap()
+        };
+        let mut f = Fields::of(value).unwrap();
+        assert_eq!(f.string("machine").unwrap(), "press-07");
+        assert_eq!(f.take("readings").unwrap(), field_of(&sample(), "readings"));
+        f.symbol("source").unwrap()
+    }
+
+    fn field_of(batch: &ReadingBatch, name: &str) -> Value {
+        Fields::of(batch.to_value()).unwrap().take(name).unwrap()
+    }
+
+    #[test]
+    fn consumers_of_version_1_read_modbus_and_opcua_batches_as_before() {
+        for resolve in [true, false] {
+            assert_eq!(
+                read_as_version_1(&with_source(device("modbus_tcp")), resolve),
+                "MODBUS"
+            );
+            assert_eq!(
+                read_as_version_1(&with_source(device("opcua")), resolve),
+                "OPCUA"
+            );
+            assert_eq!(
+                read_as_version_1(&with_source(Source::Gateway), resolve),
+                "GATEWAY"
+            );
+            assert_eq!(
+                read_as_version_1(&with_source(Source::Agent), resolve),
+                "AGENT"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_written_with_version_1_decode_with_their_protocol() {
+        let v1 = Codec::new(HISTORY[0], &[], WireFormat::SingleObject).unwrap();
+        let current = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
+        for (symbol, source) in [
+            ("GATEWAY", Source::Gateway),
+            ("OPCUA", device("opcua")),
+            ("MODBUS", device("modbus_tcp")),
+            ("AGENT", Source::Agent),
+        ] {
+            let Value::Record(mut fields) = sample().to_value() else {
+                panic!("a batch is a record");
+            };
+            fields.retain(|(n, _)| n != "protocol");
+            let i = SOURCE_SYMBOLS.iter().position(|s| *s == symbol).unwrap() as u32;
+            fields.iter_mut().find(|(n, _)| n == "source").unwrap().1 =
+                Value::Enum(i, symbol.into());
+            let bytes = v1.encode_value(Value::Record(fields)).unwrap();
+            let batch = ReadingBatch::decode(&current, &bytes).unwrap();
+            assert_eq!(batch, with_source(source), "{symbol}");
+        }
+    }
+
+    #[test]
+    fn a_new_protocol_needs_no_schema_change() {
+        let codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
+        let batch = with_source(device("bacnet_ip"));
+        let bytes = batch.encode(&codec).unwrap();
+        assert_eq!(ReadingBatch::decode(&codec, &bytes).unwrap(), batch);
+        assert_eq!(field_of(&batch, "source"), Value::Enum(4, "DEVICE".into()));
+        assert_eq!(batch.source.symbol(), "DEVICE");
+        assert_eq!(device("opcua").symbol(), "OPCUA");
+        assert_eq!(
+            field_of(&batch, "protocol"),
+            Value::Union(1, Box::new(Value::String("bacnet_ip".into())))
+        );
+        assert_eq!(
+            field_of(&with_source(device("modbus_tcp")), "protocol"),
+            Value::Union(1, Box::new(Value::String("modbus_tcp".into()))),
+            "the registered name travels for the first protocols too"
+        );
+    }
+
+    #[test]
+    fn protocol_names_are_short_lowercase_identifiers() {
+        for ok in ["opcua", "modbus_tcp", "s7", "a"] {
+            assert_eq!(ProtocolName::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "Modbus", "1wire", "mqtt-sn", "a b", &"x".repeat(33)] {
+            assert!(ProtocolName::new(bad).is_none(), "{bad}");
+        }
+        assert!(parse_source("GATEWAY", Some("opcua".into())).is_err());
+        assert!(parse_source("DEVICE", None).is_err());
     }
 
     #[test]

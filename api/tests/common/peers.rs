@@ -96,7 +96,7 @@ impl Peer {
     }
 }
 
-/// The distinct `source` labels of every batch on the test's readings topic.
+/// The distinct `source` symbols (lowercased) of every batch on the test's readings topic.
 pub fn sources_on_topic(iso: &super::Isolation) -> std::collections::BTreeSet<String> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -122,7 +122,7 @@ pub fn sources_on_topic(iso: &super::Isolation) -> std::collections::BTreeSet<St
             let batch =
                 haltless_schemas::ReadingBatch::decode(&codec, msg.payload().unwrap_or_default())
                     .expect("a reading batch");
-            out.insert(format!("{:?}", batch.source).to_lowercase());
+            out.insert(batch.source.symbol().to_lowercase());
             quiet = Instant::now();
         }
     }

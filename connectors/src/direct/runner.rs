@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use haltless_schemas::readings::ProtocolName;
 use haltless_schemas::{metric_names, Source};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -163,8 +164,8 @@ impl Connectors {
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let kind = match spec.protocol {
-            Protocol::ModbusTcp => Source::Modbus,
-            Protocol::Opcua => Source::Opcua,
+            Protocol::ModbusTcp => Source::Device(ProtocolName::from_static("modbus_tcp")),
+            Protocol::Opcua => Source::Device(ProtocolName::from_static("opcua")),
         };
         let outlet = KafkaOutlet::new(
             self.sink.clone(),
