@@ -2,10 +2,13 @@
 //!
 //! - [`gateway`]: the ingest gateway's request validation ([`gateway::validate`]) and the Kafka writer
 //!   that answers only once every record is acknowledged ([`gateway::sink`]).
-//! - [`source`]: device sources: their definition and validation, and the task that reads one source
-//!   with timeouts, reconnects and backoff.
-//! - [`modbus`]: Modbus TCP points, register decoding, request planning and the client.
-//! - [`opcua`]: OPC-UA points and the client (periodic reads and subscriptions).
+//! - [`source`]: what every device source shares, whatever its protocol: the [`source::Protocol`] trait,
+//!   the source definition and its validation, and the task that reads one source with timeouts,
+//!   reconnects and backoff.
+//! - [`protocols`]: the registry, one line per protocol; the only place that lists them.
+//! - [`modbus`]: Modbus TCP (`modbus_tcp`): points, register decoding, request planning and the client.
+//! - [`opcua`]: OPC-UA (`opcua`): session settings, points and the client (periodic reads and
+//!   subscriptions).
 //! - [`direct`]: `haltless connectors`: the sources stored in PostgreSQL, shared between instances through
 //!   leases, polled into Kafka through the gateway's validation and writer.
 //! - [`agent`]: the edge agent: the same sources, a bounded store-and-forward buffer on disk, and the pusher
@@ -21,6 +24,7 @@ pub mod gateway;
 pub mod kafka;
 pub mod modbus;
 pub mod opcua;
+pub mod protocols;
 pub mod source;
 
 pub(crate) use haltless_schemas::metric_names;

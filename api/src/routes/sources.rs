@@ -139,7 +139,7 @@ async fn parse(
         )
     })?;
     let machines: Vec<&str> = {
-        let mut m: Vec<&str> = spec.points.targets().into_iter().map(|(m, _)| m).collect();
+        let mut m: Vec<&str> = spec.targets().into_iter().map(|(m, _)| m).collect();
         m.sort_unstable();
         m.dedup();
         m
@@ -225,7 +225,7 @@ async fn create(
     .bind(id)
     .bind(key.tenant_id)
     .bind(&name)
-    .bind(spec.protocol.as_str())
+    .bind(spec.protocol.name())
     .bind(&stored)
     .bind(enabled.unwrap_or(true))
     .execute(state.pool())
@@ -252,7 +252,7 @@ async fn update(
     .bind(key.tenant_id)
     .bind(current.id)
     .bind(&name)
-    .bind(spec.protocol.as_str())
+    .bind(spec.protocol.name())
     .bind(&stored)
     .bind(enabled.unwrap_or(current.enabled))
     .execute(state.pool())

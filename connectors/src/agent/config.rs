@@ -20,7 +20,7 @@ pub struct AgentConfig {
     #[serde(default)]
     pub http: AgentHttpConfig,
     /// Local sources: each is `name` plus a source definition as the sources API takes it
-    /// (protocol, endpoint, poll_interval_ms, timeout_ms, opcua, points).
+    /// (protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings section, points).
     #[serde(default)]
     pub sources: Vec<Value>,
 }

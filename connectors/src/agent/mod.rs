@@ -1,4 +1,4 @@
-//! The edge agent: reads local Modbus TCP and OPC-UA sources with the same code as the platform's
+//! The edge agent: reads local sources of any registered protocol with the same code as the platform's
 //! pollers, keeps every reading in a bounded buffer on disk ([`buffer`]) and pushes it to the cloud's
 //! `POST /api/v1/ingest` with gzip and retries ([`push`]), so that a cloud outage or an agent restart loses
 //! nothing. [`run`] ties them together and reports health.

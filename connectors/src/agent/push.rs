@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::buffer::DiskBuffer;
 use super::config::CloudConfig;
-use super::DiskBuffer;
 
 /// What the pusher has done.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -1,22 +1,22 @@
 //! The connectors loop: every refresh, renew leases, start a task for each newly leased or changed
-//! source, stop the tasks of sources lost, disabled or deleted, and publish each source's health.
+//! source, stop the tasks of sources lost, disabled or deleted, and publish each source's health. A
+//! source's batches are labelled on the topic by its protocol ([`crate::source::ErasedProtocol::source`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use haltless_schemas::readings::ProtocolName;
-use haltless_schemas::{metric_names, Source};
+use haltless_schemas::metric_names;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::config::ConnectorsConfig;
 use super::lease::{refresh, release_all, LeasedSource};
 use super::outlet::KafkaOutlet;
-use super::ConnectorsConfig;
 use crate::gateway::{GatewayConfig, ReadingsSink};
-use crate::source::{run_source, Protocol, RunOptions, SharedStatus, SourceSpec};
+use crate::source::{run_source, RunOptions, SharedStatus, SourceSpec};
 
 /// One running source.
 struct Running {
@@ -163,16 +163,12 @@ impl Connectors {
         status: SharedStatus,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
-        let kind = match spec.protocol {
-            Protocol::ModbusTcp => Source::Device(ProtocolName::from_static("modbus_tcp")),
-            Protocol::Opcua => Source::Device(ProtocolName::from_static("opcua")),
-        };
         let outlet = KafkaOutlet::new(
             self.sink.clone(),
             self.pool.clone(),
             self.gateway.clone(),
             source.tenant_id,
-            kind,
+            spec.protocol.source(),
         );
         let options = RunOptions {
             min_backoff: Duration::from_millis(self.config.min_backoff_ms),

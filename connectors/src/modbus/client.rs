@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use haltless_schemas::{Quality, Reading};
 use tokio::time::{interval, timeout, Interval, MissedTickBehavior};
 use tokio_modbus::client::{Context, Reader};
@@ -12,7 +13,7 @@ use tokio_modbus::Slave;
 use super::config::{ModbusPoint, RegisterType};
 use super::decode::{value_from_bit, value_from_words};
 use super::plan::{plan, ReadRequest};
-use crate::source::{PointReading, PollOutcome, SourceError, SourceSpec};
+use crate::source::{Connection, Device, PointReading, PollOutcome, SourceError};
 
 /// One Modbus TCP device and the points read from it.
 pub struct ModbusDevice {
@@ -32,12 +33,12 @@ enum Answer {
 }
 
 impl ModbusDevice {
-    /// A device at `spec.endpoint` (`host:port`) serving `points`.
-    pub fn new(spec: &SourceSpec, points: Vec<ModbusPoint>) -> Self {
+    /// A device at `connection.endpoint` (`host:port`) serving `points`.
+    pub fn new(connection: Connection, points: Vec<ModbusPoint>) -> Self {
         Self {
-            endpoint: spec.endpoint.clone(),
-            timeout: Duration::from_millis(spec.timeout_ms),
-            poll_interval: Duration::from_millis(spec.poll_interval_ms),
+            endpoint: connection.endpoint,
+            timeout: connection.timeout,
+            poll_interval: connection.poll_interval,
             requests: plan(&points),
             points,
             ticker: None,
@@ -177,6 +178,20 @@ impl ModbusDevice {
             let _ = timeout(Duration::from_secs(1), context.disconnect()).await;
         }
         self.ticker = None;
+    }
+}
+
+impl Device for ModbusDevice {
+    fn connect(&mut self) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(ModbusDevice::connect(self))
+    }
+
+    fn next(&mut self) -> BoxFuture<'_, Result<PollOutcome, SourceError>> {
+        Box::pin(ModbusDevice::next(self))
+    }
+
+    fn disconnect(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(ModbusDevice::disconnect(self))
     }
 }
 

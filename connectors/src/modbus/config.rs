@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::config::check_target;
-use crate::source::FieldError;
+use crate::source::{FieldError, Point};
 
 /// The four Modbus data tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -126,10 +125,12 @@ fn default_scale() -> f64 {
     1.0
 }
 
-impl ModbusPoint {
-    /// Checks the point; `field` is its path in the definition.
-    pub fn check(&self, field: &str, errors: &mut Vec<FieldError>) {
-        check_target(&self.machine, &self.metric, field, errors);
+impl Point for ModbusPoint {
+    fn target(&self) -> (&str, &str) {
+        (&self.machine, &self.metric)
+    }
+
+    fn check(&self, field: &str, errors: &mut Vec<FieldError>) {
         let bad = |name: &str, reason: String| FieldError::new(format!("{field}.{name}"), reason);
         match (self.register.is_bit(), self.data_type) {
             (true, DataType::Bool) | (false, DataType::U16 | DataType::I16) => {}

@@ -13,13 +13,14 @@ use ::opcua::types::{
     DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest, NodeId,
     ReadValueId, StatusCode, TimestampsToReturn, Variant,
 };
+use futures::future::BoxFuture;
 use haltless_schemas::{Quality, Reading};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, timeout, Interval, MissedTickBehavior};
 
-use crate::opcua::OpcUaPoint;
-use crate::source::{OpcUaAuth, OpcUaSettings, PointReading, PollOutcome, SourceError, SourceSpec};
+use super::config::{OpcUaAuth, OpcUaPoint, OpcUaSettings};
+use crate::source::{Connection, Device, PointReading, PollOutcome, SourceError};
 
 /// An open session and what runs it.
 struct Connected {
@@ -42,18 +43,18 @@ pub struct OpcUaDevice {
 }
 
 impl OpcUaDevice {
-    /// A device at `spec.endpoint` serving `points`.
-    pub fn new(spec: &SourceSpec, points: Vec<OpcUaPoint>) -> Self {
+    /// A device at `connection.endpoint` with `settings`, serving `points`.
+    pub fn new(connection: Connection, settings: OpcUaSettings, points: Vec<OpcUaPoint>) -> Self {
         // The definition was checked; a node id the crate still refuses fails at connect time.
         let node_ids = points
             .iter()
             .map(|p| NodeId::from_str(&p.node_id).unwrap_or_else(|_| NodeId::null()))
             .collect();
         Self {
-            endpoint: spec.endpoint.clone(),
-            settings: spec.opcua.clone().unwrap_or_default(),
-            timeout: Duration::from_millis(spec.timeout_ms),
-            poll_interval: Duration::from_millis(spec.poll_interval_ms),
+            endpoint: connection.endpoint,
+            settings,
+            timeout: connection.timeout,
+            poll_interval: connection.poll_interval,
             points,
             node_ids,
             ticker: None,
@@ -385,6 +386,20 @@ fn number(v: &Variant) -> Option<f64> {
         Variant::Double(x) => *x,
         _ => return None,
     })
+}
+
+impl Device for OpcUaDevice {
+    fn connect(&mut self) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(OpcUaDevice::connect(self))
+    }
+
+    fn next(&mut self) -> BoxFuture<'_, Result<PollOutcome, SourceError>> {
+        Box::pin(OpcUaDevice::next(self))
+    }
+
+    fn disconnect(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(OpcUaDevice::disconnect(self))
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,50 @@
-//! An OPC-UA point: a node id and the (machine, metric) its value feeds.
+//! OPC-UA's part of a definition: the session settings (the `opcua` section) and the points, each a
+//! node id and the (machine, metric) its value feeds.
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::config::{check_target, OpcUaAuth, OpcUaSettings};
-use crate::source::FieldError;
+use crate::source::{FieldError, Point};
+
+/// How an OPC-UA client authenticates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "type")]
+pub enum OpcUaAuth {
+    /// No user identity.
+    Anonymous,
+    /// User name and password.
+    UserPassword {
+        /// The user name.
+        username: String,
+        /// The password; never shown by the API.
+        password: String,
+    },
+}
+
+/// OPC-UA session settings: the `opcua` section of a definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpcUaSettings {
+    /// Security policy: `None`, `Basic256Sha256`, `Aes128_Sha256_RsaOaep` or `Aes256_Sha256_RsaPss`.
+    pub security_policy: String,
+    /// Message security mode: `None`, `Sign` or `SignAndEncrypt`.
+    pub security_mode: String,
+    /// User identity.
+    pub auth: OpcUaAuth,
+    /// Receive changes through a subscription with monitored items instead of periodic reads; the
+    /// polling interval is then the publishing and sampling interval.
+    pub subscribe: bool,
+}
+
+impl Default for OpcUaSettings {
+    fn default() -> Self {
+        Self {
+            security_policy: "None".into(),
+            security_mode: "None".into(),
+            auth: OpcUaAuth::Anonymous,
+            subscribe: false,
+        }
+    }
+}
 
 /// Security policies the client offers.
 pub const SECURITY_POLICIES: &[&str] = &[
@@ -39,10 +80,12 @@ fn default_scale() -> f64 {
     1.0
 }
 
-impl OpcUaPoint {
-    /// Checks the point; `field` is its path in the definition.
-    pub fn check(&self, field: &str, errors: &mut Vec<FieldError>) {
-        check_target(&self.machine, &self.metric, field, errors);
+impl Point for OpcUaPoint {
+    fn target(&self) -> (&str, &str) {
+        (&self.machine, &self.metric)
+    }
+
+    fn check(&self, field: &str, errors: &mut Vec<FieldError>) {
         if let Err(reason) = check_node_id(&self.node_id) {
             errors.push(FieldError::new(format!("{field}.node_id"), reason));
         }
@@ -94,19 +137,19 @@ pub fn check_node_id(text: &str) -> Result<(), String> {
     }
 }
 
-/// Checks the session settings.
-pub(crate) fn check_settings(settings: &OpcUaSettings, errors: &mut Vec<FieldError>) {
+/// Checks the session settings; `field` is the section's path (`opcua`).
+pub fn check_settings(settings: &OpcUaSettings, field: &str, errors: &mut Vec<FieldError>) {
     let policy_ok = SECURITY_POLICIES.contains(&settings.security_policy.as_str());
     let mode_ok = SECURITY_MODES.contains(&settings.security_mode.as_str());
     if !policy_ok {
         errors.push(FieldError::new(
-            "opcua.security_policy",
+            format!("{field}.security_policy"),
             format!("must be one of {}", SECURITY_POLICIES.join(", ")),
         ));
     }
     if !mode_ok {
         errors.push(FieldError::new(
-            "opcua.security_mode",
+            format!("{field}.security_mode"),
             format!("must be one of {}", SECURITY_MODES.join(", ")),
         ));
     }
@@ -114,13 +157,16 @@ pub(crate) fn check_settings(settings: &OpcUaSettings, errors: &mut Vec<FieldErr
     let none_mode = settings.security_mode == "None";
     if policy_ok && mode_ok && none_policy != none_mode {
         errors.push(FieldError::new(
-            "opcua.security_mode",
+            format!("{field}.security_mode"),
             "security policy None goes with mode None, and only with it",
         ));
     }
     if let OpcUaAuth::UserPassword { username, .. } = &settings.auth {
         if username.is_empty() {
-            errors.push(FieldError::new("opcua.auth.username", "must not be empty"));
+            errors.push(FieldError::new(
+                format!("{field}.auth.username"),
+                "must not be empty",
+            ));
         }
     }
 }
@@ -170,10 +216,10 @@ mod tests {
             security_mode: "None".into(),
             ..OpcUaSettings::default()
         };
-        check_settings(&settings, &mut errors);
+        check_settings(&settings, "opcua", &mut errors);
         assert_eq!(errors.len(), 1);
         errors.clear();
-        check_settings(&OpcUaSettings::default(), &mut errors);
+        check_settings(&OpcUaSettings::default(), "opcua", &mut errors);
         assert!(errors.is_empty());
     }
 }

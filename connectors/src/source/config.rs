@@ -1,17 +1,22 @@
 //! An ingest source: a device endpoint, how to reach it, and the map of its points to (machine, metric).
 //!
 //! The same definition serves the platform's pollers (stored as JSON in PostgreSQL) and the edge agent
-//! (written in its TOML file). [`SourceSpec::from_json`] checks a definition whole and names every
-//! problem by its field path, e.g. `points[3].data_type`.
+//! (written in its TOML file): `protocol`, `endpoint`, `poll_interval_ms`, `timeout_ms`, the protocol's
+//! settings section if it has one, and `points`. [`SourceSpec::parse`] checks a definition whole
+//! against a list of protocols and names every problem by its field path, e.g. `points[3].data_type`;
+//! `SourceSpec::from_json` (in [`crate::protocols`]) does so against the registered protocols. Nothing
+//! here knows a particular protocol.
 
-use std::collections::HashSet;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, Unexpected};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use crate::gateway::validate::valid_name;
-use crate::modbus::ModbusPoint;
-use crate::opcua::OpcUaPoint;
+use super::device::Connection;
+use super::error::FieldError;
+use super::registry::{DeviceConfig, ErasedProtocol, Protocols};
 
 /// Shortest accepted polling interval.
 pub const MIN_POLL_INTERVAL_MS: u64 = 100;
@@ -20,189 +25,92 @@ pub const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 /// Most points one source may map.
 pub const MAX_POINTS: usize = 10_000;
 
-/// The protocol a source speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// OPC-UA over `opc.tcp://`.
-    Opcua,
-    /// Modbus TCP.
-    ModbusTcp,
-}
-
-impl Protocol {
-    /// The name used in the API and in stored rows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Opcua => "opcua",
-            Protocol::ModbusTcp => "modbus_tcp",
-        }
-    }
-}
-
-/// How an OPC-UA client authenticates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "type")]
-pub enum OpcUaAuth {
-    /// No user identity.
-    Anonymous,
-    /// User name and password.
-    UserPassword {
-        /// The user name.
-        username: String,
-        /// The password; never shown by the API.
-        password: String,
-    },
-}
-
-/// OPC-UA session settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OpcUaSettings {
-    /// Security policy: `None`, `Basic256Sha256`, `Aes128_Sha256_RsaOaep` or `Aes256_Sha256_RsaPss`.
-    pub security_policy: String,
-    /// Message security mode: `None`, `Sign` or `SignAndEncrypt`.
-    pub security_mode: String,
-    /// User identity.
-    pub auth: OpcUaAuth,
-    /// Receive changes through a subscription with monitored items instead of periodic reads; the
-    /// polling interval is then the publishing and sampling interval.
-    pub subscribe: bool,
-}
-
-impl Default for OpcUaSettings {
-    fn default() -> Self {
-        Self {
-            security_policy: "None".into(),
-            security_mode: "None".into(),
-            auth: OpcUaAuth::Anonymous,
-            subscribe: false,
-        }
-    }
-}
-
-/// The point map, by protocol.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Points {
-    /// Modbus registers and coils.
-    Modbus(Vec<ModbusPoint>),
-    /// OPC-UA nodes.
-    Opcua(Vec<OpcUaPoint>),
-}
-
-impl Points {
-    /// How many points are mapped.
-    pub fn len(&self) -> usize {
-        match self {
-            Points::Modbus(p) => p.len(),
-            Points::Opcua(p) => p.len(),
-        }
-    }
-
-    /// True when no point is mapped.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every (machine, metric) the points feed, in point order.
-    pub fn targets(&self) -> Vec<(&str, &str)> {
-        match self {
-            Points::Modbus(p) => p
-                .iter()
-                .map(|p| (p.machine.as_str(), p.metric.as_str()))
-                .collect(),
-            Points::Opcua(p) => p
-                .iter()
-                .map(|p| (p.machine.as_str(), p.metric.as_str()))
-                .collect(),
-        }
-    }
-}
-
 /// A validated source definition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SourceSpec {
     /// Protocol.
-    pub protocol: Protocol,
-    /// `host:port` for Modbus TCP, `opc.tcp://host:port/path` for OPC-UA.
+    pub protocol: &'static dyn ErasedProtocol,
+    /// The device's address, in the protocol's form (e.g. `host:port`, `opc.tcp://host:port/path`).
     pub endpoint: String,
     /// Time between two polls (milliseconds).
     pub poll_interval_ms: u64,
     /// How long one connect or read may take before it counts as failed (milliseconds).
     pub timeout_ms: u64,
-    /// OPC-UA session settings (OPC-UA only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub opcua: Option<OpcUaSettings>,
-    /// The point map.
-    pub points: Points,
+    /// The protocol's settings and point map.
+    pub device: Box<dyn DeviceConfig>,
 }
 
-/// One problem with a definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// Path of the field at fault, e.g. `points[2].address`.
-    pub field: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
+/// The common fields of a definition, in the order serde would list them; the protocols' settings
+/// sections come before `points`.
+const COMMON_FIELDS: [&str; 4] = ["protocol", "endpoint", "poll_interval_ms", "timeout_ms"];
 
-impl FieldError {
-    /// A problem with `field`.
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
-}
-
-/// The raw document, before the point map is read by protocol.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The document read field by field, before any check.
 struct RawSpec {
-    protocol: Protocol,
+    protocol: &'static dyn ErasedProtocol,
     endpoint: String,
-    #[serde(default = "default_poll_interval")]
     poll_interval_ms: u64,
-    #[serde(default = "default_timeout")]
     timeout_ms: u64,
-    #[serde(default)]
-    opcua: Option<OpcUaSettings>,
+    /// Settings sections present (not null), by field.
+    sections: Vec<(&'static str, Value)>,
     points: Vec<Value>,
 }
 
-fn default_poll_interval() -> u64 {
-    1_000
+impl RawSpec {
+    /// Reads the document the way a derived serde `Deserialize` would, with its messages: the first
+    /// malformed field in document order, then the first missing one.
+    fn read(doc: Value, protocols: &Protocols) -> Result<Self, String> {
+        let map = match doc {
+            Value::Object(map) => map,
+            other => return Err(invalid_type(&other, "struct RawSpec")),
+        };
+        let (mut protocol, mut endpoint, mut points) = (None, None, None);
+        let (mut poll_interval_ms, mut timeout_ms) = (1_000, 3_000);
+        let mut sections = Vec::new();
+        for (key, value) in map {
+            match key.as_str() {
+                "protocol" => protocol = Some(read_protocol(&value, protocols)?),
+                "endpoint" => endpoint = Some(typed::<String>(value)?),
+                "poll_interval_ms" => poll_interval_ms = typed(value)?,
+                "timeout_ms" => timeout_ms = typed(value)?,
+                "points" => points = Some(typed::<Vec<Value>>(value)?),
+                other => {
+                    let Some(owner) = protocols.by_settings_field(other) else {
+                        return Err(format!(
+                            "unknown field `{other}`, expected {}",
+                            one_of(&document_fields(protocols))
+                        ));
+                    };
+                    if !value.is_null() {
+                        owner.check_settings_shape(&value)?;
+                        if let Some(field) = owner.settings_field() {
+                            sections.push((field, value));
+                        }
+                    }
+                }
+            }
+        }
+        let missing = |field: &str| format!("missing field `{field}`");
+        Ok(Self {
+            protocol: protocol.ok_or_else(|| missing("protocol"))?,
+            endpoint: endpoint.ok_or_else(|| missing("endpoint"))?,
+            poll_interval_ms,
+            timeout_ms,
+            sections,
+            points: points.ok_or_else(|| missing("points"))?,
+        })
+    }
 }
-
-fn default_timeout() -> u64 {
-    3_000
-}
-
-/// The field names a definition may hold (for documentation and error messages).
-pub const FIELDS: &[&str] = &[
-    "protocol",
-    "endpoint",
-    "poll_interval_ms",
-    "timeout_ms",
-    "opcua",
-    "points",
-];
 
 impl SourceSpec {
-    /// Reads and checks a definition; all problems are reported together.
-    pub fn from_json(doc: Value) -> Result<Self, Vec<FieldError>> {
-        let raw: RawSpec = serde_json::from_value(doc)
-            .map_err(|e| vec![FieldError::new("source", e.to_string())])?;
+    /// Reads and checks a definition against `protocols`; all problems are reported together.
+    pub fn parse(doc: Value, protocols: &Protocols) -> Result<Self, Vec<FieldError>> {
+        let raw = RawSpec::read(doc, protocols)
+            .map_err(|reason| vec![FieldError::new("source", reason)])?;
+        let protocol = raw.protocol;
         let mut errors = Vec::new();
-        check_endpoint(raw.protocol, &raw.endpoint, &mut errors);
+        if let Err(reason) = protocol.check_endpoint(&raw.endpoint) {
+            errors.push(FieldError::new("endpoint", reason));
+        }
         if !(MIN_POLL_INTERVAL_MS..=MAX_POLL_INTERVAL_MS).contains(&raw.poll_interval_ms) {
             errors.push(FieldError::new(
                 "poll_interval_ms",
@@ -223,198 +131,409 @@ impl SourceSpec {
                 format!("at most {MAX_POINTS} points per source"),
             ));
         }
-        let opcua = match (raw.protocol, raw.opcua) {
-            (Protocol::Opcua, settings) => {
-                let settings = settings.unwrap_or_default();
-                crate::opcua::config::check_settings(&settings, &mut errors);
-                Some(settings)
-            }
-            (Protocol::ModbusTcp, Some(_)) => {
-                errors.push(FieldError::new("opcua", "only for protocol opcua"));
-                None
-            }
-            (Protocol::ModbusTcp, None) => None,
-        };
-        let (points, index) = match raw.protocol {
-            Protocol::ModbusTcp => {
-                let (points, index) =
-                    parse_points(raw.points, &mut errors, |p: &ModbusPoint, f, e| {
-                        p.check(f, e)
-                    });
-                (Points::Modbus(points), index)
-            }
-            Protocol::Opcua => {
-                let (points, index) =
-                    parse_points(raw.points, &mut errors, |p: &OpcUaPoint, f, e| {
-                        p.check(f, e)
-                    });
-                (Points::Opcua(points), index)
-            }
-        };
-        let mut seen = HashSet::new();
-        for (k, (machine, metric)) in points.targets().into_iter().enumerate() {
-            let i = index[k];
-            if !seen.insert((machine, metric)) {
+        let mut own = None;
+        for (field, section) in raw.sections {
+            if protocol.settings_field() == Some(field) {
+                own = Some(section);
+            } else if let Some(owner) = protocols.by_settings_field(field) {
                 errors.push(FieldError::new(
-                    format!("points[{i}]"),
-                    format!("machine `{machine}` metric `{metric}` is mapped twice"),
+                    field,
+                    format!("only for protocol {}", owner.name()),
                 ));
             }
         }
+        let device = protocol.build(own, raw.points, &mut errors);
         if errors.is_empty() {
             Ok(Self {
-                protocol: raw.protocol,
+                protocol,
                 endpoint: raw.endpoint,
                 poll_interval_ms: raw.poll_interval_ms,
                 timeout_ms: raw.timeout_ms,
-                opcua,
-                points,
+                device,
             })
         } else {
             Err(errors)
         }
     }
 
-    /// The definition as JSON, with any password replaced by `null` (for showing it).
+    /// Every (machine, metric) the points feed, in point order.
+    pub fn targets(&self) -> Vec<(&str, &str)> {
+        self.device.targets()
+    }
+
+    /// Where the device is and how to pace it.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            endpoint: self.endpoint.clone(),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+
+    /// The definition as JSON, with secrets (e.g. an OPC-UA password) replaced by `null`, for showing it.
     pub fn redacted(&self) -> Value {
         let mut doc = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Some(password) = doc.pointer_mut("/opcua/auth/password") {
-            *password = Value::Null;
-        }
+        self.device.redact(&mut doc);
         doc
     }
 }
 
-fn parse_points<P: serde::de::DeserializeOwned>(
-    raw: Vec<Value>,
-    errors: &mut Vec<FieldError>,
-    check: impl Fn(&P, &str, &mut Vec<FieldError>),
-) -> (Vec<P>, Vec<usize>) {
-    let mut points = Vec::with_capacity(raw.len());
-    let mut index = Vec::with_capacity(raw.len());
-    for (i, value) in raw.into_iter().enumerate() {
-        let field = format!("points[{i}]");
-        match serde_json::from_value::<P>(value) {
-            Ok(point) => {
-                check(&point, &field, errors);
-                points.push(point);
-                index.push(i);
-            }
-            Err(e) => errors.push(FieldError::new(field, e.to_string())),
+/// The definition in its normalised form (defaults filled in), as it is stored and shown.
+impl Serialize for SourceSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let device = self.device.to_fields().map_err(serde::ser::Error::custom)?;
+        let mut map = serializer.serialize_map(Some(4 + device.len()))?;
+        map.serialize_entry("protocol", self.protocol.name())?;
+        map.serialize_entry("endpoint", &self.endpoint)?;
+        map.serialize_entry("poll_interval_ms", &self.poll_interval_ms)?;
+        map.serialize_entry("timeout_ms", &self.timeout_ms)?;
+        for (field, value) in &device {
+            map.serialize_entry(field, value)?;
         }
-    }
-    (points, index)
-}
-
-/// Checks the machine and metric a point feeds.
-pub(crate) fn check_target(machine: &str, metric: &str, field: &str, errors: &mut Vec<FieldError>) {
-    const RULE: &str = "must be 1 to 128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit";
-    if !valid_name(machine) {
-        errors.push(FieldError::new(format!("{field}.machine"), RULE));
-    }
-    if !valid_name(metric) {
-        errors.push(FieldError::new(format!("{field}.metric"), RULE));
+        map.end()
     }
 }
 
-fn check_endpoint(protocol: Protocol, endpoint: &str, errors: &mut Vec<FieldError>) {
-    let bad = |reason: &str| FieldError::new("endpoint", reason);
-    match protocol {
-        Protocol::ModbusTcp => match endpoint.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
-            _ => errors.push(bad(
-                "a Modbus TCP endpoint is `host:port`, e.g. `10.0.0.5:502`",
-            )),
+/// Two definitions are equal when they read the same.
+impl PartialEq for SourceSpec {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
+}
+
+/// The protocol named by a `protocol` field.
+fn read_protocol(
+    value: &Value,
+    protocols: &Protocols,
+) -> Result<&'static dyn ErasedProtocol, String> {
+    let Value::String(name) = value else {
+        return Err(invalid_type(value, "string or map"));
+    };
+    protocols.get(name).ok_or_else(|| {
+        let names = protocols.names();
+        if names.is_empty() {
+            format!("unknown variant `{name}`, there are no variants")
+        } else {
+            format!("unknown variant `{name}`, expected {}", one_of(&names))
+        }
+    })
+}
+
+/// Every field a definition may hold, given `protocols`.
+fn document_fields(protocols: &Protocols) -> Vec<&'static str> {
+    let mut fields = COMMON_FIELDS.to_vec();
+    fields.extend(protocols.iter().filter_map(|p| p.settings_field()));
+    fields.push("points");
+    fields
+}
+
+/// One field's value, with serde's message when it has the wrong type.
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// serde's "invalid type" message for `value`.
+fn invalid_type(value: &Value, expected: &str) -> String {
+    let unexpected = match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Unexpected::Unsigned(u),
+            (None, Some(i)) => Unexpected::Signed(i),
+            (None, None) => Unexpected::Float(n.as_f64().unwrap_or_default()),
         },
-        Protocol::Opcua => {
-            let rest = endpoint.strip_prefix("opc.tcp://");
-            if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
-                errors.push(bad(
-                    "an OPC-UA endpoint is `opc.tcp://host:port[/path]`, e.g. `opc.tcp://10.0.0.5:4840`",
-                ));
-            }
-        }
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    };
+    serde_json::Error::invalid_type(unexpected, &expected).to_string()
+}
+
+/// serde's way of listing alternatives: `` `a` ``, `` `a` or `b` ``, `` one of `a`, `b`, `c` ``.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [one] => format!("`{one}`"),
+        [a, b] => format!("`{a}` or `{b}`"),
+        _ => format!(
+            "one of {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use futures::future::BoxFuture;
+    use serde::{Deserialize, Serialize};
     use serde_json::json;
 
     use super::*;
+    use crate::source::{Device, Point, PollOutcome, Protocol, SourceError};
 
-    fn fields(doc: Value) -> Vec<String> {
-        SourceSpec::from_json(doc)
+    /// A protocol of the tests only, with a settings section and a secret in it.
+    #[derive(Debug)]
+    struct Probe;
+
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct ProbeSettings {
+        token: String,
+        level: u8,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ProbePoint {
+        machine: String,
+        metric: String,
+        #[serde(default)]
+        channel: u8,
+    }
+
+    impl Point for ProbePoint {
+        fn target(&self) -> (&str, &str) {
+            (&self.machine, &self.metric)
+        }
+
+        fn check(&self, field: &str, errors: &mut Vec<FieldError>) {
+            if self.channel > 7 {
+                errors.push(FieldError::new(format!("{field}.channel"), "0 to 7"));
+            }
+        }
+    }
+
+    struct Idle;
+
+    impl Device for Idle {
+        fn connect(&mut self) -> BoxFuture<'_, Result<(), SourceError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn next(&mut self) -> BoxFuture<'_, Result<PollOutcome, SourceError>> {
+            Box::pin(async { Ok(PollOutcome::default()) })
+        }
+        fn disconnect(&mut self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    impl Protocol for Probe {
+        const NAME: &'static str = "probe";
+        const SETTINGS_FIELD: Option<&'static str> = Some("probe");
+        type Settings = ProbeSettings;
+        type Point = ProbePoint;
+
+        fn check_endpoint(&self, endpoint: &str) -> Result<(), String> {
+            if endpoint.starts_with("probe://") {
+                Ok(())
+            } else {
+                Err("a probe endpoint is `probe://...`".into())
+            }
+        }
+
+        fn check_settings(&self, s: &ProbeSettings, field: &str, errors: &mut Vec<FieldError>) {
+            if s.level > 3 {
+                errors.push(FieldError::new(format!("{field}.level"), "0 to 3"));
+            }
+        }
+
+        fn redact_settings(&self, section: &mut Value) {
+            section["token"] = Value::Null;
+        }
+
+        fn open(&self, _: Connection, _: &ProbeSettings, _: &[ProbePoint]) -> Box<dyn Device> {
+            Box::new(Idle)
+        }
+    }
+
+    /// A protocol without settings.
+    #[derive(Debug)]
+    struct Plain;
+
+    impl Protocol for Plain {
+        const NAME: &'static str = "plain";
+        type Settings = ();
+        type Point = ProbePoint;
+
+        fn check_endpoint(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+
+        fn open(&self, _: Connection, _: &(), _: &[ProbePoint]) -> Box<dyn Device> {
+            Box::new(Idle)
+        }
+    }
+
+    static PROTOCOLS: Protocols = Protocols::new(&[&Probe, &Plain]);
+
+    fn parse(doc: Value) -> Result<SourceSpec, Vec<FieldError>> {
+        SourceSpec::parse(doc, &PROTOCOLS)
+    }
+
+    fn problems(doc: Value) -> Vec<String> {
+        parse(doc)
             .unwrap_err()
             .into_iter()
-            .map(|e| e.field)
+            .map(|e| e.to_string())
             .collect()
     }
 
-    #[test]
-    fn reads_a_modbus_source_with_defaults() {
-        let spec = SourceSpec::from_json(json!({
-            "protocol": "modbus_tcp", "endpoint": "127.0.0.1:502",
-            "points": [{"machine": "press-01", "metric": "temp", "register": "holding", "address": 0, "data_type": "f32"}]
-        }))
-        .unwrap();
-        assert_eq!(spec.poll_interval_ms, 1000);
-        assert_eq!(spec.points.len(), 1);
-        assert_eq!(spec.opcua, None);
+    fn point(metric: &str) -> Value {
+        json!({"machine": "m", "metric": metric})
     }
 
     #[test]
-    fn names_every_problem_by_path() {
-        let errors = fields(json!({
-            "protocol": "modbus_tcp", "endpoint": "plc", "poll_interval_ms": 5,
+    fn reads_a_definition_with_defaults_and_writes_it_back_normalised() {
+        let spec =
+            parse(json!({"protocol": "probe", "endpoint": "probe://a", "points": [point("t")]}))
+                .unwrap();
+        assert_eq!(spec.protocol.name(), "probe");
+        assert_eq!(spec.targets(), [("m", "t")]);
+        let stored = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            stored,
+            json!({"protocol": "probe", "endpoint": "probe://a", "poll_interval_ms": 1000, "timeout_ms": 3000,
+                   "probe": {"token": "", "level": 0}, "points": [{"machine": "m", "metric": "t", "channel": 0}]})
+        );
+        assert_eq!(
+            parse(stored).unwrap(),
+            spec,
+            "a stored definition reads the same"
+        );
+        let plain =
+            parse(json!({"protocol": "plain", "endpoint": "x", "points": [point("t")]})).unwrap();
+        assert!(serde_json::to_value(&plain).unwrap().get("probe").is_none());
+        assert_eq!(spec.connection().poll_interval, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn names_every_problem_by_path_in_document_order() {
+        let errors = problems(json!({
+            "protocol": "probe", "endpoint": "x", "poll_interval_ms": 5, "timeout_ms": 100_000,
+            "probe": {"level": 9},
             "points": [
-                {"machine": "press 01", "metric": "temp", "register": "holding", "address": 0, "data_type": "f32"},
-                {"machine": "m", "metric": "t", "register": "coil", "address": 0, "data_type": "f32"},
-                {"machine": "m", "metric": "u", "register": "holding", "adress": 0, "data_type": "u16"},
-                {"machine": "m", "metric": "t", "register": "coil", "address": 1, "data_type": "bool"}
+                {"machine": "m 1", "metric": "t", "channel": 8},
+                {"machine": "m", "metric": "t", "chanel": 1},
+                point("t"),
+                point("t"),
             ]
         }));
         assert_eq!(
             errors,
             [
-                "endpoint",
-                "poll_interval_ms",
-                "points[0].machine",
-                "points[1].data_type",
-                "points[2]",
-                "points[3]"
+                "endpoint: a probe endpoint is `probe://...`",
+                "poll_interval_ms: must lie between 100 and 3600000",
+                "timeout_ms: must lie between 100 and 60000",
+                "probe.level: 0 to 3",
+                "points[0].machine: must be 1 to 128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit",
+                "points[0].channel: 0 to 7",
+                "points[1]: unknown field `chanel`, expected one of `machine`, `metric`, `channel`",
+                "points[3]: machine `m` metric `t` is mapped twice",
             ]
         );
     }
 
     #[test]
-    fn checks_opcua_endpoints_and_settings() {
-        let errors = fields(json!({
-            "protocol": "opcua", "endpoint": "http://x",
-            "opcua": {"security_policy": "Basic128", "security_mode": "None"},
-            "points": [{"machine": "m", "metric": "t", "node_id": "ns=2;s=Temp"}]
-        }));
-        assert_eq!(errors, ["endpoint", "opcua.security_policy"]);
-        let spec = SourceSpec::from_json(json!({
-            "protocol": "opcua", "endpoint": "opc.tcp://127.0.0.1:4840/x",
-            "opcua": {"auth": {"type": "user_password", "username": "u", "password": "secret"}},
-            "points": [{"machine": "m", "metric": "t", "node_id": "ns=2;s=Temp"}]
-        }))
-        .unwrap();
-        assert_eq!(spec.redacted()["opcua"]["auth"]["password"], Value::Null);
-        assert_eq!(spec.redacted()["opcua"]["auth"]["username"], "u");
+    fn a_malformed_document_gets_serdes_message_naming_the_registered_protocols() {
+        let base = |extra: Value| {
+            let mut doc = json!({"protocol": "plain", "endpoint": "x", "points": [point("t")]});
+            for (k, v) in extra.as_object().unwrap() {
+                doc[k] = v.clone();
+            }
+            doc
+        };
+        assert_eq!(
+            problems(base(json!({"x": 1}))),
+            ["source: unknown field `x`, expected one of `protocol`, `endpoint`, `poll_interval_ms`, `timeout_ms`, `probe`, `points`"]
+        );
+        assert_eq!(
+            problems(base(json!({"protocol": "nope"}))),
+            ["source: unknown variant `nope`, expected `probe` or `plain`"]
+        );
+        assert_eq!(
+            problems(json!({"protocol": "nope", "points": []})),
+            ["source: unknown variant `nope`, expected `probe` or `plain`"],
+            "a bad protocol is named before a missing field"
+        );
+        assert_eq!(
+            problems(json!({"endpoint": "x", "points": []})),
+            ["source: missing field `protocol`"]
+        );
+        assert_eq!(
+            problems(base(json!({"protocol": 5}))),
+            ["source: invalid type: integer `5`, expected string or map"]
+        );
+        assert_eq!(
+            problems(base(json!({"probe": {"levl": 1}}))),
+            ["source: unknown field `levl`, expected `token` or `level`"]
+        );
+        assert_eq!(
+            problems(base(json!({"probe": {}}))),
+            ["probe: only for protocol probe"]
+        );
+        assert!(
+            parse(base(json!({"probe": null}))).is_ok(),
+            "null is absent"
+        );
+        assert_eq!(
+            problems(json!("x")),
+            ["source: invalid type: string \"x\", expected struct RawSpec"]
+        );
     }
 
     #[test]
-    fn refuses_unknown_fields_and_empty_maps() {
+    fn lists_alternatives_the_way_serde_does() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Three {
+            a: u8,
+            b: u8,
+            c: u8,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        enum Two {
+            A,
+            B,
+        }
+        let serde_says = serde_json::from_value::<Three>(json!({"d": 1})).unwrap_err();
         assert_eq!(
-            fields(json!({"protocol": "modbus_tcp", "endpoint": "h:1", "points": [], "x": 1})),
-            ["source"]
+            serde_says.to_string(),
+            format!("unknown field `d`, expected {}", one_of(&["a", "b", "c"]))
         );
+        let serde_says = serde_json::from_value::<Two>(json!("C")).unwrap_err();
         assert_eq!(
-            fields(json!({"protocol": "modbus_tcp", "endpoint": "h:1", "points": []})),
-            ["points"]
+            serde_says.to_string(),
+            format!("unknown variant `C`, expected {}", one_of(&["A", "B"]))
+        );
+    }
+
+    #[test]
+    fn hides_secrets_when_shown() {
+        let spec = parse(json!({"protocol": "probe", "endpoint": "probe://a",
+                                "probe": {"token": "secret"}, "points": [point("t")]}))
+        .unwrap();
+        assert_eq!(spec.redacted()["probe"]["token"], Value::Null);
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap()["probe"]["token"],
+            "secret"
+        );
+    }
+
+    #[test]
+    fn refuses_empty_and_oversized_maps() {
+        let doc =
+            |points: Vec<Value>| json!({"protocol": "plain", "endpoint": "x", "points": points});
+        assert_eq!(problems(doc(vec![])), ["points: map at least one point"]);
+        let many = (0..=MAX_POINTS).map(|i| point(&format!("t{i}"))).collect();
+        assert_eq!(
+            problems(doc(many)),
+            ["points: at most 10000 points per source"]
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Errors of device sources, classified for retry.
+//! Errors of device sources: a problem with a definition ([`FieldError`]) and a failed poll
+//! ([`SourceError`], classified for retry).
 
 /// Why a poll of a device failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,5 +33,30 @@ impl SourceError {
     /// Whether a later attempt may succeed without a change of configuration.
     pub fn is_retriable(&self) -> bool {
         !matches!(self, SourceError::Config(_))
+    }
+}
+
+/// One problem with a source definition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// Path of the field at fault, e.g. `points[2].address`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
     }
 }

@@ -5,31 +5,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use haltless_schemas::Reading;
 use tokio_util::sync::CancellationToken;
 
+use super::config::SourceSpec;
+use super::device::PointReading;
+use super::error::SourceError;
 use super::status::SharedStatus;
-use super::{Points, SourceError, SourceSpec};
-use crate::modbus::ModbusDevice;
-use crate::opcua::OpcUaDevice;
-
-/// A reading and the (machine, metric) it belongs to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PointReading {
-    /// Machine name.
-    pub machine: String,
-    /// The reading (its metric named).
-    pub reading: Reading,
-}
-
-/// What one poll brought: readings, and the problems of the points that could not be read.
-#[derive(Debug, Default)]
-pub struct PollOutcome {
-    /// Readings of the points read.
-    pub readings: Vec<PointReading>,
-    /// Problems with single requests or points (the connection itself is fine).
-    pub problems: Vec<String>,
-}
 
 /// Where a source's readings go: the Kafka path of the platform, or the edge agent's disk buffer.
 pub trait Outlet: Send + Sync + 'static {
@@ -58,44 +39,6 @@ impl Default for RunOptions {
     }
 }
 
-/// A connected or connectable device.
-enum Device {
-    Modbus(ModbusDevice),
-    Opcua(Box<OpcUaDevice>),
-}
-
-impl Device {
-    fn new(spec: &SourceSpec) -> Self {
-        match &spec.points {
-            Points::Modbus(points) => Device::Modbus(ModbusDevice::new(spec, points.clone())),
-            Points::Opcua(points) => {
-                Device::Opcua(Box::new(OpcUaDevice::new(spec, points.clone())))
-            }
-        }
-    }
-
-    async fn connect(&mut self) -> Result<(), SourceError> {
-        match self {
-            Device::Modbus(d) => d.connect().await,
-            Device::Opcua(d) => d.connect().await,
-        }
-    }
-
-    async fn next(&mut self) -> Result<PollOutcome, SourceError> {
-        match self {
-            Device::Modbus(d) => d.next().await,
-            Device::Opcua(d) => d.next().await,
-        }
-    }
-
-    async fn disconnect(&mut self) {
-        match self {
-            Device::Modbus(d) => d.disconnect().await,
-            Device::Opcua(d) => d.disconnect().await,
-        }
-    }
-}
-
 /// Reads `spec` into `outlet` until `shutdown`, recording health in `status`. `name` labels logs.
 pub async fn run_source<O: Outlet>(
     name: String,
@@ -105,7 +48,7 @@ pub async fn run_source<O: Outlet>(
     options: RunOptions,
     shutdown: CancellationToken,
 ) {
-    let mut device = Device::new(&spec);
+    let mut device = spec.device.open(spec.connection());
     let mut backoff = options.min_backoff;
     let mut connected = false;
     loop {

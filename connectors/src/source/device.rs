@@ -1,0 +1,50 @@
+//! What the polling task sees of a device, whatever its protocol: connect, next poll, disconnect.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use haltless_schemas::Reading;
+
+use super::error::SourceError;
+
+/// A reading and the (machine, metric) it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointReading {
+    /// Machine name.
+    pub machine: String,
+    /// The reading (its metric named).
+    pub reading: Reading,
+}
+
+/// What one poll brought: readings, and the problems of the points that could not be read.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    /// Readings of the points read.
+    pub readings: Vec<PointReading>,
+    /// Problems with single requests or points (the connection itself is fine).
+    pub problems: Vec<String>,
+}
+
+/// Where a device is and how to pace it: the part of a definition every protocol shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The device's address, in the protocol's form (`host:port`, `opc.tcp://host:port/path`, ...).
+    pub endpoint: String,
+    /// Time between two polls (or the publishing interval of a subscription).
+    pub poll_interval: Duration,
+    /// How long one connect or read may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+/// A connected or connectable device. The polling task ([`super::run_source`]) calls `connect` until it
+/// succeeds, then `next` for every poll, and `disconnect` after a failure or at the end.
+pub trait Device: Send {
+    /// Opens the connection (and whatever the protocol sets up once per connection).
+    fn connect(&mut self) -> BoxFuture<'_, Result<(), SourceError>>;
+
+    /// Waits for the next poll (or the next changes) and reads them.
+    fn next(&mut self) -> BoxFuture<'_, Result<PollOutcome, SourceError>>;
+
+    /// Closes the connection, if any; the next `connect` starts afresh.
+    fn disconnect(&mut self) -> BoxFuture<'_, ()>;
+}
