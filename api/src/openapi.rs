@@ -6,8 +6,8 @@ use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::app::AppState;
 use crate::routes;
+use crate::state::AppState;
 
 /// The uniform error body (`{"error": {"code", "message", "details"}}`).
 #[derive(Debug, ToSchema)]

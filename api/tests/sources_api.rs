@@ -275,7 +275,9 @@ async fn instances_share_sources_and_take_over_a_dead_ones() {
     let sink = ReadingsSink::new(
         &s.kafka.brokers,
         &s.kafka.readings_topic,
-        haltless_api::app::readings_codec(s).await.unwrap(),
+        haltless_processors::runtime::codecs::readings_codec(&s.kafka)
+            .await
+            .unwrap(),
         Duration::from_secs(5),
     )
     .unwrap();

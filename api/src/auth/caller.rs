@@ -9,11 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::keys::{hash_key, Scope, API_KEY_HEADER};
 use crate::auth::store::Window;
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::tenants::{TenantLimits, Tier};
 
 /// What an endpoint requires.
@@ -189,7 +189,7 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, A
         {
             return Err(unauthorized("this access token has been revoked"));
         }
-        let limits = TenantLimits::load(state.pool(), claims.tid)
+        let limits = crate::tenants::load_limits(state.pool(), claims.tid)
             .await?
             .ok_or_else(|| unauthorized("the tenant no longer exists"))?;
         return Ok(Caller {

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::passwords::{check_policy, hash_password_async, verify_password_async};
 use crate::auth::{client_address, hash_key, random_token, Caller, Permission, Principal, Role};
 use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The account routes.

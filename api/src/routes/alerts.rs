@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
+use crate::state::AppState;
 use crate::time::{format_instant, parse_instant};
 
 /// The alert routes.

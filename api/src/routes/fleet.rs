@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Query};
 use crate::routes::paging::{instant, one_of, Page};
 use crate::routes::settings::TenantSettings;
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The fleet routes.

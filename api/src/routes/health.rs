@@ -9,7 +9,7 @@ use axum::{extract::State, Router};
 use fred::prelude::ClientLike;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -16,9 +16,9 @@ use haltless_schemas::{metric_names, ReadingBatch, Source};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
+use crate::state::AppState;
 
 /// Optional header naming the ingest path of a request: `agent` for the edge agent.
 pub const SOURCE_HEADER: &str = "x-haltless-source";

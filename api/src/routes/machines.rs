@@ -11,10 +11,10 @@ use haltless_connectors::gateway::validate::valid_name;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{like_escape, machine_id, one_of, Page};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The machine routes.

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{instant, machine_id, one_of, Page};
+use crate::state::AppState;
 use crate::time::{format_instant, parse_instant};
 
 /// The maintenance routes.

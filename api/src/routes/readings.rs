@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::paging::{csv_line, instant, machine_id};
+use crate::routes::paging::{instant, machine_id, CsvDocument};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The readings route.
@@ -88,25 +88,23 @@ pub(crate) async fn export_csv(
 ) -> Result<Response, ApiError> {
     let request = resolve(&state, &key, &machine, &q).await?;
     let (rows, truncated) = fetch(&state, key.tenant_id, &request).await?;
-    let mut out = String::new();
+    let mut out = CsvDocument::default();
     match rows {
         Rows::Raw(rows) => {
-            out.push_str(&csv_line(["metric", "ts", "value", "quality"]));
+            out.row(["metric", "ts", "value", "quality"]);
             for r in rows {
-                out.push_str(&csv_line([
+                out.row([
                     r.metric,
                     format_instant(r.ts),
                     r.value.to_string(),
                     r.quality.unwrap_or_default(),
-                ]));
+                ]);
             }
         }
         Rows::Buckets(rows, _) => {
-            out.push_str(&csv_line([
-                "metric", "ts", "min", "max", "avg", "count", "last",
-            ]));
+            out.row(["metric", "ts", "min", "max", "avg", "count", "last"]);
             for b in rows {
-                out.push_str(&csv_line([
+                out.row([
                     b.metric,
                     format_instant(b.bucket),
                     b.min.to_string(),
@@ -114,11 +112,11 @@ pub(crate) async fn export_csv(
                     b.avg.to_string(),
                     b.count.to_string(),
                     b.last.to_string(),
-                ]));
+                ]);
             }
         }
     }
-    let mut response = csv_response(out, &format!("{machine}-readings.csv"));
+    let mut response = csv_response(out.finish(), &format!("{machine}-readings.csv"));
     if truncated {
         response
             .headers_mut()

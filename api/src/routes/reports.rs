@@ -12,15 +12,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Query};
 use crate::pdf::{colours, Bar, Report};
 use crate::routes::fleet::{compute, KpiWindow};
 use crate::routes::machines::{self, MachineFilter};
-use crate::routes::paging::{csv_line, instant, one_of, Page};
+use crate::routes::paging::{instant, one_of, CsvDocument, Page};
 use crate::routes::readings::csv_response;
 use crate::routes::work_orders::{query_views, WorkOrderFilter};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// Most rows in one report.
@@ -47,11 +47,12 @@ struct Table {
 
 impl Table {
     fn csv(&self, filename: &str) -> Response {
-        let mut out = csv_line(self.columns.iter().map(|c| c.0));
+        let mut out = CsvDocument::default();
+        out.row(self.columns.iter().map(|c| c.0));
         for row in &self.rows {
-            out.push_str(&csv_line(row));
+            out.row(row);
         }
-        csv_response(out, filename)
+        csv_response(out.finish(), filename)
     }
 
     fn pdf(&self, filename: &str) -> Response {

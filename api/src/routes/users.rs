@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::passwords::{check_policy, hash_password_async};
 use crate::auth::{hash_key, random_token, Caller, Permission, Role};
 use crate::error::{ApiError, Json, Path};
 use crate::routes::accounts::{end_session, normalise_email};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The user routes.

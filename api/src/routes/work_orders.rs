@@ -11,10 +11,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{machine_ids, one_of, Page};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The work order routes.
