@@ -9,6 +9,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
+use haltless_connectors::admission::quota::Counters;
+use haltless_connectors::admission::Admission;
 use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::detection::generations::follow_generations;
@@ -138,13 +140,17 @@ impl Application {
         .build()?;
         redis.connect();
         let auth_store = AuthStore::new(redis.clone(), &settings.redis.key_prefix);
+        let counters = Counters::new(redis.clone(), &settings.redis.key_prefix);
+        let rate_limits = settings.limits.rate_limits.then(|| counters.clone());
+        let admission = Admission::new(pool.clone(), sink, rate_limits);
         let tokens = TokenSigner::new(&settings.auth)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
         let state = AppState::new(Inner {
             pool,
-            sink,
+            admission,
+            counters,
             events,
             redis,
             auth_store,
@@ -209,7 +215,7 @@ impl Application {
             let settings = state.settings();
             let runtime = Connectors::new(
                 state.pool().clone(),
-                state.sink().clone(),
+                state.admission().clone(),
                 settings.gateway.clone(),
                 settings.connectors.clone(),
             );
@@ -238,7 +244,7 @@ impl Application {
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        state.sink().flush(Duration::from_secs(5));
+        state.admission().sink().flush(Duration::from_secs(5));
         result
     }
 }

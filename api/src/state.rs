@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use haltless_connectors::gateway::ReadingsSink;
+use haltless_connectors::admission::quota::Counters;
+use haltless_connectors::admission::Admission;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
@@ -19,8 +20,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The database pool.
     pub pool: PgPool,
-    /// The readings writer.
-    pub sink: ReadingsSink,
+    /// The one admission path of readings.
+    pub admission: Admission,
+    /// Fixed-window counters: rate limits and throttles.
+    pub counters: Counters,
     /// The publisher of rule changes and alert actions.
     pub events: EventPublisher,
     /// The Redis client.
@@ -45,9 +48,13 @@ impl AppState {
     pub fn pool(&self) -> &PgPool {
         &self.0.pool
     }
-    /// The readings writer.
-    pub fn sink(&self) -> &ReadingsSink {
-        &self.0.sink
+    /// The one admission path of readings.
+    pub fn admission(&self) -> &Admission {
+        &self.0.admission
+    }
+    /// Fixed-window counters: rate limits and throttles.
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
     }
     /// The publisher of rule changes and alert actions.
     pub fn events(&self) -> &EventPublisher {

@@ -8,21 +8,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{generate_key, hash_key, NewKey, Scope};
+pub use haltless_connectors::admission::quota::load_limits;
 pub use haltless_schemas::tier::{TenantLimits, Tier};
-
-/// A tenant's tier and its override columns.
-type LimitsRow = (String, Option<i32>, Option<i32>, Option<i32>);
-
-/// The limits of `tenant` in force, or None when it does not exist.
-pub async fn load_limits(pool: &PgPool, tenant: Uuid) -> Result<Option<TenantLimits>, sqlx::Error> {
-    let row: Option<LimitsRow> = sqlx::query_as(
-        "SELECT tier, max_machines, writes_per_minute, reads_per_minute FROM tenants WHERE id = $1",
-    )
-    .bind(tenant)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(tier, m, w, r)| TenantLimits::from_row(Tier::parse(&tier), m, w, r)))
-}
 
 /// Creates a tenant and returns its id.
 pub async fn create_tenant(pool: &PgPool, name: &str, tier: Tier) -> Result<Uuid, sqlx::Error> {

@@ -111,7 +111,7 @@ pub(crate) async fn signup(
     let limit = u64::from(state.settings().auth.signups_per_address_per_hour);
     let counter = format!("throttle:signup:{}", client.address);
     let w = state
-        .auth_store()
+        .counters()
         .hit(&counter, 3_600, limit)
         .await
         .map_err(redis_down)?;
@@ -194,7 +194,7 @@ pub(crate) async fn login(
     ];
     for (counter, limit) in &counters {
         let w = state
-            .auth_store()
+            .counters()
             .peek(counter, window, *limit)
             .await
             .map_err(redis_down)?;
@@ -220,7 +220,7 @@ pub(crate) async fn login(
             metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "invalid").increment(1);
             for (counter, limit) in &counters {
                 state
-                    .auth_store()
+                    .counters()
                     .hit(counter, window, *limit)
                     .await
                     .map_err(redis_down)?;
@@ -233,7 +233,7 @@ pub(crate) async fn login(
         }
     };
     state
-        .auth_store()
+        .counters()
         .reset(&counters[0].0, window)
         .await
         .map_err(redis_down)?;

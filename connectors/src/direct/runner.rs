@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::lease::{refresh, release_all, LeasedSource};
 use super::outlet::KafkaOutlet;
 use super::ConnectorsConfig;
-use crate::gateway::{GatewayConfig, ReadingsSink};
+use crate::admission::Admission;
+use crate::gateway::GatewayConfig;
 use crate::source::{run_source, Protocol, RunOptions, SharedStatus, SourceSpec};
 
 /// One running source.
@@ -28,7 +29,7 @@ struct Running {
 /// The pollers of one `haltless connectors` instance.
 pub struct Connectors {
     pool: PgPool,
-    sink: ReadingsSink,
+    admission: Admission,
     gateway: Arc<GatewayConfig>,
     config: ConnectorsConfig,
     me: String,
@@ -36,10 +37,10 @@ pub struct Connectors {
 }
 
 impl Connectors {
-    /// An instance polling through `sink`, sharing sources with its peers through `pool`.
+    /// An instance polling into `admission`, sharing sources with its peers through `pool`.
     pub fn new(
         pool: PgPool,
-        sink: ReadingsSink,
+        admission: Admission,
         gateway: GatewayConfig,
         config: ConnectorsConfig,
     ) -> Self {
@@ -50,7 +51,7 @@ impl Connectors {
         };
         Self {
             pool,
-            sink,
+            admission,
             gateway: Arc::new(gateway),
             config,
             me,
@@ -167,8 +168,7 @@ impl Connectors {
             Protocol::Opcua => Source::Opcua,
         };
         let outlet = KafkaOutlet::new(
-            self.sink.clone(),
-            self.pool.clone(),
+            self.admission.clone(),
             self.gateway.clone(),
             source.tenant_id,
             kind,
