@@ -13,7 +13,7 @@ use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
 use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
-use haltless_processors::detection::generations::follow_generations;
+use haltless_processors::detection::supervisor::follow_generations;
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
 use haltless_processors::runtime::codecs::readings_codec;

@@ -104,40 +104,11 @@ enum Command {
     },
     /// Benchmark sustained ingest: readings/s through gateway → Kafka → projection, and the raw COPY
     /// ceiling of the database, against a running platform (`haltless all`).
-    Bench {
-        /// The running platform's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// Total readings to send.
-        #[arg(long, default_value_t = 200_000)]
-        readings: usize,
-        /// Readings per request.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        /// Requests in flight at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Machines the readings are spread over.
-        #[arg(long, default_value_t = 20)]
-        machines: usize,
-    },
+    Bench(BenchArgs),
     /// Benchmark the detectors on Kafka with exactly-once on: readings/s, and reading-to-alert latency.
     ///
     /// Uses throw-away topics on the configured Kafka and removes them afterwards.
-    BenchDetect {
-        /// Readings to push through the detectors.
-        #[arg(long, default_value_t = 200_000)]
-        readings: usize,
-        /// Readings per Kafka message.
-        #[arg(long, default_value_t = 50)]
-        per_message: usize,
-        /// Machines the readings are spread over.
-        #[arg(long, default_value_t = 50)]
-        machines: usize,
-        /// Alerts to time for the latency figures.
-        #[arg(long, default_value_t = 100)]
-        alerts: usize,
-    },
+    BenchDetect(BenchDetectArgs),
     /// Reprocess history into a new generation of detector state and alerts, then switch over.
     ///
     /// The platform keeps ingesting and detecting with the active generation meanwhile. Without --to, the
@@ -154,6 +125,41 @@ enum Command {
     /// default detectors (EWMA and rate of change). Results are written in NAB's results format
     /// (timestamp,value,anomaly_score,label) to --out.
     Backtest(BacktestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The running platform's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Total readings to send.
+    #[arg(long, default_value_t = 200_000)]
+    readings: usize,
+    /// Readings per request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Machines the readings are spread over.
+    #[arg(long, default_value_t = 20)]
+    machines: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchDetectArgs {
+    /// Readings to push through the detectors.
+    #[arg(long, default_value_t = 200_000)]
+    readings: usize,
+    /// Readings per Kafka message.
+    #[arg(long, default_value_t = 50)]
+    per_message: usize,
+    /// Machines the readings are spread over.
+    #[arg(long, default_value_t = 50)]
+    machines: usize,
+    /// Alerts to time for the latency figures.
+    #[arg(long, default_value_t = 100)]
+    alerts: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -327,45 +333,8 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
             };
             simulate::run(config, shutdown_on_signal()).await?;
         }
-        Command::Bench {
-            url,
-            readings,
-            batch,
-            concurrency,
-            machines,
-        } => {
-            anyhow::ensure!(
-                readings > 0 && batch > 0 && concurrency > 0 && machines > 0,
-                "every count must be positive"
-            );
-            let pool = connect_database(&settings).await?;
-            let config = bench::BenchConfig {
-                url,
-                readings,
-                batch,
-                concurrency,
-                machines,
-            };
-            bench::run(&pool, config).await?;
-        }
-        Command::BenchDetect {
-            readings,
-            per_message,
-            machines,
-            alerts,
-        } => {
-            anyhow::ensure!(
-                readings > 0 && per_message > 0 && machines > 0,
-                "every count must be positive"
-            );
-            let config = bench::DetectBenchConfig {
-                readings,
-                per_message,
-                machines,
-                alerts,
-            };
-            bench::run_detect(&settings, config).await?;
-        }
+        Command::Bench(args) => args.run(&settings).await?,
+        Command::BenchDetect(args) => args.run(&settings).await?,
         Command::Replay(args) => args.run(&settings).await?,
         Command::Backtest(args) => backtest::run(&args.into_config(), &settings.kafka).await?,
         Command::All
@@ -384,6 +353,40 @@ async fn migrated_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> 
     let pool = connect_database(settings).await?;
     migrate(settings, &pool).await?;
     Ok(pool)
+}
+
+impl BenchArgs {
+    async fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.readings > 0 && self.batch > 0 && self.concurrency > 0 && self.machines > 0,
+            "every count must be positive"
+        );
+        let pool = connect_database(settings).await?;
+        let config = bench::BenchConfig {
+            url: self.url,
+            readings: self.readings,
+            batch: self.batch,
+            concurrency: self.concurrency,
+            machines: self.machines,
+        };
+        bench::run(&pool, config).await
+    }
+}
+
+impl BenchDetectArgs {
+    async fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.readings > 0 && self.per_message > 0 && self.machines > 0,
+            "every count must be positive"
+        );
+        let config = bench::DetectBenchConfig {
+            readings: self.readings,
+            per_message: self.per_message,
+            machines: self.machines,
+            alerts: self.alerts,
+        };
+        bench::run_detect(settings, config).await
+    }
 }
 
 impl ReplayArgs {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::Isolation;
 use haltless_connectors::gateway::ReadingsSink;
+use haltless_processors::detection::generation::Generation;
 use haltless_processors::detection::logic::engine::{Input, MachineState};
 use haltless_processors::detection::logic::Sample;
 use haltless_processors::detection::replay::{self, ReplayOptions};
-use haltless_processors::runtime::Generation;
 use haltless_schemas::{AlertRecord, Reading, ReadingBatch, Source, WireFormat};
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -5,6 +5,7 @@
 //! - [`actions`]: `haltless.alert-actions.v1`, acknowledgements and snoozes of alerts, as events.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
+//! - `fields`: helpers mapping Avro values onto Rust types, shared by the topic modules.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
 //! - [`metric_names`]: the name of every Prometheus metric the platform exports.
 //! - [`tier`]: the subscription tiers' figures and a tenant's limits in force, which every ingest path,

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use flate2::read::GzDecoder;
-use haltless_connectors::admission::{Charge, Delivery, Refusal};
+use haltless_connectors::admission::{source_label, Charge, Delivery, Refusal};
 use haltless_connectors::gateway::IngestError;
 use haltless_schemas::{metric_names, Source};
 use serde_json::{json, Value};
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     key: Caller,
@@ -42,19 +42,18 @@ pub(crate) async fn ingest(
     key.require(Permission::Ingest)?;
     let config = &state.settings().gateway;
     let body = read_body(body, &headers, config.max_body_bytes).await?;
-    let request =
-        haltless_connectors::gateway::validate::parse_request(&body, config, crate::time::now_ms())
-            .map_err(|e| {
-                metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "invalid")
-                    .increment(1);
-                ingest_error(e)
-            })?;
-
     // The edge agent says so, and the topic records it; anything else is the plain gateway.
     let source = match headers.get(SOURCE_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) if v.eq_ignore_ascii_case("agent") => Source::Agent,
         _ => Source::Gateway,
     };
+    let request =
+        haltless_connectors::gateway::validate::parse_request(&body, config, crate::time::now_ms())
+            .map_err(|e| {
+                metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "invalid", "source" => source_label(source))
+                    .increment(1);
+                ingest_error(e)
+            })?;
     let delivery = Delivery {
         tenant_id: key.tenant_id,
         source,

@@ -42,7 +42,7 @@ pub struct ReadingsQuery {
     pub limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn query(
     State(state): State<AppState>,
     key: Caller,
@@ -79,7 +79,7 @@ pub(crate) async fn query(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn export_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -144,7 +144,7 @@ pub fn csv_response(body: String, filename: &str) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn latest(
     State(state): State<AppState>,
     key: Caller,

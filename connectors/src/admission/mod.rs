@@ -27,6 +27,11 @@ use quota::Counters;
 /// over strictness, readings must not stop because Redis does.
 const COUNTER_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The `source` label of the readings counters: the door's name as on the topic.
+pub fn source_label(source: Source) -> String {
+    format!("{source:?}").to_lowercase()
+}
+
 /// Whether a delivery still has to be charged against the tenant's writes per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
@@ -138,7 +143,7 @@ impl Admission {
     /// every record.
     pub async fn admit(&self, delivery: Delivery<'_>) -> Result<usize, Refusal> {
         let count = delivery.len() as u64;
-        let source = format!("{:?}", delivery.source).to_lowercase();
+        let source = source_label(delivery.source);
         let result = self.try_admit(delivery).await;
         match &result {
             Ok(n) => metrics::counter!(metric_names::READINGS_ACCEPTED, "source" => source)

@@ -22,11 +22,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorsConfig;
-use crate::detection::generations;
-use crate::runtime::generation::{self, Status};
+use crate::detection::generation::{self, Generation, Status};
+use crate::detection::supervisor;
 use crate::runtime::offsets::TopicOffsets;
 use crate::runtime::tasks::{until_all_end, Task};
-use crate::runtime::{Generation, ProcessorError};
+use crate::runtime::ProcessorError;
 
 const POLL: Duration = Duration::from_millis(500);
 /// Polls without progress after which a projection counts as caught up even if offsets remain: the tail
@@ -107,7 +107,7 @@ async fn build(
     g: Generation,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(i64, Option<Generation>)> {
-    generations::ensure_generation_topics(settings, g).await?;
+    supervisor::ensure_generation_topics(settings, g).await?;
     let k = &settings.kafka;
     let readings = Offsets::new(&k.brokers, &k.readings_topic)?;
     let start = readings.at_time(options.from).await?;
@@ -123,8 +123,8 @@ async fn build(
     let mut settings = settings.clone();
     settings.detector.instance = "replay".into();
     let mut running: Vec<Task> =
-        vec![generations::spawn_detector(&settings, g, end.clone(), &tasks).await?];
-    running.push(generations::spawn_alerts_projection(&settings, pool, g, &tasks).await?);
+        vec![supervisor::spawn_detector(&settings, g, end.clone(), &tasks).await?];
+    running.push(supervisor::spawn_alerts_projection(&settings, pool, g, &tasks).await?);
 
     let outcome = follow(
         &settings,
@@ -202,7 +202,7 @@ async fn follow(
     .await?;
     if end.is_none() {
         let actions = &settings.kafka.alert_actions_topic;
-        running.push(generations::spawn_actions_projection(
+        running.push(supervisor::spawn_actions_projection(
             settings, pool, g, tasks,
         )?);
         wait_projection(

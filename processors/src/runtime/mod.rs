@@ -5,7 +5,6 @@
 //! - [`batch`]: collecting a batch of messages from a consumer.
 //! - [`projection`]: the exactly-once Kafka → PostgreSQL projection runner.
 //! - [`tasks`]: processors as background tasks of a role.
-//! - [`generation`]: generations of detection (replays) and which one is active.
 //! - [`offsets`]: a topic's offsets by time and at its ends.
 //! - [`topics`]: creating topics and checking their partition counts.
 //! - [`error`]: the runtime's error type, with its retry classification.
@@ -13,7 +12,6 @@
 pub mod batch;
 pub mod codecs;
 pub mod error;
-pub mod generation;
 pub mod kafka;
 pub mod offsets;
 pub mod projection;
@@ -21,5 +19,4 @@ pub mod tasks;
 pub mod topics;
 
 pub use error::ProcessorError;
-pub use generation::Generation;
 pub use projection::{Projection, ProjectionRunner, RunnerConfig};

@@ -10,12 +10,12 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorsConfig;
+use crate::detection::generation::{self, Generation};
 use crate::detection::processor::{DetectorRuntime, DetectorTopics};
 use crate::projection::alerts::{AlertActionsProjection, AlertsProjection};
 use crate::runtime::codecs::{alerts_codec, readings_codec};
 use crate::runtime::tasks::{spawn_projection, until_all_end, Task};
 use crate::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
-use crate::runtime::{generation, Generation};
 
 /// How often a process checks whether a replay switched generations.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
