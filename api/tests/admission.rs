@@ -11,18 +11,7 @@ use std::time::{Duration, Instant};
 use common::peers::{free_port, Peer};
 use common::TestApp;
 use reqwest::Method;
-use serde_json::{json, Value};
-
-/// The platform with fast lease refreshes and short reconnect waits.
-async fn spawn(machines: &[&str]) -> TestApp {
-    TestApp::spawn_with(machines, |s| {
-        s.connectors.refresh_interval_ms = 200;
-        s.connectors.lease_ttl_ms = 3_000;
-        s.connectors.min_backoff_ms = 100;
-        s.connectors.max_backoff_ms = 500;
-    })
-    .await
-}
+use serde_json::json;
 
 /// A Modbus source reading one register of `machine` every 100 ms; returns its id.
 async fn modbus_source(app: &TestApp, device: &Peer, machine: &str) -> String {
@@ -39,32 +28,11 @@ async fn modbus_source(app: &TestApp, device: &Peer, machine: &str) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
-/// Polls the source's status until `done` holds (or panics after `secs`).
-async fn wait_status(app: &TestApp, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = app.get(&format!("/api/v1/sources/{id}/status")).await;
-        assert_eq!(status, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "status never matched: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The value of the rejected-readings counter with these labels on `/metrics` (0 when absent).
 async fn rejected(app: &TestApp, reason: &str, source: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
+    app.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("haltless_gateway_readings_rejected_total{"))
         .filter(|l| {
             l.contains(&format!("reason=\"{reason}\""))
@@ -86,7 +54,7 @@ async fn stored(app: &TestApp, machine: &str) -> i64 {
 
 #[tokio::test]
 async fn a_retired_machines_polled_readings_are_refused_and_counted() {
-    let app = spawn(&["press-01"]).await;
+    let app = TestApp::spawn_polling(&["press-01"]).await;
     let device = Peer::modbus(free_port(), &["--period", "0.3"]).await;
     let id = modbus_source(&app, &device, "press-01").await;
     app.wait_for_readings("press-01", 3).await;
@@ -100,12 +68,13 @@ async fn a_retired_machines_polled_readings_are_refused_and_counted() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let refused = wait_status(&app, &id, 20, |s| {
-        s["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("retired") && e.contains("press-01"))
-    })
-    .await;
+    let refused = app
+        .wait_source_status(&id, 20, |s| {
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("retired") && e.contains("press-01"))
+        })
+        .await;
     assert_eq!(refused["state"], "error", "{refused}");
 
     // Nothing polled after the retirement reaches the store: the count settles and stays.
@@ -121,7 +90,7 @@ async fn a_retired_machines_polled_readings_are_refused_and_counted() {
 
 #[tokio::test]
 async fn polled_deliveries_count_against_the_tenants_writes_per_minute() {
-    let app = spawn(&["press-01"]).await;
+    let app = TestApp::spawn_polling(&["press-01"]).await;
     sqlx::query("UPDATE tenants SET writes_per_minute = 5 WHERE id = $1")
         .bind(app.tenant)
         .execute(&app.iso.pool)
@@ -131,12 +100,13 @@ async fn polled_deliveries_count_against_the_tenants_writes_per_minute() {
     let id = modbus_source(&app, &device, "press-01").await;
 
     // Ten polls a second against five writes a minute: the pollers run out and are refused.
-    let limited = wait_status(&app, &id, 20, |s| {
-        s["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("5 API writes per minute"))
-    })
-    .await;
+    let limited = app
+        .wait_source_status(&id, 20, |s| {
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("5 API writes per minute"))
+        })
+        .await;
     assert_eq!(limited["state"], "error", "{limited}");
     assert!(rejected(&app, "rate_limited", "modbus").await >= 1.0);
 

@@ -151,15 +151,7 @@ async fn the_61st_write_in_a_minute_gets_429_on_every_instance() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], json!("rate_limited"));
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("haltless_rate_limited_total{kind=\"writes\"}"),
         "{metrics}"

@@ -71,20 +71,6 @@ impl Tier {
     }
 }
 
-impl std::str::FromStr for Tier {
-    type Err = String;
-
-    /// Parses a tier name strictly (`free`, `pro` or `enterprise`), for command lines.
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "free" => Ok(Tier::Free),
-            "pro" => Ok(Tier::Pro),
-            "enterprise" => Ok(Tier::Enterprise),
-            other => Err(format!("unknown tier `{other}`: free, pro or enterprise")),
-        }
-    }
-}
-
 /// A tenant's limits in force: its tier's figures unless a platform operator overrode them.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TenantLimits {
