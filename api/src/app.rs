@@ -1,6 +1,6 @@
-//! The application: shared state, the router, and the roles one process runs.
+//! The composition root: connects the services, builds the [`AppState`], assembles the router and starts
+//! the roles one process runs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -9,12 +9,17 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
+use haltless_connectors::admission::quota::Counters;
+use haltless_connectors::admission::Admission;
 use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
+use haltless_processors::detection::supervisor::follow_generations;
 use haltless_processors::projection::readings::ReadingsProjection;
+use haltless_processors::projection::retention;
+use haltless_processors::runtime::codecs::readings_codec;
+use haltless_processors::runtime::tasks::{spawn_projection, until_all_end};
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
-use haltless_schemas::{metric_names, AlertRecord, Codec, ReadingBatch, WireFormat};
-use metrics_exporter_prometheus::PrometheusHandle;
+use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -26,7 +31,8 @@ use crate::auth::store::AuthStore;
 use crate::auth::tokens::TokenSigner;
 use crate::config::Settings;
 use crate::events::EventPublisher;
-use crate::{detection, routes, telemetry};
+use crate::state::{AppState, Inner};
+use crate::{routes, telemetry};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -56,56 +62,6 @@ impl Roles {
             detector: true,
             connectors: true,
         }
-    }
-}
-
-/// State shared by every request handler.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-struct Inner {
-    pool: PgPool,
-    sink: ReadingsSink,
-    events: EventPublisher,
-    redis: fred::clients::Client,
-    auth_store: AuthStore,
-    tokens: TokenSigner,
-    settings: Settings,
-    prometheus: PrometheusHandle,
-}
-
-impl AppState {
-    /// The database pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.0.pool
-    }
-    /// The readings writer.
-    pub fn sink(&self) -> &ReadingsSink {
-        &self.0.sink
-    }
-    /// The publisher of rule changes and alert actions.
-    pub fn events(&self) -> &EventPublisher {
-        &self.0.events
-    }
-    /// The Redis client.
-    pub fn redis(&self) -> &fred::clients::Client {
-        &self.0.redis
-    }
-    /// The Redis side of auth: token blocklist, throttles and rate limits.
-    pub fn auth_store(&self) -> &AuthStore {
-        &self.0.auth_store
-    }
-    /// Issues and verifies access tokens.
-    pub fn tokens(&self) -> &TokenSigner {
-        &self.0.tokens
-    }
-    /// The settings the process started with.
-    pub fn settings(&self) -> &Settings {
-        &self.0.settings
-    }
-    /// Renders the Prometheus metrics.
-    pub fn prometheus(&self) -> &PrometheusHandle {
-        &self.0.prometheus
     }
 }
 
@@ -154,55 +110,6 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The readings codec: Confluent framing when a schema registry is configured, else single-object.
-pub async fn readings_codec(settings: &Settings) -> anyhow::Result<Codec> {
-    let format = match &settings.kafka.schema_registry_url {
-        None => WireFormat::SingleObject,
-        Some(url) => {
-            let subject = format!("{}-value", settings.kafka.readings_topic);
-            let schema_id =
-                register_schema(url, &subject, haltless_schemas::readings::SCHEMA).await?;
-            WireFormat::Confluent { schema_id }
-        }
-    };
-    Ok(ReadingBatch::codec(format)?)
-}
-
-/// The alerts codec, framed like the readings codec.
-pub async fn alerts_codec(settings: &Settings) -> anyhow::Result<Codec> {
-    let format = match &settings.kafka.schema_registry_url {
-        None => WireFormat::SingleObject,
-        Some(url) => {
-            let subject = format!("{}-value", settings.kafka.alerts_topic);
-            let schema_id =
-                register_schema(url, &subject, haltless_schemas::alerts::SCHEMA).await?;
-            WireFormat::Confluent { schema_id }
-        }
-    };
-    Ok(AlertRecord::codec(format)?)
-}
-
-/// Registers `schema` under `subject` in a Confluent-compatible registry and returns its id.
-async fn register_schema(url: &str, subject: &str, schema: &str) -> anyhow::Result<u32> {
-    #[derive(serde::Deserialize)]
-    struct Registered {
-        id: u32,
-    }
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/subjects/{subject}/versions",
-            url.trim_end_matches('/')
-        ))
-        .header("content-type", "application/vnd.schemaregistry.v1+json")
-        .json(&serde_json::json!({ "schema": schema }))
-        .send()
-        .await
-        .context("reaching the schema registry")?
-        .error_for_status()
-        .context("registering the schema")?;
-    Ok(response.json::<Registered>().await?.id)
-}
-
 /// A bound, ready-to-run instance of the platform.
 pub struct Application {
     listener: TcpListener,
@@ -215,7 +122,7 @@ impl Application {
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
         let pool = connect_database(&settings).await?;
         migrate(&settings, &pool).await?;
-        let codec = readings_codec(&settings).await?;
+        let codec = readings_codec(&settings.kafka).await?;
         let sink = ReadingsSink::new(
             &settings.kafka.brokers,
             &settings.kafka.readings_topic,
@@ -233,20 +140,24 @@ impl Application {
         .build()?;
         redis.connect();
         let auth_store = AuthStore::new(redis.clone(), &settings.redis.key_prefix);
+        let counters = Counters::new(redis.clone(), &settings.redis.key_prefix);
+        let rate_limits = settings.limits.rate_limits.then(|| counters.clone());
+        let admission = Admission::new(pool.clone(), sink, rate_limits);
         let tokens = TokenSigner::new(&settings.auth)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Inner {
             pool,
-            sink,
+            admission,
+            counters,
             events,
             redis,
             auth_store,
             tokens,
             settings,
             prometheus: telemetry::prometheus(),
-        }));
+        });
         Ok(Self {
             listener,
             state,
@@ -274,17 +185,17 @@ impl Application {
         let settings = state.settings();
         let mut tasks = Vec::new();
         if self.roles.projection {
-            let projection = ReadingsProjection::new(readings_codec(settings).await?);
+            let projection = ReadingsProjection::new(readings_codec(&settings.kafka).await?);
             let topic = &settings.kafka.readings_topic;
-            tasks.push(detection::spawn_projection(
-                settings,
+            tasks.push(spawn_projection(
+                &settings.processors(),
                 state.pool(),
                 projection,
                 topic,
                 &shutdown,
             )?);
             let limits = &settings.limits;
-            tokio::spawn(crate::retention::run(
+            tokio::spawn(retention::run(
                 state.pool().clone(),
                 Duration::from_secs(limits.retention_interval_secs),
                 limits.retention_batch,
@@ -292,8 +203,8 @@ impl Application {
             ));
         }
         if self.roles.projection || self.roles.detector {
-            tasks.push(tokio::spawn(detection::follow_generations(
-                settings.clone(),
+            tasks.push(tokio::spawn(follow_generations(
+                settings.processors(),
                 state.pool().clone(),
                 self.roles.detector,
                 self.roles.projection,
@@ -304,7 +215,7 @@ impl Application {
             let settings = state.settings();
             let runtime = Connectors::new(
                 state.pool().clone(),
-                state.sink().clone(),
+                state.admission().clone(),
                 settings.gateway.clone(),
                 settings.connectors.clone(),
             );
@@ -322,7 +233,7 @@ impl Application {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let result = tokio::select! {
             r = serve => r.map_err(anyhow::Error::from),
-            r = detection::until_all_end(tasks), if has_tasks => {
+            r = until_all_end(tasks), if has_tasks => {
                 let stopping = shutdown.is_cancelled();
                 shutdown.cancel();
                 r.and_then(|()| if stopping { Ok(()) } else { anyhow::bail!("a background role stopped") })
@@ -333,7 +244,7 @@ impl Application {
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        state.sink().flush(Duration::from_secs(5));
+        state.admission().sink().flush(Duration::from_secs(5));
         result
     }
 }

@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::direct::ConnectorsConfig;
 use haltless_connectors::gateway::GatewayConfig;
+use haltless_processors::config::{KafkaConfig, ProcessorsConfig};
 use haltless_processors::detection::processor::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
 use secrecy::SecretString;
@@ -57,6 +58,15 @@ impl Settings {
             .merge(Env::prefixed("HALTLESS__").split("__"))
             .extract()
             .map_err(Box::new)
+    }
+
+    /// The sections the processors' roles read (Kafka, detectors, projections).
+    pub fn processors(&self) -> ProcessorsConfig {
+        ProcessorsConfig {
+            kafka: self.kafka.clone(),
+            detector: self.detector.clone(),
+            projection: self.projection.clone(),
+        }
     }
 }
 
@@ -111,47 +121,6 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:56379".into(),
             key_prefix: "haltless:".into(),
-        }
-    }
-}
-
-/// Kafka settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, comma-separated.
-    pub brokers: String,
-    /// Topic of sensor readings.
-    pub readings_topic: String,
-    /// Topic of alert transitions.
-    pub alerts_topic: String,
-    /// Topic of alert actions (acknowledgements, snoozes).
-    pub alert_actions_topic: String,
-    /// Compacted topic of rule changes.
-    pub rules_topic: String,
-    /// Compacted changelog of the detectors' state (as many partitions as the readings topic).
-    pub detector_changelog_topic: String,
-    /// Partitions of topics the platform creates.
-    pub partitions: i32,
-    /// Replication factor of topics the platform creates (3 on a production cluster).
-    pub replication: i32,
-    /// Confluent-compatible schema registry URL. When set, the schemas are registered there and messages
-    /// use the Confluent wire format; otherwise Avro single-object encoding.
-    pub schema_registry_url: Option<String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            brokers: "127.0.0.1:59092".into(),
-            readings_topic: haltless_schemas::READINGS_TOPIC.into(),
-            alerts_topic: haltless_schemas::ALERTS_TOPIC.into(),
-            alert_actions_topic: haltless_schemas::actions::ALERT_ACTIONS_TOPIC.into(),
-            rules_topic: "haltless.rules.v1".into(),
-            detector_changelog_topic: "haltless.detector-state.v1".into(),
-            partitions: 6,
-            replication: 1,
-            schema_registry_url: None,
         }
     }
 }

@@ -5,6 +5,26 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+/// The uniform error body (`{"error": {"code", "message", "details"}}`).
+#[derive(Debug, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code, e.g. `not_found`, `forbidden`, `rate_limited`, `tier_limit`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// Structured details, when there are any.
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
 
 /// An error answer.
 #[derive(Debug)]

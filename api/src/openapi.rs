@@ -4,29 +4,11 @@
 use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::app::AppState;
+use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes;
-
-/// The uniform error body (`{"error": {"code", "message", "details"}}`).
-#[derive(Debug, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code, e.g. `not_found`, `forbidden`, `rate_limited`, `tier_limit`.
-    pub code: String,
-    /// For people.
-    pub message: String,
-    /// Structured details, when there are any.
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-}
+use crate::state::AppState;
 
 struct Security;
 

@@ -200,7 +200,7 @@ pub async fn set_limits(
     .bind(r)
     .execute(pool)
     .await?;
-    let l = TenantLimits::load(pool, id)
+    let l = crate::tenants::load_limits(pool, id)
         .await?
         .ok_or_else(|| PlatformError::NoTenant(tenant.to_owned()))?;
     Ok(format!(

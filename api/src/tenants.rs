@@ -4,127 +4,12 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{generate_key, hash_key, NewKey, Scope};
-
-/// Subscription tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Free: 2 machines, 60 writes and 300 reads per minute, 7 days of readings.
-    Free,
-    /// Pro: 50 machines, 300 writes and 1,500 reads per minute, 365 days of readings.
-    Pro,
-    /// Enterprise: 10,000 machines, 1,200 writes and 6,000 reads per minute, 3,650 days of readings.
-    Enterprise,
-}
-
-impl Tier {
-    /// The tier's name as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Free => "free",
-            Tier::Pro => "pro",
-            Tier::Enterprise => "enterprise",
-        }
-    }
-
-    /// Parses a stored tier name; anything unknown counts as Free, the most restrictive.
-    pub fn parse(name: &str) -> Self {
-        match name {
-            "pro" => Tier::Pro,
-            "enterprise" => Tier::Enterprise,
-            _ => Tier::Free,
-        }
-    }
-
-    /// Most machines a tenant of this tier may register.
-    pub fn max_machines(self) -> u64 {
-        match self {
-            Tier::Free => 2,
-            Tier::Pro => 50,
-            Tier::Enterprise => 10_000,
-        }
-    }
-
-    /// API writes per minute (an ingest request is one write).
-    pub fn writes_per_minute(self) -> u64 {
-        match self {
-            Tier::Free => 60,
-            Tier::Pro => 300,
-            Tier::Enterprise => 1_200,
-        }
-    }
-
-    /// API reads per minute.
-    pub fn reads_per_minute(self) -> u64 {
-        match self {
-            Tier::Free => 300,
-            Tier::Pro => 1_500,
-            Tier::Enterprise => 6_000,
-        }
-    }
-
-    /// Days of readings kept.
-    pub fn retention_days(self) -> u32 {
-        match self {
-            Tier::Free => 7,
-            Tier::Pro => 365,
-            Tier::Enterprise => 3_650,
-        }
-    }
-}
-
-/// A tenant's tier and its override columns.
-type LimitsRow = (String, Option<i32>, Option<i32>, Option<i32>);
-
-/// A tenant's limits in force: its tier's figures unless a platform operator overrode them.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct TenantLimits {
-    /// The tier.
-    pub tier: Tier,
-    /// Most machines.
-    pub max_machines: u64,
-    /// API writes per minute.
-    pub writes_per_minute: u64,
-    /// API reads per minute.
-    pub reads_per_minute: u64,
-    /// Days of readings kept.
-    pub retention_days: u32,
-}
-
-impl TenantLimits {
-    /// The limits from a tier and the tenant's override columns (NULL: the tier's figure).
-    pub fn from_row(
-        tier: Tier,
-        max_machines: Option<i32>,
-        writes: Option<i32>,
-        reads: Option<i32>,
-    ) -> Self {
-        let or = |o: Option<i32>, default: u64| o.map(|v| v.max(0) as u64).unwrap_or(default);
-        Self {
-            tier,
-            max_machines: or(max_machines, tier.max_machines()),
-            writes_per_minute: or(writes, tier.writes_per_minute()),
-            reads_per_minute: or(reads, tier.reads_per_minute()),
-            retention_days: tier.retention_days(),
-        }
-    }
-
-    /// The limits of `tenant`, or None when it does not exist.
-    pub async fn load(pool: &PgPool, tenant: Uuid) -> Result<Option<Self>, sqlx::Error> {
-        let row: Option<LimitsRow> = sqlx::query_as(
-            "SELECT tier, max_machines, writes_per_minute, reads_per_minute FROM tenants WHERE id = $1",
-        )
-        .bind(tenant)
-        .fetch_optional(pool)
-        .await?;
-        Ok(row.map(|(tier, m, w, r)| Self::from_row(Tier::parse(&tier), m, w, r)))
-    }
-}
+pub use haltless_connectors::admission::quota::load_limits;
+pub use haltless_schemas::tier::{TenantLimits, Tier};
 
 /// Creates a tenant and returns its id.
 pub async fn create_tenant(pool: &PgPool, name: &str, tier: Tier) -> Result<Uuid, sqlx::Error> {

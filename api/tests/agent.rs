@@ -95,6 +95,12 @@ fn site(cloud_port: u16, key: &str, buffer: &Path, device: u16) -> AgentConfig {
     .unwrap()
 }
 
+/// The process's metrics, as `haltless agent` serves them.
+fn metrics() -> haltless_connectors::agent::server::RenderMetrics {
+    let prometheus = haltless_api::telemetry::prometheus();
+    std::sync::Arc::new(move || prometheus.render())
+}
+
 async fn health(port: u16) -> Value {
     reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
         .await
@@ -126,7 +132,7 @@ async fn the_agent_loses_and_duplicates_nothing_through_a_cloud_outage_and_a_res
     let config = site(link.port, &app.key, &buffer, device.port);
 
     let first = CancellationToken::new();
-    let agent = haltless_api::agent::start(config.clone(), first.clone())
+    let agent = haltless_connectors::agent::server::start(config.clone(), metrics(), first.clone())
         .await
         .unwrap();
     app.wait_for_readings("press-01", 10).await;
@@ -157,9 +163,10 @@ async fn the_agent_loses_and_duplicates_nothing_through_a_cloud_outage_and_a_res
         .unwrap();
     assert!(read_by_first >= h["sources"][0]["readings_total"].as_u64().unwrap());
     let second = CancellationToken::new();
-    let agent = haltless_api::agent::start(config.clone(), second.clone())
-        .await
-        .unwrap();
+    let agent =
+        haltless_connectors::agent::server::start(config.clone(), metrics(), second.clone())
+            .await
+            .unwrap();
     let h = wait_health(agent.port, "more buffering", |h| {
         h["sources"][0]["readings_total"].as_u64() > Some(20)
     })

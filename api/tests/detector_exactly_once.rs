@@ -10,11 +10,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Isolation;
-use haltless_api::replay::{self, ReplayOptions};
 use haltless_connectors::gateway::ReadingsSink;
+use haltless_processors::detection::generation::Generation;
 use haltless_processors::detection::logic::engine::{Input, MachineState};
 use haltless_processors::detection::logic::Sample;
-use haltless_processors::runtime::Generation;
+use haltless_processors::detection::replay::{self, ReplayOptions};
 use haltless_schemas::{AlertRecord, Reading, ReadingBatch, Source, WireFormat};
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -315,9 +315,14 @@ async fn a_replay_reproduces_the_alerts_and_the_platform_follows_the_switch_over
 
     // Replay the whole topic into generation 2 while the platform's processor goes on.
     let options = ReplayOptions::default();
-    let outcome = replay::run(&iso.settings, &iso.pool, &options, CancellationToken::new())
-        .await
-        .unwrap();
+    let outcome = replay::run(
+        &iso.settings.processors(),
+        &iso.pool,
+        &options,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome.generation, Generation(2));
     assert_eq!(outcome.replaced, Some(Generation(1)));
     assert_eq!(

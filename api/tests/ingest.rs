@@ -375,15 +375,7 @@ async fn health_readiness_and_metrics() {
     let ok = json!({"readings": [{"machine": "m-1", "metric": "t", "ts": T0, "value": 1.0}]});
     assert_eq!(app.ingest(&ok).await.status(), 202);
     app.wait_for_readings("m-1", 1).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for name in [
         "haltless_http_requests_total",
         "haltless_gateway_readings_accepted_total",

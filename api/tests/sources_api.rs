@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::{free_port, Peer};
 use common::TestApp;
+use haltless_connectors::admission::Admission;
 use haltless_connectors::direct::{Connectors, ConnectorsConfig};
 use haltless_connectors::gateway::{GatewayConfig, ReadingsSink};
 use serde_json::{json, Value};
@@ -275,13 +276,15 @@ async fn instances_share_sources_and_take_over_a_dead_ones() {
     let sink = ReadingsSink::new(
         &s.kafka.brokers,
         &s.kafka.readings_topic,
-        haltless_api::app::readings_codec(s).await.unwrap(),
+        haltless_processors::runtime::codecs::readings_codec(&s.kafka)
+            .await
+            .unwrap(),
         Duration::from_secs(5),
     )
     .unwrap();
     let second = Connectors::new(
         app.iso.pool.clone(),
-        sink,
+        Admission::new(app.iso.pool.clone(), sink, None),
         GatewayConfig::default(),
         ConnectorsConfig {
             instance_id: "second".into(),

@@ -11,17 +11,6 @@ use common::peers::{free_port, Peer};
 use common::TestApp;
 use serde_json::{json, Value};
 
-/// The platform with fast lease refreshes and short reconnect waits.
-async fn spawn(machines: &[&str]) -> TestApp {
-    TestApp::spawn_with(machines, |s| {
-        s.connectors.refresh_interval_ms = 200;
-        s.connectors.lease_ttl_ms = 3_000;
-        s.connectors.min_backoff_ms = 100;
-        s.connectors.max_backoff_ms = 500;
-    })
-    .await
-}
-
 async fn send(
     app: &TestApp,
     method: reqwest::Method,
@@ -46,20 +35,6 @@ async fn create(app: &TestApp, body: Value) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
-/// Polls the source's status until `done` holds (or panics after `secs`).
-async fn wait_status(app: &TestApp, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = app.get(&format!("/api/v1/sources/{id}/status")).await;
-        assert_eq!(status, 200, "{body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "status never matched: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn point(metric: &str, register: &str, address: u16, data_type: &str, extra: Value) -> Value {
     let mut p = json!({"machine": "press-01", "metric": metric, "register": register,
                        "address": address, "data_type": data_type});
@@ -77,7 +52,7 @@ fn ts_ms(row: &Value) -> i64 {
 
 #[tokio::test]
 async fn modbus_values_arrive_with_their_type_scale_and_time() {
-    let app = spawn(&["press-01"]).await;
+    let app = TestApp::spawn_polling(&["press-01"]).await;
     let device = Peer::modbus(free_port(), &["--period", "0.3"]).await;
     let started = chrono::Utc::now().timestamp_millis();
     create(
@@ -172,7 +147,7 @@ async fn modbus_values_arrive_with_their_type_scale_and_time() {
 
 #[tokio::test]
 async fn a_device_down_and_back_shows_on_the_status_and_recovers() {
-    let app = spawn(&["press-01"]).await;
+    let app = TestApp::spawn_polling(&["press-01"]).await;
     let port = free_port();
     let device = Peer::modbus(port, &[]).await;
     let id = create(
@@ -182,21 +157,26 @@ async fn a_device_down_and_back_shows_on_the_status_and_recovers() {
                "points": [point("count", "holding", 3, "u16", json!({}))]}),
     )
     .await;
-    let ok = wait_status(&app, &id, 30, |s| s["state"] == "ok").await;
+    let ok = app
+        .wait_source_status(&id, 30, |s| s["state"] == "ok")
+        .await;
     let first_success = ok["last_success_at"].as_str().unwrap().to_owned();
     device.stop().await;
-    let down = wait_status(&app, &id, 30, |s| s["state"] == "error").await;
+    let down = app
+        .wait_source_status(&id, 30, |s| s["state"] == "error")
+        .await;
     let error = down["last_error"].as_str().unwrap();
     assert!(
         error.contains(&format!("127.0.0.1:{port}")),
         "names the endpoint: {error}"
     );
     let device = Peer::modbus(port, &[]).await;
-    let back = wait_status(&app, &id, 30, |s| {
-        s["state"] == "ok"
-            && s["last_success_at"].as_str() > Some(s["last_error_at"].as_str().unwrap_or(""))
-    })
-    .await;
+    let back = app
+        .wait_source_status(&id, 30, |s| {
+            s["state"] == "ok"
+                && s["last_success_at"].as_str() > Some(s["last_error_at"].as_str().unwrap_or(""))
+        })
+        .await;
     assert!(back["last_success_at"].as_str().unwrap() > first_success.as_str());
     let kept = back["last_error"].as_str().unwrap_or_default();
     assert!(
@@ -209,7 +189,7 @@ async fn a_device_down_and_back_shows_on_the_status_and_recovers() {
 
 #[tokio::test]
 async fn a_slow_device_and_a_wrong_map_stall_nobody_and_say_why() {
-    let app = spawn(&["press-01", "slow-02", "wrong-03"]).await;
+    let app = TestApp::spawn_polling(&["press-01", "slow-02", "wrong-03"]).await;
     let good = Peer::modbus(free_port(), &[]).await;
     let slow = Peer::modbus(free_port(), &["--delay-ms", "3000"]).await;
     let slow_id = create(
@@ -244,7 +224,9 @@ async fn a_slow_device_and_a_wrong_map_stall_nobody_and_say_why() {
         "the good source was held up: {:?}",
         t.elapsed()
     );
-    let slow_status = wait_status(&app, &slow_id, 30, |s| s["state"] == "error").await;
+    let slow_status = app
+        .wait_source_status(&slow_id, 30, |s| s["state"] == "error")
+        .await;
     assert!(
         slow_status["last_error"]
             .as_str()
@@ -252,7 +234,9 @@ async fn a_slow_device_and_a_wrong_map_stall_nobody_and_say_why() {
             .contains("no answer"),
         "{slow_status}"
     );
-    let wrong = wait_status(&app, &wrong_id, 30, |s| s["state"] == "error").await;
+    let wrong = app
+        .wait_source_status(&wrong_id, 30, |s| s["state"] == "error")
+        .await;
     let message = wrong["last_error"].as_str().unwrap();
     assert!(
         message.contains("holding registers 500..=501") && message.contains("IllegalDataAddress"),
@@ -266,7 +250,8 @@ async fn a_slow_device_and_a_wrong_map_stall_nobody_and_say_why() {
         .unwrap()
         .iter()
         .all(|r| r["metric"] == "count"));
-    wait_status(&app, &good_id, 10, |s| s["state"] == "ok").await;
+    app.wait_source_status(&good_id, 10, |s| s["state"] == "ok")
+        .await;
     good.stop().await;
     slow.stop().await;
     app.stop().await;
@@ -275,7 +260,7 @@ async fn a_slow_device_and_a_wrong_map_stall_nobody_and_say_why() {
 #[tokio::test]
 async fn changes_to_a_source_apply_without_a_restart() {
     use reqwest::Method;
-    let app = spawn(&["press-01"]).await;
+    let app = TestApp::spawn_polling(&["press-01"]).await;
     let device = Peer::modbus(free_port(), &[]).await;
     let body = |port: u16| {
         json!({"name": "plc", "protocol": "modbus_tcp", "endpoint": format!("127.0.0.1:{port}"),
@@ -284,7 +269,8 @@ async fn changes_to_a_source_apply_without_a_restart() {
     };
     // Pointed at nothing first: an error.
     let id = create(&app, body(free_port())).await;
-    wait_status(&app, &id, 30, |s| s["state"] == "error").await;
+    app.wait_source_status(&id, 30, |s| s["state"] == "error")
+        .await;
     // Corrected through the API: the running poller follows.
     let (status, _) = send(
         &app,
@@ -294,7 +280,7 @@ async fn changes_to_a_source_apply_without_a_restart() {
     )
     .await;
     assert_eq!(status, 200);
-    wait_status(&app, &id, 30, |s| {
+    app.wait_source_status(&id, 30, |s| {
         s["state"] == "ok" && s["definition_version"] == 2
     })
     .await;

@@ -12,15 +12,6 @@ use common::peers::{free_port, Peer};
 use common::TestApp;
 use serde_json::{json, Value};
 
-async fn spawn(machines: &[&str]) -> TestApp {
-    TestApp::spawn_with(machines, |s| {
-        s.connectors.refresh_interval_ms = 200;
-        s.connectors.min_backoff_ms = 100;
-        s.connectors.max_backoff_ms = 500;
-    })
-    .await
-}
-
 async fn create(app: &TestApp, body: Value) -> String {
     let r = app
         .client
@@ -100,7 +91,7 @@ fn check_consistent(rows: &[Value], started: i64) -> BTreeSet<i64> {
 
 #[tokio::test]
 async fn opcua_reads_arrive_with_type_scale_and_source_time() {
-    let app = spawn(&["press-01", "press-02"]).await;
+    let app = TestApp::spawn_polling(&["press-01", "press-02"]).await;
     let server = Peer::opcua(free_port(), &["--period", "0.4"]).await;
     let started = chrono::Utc::now().timestamp_millis();
     let endpoint = format!("opc.tcp://127.0.0.1:{}/haltless", server.port);
@@ -159,7 +150,7 @@ async fn opcua_reads_arrive_with_type_scale_and_source_time() {
 
 #[tokio::test]
 async fn opcua_subscription_with_a_user_login_and_a_refused_password() {
-    let app = spawn(&["press-01", "press-02"]).await;
+    let app = TestApp::spawn_polling(&["press-01", "press-02"]).await;
     let server = Peer::opcua(
         free_port(),
         &["--period", "0.3", "--user", "plant", "--password", "s3cret"],
@@ -217,7 +208,7 @@ async fn opcua_subscription_with_a_user_login_and_a_refused_password() {
 
 #[tokio::test]
 async fn an_opcua_server_down_and_back_shows_on_the_status_and_recovers() {
-    let app = spawn(&["press-01"]).await;
+    let app = TestApp::spawn_polling(&["press-01"]).await;
     let port = free_port();
     let server = Peer::opcua(port, &["--period", "0.3"]).await;
     let id = create(
@@ -266,7 +257,7 @@ async fn an_opcua_server_down_and_back_shows_on_the_status_and_recovers() {
 
 #[tokio::test]
 async fn opcua_with_basic256sha256_sign_and_encrypt() {
-    let app = spawn(&["press-01", "press-02"]).await;
+    let app = TestApp::spawn_polling(&["press-01", "press-02"]).await;
     let server = Peer::opcua(free_port(), &["--period", "0.3", "--secure"]).await;
     let started = chrono::Utc::now().timestamp_millis();
     let endpoint = format!("opc.tcp://127.0.0.1:{}/haltless", server.port);

@@ -151,15 +151,7 @@ async fn the_61st_write_in_a_minute_gets_429_on_every_instance() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], json!("rate_limited"));
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("haltless_rate_limited_total{kind=\"writes\"}"),
         "{metrics}"
@@ -279,12 +271,14 @@ async fn a_sweep_in_small_batches_removes_everything_due_and_nothing_else() {
         reading_at(pool, free, machine, d).await;
         reading_at(pool, pro, machine, d).await;
     }
-    let report = haltless_api::retention::sweep(pool, 5).await.unwrap();
+    let report = haltless_processors::projection::retention::sweep(pool, 5)
+        .await
+        .unwrap();
     assert_eq!((report.deleted, report.failed), (32, 0));
     assert_eq!(ages(pool, free).await, vec![1, 6]);
     assert_eq!(ages(pool, pro).await.len(), 32, "Pro keeps a year");
     assert_eq!(
-        haltless_api::retention::sweep(pool, 5)
+        haltless_processors::projection::retention::sweep(pool, 5)
             .await
             .unwrap()
             .deleted,

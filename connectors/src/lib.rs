@@ -1,5 +1,7 @@
 //! Everything that brings readings into Haltless.
 //!
+//! - [`admission`]: the one path every reading takes in, whatever its door: machine names to the tenant's
+//!   machines, unknown, retired and forbidden machines refused, the tier's write limit, the writer.
 //! - [`gateway`]: the ingest gateway's request validation ([`gateway::validate`]) and the Kafka writer
 //!   that answers only once every record is acknowledged ([`gateway::sink`]).
 //! - [`source`]: what every device source shares, whatever its protocol: the [`source::Protocol`] trait,
@@ -16,8 +18,9 @@
 //! - [`kafka`]: the producer settings every ingest path shares.
 //!
 //! The HTTP route itself (`POST /api/v1/ingest`) lives in the API crate, which owns authentication; it
-//! hands the body to [`gateway::validate::parse_request`] and the result to [`gateway::ReadingsSink`].
+//! hands the body to [`gateway::validate::parse_request`] and the result to [`admission::Admission`].
 
+pub mod admission;
 pub mod agent;
 pub mod direct;
 pub mod gateway;

@@ -1,5 +1,6 @@
 //! Everything that consumes Haltless topics.
 //!
+//! - [`config`]: the settings sections processors read (`kafka`, `detector`, `projection`).
 //! - [`runtime`]: what processors share: consumer settings, topic creation, and the exactly-once
 //!   Kafka → PostgreSQL projection runner ([`runtime::projection`]).
 //! - [`detection`]: the detectors, rules and alert lifecycle as pure logic ([`detection::logic`]), the
@@ -8,6 +9,7 @@
 //! - [`projection`]: the projections themselves; [`projection::readings`] materialises
 //!   `haltless.readings.v1` into the `readings` table.
 
+pub mod config;
 pub mod detection;
 pub mod projection;
 pub mod runtime;

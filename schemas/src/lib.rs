@@ -5,8 +5,11 @@
 //! - [`actions`]: `haltless.alert-actions.v1`, acknowledgements and snoozes of alerts, as events.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
+//! - `fields`: helpers mapping Avro values onto Rust types, shared by the topic modules.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
 //! - [`metric_names`]: the name of every Prometheus metric the platform exports.
+//! - [`tier`]: the subscription tiers' figures and a tenant's limits in force, which every ingest path,
+//!   the API and the retention sweep enforce.
 //!
 //! Nothing here performs I/O: connectors and processors compose these codecs with their transports.
 
@@ -17,6 +20,7 @@ pub mod compat;
 mod fields;
 pub mod metric_names;
 pub mod readings;
+pub mod tier;
 
 pub use alerts::{AlertRecord, ALERTS_TOPIC};
 pub use codec::{Codec, CodecError, WireFormat};

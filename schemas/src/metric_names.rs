@@ -6,9 +6,10 @@
 pub const HTTP_REQUESTS: &str = "haltless_http_requests_total";
 /// Histogram of HTTP request durations in seconds, labelled `method` and `route`.
 pub const HTTP_REQUEST_SECONDS: &str = "haltless_http_request_duration_seconds";
-/// Counter of readings the gateway accepted (acknowledged by Kafka).
+/// Counter of readings admitted (acknowledged by Kafka), whatever their door, labelled `source` (gateway,
+/// agent, modbus, opcua).
 pub const READINGS_ACCEPTED: &str = "haltless_gateway_readings_accepted_total";
-/// Counter of readings the gateway rejected, labelled `reason`.
+/// Counter of readings refused, labelled `reason` and `source` (requests refused as invalid count once).
 pub const READINGS_REJECTED: &str = "haltless_gateway_readings_rejected_total";
 /// Histogram of the time Kafka took to acknowledge one ingest request's records, in seconds.
 pub const PRODUCE_SECONDS: &str = "haltless_gateway_produce_duration_seconds";

@@ -36,6 +36,19 @@ impl Source {
     pub fn symbol(&self) -> &'static str {
         source_fields(*self).0
     }
+
+    /// A short name for metric labels and logs: `gateway`, `agent`, `opcua` and `modbus` as ever, else
+    /// the protocol's registered name.
+    pub fn label(&self) -> &str {
+        match self {
+            Source::Gateway => "gateway",
+            Source::Agent => "agent",
+            Source::Device(name) => PROTOCOL_SYMBOLS
+                .iter()
+                .find(|(n, _, _)| *n == name.as_str())
+                .map_or(name.as_str(), |(_, _, label)| label),
+        }
+    }
 }
 
 /// The registered name of a device protocol, e.g. `modbus_tcp` or `opcua`: 1 to 32 lowercase ASCII
@@ -274,7 +287,11 @@ const SOURCE_SYMBOLS: [&str; 5] = ["GATEWAY", "OPCUA", "MODBUS", "AGENT", "DEVIC
 /// The two protocols that version 1 of the schema named in `source` itself. They keep their symbols so
 /// that consumers of version 1 read their batches as before; every later protocol is `DEVICE` with its
 /// name in `protocol`. This list is history: it never grows.
-const PROTOCOL_SYMBOLS: [(&str, &str); 2] = [("opcua", "OPCUA"), ("modbus_tcp", "MODBUS")];
+/// Each with its registered name, its symbol, and the label it has always had in metrics.
+const PROTOCOL_SYMBOLS: [(&str, &str, &str); 2] = [
+    ("opcua", "OPCUA", "opcua"),
+    ("modbus_tcp", "MODBUS", "modbus"),
+];
 
 /// The `source` symbol and the `protocol` field of a batch from `source`.
 fn source_fields(source: Source) -> (&'static str, Option<ProtocolName>) {
@@ -284,8 +301,8 @@ fn source_fields(source: Source) -> (&'static str, Option<ProtocolName>) {
         Source::Device(name) => {
             let symbol = PROTOCOL_SYMBOLS
                 .iter()
-                .find(|(n, _)| *n == name.as_str())
-                .map_or("DEVICE", |(_, s)| s);
+                .find(|(n, _, _)| *n == name.as_str())
+                .map_or("DEVICE", |(_, s, _)| s);
             (symbol, Some(name))
         }
     }
@@ -302,8 +319,8 @@ fn parse_source(symbol: &str, protocol: Option<String>) -> Result<Source, CodecE
         (_, Some(name)) => ProtocolName::new(name).map(Source::Device).ok_or_else(bad),
         (symbol, None) => PROTOCOL_SYMBOLS
             .iter()
-            .find(|(_, s)| *s == symbol)
-            .and_then(|(n, _)| ProtocolName::new(n))
+            .find(|(_, s, _)| *s == symbol)
+            .and_then(|(n, _, _)| ProtocolName::new(n))
             .map(Source::Device)
             .ok_or_else(bad),
     }
@@ -470,6 +487,15 @@ mod tests {
         assert_eq!(field_of(&batch, "source"), Value::Enum(4, "DEVICE".into()));
         assert_eq!(batch.source.symbol(), "DEVICE");
         assert_eq!(device("opcua").symbol(), "OPCUA");
+        let labels = [
+            Source::Gateway,
+            Source::Agent,
+            device("opcua"),
+            device("modbus_tcp"),
+        ]
+        .map(|s| s.label().to_owned());
+        assert_eq!(labels, ["gateway", "agent", "opcua", "modbus"], "as ever");
+        assert_eq!(batch.source.label(), "bacnet_ip");
         assert_eq!(
             field_of(&batch, "protocol"),
             Value::Union(1, Box::new(Value::String("bacnet_ip".into())))

@@ -9,12 +9,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::keys::{hash_key, Scope, API_KEY_HEADER};
-use crate::auth::store::Window;
 use crate::auth::Role;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::tenants::{TenantLimits, Tier};
+use haltless_connectors::admission::quota::{reads_counter, writes_counter, Window};
 
 /// What an endpoint requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +189,7 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, A
         {
             return Err(unauthorized("this access token has been revoked"));
         }
-        let limits = TenantLimits::load(state.pool(), claims.tid)
+        let limits = crate::tenants::load_limits(state.pool(), claims.tid)
             .await?
             .ok_or_else(|| unauthorized("the tenant no longer exists"))?;
         return Ok(Caller {
@@ -290,13 +290,18 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
     };
     let window = if state.settings().limits.rate_limits {
         let read = matches!(parts.method, Method::GET | Method::HEAD);
-        let (kind, limit) = if read {
-            ("reads", caller.limits.reads_per_minute)
+        let (counter, limit) = if read {
+            (
+                reads_counter(caller.tenant_id),
+                caller.limits.reads_per_minute,
+            )
         } else {
-            ("writes", caller.limits.writes_per_minute)
+            (
+                writes_counter(caller.tenant_id),
+                caller.limits.writes_per_minute,
+            )
         };
-        let counter = format!("rate:{}:{kind}", caller.tenant_id);
-        match state.auth_store().hit(&counter, 60, limit).await {
+        match state.counters().hit(&counter, 60, limit).await {
             Ok(window) => Some(window),
             Err(e) => {
                 // Availability over strictness: a Redis outage must not stop ingest.

@@ -8,7 +8,8 @@
 //! - [`keys`]: API key generation and hashing.
 //! - [`tokens`]: access tokens (JWT, HS256).
 //! - [`passwords`]: argon2id hashing and the password policy.
-//! - [`store`]: the Redis side: token blocklist and fixed-window counters.
+//! - [`store`]: the Redis side: the token blocklist (counters are `connectors::admission::quota`).
+//! - `caller`: the [`Caller`] extractor and the [`enforce`] middleware.
 
 pub mod keys;
 pub mod passwords;

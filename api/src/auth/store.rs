@@ -1,6 +1,6 @@
-//! What auth keeps in Redis: the blocklist of access tokens (by `jti`, by session, by user) and fixed-window
-//! counters for the login throttle, the sign-up throttle and the tenants' rate limits. Every key carries
-//! `redis.key_prefix` and expires by itself.
+//! What auth keeps in Redis: the blocklist of access tokens (by `jti`, by session, by user). Every key
+//! carries `redis.key_prefix` and expires by itself. The login and sign-up throttles and the tenants' rate
+//! limits count on [`haltless_connectors::admission::quota::Counters`].
 
 use fred::clients::Client;
 use fred::prelude::{Expiration, KeysInterface};
@@ -20,28 +20,6 @@ impl std::fmt::Debug for AuthStore {
         f.debug_struct("AuthStore")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
-    }
-}
-
-/// A fixed-window counter after one hit.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    /// Hits in the current window, this one included.
-    pub count: u64,
-    /// Hits allowed per window.
-    pub limit: u64,
-    /// Seconds until the window ends.
-    pub reset_secs: u64,
-}
-
-impl Window {
-    /// Whether this hit went over the limit.
-    pub fn exceeded(&self) -> bool {
-        self.count > self.limit
-    }
-    /// Hits left in the window.
-    pub fn remaining(&self) -> u64 {
-        self.limit.saturating_sub(self.count)
     }
 }
 
@@ -122,55 +100,5 @@ impl AuthStore {
         Ok(values.first().copied().flatten().is_some()
             || values.get(1).copied().flatten().is_some()
             || user_cutoff_ms.is_some_and(|cutoff| claims.iat_ms <= cutoff))
-    }
-
-    /// Counts one hit on the counter `name` in the current window of `window_secs`.
-    pub async fn hit(
-        &self,
-        name: &str,
-        window_secs: u64,
-        limit: u64,
-    ) -> Result<Window, fred::error::Error> {
-        let now = now_secs();
-        let window_secs = window_secs.max(1);
-        let start = now - now % window_secs;
-        let key = self.key(&format!("{name}:{start}"));
-        let pipeline = self.redis.pipeline();
-        let () = pipeline.incr(&key).await?;
-        let () = pipeline.expire(&key, window_secs as i64 + 1, None).await?;
-        let (count, _): (u64, i64) = pipeline.all().await?;
-        Ok(Window {
-            count,
-            limit,
-            reset_secs: start + window_secs - now,
-        })
-    }
-
-    /// The counter `name` in the current window, without counting a hit.
-    pub async fn peek(
-        &self,
-        name: &str,
-        window_secs: u64,
-        limit: u64,
-    ) -> Result<Window, fred::error::Error> {
-        let now = now_secs();
-        let window_secs = window_secs.max(1);
-        let start = now - now % window_secs;
-        let count: Option<u64> = self.redis.get(self.key(&format!("{name}:{start}"))).await?;
-        Ok(Window {
-            count: count.unwrap_or(0),
-            limit,
-            reset_secs: start + window_secs - now,
-        })
-    }
-
-    /// Forgets the counter `name` in the current window (e.g. failed logins after a success).
-    pub async fn reset(&self, name: &str, window_secs: u64) -> Result<(), fred::error::Error> {
-        let now = now_secs();
-        let window_secs = window_secs.max(1);
-        let start = now - now % window_secs;
-        self.redis
-            .del::<(), _>(self.key(&format!("{name}:{start}")))
-            .await
     }
 }

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::passwords::{check_policy, hash_password_async, verify_password_async};
 use crate::auth::{client_address, hash_key, random_token, Caller, Permission, Principal, Role};
 use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The account routes.
@@ -102,7 +102,7 @@ pub struct Signup {
     pub password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "Name or email taken", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "Name or email taken", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn signup(
     State(state): State<AppState>,
     client: Client,
@@ -111,7 +111,7 @@ pub(crate) async fn signup(
     let limit = u64::from(state.settings().auth.signups_per_address_per_hour);
     let counter = format!("throttle:signup:{}", client.address);
     let w = state
-        .auth_store()
+        .counters()
         .hit(&counter, 3_600, limit)
         .await
         .map_err(redis_down)?;
@@ -173,7 +173,7 @@ struct LoginRow {
     active: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = Login, responses((status = 200, description = "Access and refresh tokens"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = Login, responses((status = 200, description = "Access and refresh tokens"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     client: Client,
@@ -194,7 +194,7 @@ pub(crate) async fn login(
     ];
     for (counter, limit) in &counters {
         let w = state
-            .auth_store()
+            .counters()
             .peek(counter, window, *limit)
             .await
             .map_err(redis_down)?;
@@ -220,7 +220,7 @@ pub(crate) async fn login(
             metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "invalid").increment(1);
             for (counter, limit) in &counters {
                 state
-                    .auth_store()
+                    .counters()
                     .hit(counter, window, *limit)
                     .await
                     .map_err(redis_down)?;
@@ -233,7 +233,7 @@ pub(crate) async fn login(
         }
     };
     state
-        .auth_store()
+        .counters()
         .reset(&counters[0].0, window)
         .await
         .map_err(redis_down)?;
@@ -316,7 +316,7 @@ struct RefreshRow {
     active: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", request_body = Refresh, responses((status = 200, description = "New tokens; the old refresh token is spent"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", request_body = Refresh, responses((status = 200, description = "New tokens; the old refresh token is spent"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody)))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<Refresh>,
@@ -426,7 +426,7 @@ fn user_of(caller: &Caller) -> Result<(Uuid, Uuid, Uuid, u64), ApiError> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", responses((status = 204, description = "The token and its session are revoked"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", responses((status = 204, description = "The token and its session are revoked"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     caller: Caller,
@@ -451,7 +451,7 @@ pub struct AcceptInvite {
     pub password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody)))]
 pub(crate) async fn accept_invite(
     State(state): State<AppState>,
     Json(body): Json<AcceptInvite>,
@@ -476,7 +476,7 @@ pub(crate) async fn accept_invite(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "The caller, the tenant, its tier, limits and usage"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "The caller, the tenant, its tier, limits and usage"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn me(
     State(state): State<AppState>,
     caller: Caller,
@@ -526,7 +526,7 @@ struct SessionRow {
     address: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions", tag = "accounts", responses((status = 200, description = "The user's sessions"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "accounts", responses((status = 200, description = "The user's sessions"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn sessions(
     State(state): State<AppState>,
     caller: Caller,
@@ -554,7 +554,7 @@ pub(crate) async fn sessions(
     Ok(Json(json!({ "sessions": sessions })))
 }
 
-#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "accounts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "accounts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
+use crate::state::AppState;
 use crate::time::{format_instant, parse_instant};
 
 /// The alert routes.
@@ -98,7 +98,7 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
@@ -164,7 +164,7 @@ async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiE
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -216,7 +216,7 @@ async fn act(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
     key: Caller,
@@ -233,7 +233,7 @@ pub struct Snooze {
     pub until: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn snooze(
     State(state): State<AppState>,
     key: Caller,

@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Query};
 use crate::routes::paging::{instant, one_of, Page};
 use crate::routes::settings::TenantSettings;
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The fleet routes.
@@ -141,7 +141,7 @@ pub async fn statuses(state: &AppState, key: &Caller) -> Result<Vec<MachineStatu
         .collect())
 }
 
-#[utoipa::path(get, path = "/api/v1/fleet/status", tag = "fleet", params(StatusFilter), responses((status = 200, description = "`{\"machines\": [{\"name\", \"status\", \"open_alerts\", \"worst_severity\", \"last_reading_at\", \"age_secs\", ...}], \"counts\", \"silent_after_minutes\", \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/fleet/status", tag = "fleet", params(StatusFilter), responses((status = 200, description = "`{\"machines\": [{\"name\", \"status\", \"open_alerts\", \"worst_severity\", \"last_reading_at\", \"age_secs\", ...}], \"counts\", \"silent_after_minutes\", \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     key: Caller,
@@ -330,7 +330,7 @@ pub async fn compute(
     Ok((kpis, machines))
 }
 
-#[utoipa::path(get, path = "/api/v1/fleet/kpis", tag = "fleet", params(KpiWindow), responses((status = 200, description = "Open alerts by severity, machines by status, failures, MTBF and MTTR in hours, data freshness (formulas in the README)"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/fleet/kpis", tag = "fleet", params(KpiWindow), responses((status = 200, description = "Open alerts by severity, machines by status, failures, MTBF and MTTR in hours, data freshness (formulas in the README)"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn kpis(
     State(state): State<AppState>,
     key: Caller,

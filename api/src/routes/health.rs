@@ -9,7 +9,7 @@ use axum::{extract::State, Router};
 use fred::prelude::ClientLike;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -35,6 +35,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         .map_err(|_| "timed out".to_owned())
         .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
     let kafka = state
+        .admission()
         .sink()
         .ping(CHECK_TIMEOUT)
         .await

@@ -1,7 +1,8 @@
 //! `POST /api/v1/ingest`: the ingest gateway's HTTP face.
 //!
-//! Authenticates the key, bounds and decompresses the body, validates it whole, resolves machine names
-//! for the key's tenant, and answers 202 only after Kafka acknowledged every record.
+//! Authenticates the key, bounds and decompresses the body, validates it whole, and hands it to the one
+//! admission path ([`haltless_connectors::admission`]), which resolves machine names for the key's tenant
+//! and writes the readings; answers 202 only after Kafka acknowledged every record.
 
 use std::io::Read;
 
@@ -11,14 +12,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use flate2::read::GzDecoder;
-use haltless_connectors::gateway::{IngestError, SinkError};
-use haltless_schemas::{metric_names, ReadingBatch, Source};
+use haltless_connectors::admission::{source_label, Charge, Delivery, Refusal};
+use haltless_connectors::gateway::IngestError;
+use haltless_schemas::{metric_names, Source};
 use serde_json::{json, Value};
-use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
+use crate::state::AppState;
 
 /// Optional header naming the ingest path of a request: `agent` for the edge agent.
 pub const SOURCE_HEADER: &str = "x-haltless-source";
@@ -31,7 +32,7 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     key: Caller,
@@ -41,99 +42,54 @@ pub(crate) async fn ingest(
     key.require(Permission::Ingest)?;
     let config = &state.settings().gateway;
     let body = read_body(body, &headers, config.max_body_bytes).await?;
-    let request =
-        haltless_connectors::gateway::validate::parse_request(&body, config, crate::time::now_ms())
-            .map_err(|e| {
-                metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "invalid")
-                    .increment(1);
-                ingest_error(e)
-            })?;
-
-    let names: Vec<&str> = request.machine_names().collect();
-    let rows: Vec<(String, Uuid, String)> = sqlx::query_as(
-        "SELECT name, id, status FROM machines WHERE tenant_id = $1 AND name = ANY($2)",
-    )
-    .bind(key.tenant_id)
-    .bind(&names)
-    .fetch_all(state.pool())
-    .await?;
-    let retired: Vec<&str> = rows
-        .iter()
-        .filter(|(_, id, status)| status == "retired" && key.may_access(*id))
-        .map(|(n, _, _)| n.as_str())
-        .collect();
-    if !retired.is_empty() {
-        metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "retired_machine")
-            .increment(request.len() as u64);
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "retired_machine",
-            format!(
-                "machine(s) retired, they take no more readings: {}",
-                retired.join(", ")
-            ),
-        )
-        .with_details(json!({ "machines": retired })));
-    }
-    let known: Vec<(String, Uuid)> = rows.into_iter().map(|(n, id, _)| (n, id)).collect();
-    let id_of = |name: &str| known.iter().find(|(n, _)| n == name).map(|(_, id)| *id);
-    let unknown: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| id_of(n).is_none())
-        .collect();
-    if !unknown.is_empty() {
-        metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "unknown_machine")
-            .increment(request.len() as u64);
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_machine",
-            format!(
-                "unknown machine(s): {}; register them with POST /api/v1/machines",
-                unknown.join(", ")
-            ),
-        )
-        .with_details(json!({ "machines": unknown })));
-    }
-    let denied: Vec<&str> = known
-        .iter()
-        .filter(|(_, id)| !key.may_access(*id))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    if !denied.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this API key may not write to: {}", denied.join(", ")),
-        ));
-    }
-
-    let ingest_time_ms = crate::time::now_ms();
-    let accepted = request.len();
     // The edge agent says so, and the topic records it; anything else is the plain gateway.
     let source = match headers.get(SOURCE_HEADER).and_then(|v| v.to_str().ok()) {
         Some(v) if v.eq_ignore_ascii_case("agent") => Source::Agent,
         _ => Source::Gateway,
     };
-    let batches: Vec<ReadingBatch> = request
-        .machines
-        .into_iter()
-        .filter_map(|m| {
-            Some(ReadingBatch {
-                tenant_id: key.tenant_id,
-                machine_id: id_of(&m.machine)?,
-                machine: m.machine,
-                source,
-                ingest_time_ms,
-                readings: m.readings,
-            })
-        })
-        .collect();
-    state.sink().write(&batches).await.map_err(|e| match e {
-        SinkError::Unavailable(cause) => {
+    let request =
+        haltless_connectors::gateway::validate::parse_request(&body, config, crate::time::now_ms())
+            .map_err(|e| {
+                metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "invalid", "source" => source_label(source))
+                    .increment(1);
+                ingest_error(e)
+            })?;
+    let delivery = Delivery {
+        tenant_id: key.tenant_id,
+        source,
+        machines: request.machines,
+        allowed: key.machine_restriction(),
+        // The rate-limit middleware charged this request as one write.
+        charge: Charge::Charged,
+    };
+    let accepted = state
+        .admission()
+        .admit(delivery)
+        .await
+        .map_err(refusal_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
+}
+
+/// The answer to a refused delivery.
+fn refusal_error(refusal: Refusal) -> ApiError {
+    let message = refusal.to_string();
+    let machines = |names: &[String]| json!({ "machines": names });
+    match refusal {
+        Refusal::RetiredMachines(names) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "retired_machine", message)
+                .with_details(machines(&names))
+        }
+        Refusal::UnknownMachines(names) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_machine", message)
+                .with_details(machines(&names))
+        }
+        Refusal::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+        Refusal::RateLimited {
+            retry_after_secs, ..
+        } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            .retry_after(retry_after_secs),
+        Refusal::Unavailable(cause) => {
             tracing::warn!(%cause, "kafka unavailable, answering 503");
-            metrics::counter!(metric_names::READINGS_REJECTED, "reason" => "unavailable")
-                .increment(accepted as u64);
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -141,10 +97,9 @@ pub(crate) async fn ingest(
             )
             .retry_after(1)
         }
-        other => ApiError::internal(other),
-    })?;
-    metrics::counter!(metric_names::READINGS_ACCEPTED).increment(accepted as u64);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))))
+        Refusal::Database(e) => ApiError::from(e),
+        Refusal::Write(e) => ApiError::internal(e),
+    }
 }
 
 /// Reads at most `limit` bytes of body, gunzipping it when `Content-Encoding: gzip` says so.

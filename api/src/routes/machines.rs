@@ -11,10 +11,10 @@ use haltless_connectors::gateway::validate::valid_name;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{like_escape, machine_id, one_of, Page};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The machine routes.
@@ -167,7 +167,7 @@ fn dedup(mut tags: Vec<String>) -> Vec<String> {
     tags
 }
 
-#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The name exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's machine limit is reached", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The name exists", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's machine limit is reached", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -221,7 +221,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(MachineFilter), responses((status = 200, description = "`{\"machines\": [...], \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(MachineFilter), responses((status = 200, description = "`{\"machines\": [...], \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
@@ -275,7 +275,7 @@ async fn find(state: &AppState, key: &Caller, name: &str) -> Result<MachineRow, 
     .await?)
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -331,7 +331,7 @@ async fn apply(
     Ok(Json(row))
 }
 
-#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "The new name exists", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     key: Caller,
@@ -341,7 +341,7 @@ pub(crate) async fn replace(
     apply(&state, &key, &machine, body, true).await
 }
 
-#[utoipa::path(patch, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "The new name exists", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
@@ -351,7 +351,7 @@ pub(crate) async fn update(
     apply(&state, &key, &machine, body, false).await
 }
 
-#[utoipa::path(post, path = "/api/v1/machines/{machine}/retire", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The retired machine (retiring twice is a no-op)"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/machines/{machine}/retire", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The retired machine (retiring twice is a no-op)"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn retire(
     State(state): State<AppState>,
     key: Caller,

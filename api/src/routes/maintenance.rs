@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{instant, machine_id, one_of, Page};
+use crate::state::AppState;
 use crate::time::{format_instant, parse_instant};
 
 /// The maintenance routes.
@@ -100,7 +100,7 @@ fn ser_instant<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S
 const EVENT_SELECT: &str = "SELECT e.id, m.name AS machine, e.kind, e.notes, e.performed_at, e.performed_by,
         e.recorded_by, e.created_at FROM maintenance_events e JOIN machines m ON m.id = e.machine_id";
 
-#[utoipa::path(post, path = "/api/v1/maintenance-events", tag = "maintenance", request_body = NewEvent, responses((status = 201, description = "The event"), (status = 404, description = "No such machine in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/maintenance-events", tag = "maintenance", request_body = NewEvent, responses((status = 201, description = "The event"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_event(
     State(state): State<AppState>,
     key: Caller,
@@ -158,7 +158,7 @@ async fn find_event(state: &AppState, key: &Caller, id: Uuid) -> Result<EventRow
     .ok_or_else(|| ApiError::not_found(format!("no maintenance event {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/maintenance-events/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The event"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/maintenance-events/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The event"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_event(
     State(state): State<AppState>,
     key: Caller,
@@ -168,7 +168,7 @@ pub(crate) async fn show_event(
     Ok(Json(find_event(&state, &key, id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/maintenance-events", tag = "maintenance", params(EventFilter), responses((status = 200, description = "`{\"events\": [...], \"next_offset\"}`, newest first"), (status = 404, description = "No such machine in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/maintenance-events", tag = "maintenance", params(EventFilter), responses((status = 200, description = "`{\"events\": [...], \"next_offset\"}`, newest first"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     key: Caller,
@@ -328,7 +328,7 @@ fn immutable(row: &SignoffRow) -> ApiError {
     )
 }
 
-#[utoipa::path(post, path = "/api/v1/signoffs", tag = "maintenance", request_body = SignoffBody, responses((status = 201, description = "The sign-off (a draft, or signed with `\"sign\": true`)"), (status = 404, description = "No such machine in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/signoffs", tag = "maintenance", request_body = SignoffBody, responses((status = 201, description = "The sign-off (a draft, or signed with `\"sign\": true`)"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_signoff(
     State(state): State<AppState>,
     key: Caller,
@@ -362,7 +362,7 @@ pub(crate) async fn create_signoff(
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
-#[utoipa::path(get, path = "/api/v1/signoffs", tag = "maintenance", params(SignoffFilter), responses((status = 200, description = "`{\"signoffs\": [...], \"next_offset\"}`, newest first"), (status = 404, description = "No such machine in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/signoffs", tag = "maintenance", params(SignoffFilter), responses((status = 200, description = "`{\"signoffs\": [...], \"next_offset\"}`, newest first"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_signoffs(
     State(state): State<AppState>,
     key: Caller,
@@ -396,7 +396,7 @@ pub(crate) async fn list_signoffs(
     Ok(Json(json!({ "signoffs": views, "next_offset": next })))
 }
 
-#[utoipa::path(get, path = "/api/v1/signoffs/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The sign-off"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/signoffs/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The sign-off"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_signoff(
     State(state): State<AppState>,
     key: Caller,
@@ -406,7 +406,7 @@ pub(crate) async fn show_signoff(
     Ok(Json(find_signoff(&state, &key, id).await?.view()))
 }
 
-#[utoipa::path(patch, path = "/api/v1/signoffs/{id}", tag = "maintenance", request_body = SignoffBody, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed draft"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "`immutable`: it is signed", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/signoffs/{id}", tag = "maintenance", request_body = SignoffBody, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed draft"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: it is signed", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update_signoff(
     State(state): State<AppState>,
     key: Caller,
@@ -453,7 +453,7 @@ pub(crate) async fn update_signoff(
     Ok(Json(row.view()))
 }
 
-#[utoipa::path(post, path = "/api/v1/signoffs/{id}/sign", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The signed sign-off; from now on immutable"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "`immutable`: already signed", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/signoffs/{id}/sign", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The signed sign-off; from now on immutable"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: already signed", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn sign(
     State(state): State<AppState>,
     key: Caller,
@@ -476,7 +476,7 @@ pub(crate) async fn sign(
     Ok(Json(row.view()))
 }
 
-#[utoipa::path(delete, path = "/api/v1/signoffs/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "The draft is gone"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "`immutable`: it is signed", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(delete, path = "/api/v1/signoffs/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "The draft is gone"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: it is signed", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn delete_signoff(
     State(state): State<AppState>,
     key: Caller,

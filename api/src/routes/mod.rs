@@ -1,4 +1,14 @@
-//! HTTP endpoints, one module per group.
+//! HTTP endpoints, one module per group; each exports its `router()`, assembled in [`crate::app`].
+//!
+//! - [`ingest`]: `POST /api/v1/ingest`, into the one admission path of readings.
+//! - [`machines`], [`readings`]: machines, their readings (raw, bucketed, latest, CSV).
+//! - [`rules`], [`alerts`]: rules as events, alerts with their history, acks and snoozes.
+//! - [`sources`]: OPC-UA and Modbus TCP ingest sources and their status.
+//! - [`accounts`], [`users`], [`api_keys`]: sign-up, login, sessions, users, API keys.
+//! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
+//! - [`fleet`], [`reports`], [`settings`]: fleet status and KPIs, CSV and PDF exports, tenant settings.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`paging`]: what the handlers share: pages, filters, machine lookups, CSV documents.
 
 pub mod accounts;
 pub mod alerts;

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time::parse_instant;
 
 /// A validated page: `limit` rows after skipping `offset`.
@@ -139,34 +139,52 @@ pub fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-/// Quotes one CSV field when it needs quoting (RFC 4180), and neutralises leading formula characters so
-/// that a spreadsheet does not execute a machine name.
-pub fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+/// A CSV document written by the `csv` crate: RFC 4180 (fields quoted when they need it), CRLF line ends.
+/// A leading `=`, `+`, `-` or `@` of a field that is not a number gets a `'`, so that a spreadsheet does
+/// not run a machine name as a formula.
+pub struct CsvDocument(csv::Writer<Vec<u8>>);
+
+impl Default for CsvDocument {
+    fn default() -> Self {
+        Self(
+            csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(Vec::new()),
+        )
     }
 }
 
-/// One CSV line of `fields`, ending in CRLF.
-pub fn csv_line<I, S>(fields: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut line = fields
-        .into_iter()
-        .map(|f| csv_field(f.as_ref()))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
+impl CsvDocument {
+    /// Appends one record.
+    pub fn row<I, S>(&mut self, fields: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let fields = fields.into_iter().map(|f| defuse(f.as_ref()).into_owned());
+        // Writing into memory cannot fail, and every record of a document has the fields its caller gives.
+        let _ = self.0.write_record(fields);
+    }
+
+    /// The document's text.
+    pub fn finish(self) -> String {
+        // Flushing into memory cannot fail; the fields were `str`s, so the bytes are UTF-8.
+        let bytes = self
+            .0
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .unwrap_or_default();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+/// `s`, with a `'` before a leading formula character when it is not a number.
+fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    }
 }
 
 #[cfg(test)]
@@ -175,12 +193,13 @@ mod tests {
 
     #[test]
     fn csv_quotes_what_needs_quoting() {
+        let mut doc = CsvDocument::default();
+        doc.row(["a", "b,c", "say \"hi\""]);
+        doc.row(["=cmd()", "-1.5", "line\nbreak"]);
         assert_eq!(
-            csv_line(["a", "b,c", "say \"hi\""]),
-            "a,\"b,c\",\"say \"\"hi\"\"\"\r\n"
+            doc.finish(),
+            "a,\"b,c\",\"say \"\"hi\"\"\"\r\n'=cmd(),-1.5,\"line\nbreak\"\r\n"
         );
-        assert_eq!(csv_field("=cmd()"), "'=cmd()");
-        assert_eq!(csv_field("-1.5"), "-1.5");
     }
 
     #[test]

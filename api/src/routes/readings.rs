@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::paging::{csv_line, instant, machine_id};
+use crate::routes::paging::{instant, machine_id, CsvDocument};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The readings route.
@@ -42,7 +42,7 @@ pub struct ReadingsQuery {
     pub limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn query(
     State(state): State<AppState>,
     key: Caller,
@@ -79,7 +79,7 @@ pub(crate) async fn query(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn export_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -88,25 +88,23 @@ pub(crate) async fn export_csv(
 ) -> Result<Response, ApiError> {
     let request = resolve(&state, &key, &machine, &q).await?;
     let (rows, truncated) = fetch(&state, key.tenant_id, &request).await?;
-    let mut out = String::new();
+    let mut out = CsvDocument::default();
     match rows {
         Rows::Raw(rows) => {
-            out.push_str(&csv_line(["metric", "ts", "value", "quality"]));
+            out.row(["metric", "ts", "value", "quality"]);
             for r in rows {
-                out.push_str(&csv_line([
+                out.row([
                     r.metric,
                     format_instant(r.ts),
                     r.value.to_string(),
                     r.quality.unwrap_or_default(),
-                ]));
+                ]);
             }
         }
         Rows::Buckets(rows, _) => {
-            out.push_str(&csv_line([
-                "metric", "ts", "min", "max", "avg", "count", "last",
-            ]));
+            out.row(["metric", "ts", "min", "max", "avg", "count", "last"]);
             for b in rows {
-                out.push_str(&csv_line([
+                out.row([
                     b.metric,
                     format_instant(b.bucket),
                     b.min.to_string(),
@@ -114,11 +112,11 @@ pub(crate) async fn export_csv(
                     b.avg.to_string(),
                     b.count.to_string(),
                     b.last.to_string(),
-                ]));
+                ]);
             }
         }
     }
-    let mut response = csv_response(out, &format!("{machine}-readings.csv"));
+    let mut response = csv_response(out.finish(), &format!("{machine}-readings.csv"));
     if truncated {
         response
             .headers_mut()
@@ -146,7 +144,7 @@ pub fn csv_response(body: String, filename: &str) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn latest(
     State(state): State<AppState>,
     key: Caller,

@@ -12,15 +12,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Query};
 use crate::pdf::{colours, Bar, Report};
 use crate::routes::fleet::{compute, KpiWindow};
 use crate::routes::machines::{self, MachineFilter};
-use crate::routes::paging::{csv_line, instant, one_of, Page};
+use crate::routes::paging::{instant, one_of, CsvDocument, Page};
 use crate::routes::readings::csv_response;
 use crate::routes::work_orders::{query_views, WorkOrderFilter};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// Most rows in one report.
@@ -47,11 +47,12 @@ struct Table {
 
 impl Table {
     fn csv(&self, filename: &str) -> Response {
-        let mut out = csv_line(self.columns.iter().map(|c| c.0));
+        let mut out = CsvDocument::default();
+        out.row(self.columns.iter().map(|c| c.0));
         for row in &self.rows {
-            out.push_str(&csv_line(row));
+            out.row(row);
         }
-        csv_response(out, filename)
+        csv_response(out.finish(), filename)
     }
 
     fn pdf(&self, filename: &str) -> Response {
@@ -130,7 +131,7 @@ async fn machines_table(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/machines.csv", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as CSV", content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/machines.csv", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as CSV", content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn machines_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -139,7 +140,7 @@ pub(crate) async fn machines_csv(
     Ok(machines_table(&state, &key, &f).await?.csv("machines.csv"))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/machines.pdf", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as PDF", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/machines.pdf", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as PDF", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn machines_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -254,7 +255,7 @@ async fn alerts_table(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/alerts.csv", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as CSV, newest first", content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/alerts.csv", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as CSV, newest first", content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn alerts_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -263,7 +264,7 @@ pub(crate) async fn alerts_csv(
     Ok(alerts_table(&state, &key, &f).await?.csv("alerts.csv"))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/alerts.pdf", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as PDF, newest first", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/alerts.pdf", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as PDF, newest first", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn alerts_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -310,7 +311,7 @@ async fn work_orders_table(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/work-orders.csv", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as CSV, newest first", content_type = "text/csv"), (status = 404, description = "No such machine in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/work-orders.csv", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as CSV, newest first", content_type = "text/csv"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn work_orders_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -321,7 +322,7 @@ pub(crate) async fn work_orders_csv(
         .csv("work-orders.csv"))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/work-orders.pdf", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as PDF, newest first", content_type = "application/pdf"), (status = 404, description = "No such machine in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/work-orders.pdf", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as PDF, newest first", content_type = "application/pdf"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn work_orders_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -337,7 +338,7 @@ fn hours(v: Option<f64>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/fleet.pdf", tag = "reports", params(KpiWindow), responses((status = 200, description = "The fleet summary: KPIs, a chart of open alerts by severity, machines by status, and the age of each machine's newest reading", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/fleet.pdf", tag = "reports", params(KpiWindow), responses((status = 200, description = "The fleet summary: KPIs, a chart of open alerts by severity, machines by status, and the age of each machine's newest reading", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn fleet_pdf(
     State(state): State<AppState>,
     key: Caller,

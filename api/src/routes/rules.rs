@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The rule routes.
@@ -168,7 +168,7 @@ async fn current(tx: &mut PgConnection, key: &Caller, id: &str) -> Result<(i64, 
         .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))
 }
 
-#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = RuleBody, responses((status = 201, description = "The rule, version 1"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 409, description = "The rule exists", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = RuleBody, responses((status = 201, description = "The rule, version 1"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The rule exists", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -200,7 +200,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", request_body = RuleBody, params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The next version"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", request_body = RuleBody, params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The next version"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
@@ -216,7 +216,7 @@ pub(crate) async fn update(
     Ok(Json(view))
 }
 
-#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 204, description = "Deleted from now on"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 204, description = "Deleted from now on"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     key: Caller,
@@ -237,7 +237,7 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
@@ -256,7 +256,7 @@ pub(crate) async fn list(
     Ok(Json(json!({ "rules": rules })))
 }
 
-#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,

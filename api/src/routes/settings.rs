@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The settings routes.
@@ -138,7 +138,7 @@ async fn answer(state: &AppState, tenant: Uuid) -> Result<Json<Value>, ApiError>
     })))
 }
 
-#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", responses((status = 200, description = "`{\"settings\": TenantSettings, \"updated_by\", \"updated_at\"}`"), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", responses((status = 200, description = "`{\"settings\": TenantSettings, \"updated_by\", \"updated_at\"}`"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -147,7 +147,7 @@ pub(crate) async fn show(
     answer(&state, key.tenant_id).await
 }
 
-#[utoipa::path(put, path = "/api/v1/settings", tag = "settings", request_body = TenantSettings, responses((status = 200, description = "The saved settings"), (status = 422, description = "Invalid settings; `details.fields` names each problem", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/settings", tag = "settings", request_body = TenantSettings, responses((status = 200, description = "The saved settings"), (status = 422, description = "Invalid settings; `details.fields` names each problem", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     key: Caller,

@@ -15,9 +15,9 @@ use haltless_connectors::source::SourceSpec;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The source routes.

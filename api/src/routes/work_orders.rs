@@ -11,10 +11,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{machine_ids, one_of, Page};
+use crate::state::AppState;
 use crate::time::format_instant;
 
 /// The work order routes.
@@ -245,7 +245,7 @@ async fn record(
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/v1/work-orders", tag = "maintenance", request_body = NewWorkOrder, responses((status = 201, description = "The open work order with its history"), (status = 422, description = "Invalid input, an unknown machine, alert or assignee", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/work-orders", tag = "maintenance", request_body = NewWorkOrder, responses((status = 201, description = "The open work order with its history"), (status = 422, description = "Invalid input, an unknown machine, alert or assignee", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -284,7 +284,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, with_history(&state, &key, row).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/work-orders", tag = "maintenance", params(WorkOrderFilter), responses((status = 200, description = "`{\"work_orders\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/work-orders", tag = "maintenance", params(WorkOrderFilter), responses((status = 200, description = "`{\"work_orders\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
@@ -342,7 +342,7 @@ async fn query(
     .await?)
 }
 
-#[utoipa::path(get, path = "/api/v1/work-orders/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/work-orders/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -453,7 +453,7 @@ async fn resolve(
     })
 }
 
-#[utoipa::path(patch, path = "/api/v1/work-orders/{id}", tag = "maintenance", request_body = WorkOrderChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::openapi::ErrorBody), (status = 409, description = "`invalid_transition` (details: from, to, allowed) or `closed` (done and cancelled orders do not change)", body = crate::openapi::ErrorBody), (status = 422, description = "Invalid input, an unknown machine, alert, assignee or status", body = crate::openapi::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::openapi::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::openapi::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::openapi::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/work-orders/{id}", tag = "maintenance", request_body = WorkOrderChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`invalid_transition` (details: from, to, allowed) or `closed` (done and cancelled orders do not change)", body = crate::error::ErrorBody), (status = 422, description = "Invalid input, an unknown machine, alert, assignee or status", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,

@@ -303,6 +303,48 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Spawns the platform with fast lease refreshes and short reconnect waits, for tests of sources.
+    pub async fn spawn_polling(machines: &[&str]) -> Self {
+        Self::spawn_with(machines, |s| {
+            s.connectors.refresh_interval_ms = 200;
+            s.connectors.lease_ttl_ms = 3_000;
+            s.connectors.min_backoff_ms = 100;
+            s.connectors.max_backoff_ms = 500;
+        })
+        .await
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Polls source `id`'s status until `done` holds (or panics after `secs`).
+    pub async fn wait_source_status(
+        &self,
+        id: &str,
+        secs: u64,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/sources/{id}/status")).await;
+            assert_eq!(status, 200, "{body}");
+            if done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "status never matched: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls the raw readings query of `machine` until it returns `n` rows (or panics after 60 s).
     pub async fn wait_for_readings(&self, machine: &str, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);

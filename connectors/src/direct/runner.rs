@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::config::ConnectorsConfig;
 use super::lease::{refresh, release_all, LeasedSource};
 use super::outlet::KafkaOutlet;
-use crate::gateway::{GatewayConfig, ReadingsSink};
+use crate::admission::Admission;
+use crate::gateway::GatewayConfig;
 use crate::source::{run_source, RunOptions, SharedStatus, SourceSpec};
 
 /// One running source.
@@ -29,7 +30,7 @@ struct Running {
 /// The pollers of one `haltless connectors` instance.
 pub struct Connectors {
     pool: PgPool,
-    sink: ReadingsSink,
+    admission: Admission,
     gateway: Arc<GatewayConfig>,
     config: ConnectorsConfig,
     me: String,
@@ -37,10 +38,10 @@ pub struct Connectors {
 }
 
 impl Connectors {
-    /// An instance polling through `sink`, sharing sources with its peers through `pool`.
+    /// An instance polling into `admission`, sharing sources with its peers through `pool`.
     pub fn new(
         pool: PgPool,
-        sink: ReadingsSink,
+        admission: Admission,
         gateway: GatewayConfig,
         config: ConnectorsConfig,
     ) -> Self {
@@ -51,7 +52,7 @@ impl Connectors {
         };
         Self {
             pool,
-            sink,
+            admission,
             gateway: Arc::new(gateway),
             config,
             me,
@@ -164,8 +165,7 @@ impl Connectors {
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let outlet = KafkaOutlet::new(
-            self.sink.clone(),
-            self.pool.clone(),
+            self.admission.clone(),
             self.gateway.clone(),
             source.tenant_id,
             spec.protocol.source(),

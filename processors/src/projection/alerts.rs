@@ -8,7 +8,8 @@ use haltless_schemas::{AlertRecord, Codec};
 use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::runtime::{Generation, ProcessorError, Projection};
+use crate::detection::generation::Generation;
+use crate::runtime::{ProcessorError, Projection};
 
 /// A decoded message with its place in its topic.
 #[derive(Debug)]

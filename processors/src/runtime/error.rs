@@ -12,6 +12,9 @@ pub enum ProcessorError {
     /// A record could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(#[from] haltless_schemas::CodecError),
+    /// The schema registry refused or could not be reached.
+    #[error("schema registry: {0}")]
+    Registry(String),
     /// A broken invariant inside the processor.
     #[error("internal: {0}")]
     Internal(String),
@@ -21,7 +24,7 @@ impl ProcessorError {
     /// Whether retrying the batch may succeed (connection trouble rather than a broken invariant).
     pub fn is_retriable(&self) -> bool {
         match self {
-            ProcessorError::Kafka(_) => true,
+            ProcessorError::Kafka(_) | ProcessorError::Registry(_) => true,
             ProcessorError::Codec(_) | ProcessorError::Internal(_) => false,
             ProcessorError::Database(e) => {
                 matches!(

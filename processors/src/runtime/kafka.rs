@@ -1,4 +1,5 @@
-//! Consumer settings, one per delivery guarantee.
+//! Kafka client settings, built here only: consumers per delivery guarantee, readers that assign
+//! partitions themselves, transactional producers and admin clients.
 
 use rdkafka::ClientConfig;
 
@@ -47,5 +48,24 @@ pub fn transactional_producer_config(
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4");
+    cfg
+}
+
+/// A reader of committed data (`read_committed`) that assigns partitions and offsets itself and never
+/// commits; `name` is its `group.id`, which only names it to the brokers (and lets it read a group's
+/// committed offsets).
+pub fn reader_config(brokers: &str, name: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("group.id", name)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    cfg
+}
+
+/// An admin client: topic creation and metadata.
+pub fn admin_config(brokers: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
     cfg
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::runtime::ProcessorError;
 
@@ -111,10 +111,5 @@ impl TopicOffsets {
 }
 
 fn client(brokers: &str, group: &str) -> Result<BaseConsumer, ProcessorError> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?)
+    Ok(super::kafka::reader_config(brokers, group).create()?)
 }

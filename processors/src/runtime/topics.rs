@@ -5,7 +5,6 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 use super::ProcessorError;
 
@@ -27,9 +26,7 @@ pub async fn ensure_topics(
     brokers: &str,
     topics: &[TopicSpec],
 ) -> Result<Vec<String>, ProcessorError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = super::kafka::admin_config(brokers).create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -65,9 +62,7 @@ pub async fn ensure_partition_count(
     topic: &str,
     count: i32,
 ) -> Result<i32, ProcessorError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = super::kafka::admin_config(brokers).create()?;
     let metadata = admin
         .inner()
         .fetch_metadata(Some(topic), Duration::from_secs(10))?;

@@ -429,8 +429,8 @@ mod tests {
     use super::*;
 
     const STEP: i64 = 300_000; // 5 minutes
-    const WINDOWS_JSON: &str = include_str!("../../testdata/nab/combined_windows.json");
-    const JUMPSUP_CSV: &str = include_str!("../../testdata/nab/art_daily_jumpsup.csv");
+    const WINDOWS_JSON: &str = include_str!("../../../testdata/nab/combined_windows.json");
+    const JUMPSUP_CSV: &str = include_str!("../../../testdata/nab/art_daily_jumpsup.csv");
     const JUMPSUP: &str = "artificialWithAnomaly/art_daily_jumpsup.csv";
 
     /// 1000 rows (probation 150) with one window on rows 400..=499.

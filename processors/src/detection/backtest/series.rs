@@ -1,9 +1,9 @@
 //! Backtests: the detectors and a rule set run over one recorded series, exactly as they run live, with
 //! per-reading anomaly scores and the alerts they raise, scored with NAB's method against labels.
 
+use super::nab::{self, CorpusTally, Profile, ResultRow, StreamScore};
 use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
 use crate::detection::logic::lifecycle::Transition;
-use super::nab::{self, CorpusTally, Profile, ResultRow, StreamScore};
 use crate::detection::logic::rules::Rule;
 use crate::detection::logic::Sample;
 
@@ -100,9 +100,10 @@ mod tests {
     #[test]
     fn scores_the_jumps_up_stream_better_than_doing_nothing() {
         let series =
-            nab::parse_csv(include_str!("../../testdata/nab/art_daily_jumpsup.csv")).unwrap();
+            nab::parse_csv(include_str!("../../../testdata/nab/art_daily_jumpsup.csv")).unwrap();
         let windows =
-            nab::parse_windows(include_str!("../../testdata/nab/combined_windows.json")).unwrap();
+            nab::parse_windows(include_str!("../../../testdata/nab/combined_windows.json"))
+                .unwrap();
         let w = &windows["artificialWithAnomaly/art_daily_jumpsup.csv"];
         let run = run_series("jumpsup", &series, &[], w);
         assert_eq!(run.rows.len(), series.len());
@@ -128,7 +129,7 @@ mod tests {
     #[test]
     fn a_rerun_gives_the_same_alerts() {
         let series =
-            nab::parse_csv(include_str!("../../testdata/nab/art_daily_jumpsup.csv")).unwrap();
+            nab::parse_csv(include_str!("../../../testdata/nab/art_daily_jumpsup.csv")).unwrap();
         let a = run_series("s", &series, &[], &[]);
         let b = run_series("s", &series, &[], &[]);
         assert_eq!(a.events, b.events);

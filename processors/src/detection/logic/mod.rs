@@ -2,6 +2,9 @@
 //!
 //! - [`ewma`], [`baseline`], [`rate`]: the detectors; each turns a [`Sample`] into a [`Verdict`].
 //! - [`stats`]: the running statistics they share.
+//! - [`rules`]: rules (conditions on metrics, AND/OR, holds) and the default detectors as rules.
+//! - [`lifecycle`]: an alert's raise, updates and resolve, and its stable id.
+//! - [`engine`]: one machine's state: its series, the rules in force, and the alerts they raise.
 
 pub mod baseline;
 pub mod engine;

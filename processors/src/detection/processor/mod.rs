@@ -1,5 +1,10 @@
-//! The detector processor: consumes `haltless.readings.v1`, runs [`crate::detection::logic`] per machine and produces
-//! `haltless.alerts.v1` exactly once, with its state in a compacted changelog topic.
+//! The detector processor: consumes `haltless.readings.v1`, runs [`crate::detection::logic`] per machine
+//! and produces `haltless.alerts.v1` exactly once, with its state in a compacted changelog topic.
+//!
+//! - `run`: [`DetectorRuntime`], the consume → detect → produce loop in one Kafka transaction per batch.
+//! - `state`: each machine's state in the changelog, and its restore when partitions are assigned.
+//! - `rulebook`: the rules in force per tenant, from the compacted rules topic ([`RuleChange`]).
+//! - `config`: the `detector.*` settings.
 
 mod config;
 mod rulebook;

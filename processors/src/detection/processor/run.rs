@@ -13,7 +13,7 @@ use haltless_schemas::{AlertRecord, Codec, ReadingBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::rulebook::{RuleBook, RuleChange};
@@ -22,7 +22,9 @@ use super::DetectorConfig;
 use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
 use crate::detection::logic::Sample;
 use crate::runtime::batch::next_batch;
-use crate::runtime::kafka::{consumer_config, transactional_producer_config, ConsumerDelivery};
+use crate::runtime::kafka::{
+    consumer_config, reader_config, transactional_producer_config, ConsumerDelivery,
+};
 use crate::runtime::ProcessorError;
 
 /// The topics the detectors read and write.
@@ -170,14 +172,8 @@ impl DetectorRuntime {
         )
         .create()?;
         consumer.subscribe(&[&self.topics.readings])?;
-        let rules_client = || {
-            ClientConfig::new()
-                .set("bootstrap.servers", &self.brokers)
-                .set("group.id", "haltless-detector-rules")
-                .set("enable.auto.commit", "false")
-                .set("isolation.level", "read_committed")
-                .create::<BaseConsumer>()
-        };
+        let rules_client =
+            || reader_config(&self.brokers, "haltless-detector-rules").create::<BaseConsumer>();
         let rules_consumer = rules_client()?;
         let metadata = rules_consumer.fetch_metadata(Some(&self.topics.rules), KAFKA_TIMEOUT)?;
         let mut tpl = TopicPartitionList::new();

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::detection::logic::engine::MachineState;
+use crate::runtime::kafka::reader_config;
 use crate::runtime::ProcessorError;
 
 /// Serialises a machine's state for the changelog.
@@ -23,12 +24,7 @@ pub fn restore(
     topic: &str,
     partition: i32,
 ) -> Result<HashMap<String, MachineState>, ProcessorError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "haltless-detector-restore")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
+    let consumer: BaseConsumer = reader_config(brokers, "haltless-detector-restore").create()?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
     let mut states = HashMap::new();
     if high <= low {

@@ -1,4 +1,5 @@
-//! The readings projection: `haltless.readings.v1` → the `readings` table.
+//! The readings projection: `haltless.readings.v1` → the `readings` table. `writer` holds the projection
+//! and its bulk write (`COPY` into a staging table, then one idempotent `INSERT`).
 
 mod writer;
 

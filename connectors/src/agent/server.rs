@@ -1,4 +1,5 @@
-//! `haltless agent --config site.toml`: the edge agent with its health and metrics endpoints.
+//! `haltless agent --config site.toml`: the edge agent with its HTTP endpoints, `/healthz` (the agent's
+//! health as JSON) and `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 
@@ -6,10 +7,14 @@ use anyhow::Context as _;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use haltless_connectors::agent::{Agent, AgentConfig, AgentHealth};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::{Agent, AgentConfig, AgentHealth};
+
+/// Renders the process's metrics in Prometheus text format.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A started agent.
 pub struct RunningAgent {
@@ -24,6 +29,7 @@ pub struct RunningAgent {
 /// Starts the agent and its HTTP listener; both stop when `shutdown` is cancelled.
 pub async fn start(
     config: AgentConfig,
+    metrics: RenderMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
     let agent = Arc::new(Agent::start(&config, shutdown.clone()).context("starting the agent")?);
@@ -31,14 +37,13 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", config.http.bind))?;
     let port = listener.local_addr()?.port();
-    let prometheus = crate::telemetry::prometheus();
     let app = Router::new()
         .route("/healthz", get(health))
         .route(
             "/metrics",
             get(move || {
-                let p = prometheus.clone();
-                async move { p.render() }
+                let render = metrics.clone();
+                async move { render() }
             }),
         )
         .with_state(agent.clone());

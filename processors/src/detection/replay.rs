@@ -17,15 +17,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use haltless_processors::runtime::generation::{self, Status};
-use haltless_processors::runtime::offsets::TopicOffsets;
-use haltless_processors::runtime::{Generation, ProcessorError};
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
-use crate::detection::{self, Task};
+use crate::config::ProcessorsConfig;
+use crate::detection::generation::{self, Generation, Status};
+use crate::detection::supervisor;
+use crate::runtime::offsets::TopicOffsets;
+use crate::runtime::tasks::{until_all_end, Task};
+use crate::runtime::ProcessorError;
 
 const POLL: Duration = Duration::from_millis(500);
 /// Polls without progress after which a projection counts as caught up even if offsets remain: the tail
@@ -64,7 +65,7 @@ pub struct ReplayOutcome {
 /// Runs a replay to its end (switch-over, or inspection with `to`). Cancelling `shutdown` abandons it and
 /// leaves the active generation as it was.
 pub async fn run(
-    settings: &Settings,
+    settings: &ProcessorsConfig,
     pool: &PgPool,
     options: &ReplayOptions,
     shutdown: CancellationToken,
@@ -100,13 +101,13 @@ pub async fn run(
 
 /// Builds generation `g`; returns the messages reprocessed and, after a switch-over, the replaced generation.
 async fn build(
-    settings: &Settings,
+    settings: &ProcessorsConfig,
     pool: &PgPool,
     options: &ReplayOptions,
     g: Generation,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(i64, Option<Generation>)> {
-    detection::ensure_generation_topics(settings, g).await?;
+    supervisor::ensure_generation_topics(settings, g).await?;
     let k = &settings.kafka;
     let readings = Offsets::new(&k.brokers, &k.readings_topic)?;
     let start = readings.at_time(options.from).await?;
@@ -122,8 +123,8 @@ async fn build(
     let mut settings = settings.clone();
     settings.detector.instance = "replay".into();
     let mut running: Vec<Task> =
-        vec![detection::spawn_detector(&settings, g, end.clone(), &tasks).await?];
-    running.push(detection::spawn_alerts_projection(&settings, pool, g, &tasks).await?);
+        vec![supervisor::spawn_detector(&settings, g, end.clone(), &tasks).await?];
+    running.push(supervisor::spawn_alerts_projection(&settings, pool, g, &tasks).await?);
 
     let outcome = follow(
         &settings,
@@ -139,7 +140,7 @@ async fn build(
     )
     .await;
     tasks.cancel();
-    detection::until_all_end(running).await?;
+    until_all_end(running).await?;
     let messages = outcome?;
     if options.to.is_some() {
         return Ok((messages, None));
@@ -152,7 +153,7 @@ async fn build(
 /// Watches the replay until the detectors and projections caught up; returns the messages reprocessed.
 #[allow(clippy::too_many_arguments)]
 async fn follow(
-    settings: &Settings,
+    settings: &ProcessorsConfig,
     pool: &PgPool,
     options: &ReplayOptions,
     g: Generation,
@@ -201,7 +202,7 @@ async fn follow(
     .await?;
     if end.is_none() {
         let actions = &settings.kafka.alert_actions_topic;
-        running.push(detection::spawn_actions_projection(
+        running.push(supervisor::spawn_actions_projection(
             settings, pool, g, tasks,
         )?);
         wait_projection(

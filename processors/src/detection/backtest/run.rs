@@ -6,17 +6,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use haltless_processors::detection::backtest::series::{run_corpus, run_series};
-use haltless_processors::detection::backtest::nab::{self, Profile};
-use haltless_processors::detection::logic::rules::Rule;
-use haltless_processors::runtime::offsets::TopicOffsets;
 use haltless_schemas::{Codec, ReadingBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use uuid::Uuid;
 
-use crate::config::Settings;
 use chrono::{DateTime, Utc};
+
+use super::nab::{self, Profile};
+use super::series::{run_corpus, run_series};
+use crate::config::KafkaConfig;
+use crate::detection::logic::rules::Rule;
+use crate::runtime::codecs::readings_codec;
+use crate::runtime::kafka::reader_config;
+use crate::runtime::offsets::TopicOffsets;
 
 /// What to backtest.
 #[derive(Debug, Clone)]
@@ -58,8 +61,8 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Runs the backtest and prints its summary; `settings` locate the readings topic for a topic range.
-pub async fn run(config: &BacktestConfig, settings: &Settings) -> anyhow::Result<()> {
+/// Runs the backtest and prints its summary; `kafka` locates the readings topic for a topic range.
+pub async fn run(config: &BacktestConfig, kafka: &KafkaConfig) -> anyhow::Result<()> {
     let rules: Vec<Rule> = match &config.rules {
         Some(p) => serde_json::from_str(&read(p)?)
             .with_context(|| format!("{}: not a JSON array of rules", p.display()))?,
@@ -73,9 +76,9 @@ pub async fn run(config: &BacktestConfig, settings: &Settings) -> anyhow::Result
             config.stream.clone().unwrap_or_else(|| stream_key(csv)),
         ),
         (None, None, Some(range)) => {
-            let k = &settings.kafka;
+            let k = kafka;
             let (brokers, topic) = (k.brokers.clone(), k.readings_topic.clone());
-            let (codec, r) = (crate::app::readings_codec(settings).await?, range.clone());
+            let (codec, r) = (readings_codec(kafka).await?, range.clone());
             let series =
                 tokio::task::spawn_blocking(move || read_topic(&brokers, &topic, &codec, &r))
                     .await??;
@@ -146,12 +149,7 @@ fn read_topic(
         Some(to) => offsets.at_time(Some(to.timestamp_millis()))?,
         None => offsets.ends()?,
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "haltless-backtest")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
+    let consumer: BaseConsumer = reader_config(brokers, "haltless-backtest").create()?;
     let mut tpl = TopicPartitionList::new();
     let mut open: HashMap<i32, i64> = HashMap::new();
     for (&p, &s) in &start {

@@ -6,26 +6,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use haltless_processors::detection::processor::{DetectorRuntime, DetectorTopics};
-use haltless_processors::projection::alerts::{AlertActionsProjection, AlertsProjection};
-use haltless_processors::runtime::generation;
-use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
-use haltless_processors::runtime::{Generation, Projection, ProjectionRunner, RunnerConfig};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{alerts_codec, readings_codec};
-use crate::config::Settings;
+use crate::config::ProcessorsConfig;
+use crate::detection::generation::{self, Generation};
+use crate::detection::processor::{DetectorRuntime, DetectorTopics};
+use crate::projection::alerts::{AlertActionsProjection, AlertsProjection};
+use crate::runtime::codecs::{alerts_codec, readings_codec};
+use crate::runtime::tasks::{spawn_projection, until_all_end, Task};
+use crate::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
 
 /// How often a process checks whether a replay switched generations.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
-/// A background task of a role.
-pub type Task = JoinHandle<anyhow::Result<()>>;
-
 /// Creates the alert topic and state changelog of `g` (a no-op when they exist).
-pub async fn ensure_generation_topics(settings: &Settings, g: Generation) -> anyhow::Result<()> {
+pub async fn ensure_generation_topics(
+    settings: &ProcessorsConfig,
+    g: Generation,
+) -> anyhow::Result<()> {
     let k = &settings.kafka;
     let readings = ensure_partition_count(&k.brokers, &k.readings_topic, 0).await?;
     let spec = |name: String, compact: bool| TopicSpec {
@@ -51,7 +50,10 @@ pub async fn ensure_generation_topics(settings: &Settings, g: Generation) -> any
 }
 
 /// The detectors of generation `g`: their own group, state changelog and alert topic.
-pub async fn detector(settings: &Settings, g: Generation) -> anyhow::Result<DetectorRuntime> {
+pub async fn detector(
+    settings: &ProcessorsConfig,
+    g: Generation,
+) -> anyhow::Result<DetectorRuntime> {
     let k = &settings.kafka;
     let mut config = settings.detector.clone();
     config.group = g.name(&config.group);
@@ -64,14 +66,14 @@ pub async fn detector(settings: &Settings, g: Generation) -> anyhow::Result<Dete
             rules: k.rules_topic.clone(),
         },
         config,
-        readings_codec(settings).await?,
-        alerts_codec(settings).await?,
+        readings_codec(&settings.kafka).await?,
+        alerts_codec(&settings.kafka).await?,
     ))
 }
 
 /// Starts the detectors of `g` in the background; with `end`, only below those offsets per partition.
 pub async fn spawn_detector(
-    settings: &Settings,
+    settings: &ProcessorsConfig,
     g: Generation,
     end: Option<HashMap<i32, i64>>,
     shutdown: &CancellationToken,
@@ -86,52 +88,21 @@ pub async fn spawn_detector(
     }))
 }
 
-/// Starts `projection` of `topic` in the background, in the consumer group named after it.
-pub fn spawn_projection<P: Projection>(
-    settings: &Settings,
-    pool: &PgPool,
-    projection: P,
-    topic: &str,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Task> {
-    let p = &settings.projection;
-    let name = projection.name().to_owned();
-    let runner = ProjectionRunner::new(
-        projection,
-        pool.clone(),
-        RunnerConfig {
-            brokers: settings.kafka.brokers.clone(),
-            topic: topic.to_owned(),
-            group: format!("{}-{name}", p.group_prefix),
-            batch_max_messages: p.batch_max_messages,
-            batch_max_wait: Duration::from_millis(p.batch_max_wait_ms),
-            session_timeout: Duration::from_millis(p.session_timeout_ms),
-        },
-    )?;
-    let token = shutdown.clone();
-    Ok(tokio::spawn(async move {
-        runner
-            .run(token)
-            .await
-            .with_context(|| format!("projection {name}"))
-    }))
-}
-
 /// Starts the projection of generation `g`'s alert topic.
 pub async fn spawn_alerts_projection(
-    settings: &Settings,
+    settings: &ProcessorsConfig,
     pool: &PgPool,
     g: Generation,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Task> {
     let topic = g.name(&settings.kafka.alerts_topic);
-    let projection = AlertsProjection::new(alerts_codec(settings).await?, &topic, g);
+    let projection = AlertsProjection::new(alerts_codec(&settings.kafka).await?, &topic, g);
     spawn_projection(settings, pool, projection, &topic, shutdown)
 }
 
 /// Starts the projection of the alert actions (ack, snooze) onto generation `g`'s alerts.
 pub fn spawn_actions_projection(
-    settings: &Settings,
+    settings: &ProcessorsConfig,
     pool: &PgPool,
     g: Generation,
     shutdown: &CancellationToken,
@@ -144,7 +115,7 @@ pub fn spawn_actions_projection(
 /// Runs the detectors and/or alerts projections of the active generation until `shutdown`, moving them to
 /// the next generation when a replay switches over. Fails when one of them fails.
 pub async fn follow_generations(
-    settings: Settings,
+    settings: ProcessorsConfig,
     pool: PgPool,
     detectors: bool,
     projections: bool,
@@ -185,15 +156,4 @@ pub async fn follow_generations(
             }
         }
     }
-}
-
-/// Waits until every task ended, returning the first failure as soon as it happens.
-pub async fn until_all_end(tasks: Vec<Task>) -> anyhow::Result<()> {
-    let mut pending = tasks;
-    while !pending.is_empty() {
-        let (result, _, rest) = futures::future::select_all(pending).await;
-        result??;
-        pending = rest;
-    }
-    Ok(())
 }

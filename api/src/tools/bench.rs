@@ -219,14 +219,16 @@ pub async fn run_detect(
     config: DetectBenchConfig,
 ) -> anyhow::Result<()> {
     use haltless_connectors::gateway::ReadingsSink;
+    use haltless_connectors::kafka::{producer_config, Delivery};
     use haltless_processors::detection::processor::{
         DetectorConfig, DetectorRuntime, DetectorTopics, RuleChange,
     };
+    use haltless_processors::runtime::kafka::{admin_config, reader_config};
     use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
     use haltless_schemas::{AlertRecord, WireFormat};
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    use rdkafka::{Message, Offset, TopicPartitionList};
 
     let brokers = settings.kafka.brokers.clone();
     let run = Uuid::new_v4().simple().to_string();
@@ -309,10 +311,7 @@ pub async fn run_detect(
     let task = tokio::spawn(runtime.run(shutdown.clone()));
 
     // Throughput: until the group's committed offsets reach the end of every partition.
-    let watcher: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", &group)
-        .create()?;
+    let watcher: BaseConsumer = reader_config(&brokers, &group).create()?;
     let mut ends = TopicPartitionList::new();
     for p in 0..partitions {
         let (_, high) = watcher.fetch_watermarks(&topics.readings, p, Duration::from_secs(10))?;
@@ -351,9 +350,12 @@ pub async fn run_detect(
         rule,
         deleted: false,
     };
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()?;
+    let producer: FutureProducer = producer_config(
+        &brokers,
+        Delivery::AtLeastOnceIdempotent,
+        Duration::from_secs(10),
+    )
+    .create()?;
     producer
         .send(
             FutureRecord::to(&topics.rules)
@@ -363,10 +365,7 @@ pub async fn run_detect(
         )
         .await
         .map_err(|(e, _)| e)?;
-    let alerts: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", format!("bench-alerts-{run}"))
-        .set("isolation.level", "read_committed")
+    let alerts: BaseConsumer = reader_config(&brokers, &format!("bench-alerts-{run}"))
         .set("auto.offset.reset", "latest")
         .set("fetch.wait.max.ms", "10")
         .create()?;
@@ -428,9 +427,7 @@ pub async fn run_detect(
     println!("  reading → committed alert:      p50 {:.1} ms, p99 {:.1} ms over {} alerts, one reading in flight",
         pct(0.5).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3, latencies.len());
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
+        admin_config(&brokers).create()?;
     let names = [
         &topics.readings,
         &topics.alerts,

@@ -1,0 +1,523 @@
+//! The command line of `haltless`: one subcommand per role, each handed to the crate that owns its work.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::builder::PossibleValuesParser;
+use clap::builder::TypedValueParser as _;
+use clap::{Parser, Subcommand};
+use haltless_connectors::agent::{self, AgentConfig};
+use haltless_processors::detection::{backtest, replay};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{connect_database, migrate, Application, Roles};
+use crate::config::Settings;
+use crate::platform::{self, Override};
+use crate::telemetry;
+use crate::tenants::{self, Tier};
+use crate::tools::{bench, simulate};
+
+/// Haltless: industrial predictive maintenance on an event-sourced stream processor.
+///
+/// Settings come from built-in defaults, then the file given with --config, then environment variables
+/// named HALTLESS__SECTION__KEY (for example HALTLESS__DATABASE__URL, HALTLESS__KAFKA__BROKERS,
+/// HALTLESS__REDIS__URL, HALTLESS__HTTP__BIND). See README.md for every setting.
+#[derive(Debug, Parser)]
+#[command(name = "haltless", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML settings file, layered over the defaults and under the environment.
+    #[arg(long, global = true, env = "HALTLESS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text (filter with RUST_LOG, default info).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every role in one process: ingest gateway, API, projections, retention, detectors and source
+    /// pollers.
+    All,
+    /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
+    Gateway,
+    /// Serve the API: accounts, users, API keys, machines, readings, rules, alerts (plus /healthz, /readyz,
+    /// /metrics).
+    Api,
+    /// Run the projections, Kafka → PostgreSQL, exactly once, and the retention sweep (HTTP serves only
+    /// health and metrics).
+    Project,
+    /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
+    Process,
+    /// Poll every enabled OPC-UA and Modbus TCP source into Kafka; instances share the sources
+    /// (HTTP serves only health and metrics).
+    Connectors,
+    /// Run the edge agent: read local Modbus TCP and OPC-UA sources, buffer on disk, push to the cloud.
+    ///
+    /// Here --config names the agent's site file (cloud, buffer, http, sources; see README.md), not
+    /// the platform's settings.
+    Agent,
+    /// Apply the database migrations and create the Kafka topics, then exit.
+    Migrate,
+    /// Manage tenants, for platform operators: create, list, change the tier, override limits.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Create the demo tenant, its admin and an API key, and write them to an env file.
+    ///
+    /// Keeps the file as it is when the key in it still works.
+    DemoSeed {
+        /// Where to write HALTLESS_URL, HALTLESS_API_KEY, HALTLESS_ADMIN_EMAIL, HALTLESS_ADMIN_PASSWORD.
+        #[arg(long, default_value = ".haltless/demo.env")]
+        env_file: PathBuf,
+        /// The platform's base URL, as clients should use it.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Feed demo machines with readings through the ingest gateway, like an edge agent.
+    Simulate {
+        /// The platform's base URL.
+        #[arg(long, env = "HALTLESS_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API key with the ingest scope.
+        #[arg(long, env = "HALTLESS_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Email of a user who may register machines (operator or admin); without it the machines must
+        /// exist already.
+        #[arg(long, env = "HALTLESS_ADMIN_EMAIL", requires = "admin_password")]
+        admin_email: Option<String>,
+        /// That user's password.
+        #[arg(long, env = "HALTLESS_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+        /// Machine names to feed (registered first when --admin-email is given).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "press-01,lathe-02,pump-03"
+        )]
+        machines: Vec<String>,
+        /// Milliseconds between two readings of a machine.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Benchmark sustained ingest: readings/s through gateway → Kafka → projection, and the raw COPY
+    /// ceiling of the database, against a running platform (`haltless all`).
+    Bench(BenchArgs),
+    /// Benchmark the detectors on Kafka with exactly-once on: readings/s, and reading-to-alert latency.
+    ///
+    /// Uses throw-away topics on the configured Kafka and removes them afterwards.
+    BenchDetect(BenchDetectArgs),
+    /// Reprocess history into a new generation of detector state and alerts, then switch over.
+    ///
+    /// The platform keeps ingesting and detecting with the active generation meanwhile. Without --to, the
+    /// new generation catches up with the live head and becomes active (its alert topic is the alerts topic
+    /// with `.g<N>` appended); with --to, only [from, to) is reprocessed and the generation is kept for
+    /// inspection, not made active. Times select readings by when they were written to Kafka; detection
+    /// still uses each reading's event time.
+    Replay(ReplayArgs),
+    /// Run the detectors over recorded series and score their alerts with NAB's method.
+    ///
+    /// With --csv, one `timestamp,value` file (add --labels combined_windows.json for a score); with --nab,
+    /// every stream of a NAB-style folder; with --machine and --metric, that metric's readings in a range of
+    /// the readings topic (--from/--to, by when Kafka received them). Rules (--rules, a JSON array on the metric `value`) replace the
+    /// default detectors (EWMA and rate of change). Results are written in NAB's results format
+    /// (timestamp,value,anomaly_score,label) to --out.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The running platform's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Total readings to send.
+    #[arg(long, default_value_t = 200_000)]
+    readings: usize,
+    /// Readings per request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Machines the readings are spread over.
+    #[arg(long, default_value_t = 20)]
+    machines: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchDetectArgs {
+    /// Readings to push through the detectors.
+    #[arg(long, default_value_t = 200_000)]
+    readings: usize,
+    /// Readings per Kafka message.
+    #[arg(long, default_value_t = 50)]
+    per_message: usize,
+    /// Machines the readings are spread over.
+    #[arg(long, default_value_t = 50)]
+    machines: usize,
+    /// Alerts to time for the latency figures.
+    #[arg(long, default_value_t = 100)]
+    alerts: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// Reprocess readings written from this time on (RFC 3339 or epoch ms); the topic's start if absent.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Reprocess only readings written before this time, and keep the result for inspection.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Switch over once at most this many readings messages remain for the detectors (the platform's
+    /// detectors process them); raise it when ingest is so heavy that the replay never meets the head.
+    #[arg(long, default_value_t = 0)]
+    max_lag: i64,
+    /// No progress bar (log lines only).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct BacktestArgs {
+    /// One `timestamp,value` CSV (timestamps as `YYYY-MM-DD HH:MM:SS`, RFC 3339 or epoch ms).
+    #[arg(long, conflicts_with_all = ["nab", "machine"])]
+    csv: Option<PathBuf>,
+    /// A machine whose readings to take from the readings topic (with --metric).
+    #[arg(long, requires = "metric", conflicts_with = "nab")]
+    machine: Option<String>,
+    /// The metric of --machine.
+    #[arg(long, requires = "machine")]
+    metric: Option<String>,
+    /// The tenant of --machine, when several tenants have a machine of that name.
+    #[arg(long, requires = "machine")]
+    tenant: Option<uuid::Uuid>,
+    /// With --machine: readings written to Kafka from this time on (RFC 3339 or epoch ms).
+    #[arg(long, requires = "machine", value_parser = parse_time)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// With --machine: readings written to Kafka before this time.
+    #[arg(long, requires = "machine", value_parser = parse_time)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// A NAB-style folder holding `combined_windows.json` and `data/<group>/<stream>.csv`.
+    #[arg(long)]
+    nab: Option<PathBuf>,
+    /// Labels for --csv or --machine, in NAB's `combined_windows.json` format.
+    #[arg(long, conflicts_with = "nab")]
+    labels: Option<PathBuf>,
+    /// The stream's key in --labels (default: `<parent folder>/<file name>` of --csv, `<machine>/<metric>`).
+    #[arg(long, requires = "labels")]
+    stream: Option<String>,
+    /// Rules to run instead of the default detectors: a JSON array of rules on the metric `value`.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Results: a CSV file for --csv or --machine, a folder for --nab.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// With --nab, only the streams whose key contains one of these texts (comma-separated).
+    #[arg(long, requires = "nab", value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant, and its first admin when --admin-email and --admin-password are given.
+    Create {
+        /// The tenant's name, unique on the platform.
+        #[arg(long)]
+        name: String,
+        /// The subscription tier.
+        #[arg(long, default_value = "free", value_parser = tier_parser())]
+        tier: Tier,
+        /// Email of the first admin.
+        #[arg(long, requires = "admin_password")]
+        admin_email: Option<String>,
+        /// Password of the first admin (10 to 256 characters).
+        #[arg(long, requires = "admin_email")]
+        admin_password: Option<String>,
+    },
+    /// List every tenant with its tier, limits in force and usage.
+    List,
+    /// Move a tenant (by name or id) to another tier.
+    SetTier {
+        /// Tenant name or id.
+        tenant: String,
+        /// The new tier.
+        #[arg(value_parser = tier_parser())]
+        tier: Tier,
+    },
+    /// Override a tenant's limits (a number, or `tier` to go back to the tier's figure).
+    SetLimits {
+        /// Tenant name or id.
+        tenant: String,
+        /// Most machines.
+        #[arg(long)]
+        max_machines: Option<Override>,
+        /// API writes per minute (an ingest request is one write).
+        #[arg(long)]
+        writes_per_minute: Option<Override>,
+        /// API reads per minute.
+        #[arg(long)]
+        reads_per_minute: Option<Override>,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen subcommand to its end (the roles until SIGINT or SIGTERM).
+    pub async fn run(self) -> anyhow::Result<()> {
+        let command = match self.command {
+            Command::Agent => return run_agent(self.config).await,
+            command => command,
+        };
+        let settings = Settings::load(self.config.as_deref()).context("loading settings")?;
+        let only = |role: fn(&mut Roles)| {
+            let mut roles = Roles::default();
+            role(&mut roles);
+            roles
+        };
+        let roles = match command {
+            Command::All => Roles::all(),
+            Command::Gateway => only(|r| r.gateway = true),
+            Command::Api => only(|r| r.api = true),
+            Command::Project => only(|r| r.projection = true),
+            Command::Process => only(|r| r.detector = true),
+            Command::Connectors => only(|r| r.connectors = true),
+            other => return run_tool(other, settings).await,
+        };
+        let app = Application::build(settings, roles).await?;
+        app.run(shutdown_on_signal()).await
+    }
+}
+
+/// `haltless agent`: its own site file, not the platform's settings.
+async fn run_agent(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let path =
+        config.context("the agent needs its site file: haltless agent --config site.toml")?;
+    let config = AgentConfig::load(&path)?;
+    let prometheus = telemetry::prometheus();
+    let metrics: agent::server::RenderMetrics = Arc::new(move || prometheus.render());
+    let running = agent::server::start(config, metrics, shutdown_on_signal()).await?;
+    running.task.await?
+}
+
+/// The commands that run once and exit.
+async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => {
+            migrated_database(&settings).await?;
+            println!("migrations applied, topics ready");
+        }
+        Command::Tenant(command) => {
+            let pool = migrated_database(&settings).await?;
+            println!("{}", command.run(&pool).await?.trim_end());
+        }
+        Command::DemoSeed { env_file, url } => {
+            let pool = migrated_database(&settings).await?;
+            tenants::seed_demo(&pool, &env_file, &url).await?;
+            println!("demo tenant ready; credentials in {}", env_file.display());
+        }
+        Command::Simulate {
+            url,
+            api_key,
+            admin_email,
+            admin_password,
+            machines,
+            interval_ms,
+        } => {
+            let config = simulate::SimulatorConfig {
+                url,
+                api_key,
+                login: admin_email.zip(admin_password),
+                machines,
+                interval: Duration::from_millis(interval_ms.max(1)),
+            };
+            simulate::run(config, shutdown_on_signal()).await?;
+        }
+        Command::Bench(args) => args.run(&settings).await?,
+        Command::BenchDetect(args) => args.run(&settings).await?,
+        Command::Replay(args) => args.run(&settings).await?,
+        Command::Backtest(args) => backtest::run(&args.into_config(), &settings.kafka).await?,
+        Command::All
+        | Command::Gateway
+        | Command::Api
+        | Command::Project
+        | Command::Process
+        | Command::Connectors
+        | Command::Agent => anyhow::bail!("{command:?} is a role, not a tool"),
+    }
+    Ok(())
+}
+
+/// Connects to PostgreSQL, applies the migrations and creates the topics.
+async fn migrated_database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    let pool = connect_database(settings).await?;
+    migrate(settings, &pool).await?;
+    Ok(pool)
+}
+
+impl BenchArgs {
+    async fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.readings > 0 && self.batch > 0 && self.concurrency > 0 && self.machines > 0,
+            "every count must be positive"
+        );
+        let pool = connect_database(settings).await?;
+        let config = bench::BenchConfig {
+            url: self.url,
+            readings: self.readings,
+            batch: self.batch,
+            concurrency: self.concurrency,
+            machines: self.machines,
+        };
+        bench::run(&pool, config).await
+    }
+}
+
+impl BenchDetectArgs {
+    async fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.readings > 0 && self.per_message > 0 && self.machines > 0,
+            "every count must be positive"
+        );
+        let config = bench::DetectBenchConfig {
+            readings: self.readings,
+            per_message: self.per_message,
+            machines: self.machines,
+            alerts: self.alerts,
+        };
+        bench::run_detect(settings, config).await
+    }
+}
+
+impl ReplayArgs {
+    async fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            anyhow::ensure!(from < to, "--from must be before --to");
+        }
+        let pool = migrated_database(settings).await?;
+        let options = replay::ReplayOptions {
+            from: self.from,
+            to: self.to,
+            max_lag: self.max_lag,
+            progress: !self.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        };
+        let outcome = replay::run(
+            &settings.processors(),
+            &pool,
+            &options,
+            shutdown_on_signal(),
+        )
+        .await?;
+        let (g, messages, secs) = (
+            outcome.generation,
+            outcome.messages,
+            outcome.elapsed.as_secs_f64(),
+        );
+        match outcome.replaced {
+            Some(old) => println!(
+                "generation {g} is active (replaced {old}): {messages} readings messages reprocessed in {secs:.1} s; alerts on {}",
+                outcome.alerts_topic
+            ),
+            None => println!(
+                "generation {g} kept for inspection: {messages} readings messages reprocessed in {secs:.1} s; alerts on {}",
+                outcome.alerts_topic
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl BacktestArgs {
+    fn into_config(self) -> backtest::BacktestConfig {
+        let topic = match (self.machine, self.metric) {
+            (Some(machine), Some(metric)) => Some(backtest::TopicRange {
+                machine,
+                metric,
+                tenant: self.tenant,
+                from: self.from,
+                to: self.to,
+            }),
+            _ => None,
+        };
+        backtest::BacktestConfig {
+            csv: self.csv,
+            nab: self.nab,
+            labels: self.labels,
+            stream: self.stream,
+            rules: self.rules,
+            out: self.out,
+            only: self.only,
+            topic,
+        }
+    }
+}
+
+impl TenantCommand {
+    async fn run(self, pool: &sqlx::PgPool) -> anyhow::Result<String> {
+        Ok(match self {
+            TenantCommand::Create {
+                name,
+                tier,
+                admin_email,
+                admin_password,
+            } => {
+                let admin = admin_email.as_deref().zip(admin_password.as_deref());
+                platform::create(pool, &name, tier, admin).await?
+            }
+            TenantCommand::List => platform::list(pool).await?,
+            TenantCommand::SetTier { tenant, tier } => {
+                platform::set_tier(pool, &tenant, tier).await?
+            }
+            TenantCommand::SetLimits {
+                tenant,
+                max_machines,
+                writes_per_minute,
+                reads_per_minute,
+            } => {
+                platform::set_limits(
+                    pool,
+                    &tenant,
+                    max_machines,
+                    writes_per_minute,
+                    reads_per_minute,
+                )
+                .await?
+            }
+        })
+    }
+}
+
+/// The tier names, listed by `--help`.
+fn tier_parser() -> impl clap::builder::TypedValueParser<Value = Tier> {
+    PossibleValuesParser::new(["free", "pro", "enterprise"]).map(|name| Tier::parse(&name))
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::time::parse_instant(s)
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,83 @@
+//! The state every request handler shares: the composition root builds it, handlers read it.
+
+use std::sync::Arc;
+
+use haltless_connectors::admission::quota::Counters;
+use haltless_connectors::admission::Admission;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+
+use crate::auth::store::AuthStore;
+use crate::auth::tokens::TokenSigner;
+use crate::config::Settings;
+use crate::events::EventPublisher;
+
+/// State shared by every request handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// The database pool.
+    pub pool: PgPool,
+    /// The one admission path of readings.
+    pub admission: Admission,
+    /// Fixed-window counters: rate limits and throttles.
+    pub counters: Counters,
+    /// The publisher of rule changes and alert actions.
+    pub events: EventPublisher,
+    /// The Redis client.
+    pub redis: fred::clients::Client,
+    /// The Redis side of auth.
+    pub auth_store: AuthStore,
+    /// Issues and verifies access tokens.
+    pub tokens: TokenSigner,
+    /// The settings the process started with.
+    pub settings: Settings,
+    /// Renders the Prometheus metrics.
+    pub prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    /// The state of `inner`.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.0.pool
+    }
+    /// The one admission path of readings.
+    pub fn admission(&self) -> &Admission {
+        &self.0.admission
+    }
+    /// Fixed-window counters: rate limits and throttles.
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
+    }
+    /// The publisher of rule changes and alert actions.
+    pub fn events(&self) -> &EventPublisher {
+        &self.0.events
+    }
+    /// The Redis client.
+    pub fn redis(&self) -> &fred::clients::Client {
+        &self.0.redis
+    }
+    /// The Redis side of auth: token blocklist, throttles and rate limits.
+    pub fn auth_store(&self) -> &AuthStore {
+        &self.0.auth_store
+    }
+    /// Issues and verifies access tokens.
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.0.tokens
+    }
+    /// The settings the process started with.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+    /// Renders the Prometheus metrics.
+    pub fn prometheus(&self) -> &PrometheusHandle {
+        &self.0.prometheus
+    }
+}
