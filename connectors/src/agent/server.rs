@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Agent, AgentConfig, AgentHealth};
+use super::config::AgentConfig;
+use super::run::{Agent, AgentHealth};
 
 /// Renders the process's metrics in Prometheus text format.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;

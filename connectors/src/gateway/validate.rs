@@ -8,7 +8,7 @@ use haltless_schemas::{Quality, Reading};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::GatewayConfig;
+use super::config::GatewayConfig;
 
 /// At most this many entry problems are reported; the count says how many there were.
 const MAX_REPORTED: usize = 100;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 
-use super::ProcessorError;
+use super::error::ProcessorError;
 
 /// Waits for one message, then takes more until `max` are in hand or `wait` has passed since the first.
 ///

@@ -3,7 +3,7 @@
 
 use haltless_schemas::{AlertRecord, Codec, ReadingBatch, WireFormat};
 
-use super::ProcessorError;
+use super::error::ProcessorError;
 use crate::config::KafkaConfig;
 
 /// The readings codec.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::runtime::ProcessorError;
+use super::error::ProcessorError;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -18,8 +18,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::next_batch;
+use super::error::ProcessorError;
 use super::kafka::{consumer_config, ConsumerDelivery};
-use super::ProcessorError;
 
 /// A projection: decodes messages of one topic and writes them into PostgreSQL.
 pub trait Projection: Send + Sync + 'static {

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Projection, ProjectionRunner, RunnerConfig};
+use super::projection::{Projection, ProjectionRunner, RunnerConfig};
 use crate::config::ProcessorsConfig;
 
 /// A background task of a role.

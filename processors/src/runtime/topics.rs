@@ -6,7 +6,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
-use super::ProcessorError;
+use super::error::ProcessorError;
 
 /// A topic the platform needs.
 #[derive(Debug, Clone)]

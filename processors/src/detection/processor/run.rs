@@ -16,9 +16,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::config::DetectorConfig;
 use super::rulebook::{RuleBook, RuleChange};
 use super::state;
-use super::DetectorConfig;
 use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
 use crate::detection::logic::Sample;
 use crate::runtime::batch::next_batch;
