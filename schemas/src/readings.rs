@@ -379,13 +379,25 @@ mod tests {
     }
 
     #[test]
-    fn single_object_messages_decode_with_the_avro_library_reader() {
-        // The header must be what any Avro implementation expects, not just what we read back.
+    fn messages_written_with_the_legacy_fingerprint_still_decode() {
+        // Before the fingerprint followed the specification, the header carried apache-avro's own one
+        // (which is also what its `GenericSingleObjectWriter` writes).
         let codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
-        let bytes = sample().encode(&codec).unwrap();
-        let reader = apache_avro::GenericSingleObjectReader::new(codec.schema().clone()).unwrap();
-        let value = reader.read_value(&mut bytes.as_slice()).unwrap();
-        assert!(matches!(value, Value::Record(_)));
+        let mut legacy = Vec::new();
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(codec.schema(), 1024)
+            .unwrap()
+            .write_value(sample().to_value(), &mut legacy)
+            .unwrap();
+        assert_eq!(
+            &legacy[2..10],
+            [0x5c, 0xa6, 0x22, 0xaa, 0xd8, 0x4d, 0x03, 0xf6]
+        );
+        assert_eq!(ReadingBatch::decode(&codec, &legacy).unwrap(), sample());
+        let current = sample().encode(&codec).unwrap();
+        assert_eq!(
+            &current[2..10],
+            [0xac, 0x31, 0x03, 0xa6, 0x1e, 0xfe, 0xfa, 0x05]
+        );
     }
 
     #[test]
