@@ -5,6 +5,8 @@
 //! - [`actions`]: `haltless.alert-actions.v1`, acknowledgements and snoozes of alerts, as events.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
+//! - [`fingerprint`]: the specification's schema fingerprint (CRC-64-AVRO of the Parsing Canonical Form)
+//!   that single-object headers carry.
 //! - `fields`: helpers mapping Avro values onto Rust types, shared by the topic modules.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
 //! - [`metric_names`]: the name of every Prometheus metric the platform exports.
@@ -18,6 +20,7 @@ pub mod alerts;
 pub mod codec;
 pub mod compat;
 mod fields;
+pub mod fingerprint;
 pub mod metric_names;
 pub mod readings;
 pub mod tier;
