@@ -29,6 +29,16 @@ pub const TOPICS: &[TopicSchemas] = &[
         current: crate::alerts::SCHEMA,
         history: crate::alerts::HISTORY,
     },
+    TopicSchemas {
+        topic: crate::rules::RULES_TOPIC,
+        current: crate::rules::SCHEMA,
+        history: crate::rules::HISTORY,
+    },
+    TopicSchemas {
+        topic: crate::detector_state::DETECTOR_STATE_TOPIC,
+        current: crate::detector_state::SCHEMA,
+        history: crate::detector_state::HISTORY,
+    },
 ];
 
 /// Checks that `reader` (the new schema) can read data written with `writer` (an older one).

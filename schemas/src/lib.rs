@@ -3,6 +3,8 @@
 //! - [`readings`]: `haltless.readings.v1`, the batches of sensor readings every ingest path writes.
 //! - [`alerts`]: `haltless.alerts.v1`, alert transitions written exactly once by the detectors.
 //! - [`actions`]: `haltless.alert-actions.v1`, acknowledgements and snoozes of alerts, as events.
+//! - [`rules`]: `haltless.rules.v1`, every version of every rule, as events.
+//! - [`detector_state`]: `haltless.detector-state.v1`, the detectors' changelog: each machine's state.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
 //! - [`fingerprint`]: the specification's schema fingerprint (CRC-64-AVRO of the Parsing Canonical Form)
@@ -19,10 +21,12 @@ pub mod actions;
 pub mod alerts;
 pub mod codec;
 pub mod compat;
+pub mod detector_state;
 mod fields;
 pub mod fingerprint;
 pub mod metric_names;
 pub mod readings;
+pub mod rules;
 pub mod tier;
 
 pub use alerts::{AlertRecord, ALERTS_TOPIC};

@@ -1,0 +1,576 @@
+//! `haltless.detector-state.v1`: the compacted changelog of the detectors' state, one record per machine.
+//!
+//! These types mirror the Avro records; the detection logic keeps its own types and converts (in
+//! `processors/src/detection/processor/state.rs`), so the logic stays free of formats.
+
+use apache_avro::types::Value;
+use uuid::Uuid;
+
+use crate::codec::{Codec, CodecError, WireFormat};
+use crate::fields::{optional, record, shape, unsigned, Fields};
+
+/// Default name of the changelog topic.
+pub const DETECTOR_STATE_TOPIC: &str = "haltless.detector-state.v1";
+
+/// The schema the platform writes today.
+pub const SCHEMA: &str = include_str!("../avro/haltless.detector-state.v1.avsc");
+
+/// Every released version, oldest first (see `avro/README.md`).
+pub const HISTORY: &[&str] = &[include_str!(
+    "../avro/history/haltless.detector-state.v1/001.avsc"
+)];
+
+/// The meaning of the state this code writes (the record's `version` field; see the schema).
+pub const STATE_VERSION: i32 = 1;
+
+/// Everything the detectors remember about one machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineState {
+    /// What the state means: [`STATE_VERSION`] when written by this code.
+    pub version: i32,
+    /// Per rule and leaf position.
+    pub conditions: Vec<ConditionState>,
+    /// Per rule.
+    pub phases: Vec<RulePhase>,
+    /// Newest event time per metric.
+    pub newest: Vec<(String, i64)>,
+}
+
+/// The state of one condition of one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionState {
+    /// The rule.
+    pub rule_id: String,
+    /// Position among the rule's leaves, depth first.
+    pub leaf: u32,
+    /// The detector's memory.
+    pub detector: DetectorState,
+    /// The last verdict.
+    pub last: Option<Last>,
+}
+
+/// What a detector remembers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectorState {
+    /// Nothing (threshold tests).
+    Stateless,
+    /// The EWMA detector.
+    Ewma {
+        /// Its statistics.
+        stats: EwStats,
+    },
+    /// The static baseline: hourly buckets, oldest first.
+    Baseline {
+        /// The buckets of its window.
+        buckets: Vec<HourBucket>,
+    },
+    /// The rate-of-change detector.
+    Rate {
+        /// The previous sample (event time ms, value).
+        prev: Option<(i64, f64)>,
+        /// Statistics of the velocity.
+        velocity: EwStats,
+    },
+}
+
+/// Exponentially weighted mean and variance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EwStats {
+    /// Mean.
+    pub mean: f64,
+    /// Variance.
+    pub var: f64,
+    /// Samples seen.
+    pub n: u64,
+    /// Event time of the last sample (ms).
+    pub last_ts_ms: i64,
+}
+
+/// One hour of the baseline's window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HourBucket {
+    /// Hours since the Unix epoch.
+    pub hour: i64,
+    /// Samples.
+    pub n: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Sum of squared deviations from the mean.
+    pub m2: f64,
+}
+
+/// A condition's last verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Last {
+    /// Event time of the reading judged (ms).
+    pub ts_ms: i64,
+    /// Observed value.
+    pub observed: f64,
+    /// Expected value.
+    pub expected: f64,
+    /// Score.
+    pub score: f64,
+    /// Score at which it fires.
+    pub limit: f64,
+    /// It fired.
+    pub anomalous: bool,
+    /// (partition, offset) of the reading.
+    pub reading: Option<(i32, i64)>,
+}
+
+/// The alert lifecycle of one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulePhase {
+    /// The rule.
+    pub rule_id: String,
+    /// Where it stands.
+    pub phase: Phase,
+}
+
+/// Where a rule's alert lifecycle stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// No alert open.
+    Idle,
+    /// The rule holds, not yet for long enough.
+    Pending {
+        /// Event time it started to hold (ms).
+        since_ms: i64,
+        /// Evaluations it has held.
+        count: u32,
+    },
+    /// An alert is open.
+    Active {
+        /// Its id.
+        alert_id: Uuid,
+        /// Event time it was raised (ms).
+        raised_ms: i64,
+        /// Strongest severity ratio reported.
+        peak: f64,
+        /// Consecutive evaluations with the rule off.
+        off: u32,
+    },
+}
+
+impl MachineState {
+    /// A codec for the changelog (single-object encoding: the topic is the platform's own).
+    pub fn codec() -> Result<Codec, CodecError> {
+        Codec::new(SCHEMA, HISTORY, WireFormat::SingleObject)
+    }
+
+    /// Encodes the state.
+    pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
+        codec.encode_value(record([
+            ("version", Value::Int(self.version)),
+            (
+                "conditions",
+                Value::Array(
+                    self.conditions
+                        .iter()
+                        .map(ConditionState::to_value)
+                        .collect(),
+                ),
+            ),
+            (
+                "phases",
+                Value::Array(self.phases.iter().map(RulePhase::to_value).collect()),
+            ),
+            (
+                "newest",
+                Value::Array(
+                    self.newest
+                        .iter()
+                        .map(|(metric, ts)| {
+                            record([
+                                ("metric", Value::String(metric.clone())),
+                                ("ts_ms", Value::Long(*ts)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]))
+    }
+
+    /// Decodes a state written with any known version of the schema. The `version` field is returned as
+    /// written; whether this code understands it is the caller's decision.
+    pub fn decode(codec: &Codec, bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut f = Fields::of(codec.decode_value(bytes)?)?;
+        let version = f.int("version")?;
+        let conditions = f
+            .array("conditions")?
+            .into_iter()
+            .map(ConditionState::from_value)
+            .collect::<Result<_, _>>()?;
+        let phases = f
+            .array("phases")?
+            .into_iter()
+            .map(RulePhase::from_value)
+            .collect::<Result<_, _>>()?;
+        let newest = f
+            .array("newest")?
+            .into_iter()
+            .map(|v| {
+                let mut m = Fields::of(v)?;
+                Ok((m.string("metric")?, m.long("ts_ms")?))
+            })
+            .collect::<Result<_, CodecError>>()?;
+        Ok(Self {
+            version,
+            conditions,
+            phases,
+            newest,
+        })
+    }
+}
+
+impl EwStats {
+    fn to_value(self) -> Value {
+        record([
+            ("mean", Value::Double(self.mean)),
+            ("var", Value::Double(self.var)),
+            ("n", unsigned(self.n)),
+            ("last_ts_ms", Value::Long(self.last_ts_ms)),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, CodecError> {
+        let mut f = Fields::of(value)?;
+        Ok(Self {
+            mean: f.double("mean")?,
+            var: f.double("var")?,
+            n: f.unsigned("n")?,
+            last_ts_ms: f.long("last_ts_ms")?,
+        })
+    }
+}
+
+impl ConditionState {
+    fn to_value(&self) -> Value {
+        let (mut ewma, mut baseline, mut rate) = (None, None, None);
+        match &self.detector {
+            DetectorState::Stateless => {}
+            DetectorState::Ewma { stats } => ewma = Some(record([("stats", stats.to_value())])),
+            DetectorState::Baseline { buckets } => {
+                let buckets = buckets
+                    .iter()
+                    .map(|b| {
+                        record([
+                            ("hour", Value::Long(b.hour)),
+                            ("n", unsigned(b.n)),
+                            ("mean", Value::Double(b.mean)),
+                            ("m2", Value::Double(b.m2)),
+                        ])
+                    })
+                    .collect();
+                baseline = Some(record([("buckets", Value::Array(buckets))]));
+            }
+            DetectorState::Rate { prev, velocity } => {
+                let prev = prev.map(|(ts, value)| {
+                    record([("ts_ms", Value::Long(ts)), ("value", Value::Double(value))])
+                });
+                rate = Some(record([
+                    ("prev", optional(prev)),
+                    ("velocity", velocity.to_value()),
+                ]));
+            }
+        }
+        let last = self.last.map(|l| {
+            let reading = l
+                .reading
+                .map(|(p, o)| record([("partition", Value::Int(p)), ("offset", Value::Long(o))]));
+            record([
+                ("ts_ms", Value::Long(l.ts_ms)),
+                ("observed", Value::Double(l.observed)),
+                ("expected", Value::Double(l.expected)),
+                ("score", Value::Double(l.score)),
+                ("limit", Value::Double(l.limit)),
+                ("anomalous", Value::Boolean(l.anomalous)),
+                ("reading", optional(reading)),
+            ])
+        });
+        record([
+            ("rule_id", Value::String(self.rule_id.clone())),
+            // Leaf positions count the conditions of one rule: far below 2^31.
+            (
+                "leaf",
+                Value::Int(i32::try_from(self.leaf).unwrap_or(i32::MAX)),
+            ),
+            ("ewma", optional(ewma)),
+            ("baseline", optional(baseline)),
+            ("rate", optional(rate)),
+            ("last", optional(last)),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, CodecError> {
+        let mut f = Fields::of(value)?;
+        let rule_id = f.string("rule_id")?;
+        let leaf = f.int("leaf")?;
+        let leaf = u32::try_from(leaf)
+            .map_err(|_| CodecError::Shape(format!("negative leaf position {leaf}")))?;
+        let mut detectors = Vec::new();
+        if let Some(v) = f.optional("ewma")? {
+            let mut e = Fields::of(v)?;
+            detectors.push(DetectorState::Ewma {
+                stats: EwStats::from_value(e.take("stats")?)?,
+            });
+        }
+        if let Some(v) = f.optional("baseline")? {
+            let buckets = Fields::of(v)?
+                .array("buckets")?
+                .into_iter()
+                .map(|b| {
+                    let mut b = Fields::of(b)?;
+                    Ok(HourBucket {
+                        hour: b.long("hour")?,
+                        n: b.unsigned("n")?,
+                        mean: b.double("mean")?,
+                        m2: b.double("m2")?,
+                    })
+                })
+                .collect::<Result<_, CodecError>>()?;
+            detectors.push(DetectorState::Baseline { buckets });
+        }
+        if let Some(v) = f.optional("rate")? {
+            let mut r = Fields::of(v)?;
+            let prev = match r.optional("prev")? {
+                None => None,
+                Some(p) => {
+                    let mut p = Fields::of(p)?;
+                    Some((p.long("ts_ms")?, p.double("value")?))
+                }
+            };
+            detectors.push(DetectorState::Rate {
+                prev,
+                velocity: EwStats::from_value(r.take("velocity")?)?,
+            });
+        }
+        let detector = match <[DetectorState; 1]>::try_from(detectors) {
+            Ok([d]) => d,
+            Err(none) if none.is_empty() => DetectorState::Stateless,
+            Err(_) => {
+                return Err(CodecError::Shape(format!(
+                    "condition {rule_id}/{leaf}: more than one detector state"
+                )))
+            }
+        };
+        let last = match f.optional("last")? {
+            None => None,
+            Some(v) => {
+                let mut l = Fields::of(v)?;
+                let reading = match l.optional("reading")? {
+                    None => None,
+                    Some(r) => {
+                        let mut r = Fields::of(r)?;
+                        Some((r.int("partition")?, r.long("offset")?))
+                    }
+                };
+                Some(Last {
+                    ts_ms: l.long("ts_ms")?,
+                    observed: l.double("observed")?,
+                    expected: l.double("expected")?,
+                    score: l.double("score")?,
+                    limit: l.double("limit")?,
+                    anomalous: l.boolean("anomalous")?,
+                    reading,
+                })
+            }
+        };
+        Ok(Self {
+            rule_id,
+            leaf,
+            detector,
+            last,
+        })
+    }
+}
+
+impl RulePhase {
+    fn to_value(&self) -> Value {
+        let (pending, active) = match &self.phase {
+            Phase::Idle => (None, None),
+            Phase::Pending { since_ms, count } => (
+                Some(record([
+                    ("since_ms", Value::Long(*since_ms)),
+                    ("count", Value::Long((*count).into())),
+                ])),
+                None,
+            ),
+            Phase::Active {
+                alert_id,
+                raised_ms,
+                peak,
+                off,
+            } => (
+                None,
+                Some(record([
+                    ("alert_id", Value::Uuid(*alert_id)),
+                    ("raised_ms", Value::Long(*raised_ms)),
+                    ("peak", Value::Double(*peak)),
+                    ("off", Value::Long((*off).into())),
+                ])),
+            ),
+        };
+        record([
+            ("rule_id", Value::String(self.rule_id.clone())),
+            ("pending", optional(pending)),
+            ("active", optional(active)),
+        ])
+    }
+
+    fn from_value(value: Value) -> Result<Self, CodecError> {
+        let mut f = Fields::of(value)?;
+        let rule_id = f.string("rule_id")?;
+        let phase = match (f.optional("pending")?, f.optional("active")?) {
+            (None, None) => Phase::Idle,
+            (Some(p), None) => {
+                let mut p = Fields::of(p)?;
+                Phase::Pending {
+                    since_ms: p.long("since_ms")?,
+                    count: p.u32("count")?,
+                }
+            }
+            (None, Some(a)) => {
+                let mut a = Fields::of(a)?;
+                Phase::Active {
+                    alert_id: a.uuid("alert_id")?,
+                    raised_ms: a.long("raised_ms")?,
+                    peak: a.double("peak")?,
+                    off: a.u32("off")?,
+                }
+            }
+            (Some(_), Some(other)) => return Err(shape("pending and active", &other)),
+        };
+        Ok(Self { rule_id, phase })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn stats(mean: f64) -> EwStats {
+        EwStats {
+            mean,
+            var: 0.25,
+            n: 60,
+            last_ts_ms: 1_795_943_352_599,
+        }
+    }
+
+    fn condition(rule: &str, leaf: u32, detector: DetectorState) -> ConditionState {
+        ConditionState {
+            rule_id: rule.into(),
+            leaf,
+            detector,
+            last: Some(Last {
+                ts_ms: 1_795_943_352_599,
+                observed: 95.179,
+                expected: 10.0,
+                score: -95.179,
+                limit: -10.0,
+                anomalous: false,
+                reading: Some((1, 5)),
+            }),
+        }
+    }
+
+    fn sample() -> MachineState {
+        MachineState {
+            version: STATE_VERSION,
+            conditions: vec![
+                condition("cold", 0, DetectorState::Stateless),
+                condition("vib", 0, DetectorState::Ewma { stats: stats(1.5) }),
+                condition(
+                    "drift",
+                    0,
+                    DetectorState::Baseline {
+                        buckets: vec![
+                            HourBucket {
+                                hour: 498_873,
+                                n: 60,
+                                mean: 66.4,
+                                m2: 11_005.2,
+                            },
+                            HourBucket {
+                                hour: 498_874,
+                                n: 2,
+                                mean: 60.0,
+                                m2: 0.5,
+                            },
+                        ],
+                    },
+                ),
+                condition(
+                    "jump",
+                    2,
+                    DetectorState::Rate {
+                        prev: Some((1_795_943_352_599, 104.5)),
+                        velocity: stats(-0.066),
+                    },
+                ),
+                ConditionState {
+                    rule_id: "fresh".into(),
+                    leaf: 1,
+                    detector: DetectorState::Rate {
+                        prev: None,
+                        velocity: stats(0.0),
+                    },
+                    last: None,
+                },
+            ],
+            phases: vec![
+                RulePhase {
+                    rule_id: "cold".into(),
+                    phase: Phase::Idle,
+                },
+                RulePhase {
+                    rule_id: "drift".into(),
+                    phase: Phase::Pending {
+                        since_ms: 1_795_943_344_599,
+                        count: 2,
+                    },
+                },
+                RulePhase {
+                    rule_id: "hot".into(),
+                    phase: Phase::Active {
+                        alert_id: Uuid::from_u128(9),
+                        raised_ms: 1_795_943_343_599,
+                        peak: f64::INFINITY,
+                        off: 1,
+                    },
+                },
+            ],
+            newest: vec![("temp".into(), 1_795_943_352_599), ("vib".into(), i64::MIN)],
+        }
+    }
+
+    #[test]
+    fn round_trips_every_detector_and_phase() {
+        let codec = MachineState::codec().unwrap();
+        let bytes = sample().encode(&codec).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(MachineState::decode(&codec, &bytes).unwrap(), sample());
+    }
+
+    /// What the schema's documentation promises: a new detector is a new optional field, and a state
+    /// written before it existed still restores.
+    #[test]
+    fn a_new_detector_reads_states_written_before_it() {
+        let grown = SCHEMA.replacen(
+            r#"{"name": "last", "type": ["null", {"#,
+            r#"{"name": "cusum", "type": ["null", {"type": "record", "name": "CusumState", "fields": [
+                {"name": "high", "type": "double"}, {"name": "low", "type": "double"}]}], "default": null},
+               {"name": "last", "type": ["null", {"#,
+            1,
+        );
+        assert_ne!(grown, SCHEMA);
+        crate::compat::check_backward(SCHEMA, &grown).unwrap();
+        let old = MachineState::codec().unwrap();
+        let new = Codec::new(&grown, &[SCHEMA], WireFormat::SingleObject).unwrap();
+        let bytes = sample().encode(&old).unwrap();
+        assert_eq!(MachineState::decode(&new, &bytes).unwrap(), sample());
+    }
+}
