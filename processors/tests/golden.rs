@@ -1,6 +1,6 @@
 //! Golden-file tests of the detectors: each folder of `testdata/golden/` holds an input series, a rule set and
 //! the alert transitions they must give (`expected.csv`). Every case also runs with its state saved and
-//! restored from JSON in the middle (as the changelog does), which must change nothing.
+//! restored in the middle through the changelog's record format, which must change nothing.
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p haltless-processors --test golden` rewrites the expected files; review
 //! the diff before committing it.
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use haltless_processors::detection::logic::engine::{AlertEvent, Input, MachineState};
 use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::logic::Sample;
+use haltless_processors::detection::processor::{decode_state, encode_state, state_codec};
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
@@ -51,11 +52,12 @@ fn run(
     readings: &[(String, Sample)],
     restore_at: Option<usize>,
 ) -> Vec<AlertEvent> {
+    let codec = state_codec().unwrap();
     let mut state = MachineState::default();
     let mut events = Vec::new();
     for (i, (metric, sample)) in readings.iter().enumerate() {
         if restore_at == Some(i) {
-            state = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
+            state = decode_state(&codec, &encode_state(&codec, &state).unwrap()).unwrap();
         }
         let input = Input {
             metric,

@@ -41,7 +41,7 @@ impl Default for BaselineConfig {
 /// Hourly buckets of the window, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
-    buckets: VecDeque<(i64, Moments)>,
+    pub(crate) buckets: VecDeque<(i64, Moments)>,
 }
 
 impl Baseline {

@@ -64,7 +64,7 @@ pub struct AlertEvent {
 
 /// Detector state of one condition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-enum DetectorState {
+pub(crate) enum DetectorState {
     #[default]
     Threshold,
     Ewma(Ewma),
@@ -74,25 +74,27 @@ enum DetectorState {
 
 /// The last verdict of one condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Last {
-    ts_ms: i64,
-    verdict: Verdict,
-    offset: Option<Offset>,
+pub(crate) struct Last {
+    pub(crate) ts_ms: i64,
+    pub(crate) verdict: Verdict,
+    pub(crate) offset: Option<Offset>,
 }
 
+/// What one condition remembers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct ConditionState {
-    detector: DetectorState,
-    last: Option<Last>,
+pub(crate) struct ConditionState {
+    pub(crate) detector: DetectorState,
+    pub(crate) last: Option<Last>,
 }
 
-/// Everything detection remembers about one machine; serialisable for the state changelog.
+/// Everything detection remembers about one machine. The state changelog's format (and its conversion)
+/// lives with the processor; the serde form is the JSON the changelog carried before it had a schema.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineState {
     /// Per rule id, per leaf position.
-    conditions: BTreeMap<String, BTreeMap<usize, ConditionState>>,
-    phases: BTreeMap<String, Phase>,
-    newest: BTreeMap<String, i64>,
+    pub(crate) conditions: BTreeMap<String, BTreeMap<usize, ConditionState>>,
+    pub(crate) phases: BTreeMap<String, Phase>,
+    pub(crate) newest: BTreeMap<String, i64>,
     /// The strongest severity ratio the last reading got from any condition (for backtests).
     #[serde(skip)]
     last_ratio: f64,

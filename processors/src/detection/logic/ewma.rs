@@ -37,7 +37,7 @@ impl Default for EwmaConfig {
 /// The EWMA detector's state for one series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ewma {
-    stats: EwStats,
+    pub(crate) stats: EwStats,
 }
 
 impl Detector for Ewma {

@@ -37,8 +37,8 @@ impl Default for RateConfig {
 /// The previous reading and the learned velocity statistics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rate {
-    prev: Option<Sample>,
-    velocity: EwStats,
+    pub(crate) prev: Option<Sample>,
+    pub(crate) velocity: EwStats,
 }
 
 impl Detector for Rate {

@@ -1,16 +1,24 @@
 //! Rules as events: every change is a versioned record on the rules topic, so a replay sees the rules that
 //! were in force. A version applies to readings whose event time is at or after its `effective_from_ms`.
+//!
+//! On the topic a change is an Avro record (`haltless.rules.v1`, see `haltless_schemas::rules`); changes
+//! written before that are JSON, which [`RuleChange::decode`] still reads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use haltless_schemas::rules as avro;
+use haltless_schemas::{Codec, CodecError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::detection::logic::rules::Rule;
+use crate::detection::logic::baseline::BaselineConfig;
+use crate::detection::logic::ewma::EwmaConfig;
+use crate::detection::logic::rate::RateConfig;
+use crate::detection::logic::rules::{Condition, Expr, Hold, Rule, Test};
 
 /// One change of one rule: a record of the rules topic, keyed `tenant/rule_id/version` so that compaction
-/// keeps every version.
+/// keeps every version. (Its serde form is the JSON the topic carried before it had a schema.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleChange {
@@ -34,6 +42,151 @@ impl RuleChange {
     /// The record key on the rules topic.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.tenant_id, self.rule.id, self.version)
+    }
+
+    /// A codec for the rules topic.
+    pub fn codec() -> Result<Codec, CodecError> {
+        avro::RuleChange::codec()
+    }
+
+    /// The change as a message of the rules topic.
+    pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
+        self.to_record().encode(codec)
+    }
+
+    /// Reads a message of the rules topic: Avro, or the JSON written before the topic had a schema.
+    pub fn decode(codec: &Codec, bytes: &[u8]) -> Result<Self, CodecError> {
+        if bytes.first() == Some(&b'{') {
+            return serde_json::from_slice(bytes)
+                .map_err(|e| CodecError::Shape(format!("legacy JSON rule change: {e}")));
+        }
+        Ok(Self::from_record(avro::RuleChange::decode(codec, bytes)?))
+    }
+
+    fn to_record(&self) -> avro::RuleChange {
+        let r = &self.rule;
+        avro::RuleChange {
+            tenant_id: self.tenant_id,
+            version: self.version,
+            effective_from_ms: self.effective_from_ms,
+            machines: self.machines.clone(),
+            deleted: self.deleted,
+            rule: avro::Rule {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                severity: r.severity,
+                when: expr_record(&r.when),
+                hold_secs: r.hold.secs,
+                hold_readings: r.hold.readings,
+                clear_ratio: r.clear_ratio,
+                clear_after: r.clear_after,
+                max_age_secs: r.max_age_secs,
+            },
+        }
+    }
+
+    fn from_record(c: avro::RuleChange) -> Self {
+        let r = c.rule;
+        Self {
+            tenant_id: c.tenant_id,
+            version: c.version,
+            effective_from_ms: c.effective_from_ms,
+            machines: c.machines,
+            deleted: c.deleted,
+            rule: Rule {
+                id: r.id,
+                name: r.name,
+                severity: r.severity,
+                when: expr_from_record(r.when),
+                hold: Hold {
+                    secs: r.hold_secs,
+                    readings: r.hold_readings,
+                },
+                clear_ratio: r.clear_ratio,
+                clear_after: r.clear_after,
+                max_age_secs: r.max_age_secs,
+            },
+        }
+    }
+}
+
+fn expr_record(e: &Expr) -> avro::Expr {
+    match e {
+        Expr::All { all } => avro::Expr::All(all.iter().map(expr_record).collect()),
+        Expr::Any { any } => avro::Expr::Any(any.iter().map(expr_record).collect()),
+        Expr::Cond(c) => avro::Expr::Condition(avro::Condition {
+            metric: c.metric.clone(),
+            test: match &c.test {
+                Test::Above { value, hysteresis } => avro::Test::Above {
+                    value: *value,
+                    hysteresis: *hysteresis,
+                },
+                Test::Below { value, hysteresis } => avro::Test::Below {
+                    value: *value,
+                    hysteresis: *hysteresis,
+                },
+                Test::Ewma(c) => avro::Test::Ewma(avro::EwmaConfig {
+                    half_life_secs: c.half_life_secs,
+                    band: c.band,
+                    warmup: c.warmup,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                Test::Baseline(c) => avro::Test::Baseline(avro::BaselineConfig {
+                    window_hours: c.window_hours,
+                    min_samples: c.min_samples,
+                    z_limit: c.z_limit,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                Test::Rate(c) => avro::Test::Rate(avro::RateConfig {
+                    max_per_sec: c.max_per_sec,
+                    band: c.band,
+                    half_life_secs: c.half_life_secs,
+                    warmup: c.warmup,
+                    min_std: c.min_std,
+                }),
+            },
+        }),
+    }
+}
+
+fn expr_from_record(e: avro::Expr) -> Expr {
+    match e {
+        avro::Expr::All(xs) => Expr::All {
+            all: xs.into_iter().map(expr_from_record).collect(),
+        },
+        avro::Expr::Any(xs) => Expr::Any {
+            any: xs.into_iter().map(expr_from_record).collect(),
+        },
+        avro::Expr::Condition(c) => Expr::Cond(Condition {
+            metric: c.metric,
+            test: match c.test {
+                avro::Test::Above { value, hysteresis } => Test::Above { value, hysteresis },
+                avro::Test::Below { value, hysteresis } => Test::Below { value, hysteresis },
+                avro::Test::Ewma(c) => Test::Ewma(EwmaConfig {
+                    half_life_secs: c.half_life_secs,
+                    band: c.band,
+                    warmup: c.warmup,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                avro::Test::Baseline(c) => Test::Baseline(BaselineConfig {
+                    window_hours: c.window_hours,
+                    min_samples: c.min_samples,
+                    z_limit: c.z_limit,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                avro::Test::Rate(c) => Test::Rate(RateConfig {
+                    max_per_sec: c.max_per_sec,
+                    band: c.band,
+                    half_life_secs: c.half_life_secs,
+                    warmup: c.warmup,
+                    min_std: c.min_std,
+                }),
+            },
+        }),
     }
 }
 
@@ -119,6 +272,28 @@ mod tests {
             .unwrap(),
             deleted,
         }
+    }
+
+    #[test]
+    fn changes_round_trip_through_the_topic_format_and_legacy_json_still_reads() {
+        let mut c = change("hot", 4, 100, &["m1", "m2"], false);
+        c.rule = serde_json::from_value(serde_json::json!({
+            "id": "hot", "name": "Hot and shaking", "severity": "critical",
+            "hold": {"secs": 30, "readings": 2}, "clear_ratio": 0.7, "clear_after": 5, "max_age_secs": 60,
+            "when": {"all": [{"metric": "t", "detector": "above", "value": 90, "hysteresis": 2},
+                             {"any": [{"metric": "v", "detector": "ewma", "band": 4},
+                                      {"metric": "v", "detector": "rate", "max_per_sec": 0.5},
+                                      {"metric": "p", "detector": "rate"},
+                                      {"metric": "t", "detector": "baseline", "z_limit": 3},
+                                      {"metric": "t", "detector": "below", "value": -4}]}]}}))
+        .unwrap();
+        let codec = RuleChange::codec().unwrap();
+        let bytes = c.encode(&codec).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        assert_eq!(RuleChange::decode(&codec, &bytes).unwrap(), c);
+        let legacy = serde_json::to_vec(&c).unwrap();
+        assert_eq!(RuleChange::decode(&codec, &legacy).unwrap(), c);
+        assert!(RuleChange::decode(&codec, b"{\"tenant_id\": 1}").is_err());
     }
 
     #[test]

@@ -69,6 +69,9 @@ struct Session {
     /// wait behind its long-polling fetch (the broker answers one request per connection at a time).
     rules_watermarks: Arc<BaseConsumer>,
     rulebook: Arc<Mutex<RuleBook>>,
+    /// Codecs of the rules topic and of the state changelog.
+    rules_codec: Arc<Codec>,
+    state_codec: Arc<Codec>,
     /// Machine states by `tenant/machine`, with the partition they belong to.
     machines: HashMap<String, (i32, MachineState)>,
     restored: HashSet<i32>,
@@ -189,6 +192,8 @@ impl DetectorRuntime {
             rules_consumer: Arc::new(rules_consumer),
             rules_watermarks: Arc::new(rules_client()?),
             rulebook: Arc::new(Mutex::new(RuleBook::default())),
+            rules_codec: Arc::new(RuleChange::codec()?),
+            state_codec: Arc::new(state::codec()?),
             machines: HashMap::new(),
             restored: HashSet::new(),
         })
@@ -284,7 +289,7 @@ impl DetectorRuntime {
         }
         for key in &out.dirty {
             if let Some((partition, machine)) = s.machines.get(key) {
-                let payload = state::encode(machine);
+                let payload = state::encode(&s.state_codec, machine)?;
                 let record = FutureRecord::to(&self.topics.changelog)
                     .key(key)
                     .payload(&payload)
@@ -352,10 +357,12 @@ impl DetectorRuntime {
         s.restored.retain(|p| assigned.contains(p));
         for &partition in assigned.difference(&s.restored.clone()) {
             let (brokers, topic) = (self.brokers.clone(), self.topics.changelog.clone());
-            let states =
-                tokio::task::spawn_blocking(move || state::restore(&brokers, &topic, partition))
-                    .await
-                    .map_err(join_error)??;
+            let codec = s.state_codec.clone();
+            let states = tokio::task::spawn_blocking(move || {
+                state::restore(&brokers, &topic, partition, &codec)
+            })
+            .await
+            .map_err(join_error)??;
             tracing::info!(
                 partition,
                 machines = states.len(),
@@ -370,11 +377,12 @@ impl DetectorRuntime {
 
     /// Reads the rules topic up to its end, so the batch sees every rule change made before it.
     async fn catch_up_rules(&self, s: &mut Session) -> Result<(), ProcessorError> {
-        let (consumer, watermarks, book, topic) = (
+        let (consumer, watermarks, book, topic, codec) = (
             s.rules_consumer.clone(),
             s.rules_watermarks.clone(),
             s.rulebook.clone(),
             self.topics.rules.clone(),
+            s.rules_codec.clone(),
         );
         tokio::task::spawn_blocking(move || -> Result<(), ProcessorError> {
             let assignment = consumer.assignment()?;
@@ -397,7 +405,7 @@ impl DetectorRuntime {
                     match consumer.poll(Duration::from_millis(200)) {
                         Some(Ok(msg)) => match msg
                             .payload()
-                            .map(serde_json::from_slice::<RuleChange>)
+                            .map(|bytes| RuleChange::decode(&codec, bytes))
                         {
                             Some(Ok(change)) => book.lock().map_err(|_| poisoned())?.apply(change),
                             Some(Err(err)) => {

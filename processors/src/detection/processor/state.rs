@@ -1,20 +1,45 @@
 //! Detector state in a compacted changelog topic: one record per machine, keyed `tenant/machine`, in the
 //! partition of the readings it was computed from, written in the same transaction as the alerts.
+//!
+//! The record's format is `haltless.detector-state.v1` (`haltless_schemas::detector_state`); this module
+//! converts the detection logic's state to and from it. Changelogs written before the format existed hold
+//! the logic's serde JSON, which [`decode`] still reads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use haltless_schemas::detector_state::{self as avro, STATE_VERSION};
+use haltless_schemas::{Codec, CodecError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::detection::logic::engine::MachineState;
+use crate::detection::logic::baseline::Baseline;
+use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState};
+use crate::detection::logic::ewma::Ewma;
+use crate::detection::logic::lifecycle::Phase;
+use crate::detection::logic::rate::Rate;
+use crate::detection::logic::stats::{EwStats, Moments};
+use crate::detection::logic::{Sample, Verdict};
 use crate::runtime::kafka::reader_config;
 use crate::runtime::ProcessorError;
 
-/// Serialises a machine's state for the changelog.
-pub fn encode(state: &MachineState) -> Vec<u8> {
-    // Serialising plain data structures to JSON cannot fail.
-    serde_json::to_vec(state).unwrap_or_default()
+/// A codec for the changelog.
+pub fn codec() -> Result<Codec, CodecError> {
+    avro::MachineState::codec()
+}
+
+/// A machine's state as a changelog record.
+pub fn encode(codec: &Codec, state: &MachineState) -> Result<Vec<u8>, CodecError> {
+    to_record(state)?.encode(codec)
+}
+
+/// Reads a changelog record: Avro, or the JSON written before the changelog had a schema.
+pub fn decode(codec: &Codec, bytes: &[u8]) -> Result<MachineState, CodecError> {
+    if bytes.first() == Some(&b'{') {
+        return serde_json::from_slice(bytes)
+            .map_err(|e| CodecError::Shape(format!("legacy JSON detector state: {e}")));
+    }
+    from_record(avro::MachineState::decode(codec, bytes)?)
 }
 
 /// Reads one changelog partition from its start to its end: the latest state of each of its machines.
@@ -23,6 +48,7 @@ pub fn restore(
     brokers: &str,
     topic: &str,
     partition: i32,
+    codec: &Codec,
 ) -> Result<HashMap<String, MachineState>, ProcessorError> {
     let consumer: BaseConsumer = reader_config(brokers, "haltless-detector-restore").create()?;
     let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
@@ -38,7 +64,7 @@ pub fn restore(
         if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
             let msg = msg?;
             let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-            match msg.payload().map(serde_json::from_slice::<MachineState>) {
+            match msg.payload().map(|bytes| decode(codec, bytes)) {
                 Some(Ok(state)) => {
                     states.insert(key, state);
                 }
@@ -67,5 +93,285 @@ pub fn restore(
             )
             .into());
         }
+    }
+}
+
+fn to_record(state: &MachineState) -> Result<avro::MachineState, CodecError> {
+    let mut conditions = Vec::new();
+    for (rule_id, leaves) in &state.conditions {
+        for (leaf, c) in leaves {
+            conditions.push(avro::ConditionState {
+                rule_id: rule_id.clone(),
+                leaf: u32::try_from(*leaf)
+                    .map_err(|_| CodecError::Shape(format!("leaf position {leaf}")))?,
+                detector: detector_record(&c.detector),
+                last: c.last.as_ref().map(|l| avro::Last {
+                    ts_ms: l.ts_ms,
+                    observed: l.verdict.observed,
+                    expected: l.verdict.expected,
+                    score: l.verdict.score,
+                    limit: l.verdict.limit,
+                    anomalous: l.verdict.anomalous,
+                    reading: l.offset,
+                }),
+            });
+        }
+    }
+    let phases = state
+        .phases
+        .iter()
+        .map(|(rule_id, phase)| avro::RulePhase {
+            rule_id: rule_id.clone(),
+            phase: match phase {
+                Phase::Idle => avro::Phase::Idle,
+                Phase::Pending { since_ms, count } => avro::Phase::Pending {
+                    since_ms: *since_ms,
+                    count: *count,
+                },
+                Phase::Active {
+                    id,
+                    raised_ms,
+                    peak,
+                    off,
+                } => avro::Phase::Active {
+                    alert_id: *id,
+                    raised_ms: *raised_ms,
+                    peak: *peak,
+                    off: *off,
+                },
+            },
+        })
+        .collect();
+    Ok(avro::MachineState {
+        version: STATE_VERSION,
+        conditions,
+        phases,
+        newest: state
+            .newest
+            .iter()
+            .map(|(m, ts)| (m.clone(), *ts))
+            .collect(),
+    })
+}
+
+fn from_record(record: avro::MachineState) -> Result<MachineState, CodecError> {
+    if record.version > STATE_VERSION {
+        return Err(CodecError::Shape(format!(
+            "detector state version {} is newer than this platform's {STATE_VERSION}",
+            record.version
+        )));
+    }
+    let mut conditions: BTreeMap<String, BTreeMap<usize, ConditionState>> = BTreeMap::new();
+    for c in record.conditions {
+        let state = ConditionState {
+            detector: detector_from_record(c.detector),
+            last: c.last.map(|l| Last {
+                ts_ms: l.ts_ms,
+                verdict: Verdict {
+                    observed: l.observed,
+                    expected: l.expected,
+                    score: l.score,
+                    limit: l.limit,
+                    anomalous: l.anomalous,
+                },
+                offset: l.reading,
+            }),
+        };
+        let leaf = usize::try_from(c.leaf)
+            .map_err(|_| CodecError::Shape(format!("leaf position {}", c.leaf)))?;
+        conditions.entry(c.rule_id).or_default().insert(leaf, state);
+    }
+    let phases = record
+        .phases
+        .into_iter()
+        .map(|p| {
+            let phase = match p.phase {
+                avro::Phase::Idle => Phase::Idle,
+                avro::Phase::Pending { since_ms, count } => Phase::Pending { since_ms, count },
+                avro::Phase::Active {
+                    alert_id,
+                    raised_ms,
+                    peak,
+                    off,
+                } => Phase::Active {
+                    id: alert_id,
+                    raised_ms,
+                    peak,
+                    off,
+                },
+            };
+            (p.rule_id, phase)
+        })
+        .collect();
+    let mut state = MachineState::default();
+    state.conditions = conditions;
+    state.phases = phases;
+    state.newest = record.newest.into_iter().collect();
+    Ok(state)
+}
+
+fn ew_record(s: &EwStats) -> avro::EwStats {
+    avro::EwStats {
+        mean: s.mean,
+        var: s.var,
+        n: s.n,
+        last_ts_ms: s.last_ts_ms,
+    }
+}
+
+fn ew_from_record(s: avro::EwStats) -> EwStats {
+    EwStats {
+        mean: s.mean,
+        var: s.var,
+        n: s.n,
+        last_ts_ms: s.last_ts_ms,
+    }
+}
+
+/// The one place that knows every detector's state; a new detector adds its arm here and its field to the
+/// schema (see `haltless.detector-state.v1.avsc`).
+fn detector_record(d: &DetectorState) -> avro::DetectorState {
+    match d {
+        DetectorState::Threshold => avro::DetectorState::Stateless,
+        DetectorState::Ewma(e) => avro::DetectorState::Ewma {
+            stats: ew_record(&e.stats),
+        },
+        DetectorState::Baseline(b) => avro::DetectorState::Baseline {
+            buckets: b
+                .buckets
+                .iter()
+                .map(|(hour, m)| avro::HourBucket {
+                    hour: *hour,
+                    n: m.n,
+                    mean: m.mean,
+                    m2: m.m2,
+                })
+                .collect(),
+        },
+        DetectorState::Rate(r) => avro::DetectorState::Rate {
+            prev: r.prev.map(|s| (s.ts_ms, s.value)),
+            velocity: ew_record(&r.velocity),
+        },
+    }
+}
+
+fn detector_from_record(d: avro::DetectorState) -> DetectorState {
+    match d {
+        avro::DetectorState::Stateless => DetectorState::Threshold,
+        avro::DetectorState::Ewma { stats } => DetectorState::Ewma(Ewma {
+            stats: ew_from_record(stats),
+        }),
+        avro::DetectorState::Baseline { buckets } => DetectorState::Baseline(Baseline {
+            buckets: buckets
+                .into_iter()
+                .map(|b| {
+                    (
+                        b.hour,
+                        Moments {
+                            n: b.n,
+                            mean: b.mean,
+                            m2: b.m2,
+                        },
+                    )
+                })
+                .collect(),
+        }),
+        avro::DetectorState::Rate { prev, velocity } => DetectorState::Rate(Rate {
+            prev: prev.map(|(ts_ms, value)| Sample { ts_ms, value }),
+            velocity: ew_from_record(velocity),
+        }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::detection::logic::engine::{AlertEvent, Input};
+    use crate::detection::logic::rules::Rule;
+
+    fn rules() -> Vec<Rule> {
+        serde_json::from_str(
+            r#"[{"id": "hot", "when": {"metric": "temp", "detector": "above", "value": 80}, "hold": {"readings": 50}},
+                {"id": "drift", "when": {"metric": "temp", "detector": "baseline", "min_samples": 5}},
+                {"id": "mix", "when": {"any": [{"metric": "vib", "detector": "ewma", "warmup": 5},
+                                               {"metric": "vib", "detector": "rate", "max_per_sec": 1}]}}]"#,
+        )
+        .unwrap()
+    }
+
+    fn feed(state: &mut MachineState, from: usize, to: usize) -> Vec<AlertEvent> {
+        let rules = rules();
+        let mut events = Vec::new();
+        for i in from..to {
+            let ts = i as i64 * 60_000;
+            let temp = if (40..45).contains(&i) {
+                95.0
+            } else {
+                60.0 + (i % 7) as f64 * 0.1
+            };
+            let vib = if i == 70 {
+                9.0
+            } else {
+                1.0 + (i % 5) as f64 * 0.01
+            };
+            for (metric, value) in [
+                ("temp", temp),
+                ("vib", vib),
+                ("rpm", 1500.0 + (i % 3) as f64),
+            ] {
+                let input = Input {
+                    metric,
+                    sample: Sample { ts_ms: ts, value },
+                    offset: Some((0, i as i64)),
+                };
+                events.extend(state.observe("t", "m", &rules, input));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn a_state_restored_from_the_changelog_format_continues_like_the_original() {
+        let codec = codec().unwrap();
+        let mut original = MachineState::default();
+        feed(&mut original, 0, 43);
+        // Every kind of state is in it: each detector, a pending rule, a last verdict.
+        let json = serde_json::to_value(&original).unwrap().to_string();
+        for kind in ["Ewma", "Baseline", "Rate", "Threshold", "Pending"] {
+            assert!(json.contains(kind), "no {kind} in {json}");
+        }
+        let bytes = encode(&codec, &original).unwrap();
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        let mut restored = decode(&codec, &bytes).unwrap();
+        assert_eq!(
+            serde_json::to_value(&restored).unwrap(),
+            serde_json::to_value(&original).unwrap()
+        );
+        let (a, b) = (feed(&mut original, 43, 100), feed(&mut restored, 43, 100));
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_json_written_before_the_schema_still_restores() {
+        let codec = codec().unwrap();
+        let mut original = MachineState::default();
+        feed(&mut original, 0, 43);
+        let legacy = serde_json::to_vec(&original).unwrap();
+        let restored = decode(&codec, &legacy).unwrap();
+        assert_eq!(
+            encode(&codec, &restored).unwrap(),
+            encode(&codec, &original).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_state_of_a_newer_version_is_refused_rather_than_misread() {
+        let codec = codec().unwrap();
+        let mut record = to_record(&MachineState::default()).unwrap();
+        record.version = STATE_VERSION + 1;
+        let bytes = record.encode(&codec).unwrap();
+        assert!(decode(&codec, &bytes).is_err());
     }
 }
