@@ -150,7 +150,8 @@ async fn store(
         rule: rule.clone(),
         deleted,
     };
-    let payload = serde_json::to_vec(&change).map_err(ApiError::internal)?;
+    let codec = RuleChange::codec().map_err(ApiError::internal)?;
+    let payload = change.encode(&codec).map_err(ApiError::internal)?;
     state
         .events()
         .publish(&state.settings().kafka.rules_topic, &change.key(), &payload)

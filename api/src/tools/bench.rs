@@ -360,7 +360,7 @@ pub async fn run_detect(
         .send(
             FutureRecord::to(&topics.rules)
                 .key(&change.key())
-                .payload(&serde_json::to_vec(&change)?),
+                .payload(&change.encode(&RuleChange::codec()?)?),
             Duration::from_secs(10),
         )
         .await
