@@ -1,5 +1,5 @@
 //! Throughput of the detection logic: each detector alone, the engine with the default rules and with a
-//! composite rule, and the cost of serialising a machine's state for the changelog.
+//! composite rule, and the cost of encoding a machine's state for the changelog.
 //!
 //! Run with `cargo bench -p haltless-processors --bench detectors`; criterion reports elements (readings,
 //! or snapshots for the last group) per second.
@@ -19,6 +19,7 @@ use haltless_processors::detection::logic::ewma::{Ewma, EwmaConfig};
 use haltless_processors::detection::logic::rate::{Rate, RateConfig};
 use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::logic::{Detector, Sample};
+use haltless_processors::detection::processor::{encode_state, state_codec};
 
 /// Readings per series in the throughput groups.
 const N: usize = 10_000;
@@ -200,7 +201,7 @@ fn engine_composite_rule(c: &mut Criterion) {
     g.finish();
 }
 
-/// 4. Serialising a machine's state (the changelog's cost) after 7 days of minute data under a baseline rule.
+/// 4. Encoding a machine's state as a changelog record after 7 days of minute data under a baseline rule.
 fn snapshot(c: &mut Criterion) {
     let rule: Rule = serde_json::from_str(
         r#"{"id": "b", "when": {"metric": "temp", "detector": "baseline"}, "hold": {"readings": 3}}"#,
@@ -214,13 +215,14 @@ fn snapshot(c: &mut Criterion) {
             .collect();
     let mut state = MachineState::default();
     run_engine(&mut state, &rules, &inputs);
-    let bytes = serde_json::to_vec(&state).unwrap().len();
-    eprintln!("snapshot/baseline_7d: {bytes} bytes of JSON");
+    let codec = state_codec().unwrap();
+    let bytes = encode_state(&codec, &state).unwrap().len();
+    eprintln!("snapshot/baseline_7d: {bytes} bytes of Avro");
 
     let mut g = c.benchmark_group("snapshot");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("baseline_7d_to_json", |b| {
-        b.iter(|| serde_json::to_vec(black_box(&state)).unwrap())
+    g.bench_function("baseline_7d_to_changelog", |b| {
+        b.iter(|| encode_state(black_box(&codec), black_box(&state)).unwrap())
     });
     g.finish();
 }

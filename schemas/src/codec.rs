@@ -97,7 +97,24 @@ impl Codec {
     /// Encodes one record value, framed according to the codec's wire format.
     pub fn encode_value(&self, value: Value) -> Result<Vec<u8>, CodecError> {
         let datum = to_avro_datum(&self.schema, value)?;
-        let mut out = Vec::with_capacity(datum.len() + 10);
+        let mut out = self.header(datum.len());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Encodes a record from a `serde` type shaped like the schema (fields in schema order, `Option` for
+    /// `["null", T]`, structs named like their records), without building an Avro `Value` first: several
+    /// times faster for large records. apache-avro 0.21's serde writer resolves no references to named
+    /// types, so the schema must define each named type where it is used.
+    pub fn encode_serde<T: serde::Serialize>(&self, data: &T) -> Result<Vec<u8>, CodecError> {
+        let mut out = self.header(256);
+        apache_avro::write_avro_datum_ref(&self.schema, data, &mut out)?;
+        Ok(out)
+    }
+
+    /// The framing header, in a buffer with room for `datum` more bytes.
+    fn header(&self, datum: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(datum + 10);
         match self.format {
             WireFormat::SingleObject => {
                 out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
@@ -108,8 +125,7 @@ impl Codec {
                 out.extend_from_slice(&schema_id.to_be_bytes());
             }
         }
-        out.extend_from_slice(&datum);
-        Ok(out)
+        out
     }
 
     /// Decodes one framed message into a value of the codec's (reader) schema.

@@ -7,7 +7,7 @@ use apache_avro::types::Value;
 use uuid::Uuid;
 
 use crate::codec::{Codec, CodecError, WireFormat};
-use crate::fields::{optional, record, shape, unsigned, Fields};
+use crate::fields::{shape, Fields};
 
 /// Default name of the changelog topic.
 pub const DETECTOR_STATE_TOPIC: &str = "haltless.detector-state.v1";
@@ -158,38 +158,9 @@ impl MachineState {
         Codec::new(SCHEMA, HISTORY, WireFormat::SingleObject)
     }
 
-    /// Encodes the state.
+    /// Encodes the state (through `serde`, as the changelog is written on the detectors' hot path).
     pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
-        codec.encode_value(record([
-            ("version", Value::Int(self.version)),
-            (
-                "conditions",
-                Value::Array(
-                    self.conditions
-                        .iter()
-                        .map(ConditionState::to_value)
-                        .collect(),
-                ),
-            ),
-            (
-                "phases",
-                Value::Array(self.phases.iter().map(RulePhase::to_value).collect()),
-            ),
-            (
-                "newest",
-                Value::Array(
-                    self.newest
-                        .iter()
-                        .map(|(metric, ts)| {
-                            record([
-                                ("metric", Value::String(metric.clone())),
-                                ("ts_ms", Value::Long(*ts)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]))
+        codec.encode_serde(&wire::MachineState::from(self))
     }
 
     /// Decodes a state written with any known version of the schema. The `version` field is returned as
@@ -225,15 +196,6 @@ impl MachineState {
 }
 
 impl EwStats {
-    fn to_value(self) -> Value {
-        record([
-            ("mean", Value::Double(self.mean)),
-            ("var", Value::Double(self.var)),
-            ("n", unsigned(self.n)),
-            ("last_ts_ms", Value::Long(self.last_ts_ms)),
-        ])
-    }
-
     fn from_value(value: Value) -> Result<Self, CodecError> {
         let mut f = Fields::of(value)?;
         Ok(Self {
@@ -246,63 +208,6 @@ impl EwStats {
 }
 
 impl ConditionState {
-    fn to_value(&self) -> Value {
-        let (mut ewma, mut baseline, mut rate) = (None, None, None);
-        match &self.detector {
-            DetectorState::Stateless => {}
-            DetectorState::Ewma { stats } => ewma = Some(record([("stats", stats.to_value())])),
-            DetectorState::Baseline { buckets } => {
-                let buckets = buckets
-                    .iter()
-                    .map(|b| {
-                        record([
-                            ("hour", Value::Long(b.hour)),
-                            ("n", unsigned(b.n)),
-                            ("mean", Value::Double(b.mean)),
-                            ("m2", Value::Double(b.m2)),
-                        ])
-                    })
-                    .collect();
-                baseline = Some(record([("buckets", Value::Array(buckets))]));
-            }
-            DetectorState::Rate { prev, velocity } => {
-                let prev = prev.map(|(ts, value)| {
-                    record([("ts_ms", Value::Long(ts)), ("value", Value::Double(value))])
-                });
-                rate = Some(record([
-                    ("prev", optional(prev)),
-                    ("velocity", velocity.to_value()),
-                ]));
-            }
-        }
-        let last = self.last.map(|l| {
-            let reading = l
-                .reading
-                .map(|(p, o)| record([("partition", Value::Int(p)), ("offset", Value::Long(o))]));
-            record([
-                ("ts_ms", Value::Long(l.ts_ms)),
-                ("observed", Value::Double(l.observed)),
-                ("expected", Value::Double(l.expected)),
-                ("score", Value::Double(l.score)),
-                ("limit", Value::Double(l.limit)),
-                ("anomalous", Value::Boolean(l.anomalous)),
-                ("reading", optional(reading)),
-            ])
-        });
-        record([
-            ("rule_id", Value::String(self.rule_id.clone())),
-            // Leaf positions count the conditions of one rule: far below 2^31.
-            (
-                "leaf",
-                Value::Int(i32::try_from(self.leaf).unwrap_or(i32::MAX)),
-            ),
-            ("ewma", optional(ewma)),
-            ("baseline", optional(baseline)),
-            ("rate", optional(rate)),
-            ("last", optional(last)),
-        ])
-    }
-
     fn from_value(value: Value) -> Result<Self, CodecError> {
         let mut f = Fields::of(value)?;
         let rule_id = f.string("rule_id")?;
@@ -387,38 +292,6 @@ impl ConditionState {
 }
 
 impl RulePhase {
-    fn to_value(&self) -> Value {
-        let (pending, active) = match &self.phase {
-            Phase::Idle => (None, None),
-            Phase::Pending { since_ms, count } => (
-                Some(record([
-                    ("since_ms", Value::Long(*since_ms)),
-                    ("count", Value::Long((*count).into())),
-                ])),
-                None,
-            ),
-            Phase::Active {
-                alert_id,
-                raised_ms,
-                peak,
-                off,
-            } => (
-                None,
-                Some(record([
-                    ("alert_id", Value::Uuid(*alert_id)),
-                    ("raised_ms", Value::Long(*raised_ms)),
-                    ("peak", Value::Double(*peak)),
-                    ("off", Value::Long((*off).into())),
-                ])),
-            ),
-        };
-        record([
-            ("rule_id", Value::String(self.rule_id.clone())),
-            ("pending", optional(pending)),
-            ("active", optional(active)),
-        ])
-    }
-
     fn from_value(value: Value) -> Result<Self, CodecError> {
         let mut f = Fields::of(value)?;
         let rule_id = f.string("rule_id")?;
@@ -443,6 +316,236 @@ impl RulePhase {
             (Some(_), Some(other)) => return Err(shape("pending and active", &other)),
         };
         Ok(Self { rule_id, phase })
+    }
+}
+
+/// The records as `serde` types shaped like the schema, borrowed from the mirror types, for
+/// [`Codec::encode_serde`].
+mod wire {
+    use serde::Serialize;
+
+    /// A count as an Avro long: counts never reach 2^63, and were one to, the reinterpretation would be
+    /// undone on reading.
+    fn long(n: u64) -> i64 {
+        n as i64
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct MachineState<'a> {
+        version: i32,
+        conditions: Vec<ConditionState<'a>>,
+        phases: Vec<RulePhase<'a>>,
+        newest: Vec<MetricTime<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct ConditionState<'a> {
+        rule_id: &'a str,
+        leaf: i32,
+        ewma: Option<EwmaState>,
+        baseline: Option<BaselineState>,
+        rate: Option<RateState>,
+        last: Option<Last>,
+    }
+
+    #[derive(Serialize)]
+    struct EwmaState {
+        stats: EwStats,
+    }
+
+    #[derive(Serialize)]
+    struct EwStats {
+        mean: f64,
+        var: f64,
+        n: i64,
+        last_ts_ms: i64,
+    }
+
+    #[derive(Serialize)]
+    struct BaselineState {
+        buckets: Vec<HourBucket>,
+    }
+
+    #[derive(Serialize)]
+    struct HourBucket {
+        hour: i64,
+        n: i64,
+        mean: f64,
+        m2: f64,
+    }
+
+    #[derive(Serialize)]
+    struct RateState {
+        prev: Option<Sample>,
+        velocity: VelocityStats,
+    }
+
+    #[derive(Serialize)]
+    struct Sample {
+        ts_ms: i64,
+        value: f64,
+    }
+
+    #[derive(Serialize)]
+    struct VelocityStats {
+        mean: f64,
+        var: f64,
+        n: i64,
+        last_ts_ms: i64,
+    }
+
+    #[derive(Serialize)]
+    struct Last {
+        ts_ms: i64,
+        observed: f64,
+        expected: f64,
+        score: f64,
+        limit: f64,
+        anomalous: bool,
+        reading: Option<ReadingRef>,
+    }
+
+    #[derive(Serialize)]
+    struct ReadingRef {
+        partition: i32,
+        offset: i64,
+    }
+
+    #[derive(Serialize)]
+    struct RulePhase<'a> {
+        rule_id: &'a str,
+        pending: Option<Pending>,
+        active: Option<Active>,
+    }
+
+    #[derive(Serialize)]
+    struct Pending {
+        since_ms: i64,
+        count: i64,
+    }
+
+    #[derive(Serialize)]
+    struct Active {
+        alert_id: String,
+        raised_ms: i64,
+        peak: f64,
+        off: i64,
+    }
+
+    #[derive(Serialize)]
+    struct MetricTime<'a> {
+        metric: &'a str,
+        ts_ms: i64,
+    }
+
+    impl<'a> From<&'a super::MachineState> for MachineState<'a> {
+        fn from(s: &'a super::MachineState) -> Self {
+            Self {
+                version: s.version,
+                conditions: s.conditions.iter().map(condition).collect(),
+                phases: s.phases.iter().map(phase).collect(),
+                newest: s
+                    .newest
+                    .iter()
+                    .map(|(metric, ts_ms)| MetricTime {
+                        metric,
+                        ts_ms: *ts_ms,
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    fn condition(c: &super::ConditionState) -> ConditionState<'_> {
+        let (mut ewma, mut baseline, mut rate) = (None, None, None);
+        match &c.detector {
+            super::DetectorState::Stateless => {}
+            super::DetectorState::Ewma { stats } => {
+                ewma = Some(EwmaState {
+                    stats: EwStats {
+                        mean: stats.mean,
+                        var: stats.var,
+                        n: long(stats.n),
+                        last_ts_ms: stats.last_ts_ms,
+                    },
+                })
+            }
+            super::DetectorState::Baseline { buckets } => {
+                baseline = Some(BaselineState {
+                    buckets: buckets
+                        .iter()
+                        .map(|b| HourBucket {
+                            hour: b.hour,
+                            n: long(b.n),
+                            mean: b.mean,
+                            m2: b.m2,
+                        })
+                        .collect(),
+                })
+            }
+            super::DetectorState::Rate { prev, velocity } => {
+                rate = Some(RateState {
+                    prev: prev.map(|(ts_ms, value)| Sample { ts_ms, value }),
+                    velocity: VelocityStats {
+                        mean: velocity.mean,
+                        var: velocity.var,
+                        n: long(velocity.n),
+                        last_ts_ms: velocity.last_ts_ms,
+                    },
+                })
+            }
+        }
+        ConditionState {
+            rule_id: &c.rule_id,
+            // Leaf positions count the conditions of one rule: far below 2^31.
+            leaf: i32::try_from(c.leaf).unwrap_or(i32::MAX),
+            ewma,
+            baseline,
+            rate,
+            last: c.last.map(|l| Last {
+                ts_ms: l.ts_ms,
+                observed: l.observed,
+                expected: l.expected,
+                score: l.score,
+                limit: l.limit,
+                anomalous: l.anomalous,
+                reading: l
+                    .reading
+                    .map(|(partition, offset)| ReadingRef { partition, offset }),
+            }),
+        }
+    }
+
+    fn phase(p: &super::RulePhase) -> RulePhase<'_> {
+        let (pending, active) = match &p.phase {
+            super::Phase::Idle => (None, None),
+            super::Phase::Pending { since_ms, count } => (
+                Some(Pending {
+                    since_ms: *since_ms,
+                    count: (*count).into(),
+                }),
+                None,
+            ),
+            super::Phase::Active {
+                alert_id,
+                raised_ms,
+                peak,
+                off,
+            } => (
+                None,
+                Some(Active {
+                    alert_id: alert_id.to_string(),
+                    raised_ms: *raised_ms,
+                    peak: *peak,
+                    off: (*off).into(),
+                }),
+            ),
+        };
+        RulePhase {
+            rule_id: &p.rule_id,
+            pending,
+            active,
+        }
     }
 }
 
