@@ -236,20 +236,22 @@ mod tests {
     #[test]
     fn fingerprints_are_the_specifications() {
         // What Java's SchemaNormalization.parsingFingerprint64 and fastavro give, in wire order.
-        assert_eq!(
-            hex(&fingerprint(crate::alerts::SCHEMA).unwrap()),
-            "65216241ae07b30d"
-        );
-        assert_eq!(
-            hex(&fingerprint(crate::readings::SCHEMA).unwrap()),
-            "ac3103a61efefa05"
-        );
+        let cases = [
+            (crate::alerts::SCHEMA, "65216241ae07b30d"),
+            (crate::readings::HISTORY[0], "ac3103a61efefa05"),
+            (crate::readings::SCHEMA, "07d4c633c3361250"),
+            (crate::rules::SCHEMA, "a23043e7314fa1f2"),
+            (crate::detector_state::SCHEMA, "f03aa747926a8407"),
+        ];
+        for (schema, expected) in cases {
+            assert_eq!(hex(&fingerprint(schema).unwrap()), expected);
+        }
     }
 
     #[test]
     fn the_legacy_fingerprints_are_what_the_topics_carry_from_before_the_fix() {
         let alerts = Schema::parse_str(crate::alerts::SCHEMA).unwrap();
-        let readings = Schema::parse_str(crate::readings::SCHEMA).unwrap();
+        let readings = Schema::parse_str(crate::readings::HISTORY[0]).unwrap();
         assert_eq!(hex(&legacy_fingerprint(&alerts)), "488d4d7f65cc2fad");
         assert_eq!(hex(&legacy_fingerprint(&readings)), "5ca622aad84d03f6");
     }

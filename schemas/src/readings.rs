@@ -389,15 +389,16 @@ mod tests {
             .write_value(sample().to_value(), &mut legacy)
             .unwrap();
         assert_eq!(
-            &legacy[2..10],
-            [0x5c, 0xa6, 0x22, 0xaa, 0xd8, 0x4d, 0x03, 0xf6]
+            legacy[2..10],
+            crate::fingerprint::legacy_fingerprint(codec.schema())
         );
         assert_eq!(ReadingBatch::decode(&codec, &legacy).unwrap(), sample());
         let current = sample().encode(&codec).unwrap();
         assert_eq!(
-            &current[2..10],
-            [0xac, 0x31, 0x03, 0xa6, 0x1e, 0xfe, 0xfa, 0x05]
+            current[2..10],
+            crate::fingerprint::fingerprint(SCHEMA).unwrap()
         );
+        assert_ne!(current[2..10], legacy[2..10]);
     }
 
     #[test]
