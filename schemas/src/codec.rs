@@ -14,30 +14,11 @@ use std::collections::HashMap;
 use apache_avro::types::Value;
 use apache_avro::{from_avro_datum, to_avro_datum, Schema};
 
+use crate::error::CodecError;
 use crate::fingerprint::{fingerprint, legacy_fingerprint};
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
 const CONFLUENT_MAGIC: u8 = 0x00;
-
-/// Errors from encoding or decoding a record.
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    /// The schema text or a record does not conform to Avro.
-    #[error("avro: {0}")]
-    Avro(#[from] apache_avro::Error),
-    /// The message does not start with a known framing header.
-    #[error("unknown message framing (first bytes {0:02x?})")]
-    UnknownFraming(Vec<u8>),
-    /// The message names a writer schema this codec does not know.
-    #[error("unknown writer schema {0}")]
-    UnknownSchema(String),
-    /// The schema text is not a valid Avro schema in JSON.
-    #[error("invalid schema: {0}")]
-    InvalidSchema(String),
-    /// The datum decoded, but its content does not map onto the Rust type.
-    #[error("record does not match the expected shape: {0}")]
-    Shape(String),
-}
 
 /// How encoded records are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

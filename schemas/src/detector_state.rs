@@ -6,7 +6,8 @@
 use apache_avro::types::Value;
 use uuid::Uuid;
 
-use crate::codec::{Codec, CodecError, WireFormat};
+use crate::codec::{Codec, WireFormat};
+use crate::error::CodecError;
 use crate::fields::{shape, Fields};
 
 /// Default name of the changelog topic.

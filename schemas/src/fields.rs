@@ -3,7 +3,7 @@
 use apache_avro::types::Value;
 use uuid::Uuid;
 
-use crate::codec::CodecError;
+use crate::error::CodecError;
 
 /// A record's fields by name, taken out one at a time.
 pub(crate) struct Fields(Vec<(String, Value)>);

@@ -15,7 +15,7 @@ use apache_avro::Schema;
 use digest::Digest;
 use serde_json::Value as Json;
 
-use crate::codec::CodecError;
+use crate::error::CodecError;
 
 /// The CRC-64-AVRO fingerprint of the schema `text`'s Parsing Canonical Form, little-endian as
 /// single-object encoding wants it (what Java's `SchemaNormalization.parsingFingerprint64` gives).

@@ -7,6 +7,7 @@
 //! - [`detector_state`]: `haltless.detector-state.v1`, the detectors' changelog: each machine's state.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
+//! - [`error`]: [`CodecError`], the error of every codec here.
 //! - [`fingerprint`]: the specification's schema fingerprint (CRC-64-AVRO of the Parsing Canonical Form)
 //!   that single-object headers carry.
 //! - `fields`: helpers mapping Avro values onto Rust types, shared by the topic modules.
@@ -22,6 +23,7 @@ pub mod alerts;
 pub mod codec;
 pub mod compat;
 pub mod detector_state;
+pub mod error;
 mod fields;
 pub mod fingerprint;
 pub mod metric_names;
@@ -30,5 +32,6 @@ pub mod rules;
 pub mod tier;
 
 pub use alerts::{AlertRecord, ALERTS_TOPIC};
-pub use codec::{Codec, CodecError, WireFormat};
+pub use codec::{Codec, WireFormat};
+pub use error::CodecError;
 pub use readings::{Quality, Reading, ReadingBatch, Source, READINGS_TOPIC};

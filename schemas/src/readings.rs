@@ -3,7 +3,8 @@
 use apache_avro::types::Value;
 use uuid::Uuid;
 
-use crate::codec::{Codec, CodecError, WireFormat};
+use crate::codec::{Codec, WireFormat};
+use crate::error::CodecError;
 use crate::fields::{enum_symbol, parse_symbol, shape, Fields};
 
 /// Topic name of the readings stream.

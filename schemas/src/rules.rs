@@ -6,7 +6,8 @@ use apache_avro::types::Value;
 use uuid::Uuid;
 
 use crate::alerts::Severity;
-use crate::codec::{Codec, CodecError, WireFormat};
+use crate::codec::{Codec, WireFormat};
+use crate::error::CodecError;
 use crate::fields::{enum_symbol, optional, parse_symbol, record, shape, unsigned, Fields};
 
 /// Topic name of the rule changes.
