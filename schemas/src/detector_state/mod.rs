@@ -10,15 +10,17 @@ use crate::codec::{Codec, WireFormat};
 use crate::error::CodecError;
 use crate::fields::{shape, Fields};
 
+mod wire;
+
 /// Default name of the changelog topic.
 pub const DETECTOR_STATE_TOPIC: &str = "haltless.detector-state.v1";
 
 /// The schema the platform writes today.
-pub const SCHEMA: &str = include_str!("../avro/haltless.detector-state.v1.avsc");
+pub const SCHEMA: &str = include_str!("../../avro/haltless.detector-state.v1.avsc");
 
 /// Every released version, oldest first (see `avro/README.md`).
 pub const HISTORY: &[&str] = &[include_str!(
-    "../avro/history/haltless.detector-state.v1/001.avsc"
+    "../../avro/history/haltless.detector-state.v1/001.avsc"
 )];
 
 /// The meaning of the state this code writes (the record's `version` field; see the schema).
@@ -320,233 +322,119 @@ impl RulePhase {
     }
 }
 
-/// The records as `serde` types shaped like the schema, borrowed from the mirror types, for
-/// [`Codec::encode_serde`].
-mod wire {
-    use serde::Serialize;
+/// A count as an Avro long: counts never reach 2^63, and were one to, the reinterpretation would be
+/// undone on reading.
+fn long(n: u64) -> i64 {
+    n as i64
+}
 
-    /// A count as an Avro long: counts never reach 2^63, and were one to, the reinterpretation would be
-    /// undone on reading.
-    fn long(n: u64) -> i64 {
-        n as i64
+impl<'a> From<&'a MachineState> for wire::MachineState<'a> {
+    fn from(s: &'a MachineState) -> Self {
+        Self {
+            version: s.version,
+            conditions: s.conditions.iter().map(wire_condition).collect(),
+            phases: s.phases.iter().map(wire_phase).collect(),
+            newest: s
+                .newest
+                .iter()
+                .map(|(metric, ts_ms)| wire::MetricTime {
+                    metric,
+                    ts_ms: *ts_ms,
+                })
+                .collect(),
+        }
     }
+}
 
-    #[derive(Serialize)]
-    pub(super) struct MachineState<'a> {
-        version: i32,
-        conditions: Vec<ConditionState<'a>>,
-        phases: Vec<RulePhase<'a>>,
-        newest: Vec<MetricTime<'a>>,
-    }
-
-    #[derive(Serialize)]
-    struct ConditionState<'a> {
-        rule_id: &'a str,
-        leaf: i32,
-        ewma: Option<EwmaState>,
-        baseline: Option<BaselineState>,
-        rate: Option<RateState>,
-        last: Option<Last>,
-    }
-
-    #[derive(Serialize)]
-    struct EwmaState {
-        stats: EwStats,
-    }
-
-    #[derive(Serialize)]
-    struct EwStats {
-        mean: f64,
-        var: f64,
-        n: i64,
-        last_ts_ms: i64,
-    }
-
-    #[derive(Serialize)]
-    struct BaselineState {
-        buckets: Vec<HourBucket>,
-    }
-
-    #[derive(Serialize)]
-    struct HourBucket {
-        hour: i64,
-        n: i64,
-        mean: f64,
-        m2: f64,
-    }
-
-    #[derive(Serialize)]
-    struct RateState {
-        prev: Option<Sample>,
-        velocity: VelocityStats,
-    }
-
-    #[derive(Serialize)]
-    struct Sample {
-        ts_ms: i64,
-        value: f64,
-    }
-
-    #[derive(Serialize)]
-    struct VelocityStats {
-        mean: f64,
-        var: f64,
-        n: i64,
-        last_ts_ms: i64,
-    }
-
-    #[derive(Serialize)]
-    struct Last {
-        ts_ms: i64,
-        observed: f64,
-        expected: f64,
-        score: f64,
-        limit: f64,
-        anomalous: bool,
-        reading: Option<ReadingRef>,
-    }
-
-    #[derive(Serialize)]
-    struct ReadingRef {
-        partition: i32,
-        offset: i64,
-    }
-
-    #[derive(Serialize)]
-    struct RulePhase<'a> {
-        rule_id: &'a str,
-        pending: Option<Pending>,
-        active: Option<Active>,
-    }
-
-    #[derive(Serialize)]
-    struct Pending {
-        since_ms: i64,
-        count: i64,
-    }
-
-    #[derive(Serialize)]
-    struct Active {
-        alert_id: String,
-        raised_ms: i64,
-        peak: f64,
-        off: i64,
-    }
-
-    #[derive(Serialize)]
-    struct MetricTime<'a> {
-        metric: &'a str,
-        ts_ms: i64,
-    }
-
-    impl<'a> From<&'a super::MachineState> for MachineState<'a> {
-        fn from(s: &'a super::MachineState) -> Self {
-            Self {
-                version: s.version,
-                conditions: s.conditions.iter().map(condition).collect(),
-                phases: s.phases.iter().map(phase).collect(),
-                newest: s
-                    .newest
+fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
+    let (mut ewma, mut baseline, mut rate) = (None, None, None);
+    match &c.detector {
+        DetectorState::Stateless => {}
+        DetectorState::Ewma { stats } => {
+            ewma = Some(wire::EwmaState {
+                stats: wire::EwStats {
+                    mean: stats.mean,
+                    var: stats.var,
+                    n: long(stats.n),
+                    last_ts_ms: stats.last_ts_ms,
+                },
+            })
+        }
+        DetectorState::Baseline { buckets } => {
+            baseline = Some(wire::BaselineState {
+                buckets: buckets
                     .iter()
-                    .map(|(metric, ts_ms)| MetricTime {
-                        metric,
-                        ts_ms: *ts_ms,
+                    .map(|b| wire::HourBucket {
+                        hour: b.hour,
+                        n: long(b.n),
+                        mean: b.mean,
+                        m2: b.m2,
                     })
                     .collect(),
-            }
+            })
+        }
+        DetectorState::Rate { prev, velocity } => {
+            rate = Some(wire::RateState {
+                prev: prev.map(|(ts_ms, value)| wire::Sample { ts_ms, value }),
+                velocity: wire::VelocityStats {
+                    mean: velocity.mean,
+                    var: velocity.var,
+                    n: long(velocity.n),
+                    last_ts_ms: velocity.last_ts_ms,
+                },
+            })
         }
     }
+    wire::ConditionState {
+        rule_id: &c.rule_id,
+        // Leaf positions count the conditions of one rule: far below 2^31.
+        leaf: i32::try_from(c.leaf).unwrap_or(i32::MAX),
+        ewma,
+        baseline,
+        rate,
+        last: c.last.map(|l| wire::Last {
+            ts_ms: l.ts_ms,
+            observed: l.observed,
+            expected: l.expected,
+            score: l.score,
+            limit: l.limit,
+            anomalous: l.anomalous,
+            reading: l
+                .reading
+                .map(|(partition, offset)| wire::ReadingRef { partition, offset }),
+        }),
+    }
+}
 
-    fn condition(c: &super::ConditionState) -> ConditionState<'_> {
-        let (mut ewma, mut baseline, mut rate) = (None, None, None);
-        match &c.detector {
-            super::DetectorState::Stateless => {}
-            super::DetectorState::Ewma { stats } => {
-                ewma = Some(EwmaState {
-                    stats: EwStats {
-                        mean: stats.mean,
-                        var: stats.var,
-                        n: long(stats.n),
-                        last_ts_ms: stats.last_ts_ms,
-                    },
-                })
-            }
-            super::DetectorState::Baseline { buckets } => {
-                baseline = Some(BaselineState {
-                    buckets: buckets
-                        .iter()
-                        .map(|b| HourBucket {
-                            hour: b.hour,
-                            n: long(b.n),
-                            mean: b.mean,
-                            m2: b.m2,
-                        })
-                        .collect(),
-                })
-            }
-            super::DetectorState::Rate { prev, velocity } => {
-                rate = Some(RateState {
-                    prev: prev.map(|(ts_ms, value)| Sample { ts_ms, value }),
-                    velocity: VelocityStats {
-                        mean: velocity.mean,
-                        var: velocity.var,
-                        n: long(velocity.n),
-                        last_ts_ms: velocity.last_ts_ms,
-                    },
-                })
-            }
-        }
-        ConditionState {
-            rule_id: &c.rule_id,
-            // Leaf positions count the conditions of one rule: far below 2^31.
-            leaf: i32::try_from(c.leaf).unwrap_or(i32::MAX),
-            ewma,
-            baseline,
-            rate,
-            last: c.last.map(|l| Last {
-                ts_ms: l.ts_ms,
-                observed: l.observed,
-                expected: l.expected,
-                score: l.score,
-                limit: l.limit,
-                anomalous: l.anomalous,
-                reading: l
-                    .reading
-                    .map(|(partition, offset)| ReadingRef { partition, offset }),
+fn wire_phase(p: &RulePhase) -> wire::RulePhase<'_> {
+    let (pending, active) = match &p.phase {
+        Phase::Idle => (None, None),
+        Phase::Pending { since_ms, count } => (
+            Some(wire::Pending {
+                since_ms: *since_ms,
+                count: (*count).into(),
             }),
-        }
-    }
-
-    fn phase(p: &super::RulePhase) -> RulePhase<'_> {
-        let (pending, active) = match &p.phase {
-            super::Phase::Idle => (None, None),
-            super::Phase::Pending { since_ms, count } => (
-                Some(Pending {
-                    since_ms: *since_ms,
-                    count: (*count).into(),
-                }),
-                None,
-            ),
-            super::Phase::Active {
-                alert_id,
-                raised_ms,
-                peak,
-                off,
-            } => (
-                None,
-                Some(Active {
-                    alert_id: alert_id.to_string(),
-                    raised_ms: *raised_ms,
-                    peak: *peak,
-                    off: (*off).into(),
-                }),
-            ),
-        };
-        RulePhase {
-            rule_id: &p.rule_id,
-            pending,
-            active,
-        }
+            None,
+        ),
+        Phase::Active {
+            alert_id,
+            raised_ms,
+            peak,
+            off,
+        } => (
+            None,
+            Some(wire::Active {
+                alert_id: alert_id.to_string(),
+                raised_ms: *raised_ms,
+                peak: *peak,
+                off: (*off).into(),
+            }),
+        ),
+    };
+    wire::RulePhase {
+        rule_id: &p.rule_id,
+        pending,
+        active,
     }
 }
 

@@ -1,0 +1,113 @@
+//! The changelog's records as `serde` types shaped like the schema (fields in schema order, structs named
+//! like their records), for [`crate::codec::Codec::encode_serde`]; built from the mirror types in
+//! `super`.
+
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub(super) struct MachineState<'a> {
+    pub(super) version: i32,
+    pub(super) conditions: Vec<ConditionState<'a>>,
+    pub(super) phases: Vec<RulePhase<'a>>,
+    pub(super) newest: Vec<MetricTime<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ConditionState<'a> {
+    pub(super) rule_id: &'a str,
+    pub(super) leaf: i32,
+    pub(super) ewma: Option<EwmaState>,
+    pub(super) baseline: Option<BaselineState>,
+    pub(super) rate: Option<RateState>,
+    pub(super) last: Option<Last>,
+}
+
+#[derive(Serialize)]
+pub(super) struct EwmaState {
+    pub(super) stats: EwStats,
+}
+
+#[derive(Serialize)]
+pub(super) struct EwStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct BaselineState {
+    pub(super) buckets: Vec<HourBucket>,
+}
+
+#[derive(Serialize)]
+pub(super) struct HourBucket {
+    pub(super) hour: i64,
+    pub(super) n: i64,
+    pub(super) mean: f64,
+    pub(super) m2: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct RateState {
+    pub(super) prev: Option<Sample>,
+    pub(super) velocity: VelocityStats,
+}
+
+#[derive(Serialize)]
+pub(super) struct Sample {
+    pub(super) ts_ms: i64,
+    pub(super) value: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct VelocityStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Last {
+    pub(super) ts_ms: i64,
+    pub(super) observed: f64,
+    pub(super) expected: f64,
+    pub(super) score: f64,
+    pub(super) limit: f64,
+    pub(super) anomalous: bool,
+    pub(super) reading: Option<ReadingRef>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ReadingRef {
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct RulePhase<'a> {
+    pub(super) rule_id: &'a str,
+    pub(super) pending: Option<Pending>,
+    pub(super) active: Option<Active>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Pending {
+    pub(super) since_ms: i64,
+    pub(super) count: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Active {
+    pub(super) alert_id: String,
+    pub(super) raised_ms: i64,
+    pub(super) peak: f64,
+    pub(super) off: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct MetricTime<'a> {
+    pub(super) metric: &'a str,
+    pub(super) ts_ms: i64,
+}
