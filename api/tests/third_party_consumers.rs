@@ -1,6 +1,6 @@
 //! Downstream consumers that know only the schema files read the platform's topics: real messages, produced
 //! by the platform onto real Kafka topics (a rule through the API, readings through the ingest gateway, the
-//! detectors' alerts and changelog), are handed raw to Python's fastavro and to Java's Apache Avro
+//! detectors' alerts and changelog, an acknowledgement through the API), are handed raw to Python's fastavro and to Java's Apache Avro
 //! `BinaryMessageDecoder`, which find each writer schema by the fingerprint in its single-object header
 //! (`compose/consumers/`). Both must reproduce what the platform decodes, value for value.
 
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use apache_avro::types::Value as Avro;
 use common::TestApp;
-use haltless_schemas::{detector_state, rules, AlertRecord, Codec, ReadingBatch, WireFormat};
+use haltless_schemas::{
+    actions, detector_state, rules, AlertRecord, Codec, ReadingBatch, WireFormat,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -180,14 +182,27 @@ async fn fastavro_and_java_read_every_topic_by_the_fingerprint() {
         202
     );
     wait_for_resolved_alert(&app).await;
+    // Someone acknowledges the alert: an event on the alert actions topic.
+    let (_, alerts) = app.get("/api/v1/alerts").await;
+    let id = alerts["alerts"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/alerts/{id}/ack"),
+            &app.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
 
     let k = app.iso.settings.kafka.clone();
     let readings_codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
     let alerts_codec = AlertRecord::codec(WireFormat::SingleObject).unwrap();
     let rules_codec = rules::RuleChange::codec().unwrap();
     let state_codec = detector_state::MachineState::codec().unwrap();
+    let actions_codec = actions::AlertAction::codec().unwrap();
     // (topic as the schema files name it, the test's topic, the platform's codec)
-    let topics: [(&str, &str, &Codec); 4] = [
+    let topics: [(&str, &str, &Codec); 5] = [
         (
             haltless_schemas::READINGS_TOPIC,
             &k.readings_topic,
@@ -199,6 +214,11 @@ async fn fastavro_and_java_read_every_topic_by_the_fingerprint() {
             &alerts_codec,
         ),
         (rules::RULES_TOPIC, &k.rules_topic, &rules_codec),
+        (
+            actions::ALERT_ACTIONS_TOPIC,
+            &k.alert_actions_topic,
+            &actions_codec,
+        ),
         (
             detector_state::DETECTOR_STATE_TOPIC,
             &k.detector_changelog_topic,
@@ -264,6 +284,11 @@ async fn fastavro_and_java_read_every_topic_by_the_fingerprint() {
             change["rule"]["when"]["any"][0]["condition"]["above"]["value"],
             90.0
         );
+        let acks = by_topic(&decoded, actions::ALERT_ACTIONS_TOPIC);
+        assert_eq!(acks.len(), 1, "{library}");
+        assert_eq!(acks[0]["alert_id"], id.as_str());
+        assert_eq!(acks[0]["action"], "ACK");
+        assert!(acks[0]["snooze_until"].is_null());
         let states = by_topic(&decoded, detector_state::DETECTOR_STATE_TOPIC);
         assert!(states.iter().all(|s| s["version"] == 1.0));
         assert!(states.iter().any(|s| s["phases"]

@@ -35,6 +35,11 @@ pub const TOPICS: &[TopicSchemas] = &[
         history: crate::rules::HISTORY,
     },
     TopicSchemas {
+        topic: crate::actions::ALERT_ACTIONS_TOPIC,
+        current: crate::actions::SCHEMA,
+        history: crate::actions::HISTORY,
+    },
+    TopicSchemas {
         topic: crate::detector_state::DETECTOR_STATE_TOPIC,
         current: crate::detector_state::SCHEMA,
         history: crate::detector_state::HISTORY,

@@ -206,9 +206,11 @@ async fn act(
         action,
     };
     let topic = &state.settings().kafka.alert_actions_topic;
+    let codec = AlertAction::codec().map_err(ApiError::internal)?;
+    let payload = event.encode(&codec).map_err(ApiError::internal)?;
     state
         .events()
-        .publish(topic, &event.key(), &event.encode())
+        .publish(topic, &event.key(), &payload)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use haltless_schemas::actions::AlertAction;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -108,7 +109,7 @@ pub fn spawn_actions_projection(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Task> {
     let topic = &settings.kafka.alert_actions_topic;
-    let projection = AlertActionsProjection::new(topic, g);
+    let projection = AlertActionsProjection::new(AlertAction::codec()?, topic, g);
     spawn_projection(settings, pool, projection, topic, shutdown)
 }
 

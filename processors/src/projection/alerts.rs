@@ -194,15 +194,17 @@ impl Projection for AlertsProjection {
 /// Projects acknowledgements and snoozes onto the alerts of one generation.
 #[derive(Debug)]
 pub struct AlertActionsProjection {
+    codec: Codec,
     topic: String,
     generation: Generation,
     name: String,
 }
 
 impl AlertActionsProjection {
-    /// A projection of `topic` onto the rows of `generation`.
-    pub fn new(topic: &str, generation: Generation) -> Self {
+    /// A projection of `topic` onto the rows of `generation`, decoding with `codec`.
+    pub fn new(codec: Codec, topic: &str, generation: Generation) -> Self {
         Self {
+            codec,
             topic: topic.to_owned(),
             generation,
             name: generation.name("alert-actions"),
@@ -218,7 +220,7 @@ impl Projection for AlertActionsProjection {
     }
 
     fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String> {
-        let item = AlertAction::decode(payload).map_err(|e| e.to_string())?;
+        let item = AlertAction::decode(&self.codec, payload).map_err(|e| e.to_string())?;
         Ok(Located {
             partition,
             offset,
