@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, simulate};
+use crate::tools::{bench, bench_detect, simulate};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -379,13 +379,13 @@ impl BenchDetectArgs {
             self.readings > 0 && self.per_message > 0 && self.machines > 0,
             "every count must be positive"
         );
-        let config = bench::DetectBenchConfig {
+        let config = bench_detect::DetectBenchConfig {
             readings: self.readings,
             per_message: self.per_message,
             machines: self.machines,
             alerts: self.alerts,
         };
-        bench::run_detect(settings, config).await
+        bench_detect::run(&settings.kafka, config).await
     }
 }
 
