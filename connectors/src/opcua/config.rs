@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::source::{FieldError, Point};
 
 /// How an OPC-UA client authenticates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", tag = "type")]
 pub enum OpcUaAuth {
     /// No user identity.
@@ -18,6 +18,20 @@ pub enum OpcUaAuth {
         /// The password; never shown by the API.
         password: String,
     },
+}
+
+/// Shows the user name, never the password (settings reach logs through `Debug`).
+impl std::fmt::Debug for OpcUaAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpcUaAuth::Anonymous => f.write_str("Anonymous"),
+            OpcUaAuth::UserPassword { username, .. } => f
+                .debug_struct("UserPassword")
+                .field("username", username)
+                .field("password", &"<hidden>")
+                .finish(),
+        }
+    }
 }
 
 /// OPC-UA session settings: the `opcua` section of a definition.
@@ -175,6 +189,23 @@ pub fn check_settings(settings: &OpcUaSettings, field: &str, errors: &mut Vec<Fi
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let auth = OpcUaAuth::UserPassword {
+            username: "plant".into(),
+            password: "s3cret-Pa55".into(),
+        };
+        let settings = OpcUaSettings {
+            auth,
+            ..OpcUaSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(
+            shown.contains("plant") && !shown.contains("s3cret-Pa55"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn accepts_the_standard_forms() {

@@ -108,7 +108,18 @@ impl SourceSpec {
             .map_err(|reason| vec![FieldError::new("source", reason)])?;
         let protocol = raw.protocol;
         let mut errors = Vec::new();
-        if let Err(reason) = protocol.check_endpoint(&raw.endpoint) {
+        // Whitespace and control characters have no place in an address, and CR/LF would reach a
+        // protocol's first frame (OPC-UA's HEL carries the URL) before any other check could refuse it.
+        if raw
+            .endpoint
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            errors.push(FieldError::new(
+                "endpoint",
+                "must not contain spaces, line breaks or other control characters",
+            ));
+        } else if let Err(reason) = protocol.check_endpoint(&raw.endpoint) {
             errors.push(FieldError::new("endpoint", reason));
         }
         if !(MIN_POLL_INTERVAL_MS..=MAX_POLL_INTERVAL_MS).contains(&raw.poll_interval_ms) {
@@ -408,6 +419,18 @@ mod tests {
             parse(json!({"protocol": "plain", "endpoint": "x", "points": [point("t")]})).unwrap();
         assert!(serde_json::to_value(&plain).unwrap().get("probe").is_none());
         assert_eq!(spec.connection().poll_interval, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn an_endpoint_with_line_breaks_or_spaces_is_refused_before_the_protocol_sees_it() {
+        for endpoint in ["probe://a\r\nX: y", "probe://a b", "probe://a\u{0}"] {
+            let errors = problems(
+                json!({"protocol": "probe", "endpoint": endpoint, "points": [point("t")]}),
+            );
+            assert_eq!(errors.len(), 1, "{endpoint:?}: {errors:?}");
+            assert!(errors[0].starts_with("endpoint"), "{errors:?}");
+            assert!(errors[0].contains("control characters"), "{errors:?}");
+        }
     }
 
     #[test]
