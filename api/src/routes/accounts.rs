@@ -457,20 +457,30 @@ pub(crate) async fn accept_invite(
     Json(body): Json<AcceptInvite>,
 ) -> Result<Json<Value>, ApiError> {
     policy(&body.password)?;
+    let token = hash_key(body.token.trim());
+    let gone = || ApiError::not_found("no such invitation, or it has expired");
+    // The token first: a wrong or expired one costs a lookup, never a password hash.
+    let pending: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE invite_hash = $1 AND invite_expires_at > now() AND active",
+    )
+    .bind(&token)
+    .fetch_optional(state.pool())
+    .await?;
+    pending.ok_or_else(gone)?;
     let hash = hash_password_async(body.password)
         .await
         .map_err(ApiError::internal)?;
+    // The same conditions again: the invitation may have been used while the password was hashed.
     let row: Option<(Uuid, Uuid, String, String)> = sqlx::query_as(
         "UPDATE users SET password_hash = $2, invite_hash = NULL, invite_expires_at = NULL, updated_at = now()
          WHERE invite_hash = $1 AND invite_expires_at > now() AND active
          RETURNING id, tenant_id, email, role",
     )
-    .bind(hash_key(body.token.trim()))
+    .bind(&token)
     .bind(&hash)
     .fetch_optional(state.pool())
     .await?;
-    let (id, tenant, email, role) =
-        row.ok_or_else(|| ApiError::not_found("no such invitation, or it has expired"))?;
+    let (id, tenant, email, role) = row.ok_or_else(gone)?;
     Ok(Json(
         json!({ "user": { "id": id, "tenant_id": tenant, "email": email, "role": role } }),
     ))
