@@ -53,16 +53,33 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// [`hash_password`] on the blocking pool.
+/// Hashes at once: one per core. Each argon2id run takes about 19 MiB and a core for a while, so a burst of
+/// logins or sign-ups queues here instead of exhausting memory and starving every other request.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// [`hash_password`] on the blocking pool, within the process's hashing slots.
 pub async fn hash_password_async(password: String) -> Result<String, PasswordError> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| PasswordError::Hash(e.to_string()))?
 }
 
-/// [`verify_password`] on the blocking pool. With no stored hash (unknown account) a dummy hash is
+/// [`verify_password`] on the blocking pool, within the hashing slots. With no stored hash (unknown account) a dummy hash is
 /// checked so that the answer takes as long as for a real account.
 pub async fn verify_password_async(password: String, stored: Option<String>) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => verify_password(&password, &stored),
         None => {
