@@ -176,6 +176,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.http.bind)
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
+        let key_cache = KeyCache::new(cache_max_age, admission.machines().breaker().clone());
         let state = AppState::new(Inner {
             pool,
             admission,
@@ -183,7 +184,7 @@ impl Application {
             events,
             redis,
             auth_store,
-            key_cache: KeyCache::new(cache_max_age),
+            key_cache,
             roles: RoleBoard::default(),
             tokens,
             settings,

@@ -177,11 +177,12 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    /// A cache whose answers serve for `max_age` during an outage (zero: keys need the database).
-    pub fn new(max_age: Duration) -> Self {
+    /// A cache whose answers serve for `max_age` during an outage (zero: keys need the database), skipping
+    /// the database while `breaker` is open.
+    pub fn new(max_age: Duration, breaker: Breaker) -> Self {
         Self {
             cache: Fallback::new(max_age, KEY_CACHE_CAPACITY),
-            breaker: Breaker::default(),
+            breaker,
         }
     }
 

@@ -64,6 +64,12 @@ impl MachineLookup {
         }
     }
 
+    /// The breaker that remembers a failure of the database, to share with the other lookups of a request
+    /// (the request then waits for the database's deadline once, not once per lookup).
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
     /// The machines of `tenant` named in `names`, from the database, or from the cache when the database
     /// is unreachable and the cache knows every name (names it does not know are not assumed unknown).
     pub async fn lookup(&self, tenant: Uuid, names: &[&str]) -> Result<Vec<Machine>, sqlx::Error> {
