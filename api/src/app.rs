@@ -101,7 +101,9 @@ pub async fn connect_redis(redis: &crate::config::RedisConfig) -> anyhow::Result
     // Start without Redis if it is down (ingest does not need it), but with it when it answers.
     match tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background")
+        }
         Err(_) => tracing::warn!("Redis did not answer at start; retrying in the background"),
     }
     Ok(client)

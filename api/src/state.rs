@@ -9,8 +9,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
 use crate::auth::store::AuthStore;
-use crate::auth::KeyCache;
 use crate::auth::tokens::TokenSigner;
+use crate::auth::KeyCache;
 use crate::config::Settings;
 use crate::events::EventPublisher;
 

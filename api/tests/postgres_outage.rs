@@ -24,7 +24,12 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
     assert_eq!(app.ingest(&reading("m-1", 0)).await.status(), 202);
     assert_eq!(app.ingest(&reading("old", 0)).await.status(), 202);
     let (status, _) = app
-        .call(Method::POST, "/api/v1/machines/old/retire", &app.admin, None)
+        .call(
+            Method::POST,
+            "/api/v1/machines/old/retire",
+            &app.admin,
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(app.ingest(&reading("old", 1)).await.status(), 422);
@@ -36,15 +41,29 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
         let started = Instant::now();
         let r = app.ingest(&reading("m-1", i)).await;
         answers.push(started.elapsed());
-        assert_eq!(r.status(), 202, "a known key and machine ingest without the database");
+        assert_eq!(
+            r.status(),
+            202,
+            "a known key and machine ingest without the database"
+        );
     }
     let slowest = answers.iter().max().copied().unwrap();
-    println!("ingest answers with PostgreSQL down: first {:?}, slowest {slowest:?}", answers[0]);
-    assert!(slowest < Duration::from_millis(1_500), "ingest waited {slowest:?}");
+    println!(
+        "ingest answers with PostgreSQL down: first {:?}, slowest {slowest:?}",
+        answers[0]
+    );
+    assert!(
+        slowest < Duration::from_millis(1_500),
+        "ingest waited {slowest:?}"
+    );
 
     let started = Instant::now();
     let r = app.ingest(&reading("old", 2)).await;
-    assert_eq!(r.status(), 422, "the machine retired by this instance stays refused");
+    assert_eq!(
+        r.status(),
+        422,
+        "the machine retired by this instance stays refused"
+    );
     assert!(started.elapsed() < Duration::from_millis(1_500));
 
     // What the cache cannot answer: 503 with Retry-After, quickly, never 500.
@@ -52,7 +71,12 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
         {
             let started = Instant::now();
             let r = app.ingest(&reading("m-2", 1)).await;
-            ("unseen machine", r.status().as_u16(), started.elapsed(), r.headers().get("retry-after").cloned())
+            (
+                "unseen machine",
+                r.status().as_u16(),
+                started.elapsed(),
+                r.headers().get("retry-after").cloned(),
+            )
         },
         {
             let started = Instant::now();
@@ -63,7 +87,12 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
                 .send()
                 .await
                 .unwrap();
-            ("token request", r.status().as_u16(), started.elapsed(), r.headers().get("retry-after").cloned())
+            (
+                "token request",
+                r.status().as_u16(),
+                started.elapsed(),
+                r.headers().get("retry-after").cloned(),
+            )
         },
         {
             let started = Instant::now();
@@ -75,13 +104,21 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
                 .send()
                 .await
                 .unwrap();
-            ("unseen key", r.status().as_u16(), started.elapsed(), r.headers().get("retry-after").cloned())
+            (
+                "unseen key",
+                r.status().as_u16(),
+                started.elapsed(),
+                r.headers().get("retry-after").cloned(),
+            )
         },
     ] {
         println!("{what} with PostgreSQL down: {status} in {elapsed:?}");
         assert_eq!(status, 503, "{what}");
         assert_eq!(retry.unwrap(), "1", "{what}");
-        assert!(elapsed < Duration::from_millis(1_500), "{what} waited {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(1_500),
+            "{what} waited {elapsed:?}"
+        );
     }
 
     let started = Instant::now();
@@ -89,18 +126,36 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
     let ready_answer = started.elapsed();
     println!("/readyz answer with PostgreSQL down: {ready_answer:?}");
     assert_eq!(status, 503);
-    assert_eq!(body["checks"]["postgres"]["status"], json!("down"), "{body}");
-    assert!(body["down"].as_array().unwrap().contains(&json!("postgres")), "{body}");
-    assert!(ready_answer < Duration::from_secs(1), "readiness took {ready_answer:?}");
+    assert_eq!(
+        body["checks"]["postgres"]["status"],
+        json!("down"),
+        "{body}"
+    );
+    assert!(
+        body["down"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("postgres")),
+        "{body}"
+    );
+    assert!(
+        ready_answer < Duration::from_secs(1),
+        "readiness took {ready_answer:?}"
+    );
 
     pg.run("start");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = app.call(Method::GET, "/api/v1/machines", &app.admin, None).await;
+        let (status, body) = app
+            .call(Method::GET, "/api/v1/machines", &app.admin, None)
+            .await;
         if status == 200 {
             break;
         }
-        assert_eq!(status, 503, "nothing but 503 while PostgreSQL recovers: {body}");
+        assert_eq!(
+            status, 503,
+            "nothing but 503 while PostgreSQL recovers: {body}"
+        );
         assert!(Instant::now() < deadline, "the API did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

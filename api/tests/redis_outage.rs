@@ -31,7 +31,10 @@ async fn ingest_goes_on_and_tokens_answer_503_while_redis_is_down() {
 
     let r = app.ingest(&reading(0)).await;
     assert_eq!(r.status(), 202);
-    assert!(r.headers().contains_key("x-ratelimit-limit"), "limits are counted while Redis runs");
+    assert!(
+        r.headers().contains_key("x-ratelimit-limit"),
+        "limits are counted while Redis runs"
+    );
 
     redis.run("stop");
     let mut slowest = Duration::ZERO;
@@ -40,21 +43,39 @@ async fn ingest_goes_on_and_tokens_answer_503_while_redis_is_down() {
         let r = app.ingest(&reading(i)).await;
         slowest = slowest.max(started.elapsed());
         assert_eq!(r.status(), 202, "ingest with a key goes on without Redis");
-        assert!(!r.headers().contains_key("x-ratelimit-limit"), "nothing was counted");
+        assert!(
+            !r.headers().contains_key("x-ratelimit-limit"),
+            "nothing was counted"
+        );
     }
     println!("slowest ingest answer with Redis down: {slowest:?}");
-    assert!(slowest < Duration::from_secs(1), "ingest waited {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "ingest waited {slowest:?}"
+    );
     let metrics = app.metrics().await;
-    assert_eq!(counter(&metrics, "haltless_rate_limit_outages_total"), 1.0, "one outage, counted once");
-    assert!(metrics.contains("haltless_rate_limit_passed_total{kind=\"writes\"} 20"), "{metrics}");
+    assert_eq!(
+        counter(&metrics, "haltless_rate_limit_outages_total"),
+        1.0,
+        "one outage, counted once"
+    );
+    assert!(
+        metrics.contains("haltless_rate_limit_passed_total{kind=\"writes\"} 20"),
+        "{metrics}"
+    );
 
     let started = Instant::now();
-    let (status, body) = app.call(Method::GET, "/api/v1/machines", &app.admin, None).await;
+    let (status, body) = app
+        .call(Method::GET, "/api/v1/machines", &app.admin, None)
+        .await;
     let token_answer = started.elapsed();
     println!("token check answer with Redis down: {token_answer:?}");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], json!("unavailable"));
-    assert!(token_answer < Duration::from_secs(1), "the token check waited {token_answer:?}");
+    assert!(
+        token_answer < Duration::from_secs(1),
+        "the token check waited {token_answer:?}"
+    );
 
     let started = Instant::now();
     let (status, body) = app.get("/readyz").await;
@@ -64,7 +85,10 @@ async fn ingest_goes_on_and_tokens_answer_503_while_redis_is_down() {
     assert_eq!(body["checks"]["redis"]["status"], json!("down"), "{body}");
     assert_eq!(body["checks"]["postgres"]["status"], json!("ok"), "{body}");
     assert_eq!(body["down"], json!(["redis"]), "{body}");
-    assert!(ready_answer < Duration::from_secs(1), "readiness took {ready_answer:?}");
+    assert!(
+        ready_answer < Duration::from_secs(1),
+        "readiness took {ready_answer:?}"
+    );
 
     redis.run("start");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -74,10 +98,15 @@ async fn ingest_goes_on_and_tokens_answer_503_while_redis_is_down() {
         if r.headers().contains_key("x-ratelimit-limit") {
             break;
         }
-        assert!(Instant::now() < deadline, "rate limits did not come back with Redis");
+        assert!(
+            Instant::now() < deadline,
+            "rate limits did not come back with Redis"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, body) = app.call(Method::GET, "/api/v1/machines", &app.admin, None).await;
+    let (status, body) = app
+        .call(Method::GET, "/api/v1/machines", &app.admin, None)
+        .await;
     assert_eq!(status, 200, "tokens work again: {body}");
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "{body}");

@@ -30,10 +30,15 @@ async fn a_failed_projection_restarts_while_ingest_and_the_api_go_on() {
         if body["roles"]["projection readings"]["restarts"].as_u64() >= Some(1) {
             break body;
         }
-        assert!(Instant::now() < deadline, "the projection never restarted: {status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the projection never restarted: {status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let error = body["roles"]["projection readings"]["last_error"].as_str().unwrap();
+    let error = body["roles"]["projection readings"]["last_error"]
+        .as_str()
+        .unwrap();
     assert!(error.contains("readings"), "{error}");
     let metrics = app.metrics().await;
     assert!(
@@ -42,7 +47,9 @@ async fn a_failed_projection_restarts_while_ingest_and_the_api_go_on() {
     );
     // The other roles go on.
     assert_eq!(app.ingest(&reading(2)).await.status(), 202);
-    let (status, body) = app.call(Method::GET, "/api/v1/machines", &app.admin, None).await;
+    let (status, body) = app
+        .call(Method::GET, "/api/v1/machines", &app.admin, None)
+        .await;
     assert_eq!(status, 200, "{body}");
 
     sqlx::query("ALTER TABLE readings_away RENAME TO readings")
@@ -50,12 +57,19 @@ async fn a_failed_projection_restarts_while_ingest_and_the_api_go_on() {
         .await
         .unwrap();
     let rows = app.wait_for_readings("m-1", 3).await;
-    assert_eq!(rows.len(), 3, "the restarted projection stored what came meanwhile");
+    assert_eq!(
+        rows.len(),
+        3,
+        "the restarted projection stored what came meanwhile"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = app.get("/readyz").await;
         if status == 200 {
-            assert_eq!(body["roles"]["projection readings"]["status"], json!("running"));
+            assert_eq!(
+                body["roles"]["projection readings"]["status"],
+                json!("running")
+            );
             break;
         }
         assert!(Instant::now() < deadline, "never ready again: {body}");

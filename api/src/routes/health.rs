@@ -28,7 +28,8 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let deadline = |what: &'static str| format!("no answer within {} ms ({what})", CHECK_TIMEOUT.as_millis());
+    let deadline =
+        |what: &'static str| format!("no answer within {} ms ({what})", CHECK_TIMEOUT.as_millis());
     let postgres = async {
         tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.pool()))
             .await
@@ -45,13 +46,10 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
     };
     let kafka = async {
-        tokio::time::timeout(
-            CHECK_TIMEOUT,
-            state.admission().sink().ping(CHECK_TIMEOUT),
-        )
-        .await
-        .map_err(|_| deadline("metadata"))
-        .and_then(|r| r.map_err(|e| e.to_string()))
+        tokio::time::timeout(CHECK_TIMEOUT, state.admission().sink().ping(CHECK_TIMEOUT))
+            .await
+            .map_err(|_| deadline("metadata"))
+            .and_then(|r| r.map_err(|e| e.to_string()))
     };
     let (postgres, redis, kafka) = tokio::join!(postgres, redis, kafka);
     let checks = [("postgres", postgres), ("redis", redis), ("kafka", kafka)];

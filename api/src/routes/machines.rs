@@ -329,7 +329,10 @@ async fn apply(
     .fetch_one(state.pool())
     .await?;
     // A rename frees the old name: no outage may bring its old answer back on this instance.
-    state.admission().machines().forget_id(key.tenant_id, current.id);
+    state
+        .admission()
+        .machines()
+        .forget_id(key.tenant_id, current.id);
     Ok(Json(row))
 }
 

@@ -63,7 +63,10 @@ impl PrivateService {
     pub fn url(&self) -> String {
         match self.script {
             "redis.sh" => format!("redis://127.0.0.1:{}", self.port),
-            _ => format!("postgres://haltless:haltless@127.0.0.1:{}/haltless", self.port),
+            _ => format!(
+                "postgres://haltless:haltless@127.0.0.1:{}/haltless",
+                self.port
+            ),
         }
     }
 }

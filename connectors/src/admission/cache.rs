@@ -40,19 +40,27 @@ pub struct Breaker {
 impl Breaker {
     /// Whether the database failed less than a second ago.
     pub fn is_open(&self) -> bool {
-        let open_until = self.open_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let open_until = self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         open_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// Records a failure: lookups skip the database for a second.
     pub fn trip(&self) {
-        *self.open_until.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Instant::now() + OPEN_FOR);
+        *self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + OPEN_FOR);
     }
 
     /// Records an answer.
     pub fn reset(&self) {
-        *self.open_until.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .open_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 

@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         let state = &board.snapshot()["r"];
         assert_eq!(state.restarts, 2);
-        assert_eq!(state.last_error.as_deref(), Some("the role stopped by itself"));
+        assert_eq!(
+            state.last_error.as_deref(),
+            Some("the role stopped by itself")
+        );
     }
 
     #[tokio::test]
@@ -210,13 +213,19 @@ mod tests {
         let board = RoleBoard::default();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let result = supervise("r".into(), board.clone(), Backoff::default(), shutdown, || {
-            let token = token.clone();
-            async move {
-                token.cancel();
-                anyhow::bail!("stopped mid-batch")
-            }
-        })
+        let result = supervise(
+            "r".into(),
+            board.clone(),
+            Backoff::default(),
+            shutdown,
+            || {
+                let token = token.clone();
+                async move {
+                    token.cancel();
+                    anyhow::bail!("stopped mid-batch")
+                }
+            },
+        )
         .await;
         assert!(result.is_ok());
         assert_eq!(board.snapshot()["r"].restarts, 0);
