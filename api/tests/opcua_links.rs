@@ -176,3 +176,33 @@ async fn a_subscription_recovers_from_a_tcp_reset_and_a_frozen_link_shows_as_an_
     server.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_anonymous_login_refused_by_the_endpoint_says_so() {
+    let app = TestApp::spawn_polling(&["press-01"]).await;
+    let server = Peer::opcua(free_port(), &["--user", "plant", "--password", "s3cret"]).await;
+    let id = create(
+        &app,
+        json!({"name": "anon", "protocol": "opcua", "endpoint": format!("opc.tcp://127.0.0.1:{}/haltless", server.port),
+               "poll_interval_ms": 200, "timeout_ms": 1000, "opcua": {"subscribe": true},
+               "points": [{"machine": "press-01", "metric": "temp", "node_id": "ns=2;s=Press.Temp"}]}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, s) = app.get(&format!("/api/v1/sources/{id}/status")).await;
+        if s["state"] == "error" {
+            let message = s["last_error"].as_str().unwrap();
+            assert!(
+                message.contains("does not accept anonymous logins")
+                    && message.contains("UserName"),
+                "{s}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+    app.stop().await;
+}

@@ -12,7 +12,7 @@ use ::opcua::client::{
 use ::opcua::crypto::SecurityPolicy;
 use ::opcua::types::{
     DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest, NodeId,
-    NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn, Variant,
+    NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn, UserTokenType, Variant,
 };
 use futures::future::BoxFuture;
 use haltless_schemas::{Quality, Reading};
@@ -232,6 +232,24 @@ impl OpcUaDevice {
                     offered.join(", ")
                 ))
             })?;
+        // Say it plainly when the endpoint refuses our kind of login: the session would otherwise end with
+        // a bare `BadSecurityPolicyRejected`, the library's own explanation lost on the way.
+        let (wanted, kind) = match &self.settings.auth {
+            OpcUaAuth::Anonymous => (UserTokenType::Anonymous, "anonymous"),
+            OpcUaAuth::UserPassword { .. } => (UserTokenType::UserName, "user name"),
+        };
+        if chosen.find_policy(wanted).is_none() {
+            let accepted: Vec<String> = chosen
+                .user_identity_tokens
+                .iter()
+                .flatten()
+                .map(|t| format!("{:?}", t.token_type))
+                .collect();
+            return Err(SourceError::Device(format!(
+                "the endpoint does not accept {kind} logins; it accepts: {} (set `opcua.auth`)",
+                accepted.join(", ")
+            )));
+        }
         chosen.endpoint_url = self.endpoint.as_str().into();
         Ok(chosen)
     }
