@@ -35,6 +35,9 @@ use crate::events::EventPublisher;
 use crate::state::{AppState, Inner};
 use crate::{routes, telemetry};
 
+/// How long the roles may take to stop at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -300,13 +303,28 @@ impl Application {
         // Supervised roles restart themselves; one ends only at shutdown or on a configuration error,
         // which ends the process (after the server drained its requests).
         let roles = async {
-            while let Some(ended) = tasks.join_next().await {
-                if let Err(e) = ended.map_err(anyhow::Error::from).and_then(|r| r) {
-                    shutdown.cancel();
-                    return Err(e);
+            let ended = async {
+                while let Some(ended) = tasks.join_next().await {
+                    if let Err(e) = ended.map_err(anyhow::Error::from).and_then(|r| r) {
+                        shutdown.cancel();
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            };
+            // At shutdown the roles finish their batch; a role that does not within the grace time is
+            // left behind (the process ends with it).
+            let grace = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                r = ended => r,
+                () = grace => {
+                    tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "a role did not stop in time");
+                    Ok(())
                 }
             }
-            Ok(())
         };
         let serve = async {
             let served = serve.await;

@@ -56,6 +56,12 @@ async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
         slowest < Duration::from_millis(1_500),
         "ingest waited {slowest:?}"
     );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("haltless_lookup_cache_fallbacks_total{lookup=\"api_key\"}")
+            && metrics.contains("haltless_lookup_cache_fallbacks_total{lookup=\"machines\"}"),
+        "the fallback answers are counted"
+    );
 
     let started = Instant::now();
     let r = app.ingest(&reading("old", 2)).await;
