@@ -8,7 +8,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
-use fred::prelude::{Builder, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
+use fred::prelude::{Builder, Client, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
 use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
 use haltless_connectors::direct::Connectors;
@@ -17,7 +17,7 @@ use haltless_processors::detection::supervisor::follow_generations;
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
 use haltless_processors::runtime::codecs::readings_codec;
-use haltless_processors::runtime::tasks::{spawn_projection, until_all_end};
+use haltless_processors::runtime::tasks::{spawn_projection, supervise, Backoff, Fatal, RoleBoard};
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
 use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
@@ -29,10 +29,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::store::AuthStore;
 use crate::auth::tokens::TokenSigner;
+use crate::auth::KeyCache;
 use crate::config::Settings;
 use crate::events::EventPublisher;
 use crate::state::{AppState, Inner};
 use crate::{routes, telemetry};
+
+/// How long the roles may take to stop at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -69,10 +73,43 @@ impl Roles {
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        // Also the deadline of every query while PostgreSQL is unreachable: 503 instead of a hang.
+        .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
         .connect(settings.database.url.expose_secret())
         .await
         .context("connecting to PostgreSQL (database.url)")
+}
+
+/// A Redis client whose commands and connections have deadlines, and which reconnects for as long as it
+/// takes, at most two seconds apart. A command while it is disconnected fails at its deadline (the
+/// counters and the blocklist fail at once: they check the connection first), never hangs.
+pub async fn connect_redis(redis: &crate::config::RedisConfig) -> anyhow::Result<Client> {
+    let timeout = Duration::from_millis(redis.command_timeout_ms.max(1));
+    let mut config = RedisClientConfig::from_url(&redis.url).context("redis.url")?;
+    // Keep reconnecting when the first connection fails too: the platform starts without Redis.
+    config.fail_fast = false;
+    let client = Builder::from_config(config)
+        .with_performance_config(|p| p.default_command_timeout = timeout)
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout.max(Duration::from_secs(1));
+            c.internal_command_timeout = timeout.max(Duration::from_secs(1));
+            // A server that stops answering (frozen, or a lost peer without a reset) is dropped and
+            // reconnected rather than waited on.
+            c.unresponsive.max_timeout = Some(timeout * 4);
+            c.unresponsive.interval = timeout;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build()?;
+    client.connect();
+    // Start without Redis if it is down (ingest does not need it), but with it when it answers.
+    match tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Redis unreachable at start; retrying in the background")
+        }
+        Err(_) => tracing::warn!("Redis did not answer at start; retrying in the background"),
+    }
+    Ok(client)
 }
 
 /// Applies the migrations and creates the topics: what `haltless migrate` does and every start repeats.
@@ -133,20 +170,18 @@ impl Application {
             &settings.kafka.brokers,
             Duration::from_millis(settings.gateway.produce_timeout_ms),
         )?;
-        let redis = Builder::from_config(
-            RedisClientConfig::from_url(&settings.redis.url).context("redis.url")?,
-        )
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-        .build()?;
-        redis.connect();
+        let redis = connect_redis(&settings.redis).await?;
         let auth_store = AuthStore::new(redis.clone(), &settings.redis.key_prefix);
         let counters = Counters::new(redis.clone(), &settings.redis.key_prefix);
         let rate_limits = settings.limits.rate_limits.then(|| counters.clone());
-        let admission = Admission::new(pool.clone(), sink, rate_limits);
+        let cache_max_age = Duration::from_secs(settings.database.cache_max_age_secs);
+        let admission =
+            Admission::new(pool.clone(), sink, rate_limits).with_cache_max_age(cache_max_age);
         let tokens = TokenSigner::new(&settings.auth)?;
         let listener = TcpListener::bind(&settings.http.bind)
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
+        let key_cache = KeyCache::new(cache_max_age, admission.machines().breaker().clone());
         let state = AppState::new(Inner {
             pool,
             admission,
@@ -154,6 +189,8 @@ impl Application {
             events,
             redis,
             auth_store,
+            key_cache,
+            roles: RoleBoard::default(),
             tokens,
             settings,
             prometheus: telemetry::prometheus(),
@@ -183,17 +220,31 @@ impl Application {
         let app = self.router();
         let state = self.state.clone();
         let settings = state.settings();
-        let mut tasks = Vec::new();
+        let board = state.roles().clone();
+        let mut tasks = tokio::task::JoinSet::new();
         if self.roles.projection {
-            let projection = ReadingsProjection::new(readings_codec(&settings.kafka).await?);
-            let topic = &settings.kafka.readings_topic;
-            tasks.push(spawn_projection(
-                &settings.processors(),
-                state.pool(),
-                projection,
-                topic,
-                &shutdown,
-            )?);
+            let codec = readings_codec(&settings.kafka).await?;
+            let processors = settings.processors();
+            let topic = settings.kafka.readings_topic.clone();
+            let (pool, token) = (state.pool().clone(), shutdown.clone());
+            tasks.spawn(supervise(
+                "projection readings".into(),
+                board.clone(),
+                Backoff::default(),
+                shutdown.clone(),
+                move || {
+                    // The consumer's settings are checked here: a refusal is a configuration error.
+                    let task = spawn_projection(
+                        &processors,
+                        &pool,
+                        ReadingsProjection::new(codec.clone()),
+                        &topic,
+                        &token,
+                    )
+                    .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
+                    async move { task?.await? }
+                },
+            ));
             let limits = &settings.limits;
             tokio::spawn(retention::run(
                 state.pool().clone(),
@@ -203,13 +254,32 @@ impl Application {
             ));
         }
         if self.roles.projection || self.roles.detector {
-            tasks.push(tokio::spawn(follow_generations(
+            let name = match (self.roles.detector, self.roles.projection) {
+                (true, true) => "detection",
+                (true, false) => "detectors",
+                _ => "projection alerts",
+            };
+            let (processors, pool, token) = (
                 settings.processors(),
                 state.pool().clone(),
-                self.roles.detector,
-                self.roles.projection,
                 shutdown.clone(),
-            )));
+            );
+            let (detectors, projections) = (self.roles.detector, self.roles.projection);
+            tasks.spawn(supervise(
+                name.into(),
+                board.clone(),
+                Backoff::default(),
+                shutdown.clone(),
+                move || {
+                    follow_generations(
+                        processors.clone(),
+                        pool.clone(),
+                        detectors,
+                        projections,
+                        token.clone(),
+                    )
+                },
+            ));
         }
         let connectors = if self.roles.connectors {
             let settings = state.settings();
@@ -225,20 +295,44 @@ impl Application {
             None
         };
         tracing::info!(port = self.port(), roles = ?self.roles, "haltless running");
-        let has_tasks = !tasks.is_empty();
         let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let result = tokio::select! {
-            r = serve => r.map_err(anyhow::Error::from),
-            r = until_all_end(tasks), if has_tasks => {
-                let stopping = shutdown.is_cancelled();
-                shutdown.cancel();
-                r.and_then(|()| if stopping { Ok(()) } else { anyhow::bail!("a background role stopped") })
+        // Supervised roles restart themselves; one ends only at shutdown or on a configuration error,
+        // which ends the process (after the server drained its requests).
+        let roles = async {
+            let ended = async {
+                while let Some(ended) = tasks.join_next().await {
+                    if let Err(e) = ended.map_err(anyhow::Error::from).and_then(|r| r) {
+                        shutdown.cancel();
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            };
+            // At shutdown the roles finish their batch; a role that does not within the grace time is
+            // left behind (the process ends with it).
+            let grace = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                r = ended => r,
+                () = grace => {
+                    tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "a role did not stop in time");
+                    Ok(())
+                }
             }
         };
+        let serve = async {
+            let served = serve.await;
+            shutdown.cancel();
+            served
+        };
+        let (served, roles) = tokio::join!(serve, roles);
+        let result = roles.and(served.map_err(anyhow::Error::from));
         if let Some(task) = connectors {
             // Let the pollers release their leases so that peers take the sources at once.
             shutdown.cancel();

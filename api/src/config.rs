@@ -94,6 +94,12 @@ pub struct DatabaseConfig {
     pub url: SecretString,
     /// Largest number of pooled connections per process.
     pub max_connections: u32,
+    /// How long a request waits for a pooled connection (opening one included) before it answers 503:
+    /// the deadline of every database call while PostgreSQL is unreachable.
+    pub acquire_timeout_ms: u64,
+    /// How old a remembered API key or machine lookup may be when ingest falls back on it because
+    /// PostgreSQL is unreachable (0: no fallback, ingest answers 503 with the database).
+    pub cache_max_age_secs: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -101,6 +107,8 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from("postgres://haltless:haltless@127.0.0.1:55432/haltless"),
             max_connections: 20,
+            acquire_timeout_ms: 500,
+            cache_max_age_secs: 300,
         }
     }
 }
@@ -114,6 +122,8 @@ pub struct RedisConfig {
     /// Prefix of every key the platform writes (token blocklist, throttles, rate limits), so that
     /// several deployments or tests can share one Redis.
     pub key_prefix: String,
+    /// The deadline of every Redis command, and of opening a connection.
+    pub command_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -121,6 +131,7 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:56379".into(),
             key_prefix: "haltless:".into(),
+            command_timeout_ms: 500,
         }
     }
 }

@@ -89,6 +89,18 @@ impl ApiError {
         )
     }
 
+    /// 503 with code `unavailable` and `Retry-After: 1`: a service the answer needs is unreachable (an
+    /// outage, not a fault of the request or a bug); `cause` is logged.
+    pub fn unavailable(service: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(service, error = %cause, "service unavailable; answering 503");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{service} is unavailable; retry shortly"),
+        )
+        .retry_after(1)
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -113,6 +125,11 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // An outage (no connection within the acquire timeout, a dropped connection, a server going down)
+        // is not the request's fault nor a bug: 503, so that clients retry.
+        if haltless_connectors::admission::cache::is_unavailable(&e) {
+            return Self::unavailable("the database", e);
+        }
         if let sqlx::Error::Database(db) = &e {
             match db.constraint() {
                 Some("machines_tenant_name_key") => {

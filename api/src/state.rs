@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
+use haltless_processors::runtime::tasks::RoleBoard;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
 use crate::auth::store::AuthStore;
 use crate::auth::tokens::TokenSigner;
+use crate::auth::KeyCache;
 use crate::config::Settings;
 use crate::events::EventPublisher;
 
@@ -30,6 +32,10 @@ pub struct Inner {
     pub redis: fred::clients::Client,
     /// The Redis side of auth.
     pub auth_store: AuthStore,
+    /// API key lookups, kept for a database outage.
+    pub key_cache: KeyCache,
+    /// The state of the background roles this process runs, for readiness.
+    pub roles: RoleBoard,
     /// Issues and verifies access tokens.
     pub tokens: TokenSigner,
     /// The settings the process started with.
@@ -67,6 +73,14 @@ impl AppState {
     /// The Redis side of auth: token blocklist, throttles and rate limits.
     pub fn auth_store(&self) -> &AuthStore {
         &self.0.auth_store
+    }
+    /// API key lookups, kept for a database outage.
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.0.key_cache
+    }
+    /// The state of the background roles this process runs.
+    pub fn roles(&self) -> &RoleBoard {
+        &self.0.roles
     }
     /// Issues and verifies access tokens.
     pub fn tokens(&self) -> &TokenSigner {

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # PostgreSQL for the local stack: Debian's server binaries, our own cluster under .haltless/pg on loopback.
-# Usage: compose/lib/postgres.sh install|start|stop|status
+# Usage: compose/lib/postgres.sh install|start|stop|status|remove
+# PG_INSTANCE (default "main") with its own HALTLESS_PG_PORT runs an independent cluster next to the main
+# one, under pg-instances/<name> (e.g. for outage tests); `remove` stops such an instance and deletes it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../stack.env
 source "$(dirname "$0")/../stack.env"
+instance="${PG_INSTANCE:-main}"
 
 bindir() { find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1; }
 as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
@@ -12,8 +15,9 @@ as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); els
 # folders are not traversable by other users (e.g. a private home), the cluster lives under
 # /var/lib/haltless/<hash of the repo path>/pg instead, and .haltless/logs/postgres.log links to its log.
 paths() {
-  local fallback; fallback="/var/lib/haltless/$(printf %s "$root" | sha256sum | cut -c1-12)/pg"
-  home="$HALTLESS_STATE_DIR/pg"
+  local name=pg; [ "$instance" = main ] || name="pg-instances/$instance"
+  local fallback; fallback="/var/lib/haltless/$(printf %s "$root" | sha256sum | cut -c1-12)/$name"
+  home="$HALTLESS_STATE_DIR/$name"
   if [ -f "$fallback/data/PG_VERSION" ]; then
     home=$fallback
   elif [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
@@ -22,8 +26,10 @@ paths() {
   fi
   data="$home/data"
   sock="$home/run"
-  logfile="$HALTLESS_STATE_DIR/logs/postgres.log"
-  [ "$home" = "$HALTLESS_STATE_DIR/pg" ] || logfile="$home/postgres.log"
+  link="$HALTLESS_STATE_DIR/logs/postgres.log"
+  [ "$instance" = main ] || link="$HALTLESS_STATE_DIR/logs/postgres-$instance.log"
+  logfile=$link
+  [ "$home" = "$HALTLESS_STATE_DIR/$name" ] || logfile="$home/postgres.log"
 }
 
 install() {
@@ -64,7 +70,7 @@ start() {
   mkdir -p "$home" "$sock"
   touch "$logfile"
   if [ "$(id -u)" = 0 ]; then chown postgres: "$home" "$sock" "$logfile"; fi
-  [ "$logfile" -ef "$HALTLESS_STATE_DIR/logs/postgres.log" ] || ln -sfn "$logfile" "$HALTLESS_STATE_DIR/logs/postgres.log"
+  [ "$logfile" -ef "$link" ] || ln -sfn "$logfile" "$link"
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising a PostgreSQL cluster in $data"
     as_pg "$bin/initdb" -D "$data" -U postgres -E UTF8 --locale=C.UTF-8 \
@@ -103,8 +109,14 @@ status() {
   if running; then echo "postgres  running  $HALTLESS_DATABASE_URL"; else echo "postgres  stopped  $HALTLESS_DATABASE_URL"; fi
 }
 
+remove() {
+  [ "$instance" != main ] || { log "refusing to remove the main PostgreSQL"; return 1; }
+  stop
+  rm -rf "$home" "$link"
+}
+
 cmd=${1:-status}
 case "$cmd" in
-  install | start | stop | status) "$cmd" ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  install | start | stop | status | remove) "$cmd" ;;
+  *) echo "usage: $0 install|start|stop|status|remove" >&2; exit 2 ;;
 esac

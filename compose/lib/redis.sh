@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Redis for the local stack: Debian's server, our own instance under .haltless/redis on loopback.
-# Usage: compose/lib/redis.sh install|start|stop|status
+# Usage: compose/lib/redis.sh install|start|stop|status|remove
+# REDIS_INSTANCE (default "main") with its own HALTLESS_REDIS_PORT runs an independent server under
+# .haltless/redis/instances/<name> (e.g. for outage tests); `remove` stops such an instance and deletes it.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../stack.env
 source "$(dirname "$0")/../stack.env"
+instance="${REDIS_INSTANCE:-main}"
 dir="$HALTLESS_STATE_DIR/redis"
-pidfile="$dir/redis.pid"
 logfile="$HALTLESS_STATE_DIR/logs/redis.log"
+if [ "$instance" != main ]; then
+  dir="$HALTLESS_STATE_DIR/redis/instances/$instance"
+  logfile="$HALTLESS_STATE_DIR/logs/redis-$instance.log"
+fi
+pidfile="$dir/redis.pid"
 
 install() {
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
@@ -44,8 +51,14 @@ status() {
   if running; then echo "redis     running  $HALTLESS_REDIS_URL"; else echo "redis     stopped  $HALTLESS_REDIS_URL"; fi
 }
 
+remove() {
+  [ "$instance" != main ] || { log "refusing to remove the main Redis"; return 1; }
+  stop
+  rm -rf "$dir" "$logfile"
+}
+
 cmd=${1:-status}
 case "$cmd" in
-  install | start | stop | status) "$cmd" ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  install | start | stop | status | remove) "$cmd" ;;
+  *) echo "usage: $0 install|start|stop|status|remove" >&2; exit 2 ;;
 esac

@@ -47,3 +47,12 @@ pub const AGENT_DROPPED: &str = "haltless_agent_dropped_readings_total";
 pub const AGENT_PUSHED: &str = "haltless_agent_pushed_readings_total";
 /// Counter of failed pushes of the edge agent.
 pub const AGENT_PUSH_FAILURES: &str = "haltless_agent_push_failures_total";
+/// Counter of Redis outages seen by the rate limiter (one per outage, however many requests it lets through).
+pub const RATE_LIMIT_OUTAGES: &str = "haltless_rate_limit_outages_total";
+/// Counter of requests and deliveries let through unchecked because Redis was unreachable, labelled `kind`.
+pub const RATE_LIMIT_PASSED: &str = "haltless_rate_limit_passed_total";
+/// Counter of answers given from the lookup cache because PostgreSQL was unreachable, labelled `lookup`
+/// (`api_key`, `machines`).
+pub const LOOKUP_CACHE_FALLBACKS: &str = "haltless_lookup_cache_fallbacks_total";
+/// Counter of restarts of a role whose work failed, labelled `role`.
+pub const ROLE_RESTARTS: &str = "haltless_role_restarts_total";

@@ -1,6 +1,7 @@
 //! The [`Caller`] extractor and the [`enforce`] middleware.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -14,7 +15,9 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tenants::{TenantLimits, Tier};
+use haltless_connectors::admission::cache::{is_unavailable, Breaker, Fallback};
 use haltless_connectors::admission::quota::{reads_counter, writes_counter, Window};
+use haltless_schemas::metric_names;
 
 /// What an endpoint requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +153,7 @@ fn unavailable(cause: impl std::fmt::Display) -> ApiError {
     .retry_after(1)
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 struct KeyRow {
     key_id: Uuid,
     tenant_id: Uuid,
@@ -160,6 +163,78 @@ struct KeyRow {
     max_machines: Option<i32>,
     writes_per_minute: Option<i32>,
     reads_per_minute: Option<i32>,
+}
+
+/// API keys a cache holds at most.
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+/// API key lookups that survive a database outage: the database is asked each time while it answers (a
+/// revoked key is refused at once), and while it does not, a key seen in the last `max_age` still works.
+#[derive(Clone)]
+pub struct KeyCache {
+    cache: Fallback<Vec<u8>, KeyRow>,
+    breaker: Breaker,
+}
+
+impl KeyCache {
+    /// A cache whose answers serve for `max_age` during an outage (zero: keys need the database), skipping
+    /// the database while `breaker` is open.
+    pub fn new(max_age: Duration, breaker: Breaker) -> Self {
+        Self {
+            cache: Fallback::new(max_age, KEY_CACHE_CAPACITY),
+            breaker,
+        }
+    }
+
+    /// Forgets the key `key_id` (after this instance revoked it).
+    pub fn forget(&self, key_id: Uuid) {
+        self.cache.forget(|_, row| row.key_id == key_id);
+    }
+
+    /// Forgets every key of `tenant` (after its tier or limits changed).
+    pub fn forget_tenant(&self, tenant: Uuid) {
+        self.cache.forget(|_, row| row.tenant_id == tenant);
+    }
+
+    async fn lookup(&self, pool: &sqlx::PgPool, hash: Vec<u8>) -> Result<Option<KeyRow>, ApiError> {
+        let cached = || {
+            let row = self.cache.fresh(&hash);
+            if row.is_some() {
+                metrics::counter!(metric_names::LOOKUP_CACHE_FALLBACKS, "lookup" => "api_key")
+                    .increment(1);
+            }
+            row
+        };
+        if self.breaker.is_open() {
+            if let Some(row) = cached() {
+                return Ok(Some(row));
+            }
+        }
+        let row: Result<Option<KeyRow>, sqlx::Error> = sqlx::query_as(
+            "SELECT k.id AS key_id, k.tenant_id, k.scopes, k.machine_ids, t.tier, t.max_machines,
+                    t.writes_per_minute, t.reads_per_minute
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(&hash)
+        .fetch_optional(pool)
+        .await;
+        match row {
+            Ok(row) => {
+                self.breaker.reset();
+                match &row {
+                    Some(row) => self.cache.put(hash, row.clone()),
+                    None => self.cache.forget(|h, _| *h == hash),
+                }
+                Ok(row)
+            }
+            Err(e) if is_unavailable(&e) => {
+                self.breaker.trip();
+                cached().map(Some).ok_or_else(|| ApiError::from(e))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 fn has_credentials(headers: &HeaderMap) -> bool {
@@ -210,16 +285,11 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, A
         .ok_or_else(|| unauthorized("sign in (Authorization: Bearer) or send an X-API-Key"))?
         .to_str()
         .map_err(|_| unauthorized("unknown API key"))?;
-    let row: KeyRow = sqlx::query_as(
-        "SELECT k.id AS key_id, k.tenant_id, k.scopes, k.machine_ids, t.tier, t.max_machines,
-                t.writes_per_minute, t.reads_per_minute
-         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-    )
-    .bind(hash_key(secret.trim()))
-    .fetch_optional(state.pool())
-    .await?
-    .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+    let row = state
+        .key_cache()
+        .lookup(state.pool(), hash_key(secret.trim()))
+        .await?
+        .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
     Ok(Caller {
         tenant_id: row.tenant_id,
         principal: Principal::Key {
@@ -285,8 +355,11 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let Ok(caller) = authenticate(&parts.headers, &state).await else {
-        return next.run(Request::from_parts(parts, body)).await;
+    let caller = match authenticate(&parts.headers, &state).await {
+        Ok(caller) => caller,
+        // An outage answers here: authenticating again in the handler would wait for it twice.
+        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => return e.into_response(),
+        Err(_) => return next.run(Request::from_parts(parts, body)).await,
     };
     let window = if state.settings().limits.rate_limits {
         let read = matches!(parts.method, Method::GET | Method::HEAD);
@@ -301,14 +374,10 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
                 caller.limits.writes_per_minute,
             )
         };
-        match state.counters().hit(&counter, 60, limit).await {
-            Ok(window) => Some(window),
-            Err(e) => {
-                // Availability over strictness: a Redis outage must not stop ingest.
-                tracing::warn!(error = %e, "rate limiter unreachable; request let through");
-                None
-            }
-        }
+        // None when Redis is unreachable: availability over strictness, a Redis outage must not stop
+        // ingest (the counters log and count the outage once).
+        let kind = if read { "reads" } else { "writes" };
+        state.counters().limit(&counter, 60, limit, kind).await
     } else {
         None
     };

@@ -3,7 +3,8 @@
 //! limits count on [`haltless_connectors::admission::quota::Counters`].
 
 use fred::clients::Client;
-use fred::prelude::{Expiration, KeysInterface};
+use fred::error::{Error as RedisError, ErrorKind};
+use fred::prelude::{ClientLike, Expiration, KeysInterface};
 use uuid::Uuid;
 
 use crate::auth::tokens::Claims;
@@ -88,8 +89,12 @@ impl AuthStore {
             .await
     }
 
-    /// Whether the token of `claims` was revoked: itself, its session, or every token of its user.
+    /// Whether the token of `claims` was revoked: itself, its session, or every token of its user. Fails at
+    /// once while Redis is not connected rather than waiting for the reconnection.
     pub async fn is_revoked(&self, claims: &Claims) -> Result<bool, fred::error::Error> {
+        if !self.redis.is_connected() {
+            return Err(RedisError::new(ErrorKind::IO, "not connected to Redis"));
+        }
         let keys = vec![
             self.key(&format!("auth:revoked:jti:{}", claims.jti)),
             self.key(&format!("auth:revoked:sid:{}", claims.sid)),

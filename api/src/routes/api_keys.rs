@@ -168,5 +168,6 @@ pub(crate) async fn revoke(
     if found == 0 {
         return Err(ApiError::not_found(format!("no API key {id}")));
     }
+    state.key_cache().forget(id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is up), `GET /readyz` (its dependencies answer), `GET /metrics`.
+//! `GET /healthz` (the process is up), `GET /readyz` (its dependencies answer and its roles run, within a
+//! second whatever is down), `GET /metrics`.
 
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Each check's deadline: the checks run side by side, so readiness answers within it (and well within
+/// a second) whatever is down.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The health routes.
 pub fn router() -> Router<AppState> {
@@ -25,23 +28,33 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let postgres =
+    let deadline =
+        |what: &'static str| format!("no answer within {} ms ({what})", CHECK_TIMEOUT.as_millis());
+    let postgres = async {
         tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.pool()))
             .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-    let redis = tokio::time::timeout(CHECK_TIMEOUT, state.redis().ping::<String>(None))
-        .await
-        .map_err(|_| "timed out".to_owned())
-        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
-    let kafka = state
-        .admission()
-        .sink()
-        .ping(CHECK_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string());
+            .map_err(|_| deadline("query"))
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+    };
+    let redis = async {
+        if !state.redis().is_connected() {
+            return Err("not connected; reconnecting".to_owned());
+        }
+        tokio::time::timeout(CHECK_TIMEOUT, state.redis().ping::<String>(None))
+            .await
+            .map_err(|_| deadline("PING"))
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+    };
+    let kafka = async {
+        tokio::time::timeout(CHECK_TIMEOUT, state.admission().sink().ping(CHECK_TIMEOUT))
+            .await
+            .map_err(|_| deadline("metadata"))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+    };
+    let (postgres, redis, kafka) = tokio::join!(postgres, redis, kafka);
     let checks = [("postgres", postgres), ("redis", redis), ("kafka", kafka)];
-    let ok = checks.iter().all(|(_, r)| r.is_ok());
+    let roles = state.roles().snapshot();
+    let ok = checks.iter().all(|(_, r)| r.is_ok()) && roles.values().all(|r| r.status == "running");
     let body: serde_json::Map<String, serde_json::Value> = checks
         .into_iter()
         .map(|(name, r)| {
@@ -52,6 +65,17 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             (name.to_owned(), v)
         })
         .collect();
+    let down: Vec<&str> = body
+        .iter()
+        .filter(|(_, v)| v["status"] != "ok")
+        .map(|(k, _)| k.as_str())
+        .chain(
+            roles
+                .iter()
+                .filter(|(_, r)| r.status != "running")
+                .map(|(k, _)| k.as_str()),
+        )
+        .collect();
     let status = if ok {
         StatusCode::OK
     } else {
@@ -59,7 +83,12 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        axum::Json(json!({ "status": if ok { "ready" } else { "not_ready" }, "checks": body })),
+        axum::Json(json!({
+            "status": if ok { "ready" } else { "not_ready" },
+            "down": down,
+            "checks": body,
+            "roles": roles,
+        })),
     )
 }
 

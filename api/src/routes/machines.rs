@@ -328,6 +328,11 @@ async fn apply(
     .bind(&description)
     .fetch_one(state.pool())
     .await?;
+    // A rename frees the old name: no outage may bring its old answer back on this instance.
+    state
+        .admission()
+        .machines()
+        .forget_id(key.tenant_id, current.id);
     Ok(Json(row))
 }
 
@@ -367,5 +372,8 @@ pub(crate) async fn retire(
     .bind(id)
     .fetch_one(state.pool())
     .await?;
+    // Ingest asks the database while it answers; this keeps the cache from admitting readings of the
+    // retired machine on this instance should the database go away right after.
+    state.admission().machines().forget_id(key.tenant_id, id);
     Ok(Json(row))
 }

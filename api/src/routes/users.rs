@@ -219,7 +219,7 @@ pub(crate) async fn update(
             .auth_store()
             .block_user_until_now(id, state.tokens().ttl().as_secs())
             .await
-            .map_err(|e| ApiError::internal(format!("blocking the user's tokens: {e}")))?;
+            .map_err(|e| ApiError::unavailable("the token blocklist", e))?;
     }
     for session in sessions {
         end_session(&state, caller.tenant_id, session, Some(id), "deactivated").await?;

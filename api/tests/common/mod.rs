@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod peers;
+pub mod private;
 
 use std::time::{Duration, Instant};
 
@@ -36,9 +37,16 @@ impl Isolation {
 
     /// Like [`Isolation::create`], after `tweak` adjusted the settings.
     pub async fn create_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::create_on(None, tweak).await
+    }
+
+    /// Like [`Isolation::create_with`], with the test's database on the PostgreSQL of `admin_url` (a
+    /// database URL whose user may create databases) instead of the shared one.
+    pub async fn create_on(admin_url: Option<String>, tweak: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = Settings::load(None).expect("settings from the environment");
         let suffix = Uuid::new_v4().simple().to_string();
-        let admin_url = settings.database.url.expose_secret().to_owned();
+        let admin_url =
+            admin_url.unwrap_or_else(|| settings.database.url.expose_secret().to_owned());
         let db_name = format!("test_{suffix}");
         let mut admin = PgConnection::connect(&admin_url)
             .await
@@ -213,10 +221,19 @@ impl TestApp {
 
     /// Spawns the platform after `tweak` adjusted the settings.
     pub async fn spawn_with(machines: &[&str], tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_on(None, machines, tweak).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with the test's database on the PostgreSQL of `admin_url`.
+    pub async fn spawn_on(
+        admin_url: Option<String>,
+        machines: &[&str],
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         if std::env::var("TEST_LOG").is_ok() {
             haltless_api::telemetry::init_logs(false);
         }
-        let iso = Isolation::create_with(tweak).await;
+        let iso = Isolation::create_on(admin_url, tweak).await;
         let (tenant, key) = iso.tenant_with_machines(machines).await;
         let app = Application::build(iso.settings.clone(), Roles::all())
             .await

@@ -8,8 +8,10 @@
 //! batch per machine through the gateway's `acks=all` writer, and counts what it admitted and refused.
 //!
 //! - [`machines`]: machine names to ids and status.
+//! - [`cache`]: the last answers of PostgreSQL, for an outage.
 //! - [`quota`]: fixed-window counters in Redis and a tenant's limits in force.
 
+pub mod cache;
 pub mod machines;
 pub mod quota;
 
@@ -23,9 +25,8 @@ use crate::gateway::validate::MachineReadings;
 use crate::gateway::{ReadingsSink, SinkError};
 use quota::Counters;
 
-/// How long admission waits for the rate-limit counter before letting a delivery through: availability
-/// over strictness, readings must not stop because Redis does.
-const COUNTER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How old a cached machine lookup may be when PostgreSQL is unreachable, unless set otherwise.
+pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The `source` label of the readings counters: the door's name as on the topic.
 pub fn source_label(source: Source) -> String {
@@ -110,6 +111,7 @@ impl Refusal {
             Refusal::Forbidden(_) => "forbidden",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::Unavailable(_) => "unavailable",
+            Refusal::Database(e) if cache::is_unavailable(e) => "unavailable",
             Refusal::Database(_) | Refusal::Write(_) => "internal",
         }
     }
@@ -119,6 +121,7 @@ impl Refusal {
 #[derive(Clone)]
 pub struct Admission {
     pool: PgPool,
+    machines: machines::MachineLookup,
     sink: ReadingsSink,
     counters: Option<Counters>,
 }
@@ -128,10 +131,22 @@ impl Admission {
     /// `counters` (`None` when rate limits are off).
     pub fn new(pool: PgPool, sink: ReadingsSink, counters: Option<Counters>) -> Self {
         Self {
+            machines: machines::MachineLookup::new(pool.clone(), DEFAULT_CACHE_MAX_AGE),
             pool,
             sink,
             counters,
         }
+    }
+
+    /// Lets cached machine lookups be at most `max_age` old when PostgreSQL is unreachable.
+    pub fn with_cache_max_age(mut self, max_age: Duration) -> Self {
+        self.machines = machines::MachineLookup::new(self.pool.clone(), max_age);
+        self
+    }
+
+    /// The machine lookups, to forget a machine this instance changed.
+    pub fn machines(&self) -> &machines::MachineLookup {
+        &self.machines
     }
 
     /// The writer, for flushing at shutdown.
@@ -162,7 +177,7 @@ impl Admission {
             .iter()
             .map(|m| m.machine.as_str())
             .collect();
-        let known = machines::lookup(&self.pool, delivery.tenant_id, &names).await?;
+        let known = self.machines.lookup(delivery.tenant_id, &names).await?;
         let may_write = |id: Uuid| delivery.allowed.is_none_or(|ids| ids.contains(&id));
         let find = |name: &str| known.iter().find(|m| m.name == name);
         let retired: Vec<String> = known
@@ -224,9 +239,12 @@ impl Admission {
             return Ok(());
         };
         let counter = quota::writes_counter(tenant);
-        let hit = counters.hit(&counter, 60, limits.writes_per_minute);
-        match tokio::time::timeout(COUNTER_TIMEOUT, hit).await {
-            Ok(Ok(window)) if window.exceeded() => {
+        // None: Redis is unreachable and the delivery passes (the counters log and count the outage).
+        match counters
+            .limit(&counter, 60, limits.writes_per_minute, "writes")
+            .await
+        {
+            Some(window) if window.exceeded() => {
                 metrics::counter!(metric_names::RATE_LIMITED, "kind" => "writes").increment(1);
                 Err(Refusal::RateLimited {
                     tier: limits.tier.as_str(),
@@ -234,15 +252,7 @@ impl Admission {
                     retry_after_secs: window.reset_secs.max(1),
                 })
             }
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "rate limiter unreachable; delivery let through");
-                Ok(())
-            }
-            Err(_) => {
-                tracing::warn!("rate limiter too slow; delivery let through");
-                Ok(())
-            }
+            _ => Ok(()),
         }
     }
 }

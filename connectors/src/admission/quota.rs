@@ -2,8 +2,13 @@
 //! writes, readings deliveries) and what auth throttles (logins, sign-ups); and a tenant's limits in force.
 //! Every key carries the deployment's prefix and expires by itself.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use fred::clients::Client;
-use fred::prelude::KeysInterface;
+use fred::error::{Error as RedisError, ErrorKind};
+use fred::prelude::{ClientLike, KeysInterface};
+use haltless_schemas::metric_names;
 use haltless_schemas::tier::{TenantLimits, Tier};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -35,6 +40,9 @@ impl Window {
 pub struct Counters {
     redis: Client,
     prefix: String,
+    /// Whether the limiter is letting requests through because Redis is unreachable (shared by clones, so
+    /// that an outage is logged and counted once per process).
+    bypassing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Counters {
@@ -74,6 +82,45 @@ impl Counters {
         Self {
             redis,
             prefix: prefix.to_owned(),
+            bypassing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Fails at once while the client is not connected, instead of queueing the command until the
+    /// reconnection or the command timeout: during an outage every caller learns it without waiting.
+    fn connected(&self) -> Result<(), RedisError> {
+        if self.redis.is_connected() {
+            Ok(())
+        } else {
+            Err(RedisError::new(ErrorKind::IO, "not connected to Redis"))
+        }
+    }
+
+    /// Counts one hit like [`Counters::hit`], for a tier's rate limit: when Redis cannot be reached the hit
+    /// passes (`None`: availability over strictness, ingest must not stop). The first failure of an outage
+    /// logs one warning and counts one outage; every hit let through is counted under `kind`.
+    pub async fn limit(
+        &self,
+        name: &str,
+        window_secs: u64,
+        limit: u64,
+        kind: &'static str,
+    ) -> Option<Window> {
+        match self.hit(name, window_secs, limit).await {
+            Ok(window) => {
+                if self.bypassing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("Redis answers again; rate limits are enforced");
+                }
+                Some(window)
+            }
+            Err(e) => {
+                if !self.bypassing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "Redis unreachable; rate limits let requests through until it is back");
+                    metrics::counter!(metric_names::RATE_LIMIT_OUTAGES).increment(1);
+                }
+                metrics::counter!(metric_names::RATE_LIMIT_PASSED, "kind" => kind).increment(1);
+                None
+            }
         }
     }
 
@@ -88,6 +135,7 @@ impl Counters {
         window_secs: u64,
         limit: u64,
     ) -> Result<Window, fred::error::Error> {
+        self.connected()?;
         let (start, reset_secs) = window(window_secs);
         let key = self.key(name, start);
         let pipeline = self.redis.pipeline();
@@ -110,6 +158,7 @@ impl Counters {
         window_secs: u64,
         limit: u64,
     ) -> Result<Window, fred::error::Error> {
+        self.connected()?;
         let (start, reset_secs) = window(window_secs);
         let count: Option<u64> = self.redis.get(self.key(name, start)).await?;
         Ok(Window {
@@ -121,6 +170,7 @@ impl Counters {
 
     /// Forgets the counter `name` in the current window (e.g. failed logins after a success).
     pub async fn reset(&self, name: &str, window_secs: u64) -> Result<(), fred::error::Error> {
+        self.connected()?;
         let (start, _) = window(window_secs);
         self.redis.del::<(), _>(self.key(name, start)).await
     }

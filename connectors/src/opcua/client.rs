@@ -2,32 +2,69 @@
 //! of every node or a subscription whose monitored items report changes.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::opcua::client::{
-    ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, Password, Session,
+    ClientBuilder, DataChangeCallback, IdentityToken, MonitoredItem, MonitoredItemMap,
+    OnSubscriptionNotificationCore, Password, Session,
 };
 use ::opcua::crypto::SecurityPolicy;
 use ::opcua::types::{
     DataValue, EndpointDescription, MessageSecurityMode, MonitoredItemCreateRequest, NodeId,
-    ReadValueId, StatusCode, TimestampsToReturn, Variant,
+    NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn, UserTokenType, Variant,
 };
 use futures::future::BoxFuture;
 use haltless_schemas::{Quality, Reading};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{interval, timeout, Interval, MissedTickBehavior};
+use tokio::time::{interval, timeout, timeout_at, Instant, Interval, MissedTickBehavior};
 
 use super::config::{OpcUaAuth, OpcUaPoint, OpcUaSettings};
 use crate::source::{Connection, Device, PointReading, PollOutcome, SourceError};
+
+/// Publishing intervals without a change after which the server sends a keep-alive: a subscription that
+/// sends neither a change nor a keep-alive for this many intervals (plus the timeout) is dead.
+const KEEP_ALIVE_COUNT: u32 = 3;
+
+/// When the subscription last said anything (a change or a keep-alive).
+type LastHeard = Arc<Mutex<Instant>>;
+
+fn heard(last: &LastHeard) -> Instant {
+    *last.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A subscription callback that notes every notification, keep-alives included (which carry no data and
+/// never reach a data change callback), before handing it on.
+struct NoteHeard<C> {
+    inner: C,
+    last: LastHeard,
+}
+
+impl<C: OnSubscriptionNotificationCore> OnSubscriptionNotificationCore for NoteHeard<C> {
+    fn on_subscription_notification(
+        &mut self,
+        notification: NotificationMessage,
+        monitored_items: MonitoredItemMap<'_>,
+    ) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.inner
+            .on_subscription_notification(notification, monitored_items);
+    }
+}
+
+/// A live subscription: its changes by point index, and when it last said anything.
+struct Subscription {
+    changes: mpsc::UnboundedReceiver<(usize, DataValue)>,
+    last_heard: LastHeard,
+}
 
 /// An open session and what runs it.
 struct Connected {
     session: Arc<Session>,
     event_loop: JoinHandle<StatusCode>,
-    /// Changes from the subscription, by point index (subscription mode only).
-    changes: Option<mpsc::UnboundedReceiver<(usize, DataValue)>>,
+    /// The subscription (subscription mode only).
+    subscription: Option<Subscription>,
 }
 
 /// One OPC-UA server and the nodes read from it.
@@ -136,11 +173,11 @@ impl OpcUaDevice {
         let mut connected = Connected {
             session,
             event_loop,
-            changes: None,
+            subscription: None,
         };
         if self.settings.subscribe {
             match self.subscribe(&connected.session).await {
-                Ok(rx) => connected.changes = Some(rx),
+                Ok(subscription) => connected.subscription = Some(subscription),
                 Err(e) => {
                     close(connected).await;
                     return Err(e);
@@ -195,23 +232,51 @@ impl OpcUaDevice {
                     offered.join(", ")
                 ))
             })?;
+        // Say it plainly when the endpoint refuses our kind of login: the session would otherwise end with
+        // a bare `BadSecurityPolicyRejected`, the library's own explanation lost on the way.
+        let (wanted, kind) = match &self.settings.auth {
+            OpcUaAuth::Anonymous => (UserTokenType::Anonymous, "anonymous"),
+            OpcUaAuth::UserPassword { .. } => (UserTokenType::UserName, "user name"),
+        };
+        if chosen.find_policy(wanted).is_none() {
+            let accepted: Vec<String> = chosen
+                .user_identity_tokens
+                .iter()
+                .flatten()
+                .map(|t| format!("{:?}", t.token_type))
+                .collect();
+            return Err(SourceError::Device(format!(
+                "the endpoint does not accept {kind} logins; it accepts: {} (set `opcua.auth`)",
+                accepted.join(", ")
+            )));
+        }
         chosen.endpoint_url = self.endpoint.as_str().into();
         Ok(chosen)
     }
 
-    async fn subscribe(
-        &self,
-        session: &Session,
-    ) -> Result<mpsc::UnboundedReceiver<(usize, DataValue)>, SourceError> {
+    async fn subscribe(&self, session: &Session) -> Result<Subscription, SourceError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let callback = DataChangeCallback::new(move |value: DataValue, item: &MonitoredItem| {
-            // Client handles are point index + 1 (0 lets the crate choose).
-            let index = item.client_handle().saturating_sub(1) as usize;
-            let _ = tx.send((index, value));
-        });
+        let last_heard = Arc::new(Mutex::new(Instant::now()));
+        let callback = NoteHeard {
+            inner: DataChangeCallback::new(move |value: DataValue, item: &MonitoredItem| {
+                // Client handles are point index + 1 (0 lets the crate choose).
+                let index = item.client_handle().saturating_sub(1) as usize;
+                let _ = tx.send((index, value));
+            }),
+            last: last_heard.clone(),
+        };
         let ms = self.poll_interval.as_millis() as f64;
+        // The lifetime count must be at least three keep-alive counts.
         let id = session
-            .create_subscription(self.poll_interval, 60, 10, 0, 0, true, callback)
+            .create_subscription(
+                self.poll_interval,
+                KEEP_ALIVE_COUNT * 10,
+                KEEP_ALIVE_COUNT,
+                0,
+                0,
+                true,
+                callback,
+            )
             .await
             .map_err(|e| SourceError::Device(format!("creating the subscription: {e}")))?;
         let items: Vec<MonitoredItemCreateRequest> = self
@@ -242,7 +307,10 @@ impl OpcUaDevice {
                 refused.join("; ")
             )));
         }
-        Ok(rx)
+        Ok(Subscription {
+            changes: rx,
+            last_heard,
+        })
     }
 
     /// The next readings: a read of every node at the polling interval, or the changes the subscription
@@ -289,19 +357,34 @@ impl OpcUaDevice {
         Ok(outcome)
     }
 
+    /// The changes the subscription reported. A subscription that says nothing, neither a change nor a
+    /// keep-alive, within its window (keep-alive count + 1 publishing intervals, plus the timeout) is
+    /// dead whatever the session thinks (e.g. lost in a reconnection after a TCP reset, or a frozen
+    /// server): that is an error, after which the task reconnects and subscribes afresh.
     async fn next_changes(&mut self) -> Result<PollOutcome, SourceError> {
-        let quiet = self.poll_interval * 10 + self.timeout;
-        let Some(rx) = self.connected.as_mut().and_then(|c| c.changes.as_mut()) else {
+        let window = self.poll_interval * (KEEP_ALIVE_COUNT + 1) + self.timeout;
+        let Some(sub) = self
+            .connected
+            .as_mut()
+            .and_then(|c| c.subscription.as_mut())
+        else {
             return Err(self.connect_error("not subscribed"));
         };
+        let last = heard(&sub.last_heard);
         let mut changes = Vec::new();
-        match timeout(quiet, rx.recv()).await {
-            // Nothing changed for a while: the session is alive (checked by the caller next time).
-            Err(_) => {}
+        match timeout_at(last + window, sub.changes.recv()).await {
+            // A keep-alive came meanwhile: nothing changed, the link is alive.
+            Err(_) if heard(&sub.last_heard) > last => {}
+            Err(_) => {
+                return Err(SourceError::Device(format!(
+                    "the subscription sent no data change and no keep-alive within {} ms; subscribing afresh",
+                    window.as_millis()
+                )))
+            }
             Ok(None) => return Err(self.connect_error("the subscription ended")),
             Ok(Some(first)) => {
                 changes.push(first);
-                while let Ok(more) = rx.try_recv() {
+                while let Ok(more) = sub.changes.try_recv() {
                     changes.push(more);
                 }
             }

@@ -10,7 +10,8 @@ use serde::Serialize;
 pub struct SourceStatus {
     /// Whether the last poll succeeded fully.
     pub healthy: bool,
-    /// When the last poll succeeded fully (ms since the epoch).
+    /// When the last poll that brought readings succeeded fully (ms since the epoch): the last reading
+    /// received, not the last time nothing went wrong.
     pub last_success_ms: Option<i64>,
     /// The last error, kept after recovery so that it can still be read.
     pub last_error: Option<String>,
@@ -33,7 +34,9 @@ impl SourceStatus {
         match problem {
             None => {
                 self.healthy = true;
-                self.last_success_ms = Some(now_ms);
+                if readings > 0 {
+                    self.last_success_ms = Some(now_ms);
+                }
             }
             Some(message) => {
                 self.healthy = false;
@@ -79,5 +82,7 @@ mod tests {
         assert_eq!(s.last_error.as_deref(), Some("timeout"));
         assert_eq!(s.readings_per_minute(61_500), 5);
         assert_eq!(s.readings_total, 10);
+        s.record(40_000, 0, None);
+        assert_eq!(s.last_success_ms, Some(30_000), "the last reading received");
     }
 }
