@@ -20,6 +20,29 @@ pub(super) struct ConditionState<'a> {
     pub(super) baseline: Option<BaselineState>,
     pub(super) rate: Option<RateState>,
     pub(super) last: Option<Last>,
+    pub(super) context: Option<ContextState<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContextState<'a> {
+    pub(super) level: LevelStats,
+    pub(super) slots: Vec<SlotStats>,
+    pub(super) low: f64,
+    pub(super) high: f64,
+    pub(super) prev_level: Option<i64>,
+    pub(super) transitions: &'a [f64],
+    pub(super) prev: Option<ContextSample>,
+    pub(super) velocity: ContextVelocityStats,
+    pub(super) calibrators: Vec<Calibrator>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Calibrator {
+    pub(super) short: f64,
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
 }
 
 #[derive(Serialize)]
@@ -110,4 +133,34 @@ pub(super) struct Active {
 pub(super) struct MetricTime<'a> {
     pub(super) metric: &'a str,
     pub(super) ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct LevelStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct SlotStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContextVelocityStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContextSample {
+    pub(super) ts_ms: i64,
+    pub(super) value: f64,
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::baseline::Baseline;
+use super::context::Context;
 use super::ewma::Ewma;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
@@ -70,6 +71,7 @@ pub(crate) enum DetectorState {
     Ewma(Ewma),
     Baseline(Baseline),
     Rate(Rate),
+    Context(Box<Context>),
 }
 
 /// The last verdict of one condition.
@@ -113,6 +115,9 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
+        if !input.sample.value.is_finite() {
+            return Vec::new(); // NaN and infinities never reach a detector
+        }
         let ts = input.sample.ts_ms;
         let newest = self
             .newest
@@ -283,12 +288,14 @@ fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option
         (Test::Ewma(c), DetectorState::Ewma(d)) => d.observe(c, sample),
         (Test::Baseline(c), DetectorState::Baseline(d)) => d.observe(c, sample),
         (Test::Rate(c), DetectorState::Rate(d)) => d.observe(c, sample),
+        (Test::Context(c), DetectorState::Context(d)) => d.observe(c, sample),
         // The rule changed the condition's detector: start it afresh.
         (test, slot) => {
             *slot = match test {
                 Test::Ewma(_) => DetectorState::Ewma(Ewma::default()),
                 Test::Baseline(_) => DetectorState::Baseline(Baseline::default()),
                 Test::Rate(_) => DetectorState::Rate(Rate::default()),
+                Test::Context(_) => DetectorState::Context(Box::default()),
                 _ => DetectorState::Threshold,
             };
             judge(state, leaf, sample)
@@ -490,5 +497,36 @@ mod tests {
         series.push(late);
         let events = run(&mut state, &[], &series);
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn nan_and_infinities_never_reach_a_detector() {
+        let mut state = MachineState::default();
+        let mut series = plant_day()[..400].to_vec();
+        for (i, v) in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY]
+            .iter()
+            .enumerate()
+        {
+            series[300 + i].1.value = *v;
+        }
+        let events = run(&mut state, &[], &series);
+        assert!(events
+            .iter()
+            .all(|e| e.observed.is_finite() && e.score.is_finite()));
+        let mut clean = MachineState::default();
+        let without: Vec<_> = series
+            .iter()
+            .filter(|s| s.1.value.is_finite())
+            .copied()
+            .collect();
+        // The same alerts as without those readings, apart from the readings' positions.
+        let strip = |e: &AlertEvent| (e.transition, e.event_time_ms);
+        assert_eq!(
+            events.iter().map(strip).collect::<Vec<_>>(),
+            run(&mut clean, &[], &without)
+                .iter()
+                .map(strip)
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::baseline::BaselineConfig;
+use super::context::ContextConfig;
 use super::ewma::EwmaConfig;
 use super::rate::RateConfig;
 
@@ -115,6 +116,8 @@ pub enum Test {
     Baseline(BaselineConfig),
     /// The rate-of-change detector fires.
     Rate(RateConfig),
+    /// The context detector (calibrated level, profile, transitions, range) fires.
+    Context(ContextConfig),
 }
 
 impl Test {
@@ -126,6 +129,7 @@ impl Test {
             Test::Ewma(_) => "ewma",
             Test::Baseline(_) => "baseline",
             Test::Rate(_) => "rate_of_change",
+            Test::Context(_) => "context",
         }
     }
 }
@@ -169,11 +173,12 @@ impl Expr {
     }
 }
 
-/// Evaluations with the tree off before a default rule's alert resolves: long enough that a signal that keeps
-/// misbehaving stays one alert (tuned on NAB, see the README).
+/// The rest period of a default rule: evaluations with the tree off before its alert resolves. A further
+/// anomaly during the rest extends it, so a signal that keeps misbehaving stays one alert.
 pub const DEFAULT_CLEAR_AFTER: u32 = 96;
 
-/// The rules every metric gets until a rule of the machine names it: EWMA and rate of change.
+/// The rules every metric gets until a rule of the machine names it: the context detector (rate of change
+/// is opt-in, `"rate": true`, or a rule condition of its own).
 pub fn default_rules(metric: &str) -> Vec<Rule> {
     let rule = |test: Test| Rule {
         id: format!("default:{}:{metric}", test.name()),
@@ -188,10 +193,7 @@ pub fn default_rules(metric: &str) -> Vec<Rule> {
         clear_after: DEFAULT_CLEAR_AFTER,
         max_age_secs: default_max_age(),
     };
-    vec![
-        rule(Test::Ewma(EwmaConfig::default())),
-        rule(Test::Rate(RateConfig::default())),
-    ]
+    vec![rule(Test::Context(ContextConfig::default()))]
 }
 
 #[cfg(test)]
