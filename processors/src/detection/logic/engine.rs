@@ -130,7 +130,9 @@ impl MachineState {
             .any(|r| r.when.conditions().iter().any(|c| c.metric == input.metric));
         // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
         let mut cache = std::mem::take(&mut self.defaults);
-        if !named && !cache.contains_key(input.metric) {
+        // The first reading of a metric since the start (or a restore) builds its default rules.
+        let first = !named && !cache.contains_key(input.metric);
+        if first {
             cache.insert(input.metric.to_owned(), default_rules(input.metric));
         }
         let defaults: &[Rule] = match cache.get(input.metric) {
@@ -138,6 +140,9 @@ impl MachineState {
             _ => &[],
         };
         let mut events = Vec::new();
+        if first && !late {
+            events.extend(self.retire_old_defaults(input.metric, defaults, ts));
+        }
         self.last_ratio = 0.0;
         for rule in rules.iter().chain(defaults) {
             let leaves = rule.when.conditions();
@@ -263,6 +268,52 @@ impl MachineState {
                 on.iter().filter_map(|(_, l)| l.offset).collect()
             },
         })
+    }
+
+    /// Forgets the default rules of `metric` that are no longer its defaults (a state restored from before
+    /// the defaults changed), resolving the alerts they left open, so none stays open for ever.
+    fn retire_old_defaults(&mut self, metric: &str, defaults: &[Rule], ts: i64) -> Vec<AlertEvent> {
+        let suffix = format!(":{metric}");
+        let old: Vec<String> = self
+            .phases
+            .keys()
+            .chain(self.conditions.keys())
+            .filter(|id| id.starts_with("default:") && id.ends_with(&suffix))
+            .filter(|id| !defaults.iter().any(|r| &r.id == *id))
+            .cloned()
+            .collect();
+        let mut events = Vec::new();
+        for id in old {
+            let last = self
+                .conditions
+                .remove(&id)
+                .and_then(|leaves| leaves.into_values().find_map(|c| c.last));
+            let phase = self.phases.remove(&id);
+            let (Some(Phase::Active { id: alert, .. }), Some(last)) = (phase, last) else {
+                continue;
+            };
+            let detector = id
+                .strip_prefix("default:")
+                .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                .unwrap_or_default()
+                .to_owned();
+            events.push(AlertEvent {
+                alert_id: alert,
+                transition: Transition::Resolved,
+                rule_id: id.clone(),
+                rule_name: format!("{detector} on {metric}"),
+                severity: Severity::Warning,
+                detector,
+                metric: metric.to_owned(),
+                observed: last.verdict.observed,
+                expected: last.verdict.expected,
+                score: last.verdict.score,
+                limit: last.verdict.limit,
+                event_time_ms: ts,
+                offsets: last.offset.into_iter().collect(),
+            });
+        }
+        events
     }
 
     /// How anomalous the last reading looked: the strongest score relative to its limit among the
@@ -528,5 +579,29 @@ mod tests {
                 .map(strip)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn an_alert_left_open_by_a_retired_default_detector_resolves() {
+        let ewma: Rule = serde_json::from_str(
+            r#"{"id": "default:ewma:spindle_temp", "name": "ewma on spindle_temp",
+                "when": {"metric": "spindle_temp", "detector": "ewma"}, "clear_after": 96}"#,
+        )
+        .unwrap();
+        let series = plant_day();
+        let mut state = MachineState::default();
+        let before = run(&mut state, std::slice::from_ref(&ewma), &series[..401]);
+        assert_eq!(
+            before.last().map(|e| e.transition),
+            Some(Transition::Raised)
+        );
+        // Restored by today's code, where that rule is no longer a default.
+        let mut restored: MachineState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let after = run(&mut restored, &[], &series[401..403]);
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(after[0].transition, Transition::Resolved);
+        assert_eq!(after[0].alert_id, before[before.len() - 1].alert_id);
+        assert!(!restored.phases.contains_key("default:ewma:spindle_temp"));
     }
 }
