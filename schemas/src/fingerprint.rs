@@ -241,9 +241,9 @@ mod tests {
             (crate::readings::HISTORY[0], "ac3103a61efefa05"),
             (crate::readings::SCHEMA, "07d4c633c3361250"),
             (crate::rules::HISTORY[0], "a23043e7314fa1f2"),
-            (crate::rules::SCHEMA, "eb180a74053427a4"),
+            (crate::rules::SCHEMA, "0cae93a78c20a96d"),
             (crate::detector_state::HISTORY[0], "f03aa747926a8407"),
-            (crate::detector_state::SCHEMA, "ddf601debecde91e"),
+            (crate::detector_state::SCHEMA, "0243e045dbe40dfc"),
         ];
         for (schema, expected) in cases {
             assert_eq!(hex(&fingerprint(schema).unwrap()), expected);

@@ -107,6 +107,21 @@ pub enum Test {
     Rate(RateConfig),
     /// The context detector fires.
     Context(ContextConfig),
+    /// The drift detector fires.
+    Drift(DriftConfig),
+}
+
+/// Settings of the drift detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftConfig {
+    /// Consecutive day-to-day moves in one direction needed.
+    pub days: u64,
+    /// Smallest move per day that counts, in noise standard deviations.
+    pub min_slope: f64,
+    /// Smallest noise standard deviation, relative to the level.
+    pub min_rel_std: f64,
+    /// Smallest noise standard deviation, absolute.
+    pub min_std: f64,
 }
 
 /// Settings of the context detector.
@@ -319,8 +334,9 @@ impl Condition {
                 ("hysteresis", Value::Double(hysteresis)),
             ]))
         };
-        let (mut above, mut below, mut ewma, mut baseline, mut rate, mut context) =
-            (None, None, None, None, None, None);
+        let (mut above, mut below, mut ewma, mut baseline, mut rate) =
+            (None, None, None, None, None);
+        let (mut context, mut drift) = (None, None);
         match &self.test {
             Test::Above { value, hysteresis } => above = threshold(*value, *hysteresis),
             Test::Below { value, hysteresis } => below = threshold(*value, *hysteresis),
@@ -365,6 +381,14 @@ impl Condition {
                     ("min_std", Value::Double(c.min_std)),
                 ]))
             }
+            Test::Drift(c) => {
+                drift = Some(record([
+                    ("days", unsigned(c.days)),
+                    ("min_slope", Value::Double(c.min_slope)),
+                    ("min_rel_std", Value::Double(c.min_rel_std)),
+                    ("min_std", Value::Double(c.min_std)),
+                ]))
+            }
         }
         record([
             ("metric", Value::String(self.metric.clone())),
@@ -374,6 +398,7 @@ impl Condition {
             ("baseline", optional(baseline)),
             ("rate", optional(rate)),
             ("context", optional(context)),
+            ("drift", optional(drift)),
         ])
     }
 
@@ -441,6 +466,15 @@ impl Condition {
                 levels: c.unsigned("levels")?,
                 profile: c.boolean("profile")?,
                 rate: c.boolean("rate")?,
+                min_rel_std: c.double("min_rel_std")?,
+                min_std: c.double("min_std")?,
+            }));
+        }
+        if let Some(v) = f.optional("drift")? {
+            let mut c = Fields::of(v)?;
+            tests.push(Test::Drift(DriftConfig {
+                days: c.unsigned("days")?,
+                min_slope: c.double("min_slope")?,
                 min_rel_std: c.double("min_rel_std")?,
                 min_std: c.double("min_std")?,
             }));
@@ -520,6 +554,15 @@ mod tests {
                                 rate: false,
                                 min_rel_std: 0.01,
                                 min_std: 1e-6,
+                            }),
+                        ),
+                        cond(
+                            "vib",
+                            Test::Drift(DriftConfig {
+                                days: 3,
+                                min_slope: 0.25,
+                                min_rel_std: 1e-4,
+                                min_std: 1e-9,
                             }),
                         ),
                         cond(

@@ -77,6 +77,32 @@ pub enum DetectorState {
     },
     /// The context detector.
     Context(Box<ContextState>),
+    /// The drift detector.
+    Drift(DriftState),
+}
+
+/// What the drift detector remembers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftState {
+    /// The hour being filled: (hour, moments).
+    pub hour: Option<(i64, Moments)>,
+    /// The day being filled: (day, moments).
+    pub day: Option<(i64, Moments)>,
+    /// Means of the last whole days, oldest first.
+    pub days: Vec<(i64, f64)>,
+    /// Average variance within an hour.
+    pub noise: EwStats,
+}
+
+/// Count, mean and sum of squared deviations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    /// Samples.
+    pub n: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Sum of squared deviations from the mean.
+    pub m2: f64,
 }
 
 /// What the context detector remembers.
@@ -289,6 +315,9 @@ impl ConditionState {
                 velocity: EwStats::from_value(r.take("velocity")?)?,
             });
         }
+        if let Some(v) = f.optional("drift")? {
+            detectors.push(DetectorState::Drift(DriftState::from_value(v)?));
+        }
         if let Some(v) = f.optional("context")? {
             detectors.push(DetectorState::Context(Box::new(ContextState::from_value(
                 v,
@@ -330,6 +359,39 @@ impl ConditionState {
             leaf,
             detector,
             last,
+        })
+    }
+}
+
+impl DriftState {
+    fn from_value(value: Value) -> Result<Self, CodecError> {
+        let mut f = Fields::of(value)?;
+        let bucket = |v: Option<Value>, key: &str| -> Result<Option<(i64, Moments)>, CodecError> {
+            let Some(v) = v else { return Ok(None) };
+            let mut b = Fields::of(v)?;
+            Ok(Some((
+                b.long(key)?,
+                Moments {
+                    n: b.unsigned("n")?,
+                    mean: b.double("mean")?,
+                    m2: b.double("m2")?,
+                },
+            )))
+        };
+        let hour = bucket(f.optional("hour")?, "hour")?;
+        let day = bucket(f.optional("day")?, "day")?;
+        Ok(Self {
+            hour,
+            day,
+            days: f
+                .array("days")?
+                .into_iter()
+                .map(|v| {
+                    let mut d = Fields::of(v)?;
+                    Ok((d.long("day")?, d.double("mean")?))
+                })
+                .collect::<Result<_, CodecError>>()?,
+            noise: EwStats::from_value(f.take("noise")?)?,
         })
     }
 }
@@ -443,8 +505,20 @@ impl<'a> From<&'a MachineState> for wire::MachineState<'a> {
     }
 }
 
+macro_rules! wire_stats {
+    ($record:ident, $s:expr) => {
+        wire::$record {
+            mean: $s.mean,
+            var: $s.var,
+            n: long($s.n),
+            last_ts_ms: $s.last_ts_ms,
+        }
+    };
+}
+
 fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
-    let (mut ewma, mut baseline, mut rate, mut context) = (None, None, None, None);
+    let (mut ewma, mut baseline, mut rate) = (None, None, None);
+    let (mut context, mut drift) = (None, None);
     match &c.detector {
         DetectorState::Stateless => {}
         DetectorState::Ewma { stats } => {
@@ -482,6 +556,31 @@ fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
             })
         }
         DetectorState::Context(c) => context = Some(wire_context(c)),
+        DetectorState::Drift(d) => {
+            drift = Some(wire::DriftState {
+                hour: d.hour.map(|(hour, m)| wire::DriftHour {
+                    hour,
+                    n: long(m.n),
+                    mean: m.mean,
+                    m2: m.m2,
+                }),
+                day: d.day.map(|(day, m)| wire::DriftDay {
+                    day,
+                    n: long(m.n),
+                    mean: m.mean,
+                    m2: m.m2,
+                }),
+                days: d
+                    .days
+                    .iter()
+                    .map(|(day, mean)| wire::DayMean {
+                        day: *day,
+                        mean: *mean,
+                    })
+                    .collect(),
+                noise: wire_stats!(DriftNoise, d.noise),
+            })
+        }
     }
     wire::ConditionState {
         rule_id: &c.rule_id,
@@ -502,18 +601,8 @@ fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
                 .map(|(partition, offset)| wire::ReadingRef { partition, offset }),
         }),
         context,
+        drift,
     }
-}
-
-macro_rules! wire_stats {
-    ($record:ident, $s:expr) => {
-        wire::$record {
-            mean: $s.mean,
-            var: $s.var,
-            n: long($s.n),
-            last_ts_ms: $s.last_ts_ms,
-        }
-    };
 }
 
 fn wire_context(c: &ContextState) -> wire::ContextState<'_> {
@@ -656,6 +745,23 @@ mod tests {
                             dist: stats(0.75),
                         }],
                     })),
+                ),
+                condition(
+                    "default:context:temp",
+                    1,
+                    DetectorState::Drift(DriftState {
+                        hour: Some((
+                            498_874,
+                            Moments {
+                                n: 3,
+                                mean: 60.1,
+                                m2: 0.02,
+                            },
+                        )),
+                        day: None,
+                        days: vec![(20_786, 59.5), (20_787, 60.0)],
+                        noise: stats(0.01),
+                    }),
                 ),
                 ConditionState {
                     rule_id: "fresh".into(),

@@ -21,6 +21,45 @@ pub(super) struct ConditionState<'a> {
     pub(super) rate: Option<RateState>,
     pub(super) last: Option<Last>,
     pub(super) context: Option<ContextState<'a>>,
+    pub(super) drift: Option<DriftState>,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftState {
+    pub(super) hour: Option<DriftHour>,
+    pub(super) day: Option<DriftDay>,
+    pub(super) days: Vec<DayMean>,
+    pub(super) noise: DriftNoise,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftHour {
+    pub(super) hour: i64,
+    pub(super) n: i64,
+    pub(super) mean: f64,
+    pub(super) m2: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftDay {
+    pub(super) day: i64,
+    pub(super) n: i64,
+    pub(super) mean: f64,
+    pub(super) m2: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct DayMean {
+    pub(super) day: i64,
+    pub(super) mean: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftNoise {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
 }
 
 #[derive(Serialize)]

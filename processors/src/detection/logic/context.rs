@@ -286,9 +286,13 @@ impl Detector for Context {
         let calibration = c.calibration();
         let (mut best, mut judged, mut expected) = (f64::NEG_INFINITY, 0u32, self.level.mean);
         let mut any_warm = false;
+        let mut zs = [None; FEATURES.len()];
         for (i, f) in features.iter().enumerate() {
-            let Some((raw, expect)) = f else { continue };
-            let Some(z) = self.calibrators[i].observe(&calibration, s.ts_ms, *raw) else {
+            let Some((raw, _)) = f else { continue };
+            zs[i] = self.calibrators[i].observe(&calibration, s.ts_ms, *raw);
+        }
+        for (i, f) in features.iter().enumerate() {
+            let (Some((_, expect)), Some(z)) = (f, zs[i]) else {
                 continue;
             };
             any_warm = true;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::baseline::Baseline;
 use super::context::Context;
+use super::drift::Drift;
 use super::ewma::Ewma;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
@@ -72,6 +73,7 @@ pub(crate) enum DetectorState {
     Baseline(Baseline),
     Rate(Rate),
     Context(Box<Context>),
+    Drift(Drift),
 }
 
 /// The last verdict of one condition.
@@ -340,6 +342,7 @@ fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option
         (Test::Baseline(c), DetectorState::Baseline(d)) => d.observe(c, sample),
         (Test::Rate(c), DetectorState::Rate(d)) => d.observe(c, sample),
         (Test::Context(c), DetectorState::Context(d)) => d.observe(c, sample),
+        (Test::Drift(c), DetectorState::Drift(d)) => d.observe(c, sample),
         // The rule changed the condition's detector: start it afresh.
         (test, slot) => {
             *slot = match test {
@@ -347,6 +350,7 @@ fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option
                 Test::Baseline(_) => DetectorState::Baseline(Baseline::default()),
                 Test::Rate(_) => DetectorState::Rate(Rate::default()),
                 Test::Context(_) => DetectorState::Context(Box::default()),
+                Test::Drift(_) => DetectorState::Drift(Drift::default()),
                 _ => DetectorState::Threshold,
             };
             judge(state, leaf, sample)

@@ -3,6 +3,7 @@
 //! - [`ewma`], [`baseline`], [`rate`]: the detectors; each turns a [`Sample`] into a [`Verdict`].
 //! - [`context`]: the default detector: level, time-of-day profile, transitions and range (rate opt-in),
 //!   each calibrated per series by [`calibrate`].
+//! - [`drift`]: a slow degradation: daily means moving one way, day after day.
 //! - [`stats`]: the running statistics they share.
 //! - [`rules`]: rules (conditions on metrics, AND/OR, holds) and the default detectors as rules.
 //! - [`lifecycle`]: an alert's raise, updates and resolve, and its stable id.
@@ -11,6 +12,7 @@
 pub mod baseline;
 pub mod calibrate;
 pub mod context;
+pub mod drift;
 pub mod engine;
 pub mod ewma;
 pub mod lifecycle;

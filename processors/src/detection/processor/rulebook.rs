@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::detection::logic::baseline::BaselineConfig;
 use crate::detection::logic::context::ContextConfig;
+use crate::detection::logic::drift::DriftConfig;
 use crate::detection::logic::ewma::EwmaConfig;
 use crate::detection::logic::rate::RateConfig;
 use crate::detection::logic::rules::{Condition, Expr, Hold, Rule, Test};
@@ -152,6 +153,12 @@ fn expr_record(e: &Expr) -> avro::Expr {
                     min_rel_std: c.min_rel_std,
                     min_std: c.min_std,
                 }),
+                Test::Drift(c) => avro::Test::Drift(avro::DriftConfig {
+                    days: c.days.into(),
+                    min_slope: c.min_slope,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
                 Test::Rate(c) => avro::Test::Rate(avro::RateConfig {
                     max_per_sec: c.max_per_sec,
                     band: c.band,
@@ -201,6 +208,12 @@ fn expr_from_record(e: avro::Expr) -> Expr {
                     levels: u32::try_from(c.levels).unwrap_or(u32::MAX),
                     profile: c.profile,
                     rate: c.rate,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                avro::Test::Drift(c) => Test::Drift(DriftConfig {
+                    days: u32::try_from(c.days).unwrap_or(u32::MAX),
+                    min_slope: c.min_slope,
                     min_rel_std: c.min_rel_std,
                     min_std: c.min_std,
                 }),

@@ -16,6 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::detection::logic::baseline::Baseline;
 use crate::detection::logic::calibrate::Calibrator;
 use crate::detection::logic::context::Context;
+use crate::detection::logic::drift::Drift;
 use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState};
 use crate::detection::logic::ewma::Ewma;
 use crate::detection::logic::lifecycle::Phase;
@@ -221,6 +222,22 @@ fn ew_record(s: &EwStats) -> avro::EwStats {
     }
 }
 
+fn moments_record(m: Moments) -> avro::Moments {
+    avro::Moments {
+        n: m.n,
+        mean: m.mean,
+        m2: m.m2,
+    }
+}
+
+fn moments_from_record(m: avro::Moments) -> Moments {
+    Moments {
+        n: m.n,
+        mean: m.mean,
+        m2: m.m2,
+    }
+}
+
 fn ew_from_record(s: avro::EwStats) -> EwStats {
     EwStats {
         mean: s.mean,
@@ -250,6 +267,12 @@ fn detector_record(d: &DetectorState) -> avro::DetectorState {
                 })
                 .collect(),
         },
+        DetectorState::Drift(d) => avro::DetectorState::Drift(avro::DriftState {
+            hour: d.hour.map(|(h, m)| (h, moments_record(m))),
+            day: d.day.map(|(h, m)| (h, moments_record(m))),
+            days: d.days.clone(),
+            noise: ew_record(&d.noise),
+        }),
         DetectorState::Context(c) => avro::DetectorState::Context(Box::new(avro::ContextState {
             level: ew_record(&c.level),
             slots: c.slots.iter().map(ew_record).collect(),
@@ -296,6 +319,12 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
                 })
                 .collect(),
         }),
+        avro::DetectorState::Drift(d) => DetectorState::Drift(Drift {
+            hour: d.hour.map(|(h, m)| (h, moments_from_record(m))),
+            day: d.day.map(|(h, m)| (h, moments_from_record(m))),
+            days: d.days,
+            noise: ew_from_record(d.noise),
+        }),
         avro::DetectorState::Context(c) => DetectorState::Context(Box::new(Context {
             level: ew_from_record(c.level),
             slots: c.slots.into_iter().map(ew_from_record).collect(),
@@ -334,6 +363,7 @@ mod tests {
             r#"[{"id": "hot", "when": {"metric": "temp", "detector": "above", "value": 80}, "hold": {"readings": 50}},
                 {"id": "drift", "when": {"metric": "temp", "detector": "baseline", "min_samples": 5}},
                 {"id": "ctx", "when": {"metric": "temp", "detector": "context", "learn": 5, "rate": true}},
+                {"id": "slow", "when": {"metric": "temp", "detector": "drift"}},
                 {"id": "mix", "when": {"any": [{"metric": "vib", "detector": "ewma", "warmup": 5},
                                                {"metric": "vib", "detector": "rate", "max_per_sec": 1}]}}]"#,
         )
@@ -383,6 +413,7 @@ mod tests {
             "Baseline",
             "Rate",
             "Context",
+            "Drift",
             "Threshold",
             "Pending",
         ] {
