@@ -37,7 +37,9 @@ pub struct Calibrator {
 impl Calibrator {
     /// Learns from `raw` seen at `ts_ms` and returns the current average's z against the distribution
     /// learned before it; `None` while learning. Non-finite raw scores count as the largest finite one.
-    pub fn observe(&mut self, c: &Calibration, ts_ms: i64, raw: f64) -> Option<f64> {
+    /// `by_time` is the weight the time since the previous reading earns over `memory_secs`
+    /// (`1 - 2^(-dt / memory)`), shared by the features of a reading.
+    pub fn observe(&mut self, c: &Calibration, ts_ms: i64, raw: f64, by_time: f64) -> Option<f64> {
         let raw = if raw.is_nan() {
             0.0
         } else {
@@ -55,7 +57,7 @@ impl Calibrator {
         let warm = self.dist.n >= c.learn;
         let spread = self.dist.std(c.min_spread.max(1e-300));
         let z = (self.short - self.dist.mean) / spread;
-        self.dist.update(ts_ms, self.short, c.memory_secs);
+        self.dist.update_by(ts_ms, self.short, by_time);
         if !self.dist.mean.is_finite() || !self.dist.var.is_finite() {
             // Magnitudes near f64's limits: start over rather than carry an infinity.
             self.dist = EwStats {
@@ -132,13 +134,14 @@ mod tests {
             min_spread: 0.05,
         };
         let (mut calm, mut spiky) = (Calibrator::default(), Calibrator::default());
+        let w = 1.0 - (-60.0 * std::f64::consts::LN_2 / c.memory_secs).exp();
         for i in 0..2_000 {
             let ts = i * 60_000;
-            calm.observe(&c, ts, 0.8);
-            spiky.observe(&c, ts, if i % 20 == 0 { 8.0 } else { 0.8 });
+            calm.observe(&c, ts, 0.8, w);
+            spiky.observe(&c, ts, if i % 20 == 0 { 8.0 } else { 0.8 }, w);
         }
-        let a = calm.observe(&c, 2_000 * 60_000, 8.0).unwrap_or(0.0);
-        let b = spiky.observe(&c, 2_000 * 60_000, 8.0).unwrap_or(0.0);
+        let a = calm.observe(&c, 2_000 * 60_000, 8.0, w).unwrap_or(0.0);
+        let b = spiky.observe(&c, 2_000 * 60_000, 8.0, w).unwrap_or(0.0);
         assert!(tail_score(a) > 5.0 && tail_score(b) < 3.0, "{a} {b}");
     }
 }

@@ -35,6 +35,15 @@ const RATE: usize = 4;
 
 /// A slot of the profile judges once it has seen this many readings.
 const SLOT_WARM: u64 = 3;
+/// `log10(n)` for the numbers of features that can be judged at once.
+const LOG10_COUNT: [f64; 6] = [
+    0.0,
+    0.0,
+    0.301_029_995_663_981_2,
+    0.477_121_254_719_662_4,
+    0.602_059_991_327_962_4,
+    0.698_970_004_336_018_8,
+];
 /// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
 /// while a lasting change is still learned, gradually.
 const CLIP: f64 = 5.0;
@@ -122,6 +131,22 @@ pub struct Context {
     /// The feature that decided the last verdict (an index into [`FEATURES`]).
     #[serde(skip)]
     pub(crate) last_feature: usize,
+    /// The decays of the last time step, reused while the readings come at a steady rate (a pure function of
+    /// its key, so leaving it out of the state changes nothing).
+    #[serde(skip)]
+    pub(crate) decays: Decays,
+}
+
+/// `2^(-dt / half_life)` for the slow memory and the level, for one `dt` (ms) and pair of half-lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Decays {
+    key: (i64, u64, u64),
+    memory: f64,
+    level: f64,
+}
+
+fn decay(dt_ms: i64, half_life_secs: f64) -> f64 {
+    (-(dt_ms.max(0) as f64 / 1000.0) * std::f64::consts::LN_2 / half_life_secs.max(1e-9)).exp()
 }
 
 impl Default for Context {
@@ -137,6 +162,7 @@ impl Default for Context {
             velocity: EwStats::default(),
             calibrators: vec![Calibrator::default(); FEATURES.len()],
             last_feature: LEVEL,
+            decays: Decays::default(),
         }
     }
 }
@@ -169,8 +195,9 @@ impl Context {
         finite_or(c.min_std.max(c.min_rel_std * mean.abs()), f64::MAX).max(f64::MIN_POSITIVE)
     }
 
-    /// Raw scores of each feature (`None`: not judged), and the expectation each one had.
-    fn features(&mut self, c: &ContextConfig, s: Sample) -> [Option<(f64, f64)>; 5] {
+    /// Raw scores of each feature (`None`: not judged), and the expectation each one had. `keep` is the
+    /// share of the slow memory that the time since the previous reading leaves (`2^(-dt / memory)`).
+    fn features(&mut self, c: &ContextConfig, s: Sample, keep: f64) -> [Option<(f64, f64)>; 5] {
         let mut out = [None; 5];
         let x = s.value;
         let warm = self.level.n >= 2;
@@ -203,7 +230,15 @@ impl Context {
                     out[PROFILE] = Some((((x - slot.mean) / slot_std).abs(), slot.mean));
                     y = clip(slot.mean, slot_std, x);
                 }
-                slot.update(s.ts_ms, y, c.memory_secs);
+                // Within the hour the slot's step is the series' step, whose decay is known.
+                let by = if slot.n == 0 {
+                    1.0
+                } else if s.ts_ms - slot.last_ts_ms == self.decays.key.0 {
+                    1.0 - keep
+                } else {
+                    1.0 - decay(s.ts_ms - slot.last_ts_ms, c.memory_secs)
+                };
+                slot.update_by(s.ts_ms, y, by);
             }
         }
         // Range and transitions, against the range learned before this reading.
@@ -248,19 +283,22 @@ impl Context {
                 } else {
                     v
                 };
-                self.velocity.update(s.ts_ms, y, c.memory_secs);
+                self.velocity.update_by(s.ts_ms, y, 1.0 - keep);
             }
             if self.prev.is_none_or(|p| s.ts_ms > p.ts_ms) {
                 self.prev = Some(s);
             }
         }
         // Learn the level and the range.
-        self.level.update(s.ts_ms, learnt, c.half_life_secs);
+        let by = if self.level.n == 0 {
+            1.0
+        } else {
+            1.0 - self.decays.level
+        };
+        self.level.update_by(s.ts_ms, learnt, by);
         if self.level.n == 1 {
             (self.low, self.high) = (x, x);
         } else {
-            let dt = (s.ts_ms - self.level.last_ts_ms).max(0) as f64 / 1000.0;
-            let keep = (-dt * std::f64::consts::LN_2 / c.memory_secs.max(1e-9)).exp();
             let m = self.level.mean;
             self.high = finite_or(m + (self.high - m) * keep, m).max(learnt);
             self.low = finite_or(m + (self.low - m) * keep, m).min(learnt);
@@ -282,14 +320,29 @@ impl Detector for Context {
         if self.slots.len() != SLOTS {
             self.slots = vec![EwStats::default(); SLOTS];
         }
-        let features = self.features(c, s);
+        // One decay for everything with the slow memory: the time since the previous reading.
+        let dt = (s.ts_ms - self.level.last_ts_ms).max(0);
+        let key = (dt, c.memory_secs.to_bits(), c.half_life_secs.to_bits());
+        if self.decays.key != key || self.decays == Decays::default() {
+            self.decays = Decays {
+                key,
+                memory: decay(dt, c.memory_secs),
+                level: decay(dt, c.half_life_secs),
+            };
+        }
+        let keep = if self.level.n == 0 {
+            0.0
+        } else {
+            self.decays.memory
+        };
+        let features = self.features(c, s, keep);
         let calibration = c.calibration();
         let (mut best, mut judged, mut expected) = (f64::NEG_INFINITY, 0u32, self.level.mean);
         let mut any_warm = false;
         let mut zs = [None; FEATURES.len()];
         for (i, f) in features.iter().enumerate() {
             let Some((raw, _)) = f else { continue };
-            zs[i] = self.calibrators[i].observe(&calibration, s.ts_ms, *raw);
+            zs[i] = self.calibrators[i].observe(&calibration, s.ts_ms, *raw, 1.0 - keep);
         }
         for (i, f) in features.iter().enumerate() {
             let (Some((_, expect)), Some(z)) = (f, zs[i]) else {
@@ -305,7 +358,12 @@ impl Detector for Context {
             return None;
         }
         // The chance that any of `judged` features is this unusual: at most `judged` times the smallest.
-        let score = (tail_score(best) - f64::from(judged).log10()).clamp(0.0, MAX_SCORE);
+        let score = (tail_score(best)
+            - LOG10_COUNT
+                .get(judged as usize)
+                .copied()
+                .unwrap_or(f64::from(judged).log10()))
+        .clamp(0.0, MAX_SCORE);
         Some(Verdict::new(
             s.value,
             finite_or(expected, 0.0),

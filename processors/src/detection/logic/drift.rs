@@ -121,18 +121,15 @@ impl Drift {
         let level = recent[need - 1].1;
         let floor = c.min_std.max(c.min_rel_std * level.abs());
         let sigma = self.noise.mean.max(0.0).sqrt().max(floor);
-        let moves: Vec<f64> = recent
-            .windows(2)
-            .map(|w| (w[1].1 - w[0].1) / sigma)
-            .collect();
-        let up = moves.iter().all(|m| *m > 0.0);
-        let down = moves.iter().all(|m| *m < 0.0);
+        let (mut up, mut down, mut weakest) = (true, true, f64::INFINITY);
+        for w in recent.windows(2) {
+            let m = (w[1].1 - w[0].1) / sigma;
+            up &= m > 0.0;
+            down &= m < 0.0;
+            weakest = weakest.min(m.abs());
+        }
         // The weakest move of a run in one direction, in noise standard deviations per day.
-        let score = if up || down {
-            moves.iter().map(|m| m.abs()).fold(f64::INFINITY, f64::min)
-        } else {
-            0.0
-        };
+        let score = if up || down { weakest } else { 0.0 };
         let score = if score.is_finite() { score } else { 0.0 };
         let expected = recent[0].1;
         Some(Verdict::new(
