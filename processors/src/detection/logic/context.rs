@@ -39,10 +39,10 @@ const SLOT_WARM: u64 = 3;
 const LOG10_COUNT: [f64; 6] = [
     0.0,
     0.0,
-    0.301_029_995_663_981_2,
-    0.477_121_254_719_662_4,
-    0.602_059_991_327_962_4,
-    0.698_970_004_336_018_8,
+    std::f64::consts::LOG10_2,
+    0.477_121_254_719_662_4, // log10(3)
+    2.0 * std::f64::consts::LOG10_2,
+    1.0 - std::f64::consts::LOG10_2,
 ];
 /// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
 /// while a lasting change is still learned, gradually.
