@@ -163,13 +163,22 @@ fn run_detector_in_place<D: Detector>(detector: &mut D, config: &D::Config, seri
     }
 }
 
-/// 2. The engine with the default rules (EWMA + rate of change) on one metric.
+/// 2. The engine with the default rule (context or drift) on one metric, and with the defaults before them
+///    (EWMA + rate of change, as rules) for comparison on the same machine.
 fn engine_default_rules(c: &mut Criterion) {
     let inputs: Vec<(&str, Sample)> = temp_series().into_iter().map(|s| ("temp", s)).collect();
+    let old: Vec<Rule> = serde_json::from_str(
+        r#"[{"id": "default:ewma:temp", "when": {"metric": "temp", "detector": "ewma"}, "clear_after": 96},
+            {"id": "default:rate_of_change:temp", "when": {"metric": "temp", "detector": "rate"}, "clear_after": 96}]"#,
+    )
+    .unwrap();
     let mut g = c.benchmark_group("engine_default_rules");
     g.throughput(Throughput::Elements(inputs.len() as u64));
     g.bench_function("one_metric", |b| {
         b.iter(|| run_engine(&mut MachineState::default(), &[], black_box(&inputs)))
+    });
+    g.bench_function("one_metric_old_defaults", |b| {
+        b.iter(|| run_engine(&mut MachineState::default(), &old, black_box(&inputs)))
     });
     g.finish();
 }

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use haltless_processors::detection::logic::engine::{AlertEvent, Input, MachineState};
+use haltless_processors::detection::logic::lifecycle::Transition;
 use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::logic::Sample;
 use haltless_processors::detection::processor::{decode_state, encode_state, state_codec};
@@ -127,4 +128,44 @@ fn detectors_match_their_golden_files_with_a_restore_in_the_middle() {
             dir.display()
         );
     }
+}
+
+/// What the drift cases' golden files must say, whatever else changes in them: a drift of +0.5 standard
+/// deviations a day for ten days (days 7 to 17) is one alert, raised during the drift and open until it
+/// stops; a step is one alert; seasonal data with no fault is none.
+#[test]
+fn a_drift_is_one_alert_open_until_it_stops_a_step_one_and_seasons_none() {
+    const T0: i64 = 1_793_000_000_000;
+    const DAY: i64 = 86_400_000;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden");
+    let transitions = |case: &str| -> Vec<(Transition, i64)> {
+        let dir = root.join(case);
+        let rules: Vec<Rule> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("rules.json")).unwrap())
+                .unwrap();
+        run(&rules, &input(&dir), None)
+            .iter()
+            .map(|e| (e.transition, e.event_time_ms - T0))
+            .filter(|(t, _)| *t != Transition::Updated)
+            .collect()
+    };
+    let drift = transitions("drift_slow");
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    assert_eq!(drift[0].0, Transition::Raised);
+    assert!(
+        (7 * DAY..12 * DAY).contains(&drift[0].1),
+        "raised within five days of the drift's start: {drift:?}"
+    );
+    assert_eq!(drift[1].0, Transition::Resolved);
+    assert!(
+        (17 * DAY..20 * DAY).contains(&drift[1].1),
+        "open until the drift stops, resolved within three days after: {drift:?}"
+    );
+    let step = transitions("step_change");
+    assert_eq!(
+        step.iter().filter(|t| t.0 == Transition::Raised).count(),
+        1,
+        "{step:?}"
+    );
+    assert_eq!(transitions("seasonal_quiet"), vec![]);
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use haltless_processors::detection::logic::engine::{AlertEvent, Input, MachineState};
+use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::logic::Sample;
 use haltless_processors::detection::processor::{
     decode_state, encode_state, state_codec, RuleBook, RuleChange,
@@ -138,8 +139,22 @@ fn legacy_changelog_values_restore_and_survive_the_new_format() {
     }
 }
 
+/// The old platform's default detectors of a metric (EWMA and rate of change, before the context detector
+/// replaced them), as explicit rules with the ids and names they had.
+fn old_defaults(metric: &str) -> Vec<Rule> {
+    serde_json::from_value(serde_json::json!([
+        {"id": format!("default:ewma:{metric}"), "name": format!("ewma on {metric}"),
+         "when": {"metric": metric, "detector": "ewma"}, "clear_after": 96},
+        {"id": format!("default:rate_of_change:{metric}"), "name": format!("rate_of_change on {metric}"),
+         "when": {"metric": metric, "detector": "rate"}, "clear_after": 96},
+    ]))
+    .unwrap()
+}
+
 /// The old platform processed the first half of the readings, wrote its changelog, then the second half.
-/// Restoring that changelog with today's code and running the second half gives the old alerts exactly.
+/// Restoring that changelog with today's code and running the second half with the same detectors gives
+/// the old alerts exactly. (The default detectors have changed since: `rpm`, which no rule names, is given
+/// the old defaults as rules, so the restored state of those conditions is what carries on.)
 #[test]
 fn a_detector_restored_from_the_legacy_changelog_continues_like_the_old_one() {
     let ends = boundary();
@@ -171,7 +186,10 @@ fn a_detector_restored_from_the_legacy_changelog_continues_like_the_old_one() {
         let state = machines.entry(batch.key()).or_default();
         let tenant = batch.tenant_id.to_string();
         for r in &batch.readings {
-            let rules = book.rules_for(batch.tenant_id, &batch.machine, r.event_time_ms);
+            let mut rules = book
+                .rules_for(batch.tenant_id, &batch.machine, r.event_time_ms)
+                .to_vec();
+            rules.extend(old_defaults("rpm"));
             let input = Input {
                 metric: &r.metric,
                 sample: Sample {

@@ -240,8 +240,10 @@ mod tests {
             (crate::alerts::SCHEMA, "65216241ae07b30d"),
             (crate::readings::HISTORY[0], "ac3103a61efefa05"),
             (crate::readings::SCHEMA, "07d4c633c3361250"),
-            (crate::rules::SCHEMA, "a23043e7314fa1f2"),
-            (crate::detector_state::SCHEMA, "f03aa747926a8407"),
+            (crate::rules::HISTORY[0], "a23043e7314fa1f2"),
+            (crate::rules::SCHEMA, "0cae93a78c20a96d"),
+            (crate::detector_state::HISTORY[0], "f03aa747926a8407"),
+            (crate::detector_state::SCHEMA, "0243e045dbe40dfc"),
         ];
         for (schema, expected) in cases {
             assert_eq!(hex(&fingerprint(schema).unwrap()), expected);

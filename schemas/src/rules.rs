@@ -17,7 +17,10 @@ pub const RULES_TOPIC: &str = "haltless.rules.v1";
 pub const SCHEMA: &str = include_str!("../avro/haltless.rules.v1.avsc");
 
 /// Every released version, oldest first (see `avro/README.md`).
-pub const HISTORY: &[&str] = &[include_str!("../avro/history/haltless.rules.v1/001.avsc")];
+pub const HISTORY: &[&str] = &[
+    include_str!("../avro/history/haltless.rules.v1/001.avsc"),
+    include_str!("../avro/history/haltless.rules.v1/002.avsc"),
+];
 
 /// One version of one rule: one Kafka message.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +105,48 @@ pub enum Test {
     Baseline(BaselineConfig),
     /// The rate-of-change detector fires.
     Rate(RateConfig),
+    /// The context detector fires.
+    Context(ContextConfig),
+    /// The drift detector fires.
+    Drift(DriftConfig),
+}
+
+/// Settings of the drift detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftConfig {
+    /// Consecutive day-to-day moves in one direction needed.
+    pub days: u64,
+    /// Smallest move per day that counts, in noise standard deviations.
+    pub min_slope: f64,
+    /// Smallest noise standard deviation, relative to the level.
+    pub min_rel_std: f64,
+    /// Smallest noise standard deviation, absolute.
+    pub min_std: f64,
+}
+
+/// Settings of the context detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextConfig {
+    /// `-log10` of how often a reading this unusual is expected.
+    pub limit: f64,
+    /// Half-life of the level, in seconds of event time.
+    pub half_life_secs: f64,
+    /// Half-life of the profile, the range and the calibration, in seconds of event time.
+    pub memory_secs: f64,
+    /// Readings a raw score is averaged over.
+    pub average: u64,
+    /// Readings learnt from before judging.
+    pub learn: u64,
+    /// Quantised levels of the transitions feature (0: off).
+    pub levels: u64,
+    /// The time-of-day profile takes part.
+    pub profile: bool,
+    /// The rate of change takes part.
+    pub rate: bool,
+    /// Smallest standard deviation, relative to the mean.
+    pub min_rel_std: f64,
+    /// Smallest standard deviation, absolute.
+    pub min_std: f64,
 }
 
 /// Settings of the EWMA detector.
@@ -291,6 +336,7 @@ impl Condition {
         };
         let (mut above, mut below, mut ewma, mut baseline, mut rate) =
             (None, None, None, None, None);
+        let (mut context, mut drift) = (None, None);
         match &self.test {
             Test::Above { value, hysteresis } => above = threshold(*value, *hysteresis),
             Test::Below { value, hysteresis } => below = threshold(*value, *hysteresis),
@@ -321,6 +367,28 @@ impl Condition {
                     ("min_std", Value::Double(c.min_std)),
                 ]))
             }
+            Test::Context(c) => {
+                context = Some(record([
+                    ("limit", Value::Double(c.limit)),
+                    ("half_life_secs", Value::Double(c.half_life_secs)),
+                    ("memory_secs", Value::Double(c.memory_secs)),
+                    ("average", unsigned(c.average)),
+                    ("learn", unsigned(c.learn)),
+                    ("levels", unsigned(c.levels)),
+                    ("profile", Value::Boolean(c.profile)),
+                    ("rate", Value::Boolean(c.rate)),
+                    ("min_rel_std", Value::Double(c.min_rel_std)),
+                    ("min_std", Value::Double(c.min_std)),
+                ]))
+            }
+            Test::Drift(c) => {
+                drift = Some(record([
+                    ("days", unsigned(c.days)),
+                    ("min_slope", Value::Double(c.min_slope)),
+                    ("min_rel_std", Value::Double(c.min_rel_std)),
+                    ("min_std", Value::Double(c.min_std)),
+                ]))
+            }
         }
         record([
             ("metric", Value::String(self.metric.clone())),
@@ -329,6 +397,8 @@ impl Condition {
             ("ewma", optional(ewma)),
             ("baseline", optional(baseline)),
             ("rate", optional(rate)),
+            ("context", optional(context)),
+            ("drift", optional(drift)),
         ])
     }
 
@@ -382,6 +452,30 @@ impl Condition {
                 band: c.double("band")?,
                 half_life_secs: c.double("half_life_secs")?,
                 warmup: c.unsigned("warmup")?,
+                min_std: c.double("min_std")?,
+            }));
+        }
+        if let Some(v) = f.optional("context")? {
+            let mut c = Fields::of(v)?;
+            tests.push(Test::Context(ContextConfig {
+                limit: c.double("limit")?,
+                half_life_secs: c.double("half_life_secs")?,
+                memory_secs: c.double("memory_secs")?,
+                average: c.unsigned("average")?,
+                learn: c.unsigned("learn")?,
+                levels: c.unsigned("levels")?,
+                profile: c.boolean("profile")?,
+                rate: c.boolean("rate")?,
+                min_rel_std: c.double("min_rel_std")?,
+                min_std: c.double("min_std")?,
+            }));
+        }
+        if let Some(v) = f.optional("drift")? {
+            let mut c = Fields::of(v)?;
+            tests.push(Test::Drift(DriftConfig {
+                days: c.unsigned("days")?,
+                min_slope: c.double("min_slope")?,
+                min_rel_std: c.double("min_rel_std")?,
                 min_std: c.double("min_std")?,
             }));
         }
@@ -444,6 +538,30 @@ mod tests {
                                 band: 8.0,
                                 half_life_secs: 86_400.0,
                                 warmup: 5,
+                                min_std: 1e-9,
+                            }),
+                        ),
+                        cond(
+                            "vib",
+                            Test::Context(ContextConfig {
+                                limit: 5.0,
+                                half_life_secs: 21_600.0,
+                                memory_secs: 604_800.0,
+                                average: 10,
+                                learn: 288,
+                                levels: 8,
+                                profile: true,
+                                rate: false,
+                                min_rel_std: 0.01,
+                                min_std: 1e-6,
+                            }),
+                        ),
+                        cond(
+                            "vib",
+                            Test::Drift(DriftConfig {
+                                days: 3,
+                                min_slope: 0.25,
+                                min_rel_std: 1e-4,
                                 min_std: 1e-9,
                             }),
                         ),

@@ -19,9 +19,10 @@ pub const DETECTOR_STATE_TOPIC: &str = "haltless.detector-state.v1";
 pub const SCHEMA: &str = include_str!("../../avro/haltless.detector-state.v1.avsc");
 
 /// Every released version, oldest first (see `avro/README.md`).
-pub const HISTORY: &[&str] = &[include_str!(
-    "../../avro/history/haltless.detector-state.v1/001.avsc"
-)];
+pub const HISTORY: &[&str] = &[
+    include_str!("../../avro/history/haltless.detector-state.v1/001.avsc"),
+    include_str!("../../avro/history/haltless.detector-state.v1/002.avsc"),
+];
 
 /// The meaning of the state this code writes (the record's `version` field; see the schema).
 pub const STATE_VERSION: i32 = 1;
@@ -74,6 +75,66 @@ pub enum DetectorState {
         /// Statistics of the velocity.
         velocity: EwStats,
     },
+    /// The context detector.
+    Context(Box<ContextState>),
+    /// The drift detector.
+    Drift(DriftState),
+}
+
+/// What the drift detector remembers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftState {
+    /// The hour being filled: (hour, moments).
+    pub hour: Option<(i64, Moments)>,
+    /// The day being filled: (day, moments).
+    pub day: Option<(i64, Moments)>,
+    /// Means of the last whole days, oldest first.
+    pub days: Vec<(i64, f64)>,
+    /// Average variance within an hour.
+    pub noise: EwStats,
+}
+
+/// Count, mean and sum of squared deviations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    /// Samples.
+    pub n: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Sum of squared deviations from the mean.
+    pub m2: f64,
+}
+
+/// What the context detector remembers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextState {
+    /// Statistics of the value.
+    pub level: EwStats,
+    /// Statistics per hourly slot: weekdays' 24, then weekends'.
+    pub slots: Vec<EwStats>,
+    /// The learned range.
+    pub low: f64,
+    /// The learned range.
+    pub high: f64,
+    /// The previous quantised level.
+    pub prev_level: Option<u32>,
+    /// Transition counts, row by row.
+    pub transitions: Vec<f64>,
+    /// The previous sample (event time ms, value).
+    pub prev: Option<(i64, f64)>,
+    /// Statistics of the velocity.
+    pub velocity: EwStats,
+    /// Per feature: its calibration.
+    pub calibrators: Vec<Calibrator>,
+}
+
+/// One feature's calibration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibrator {
+    /// The short average of the raw score.
+    pub short: f64,
+    /// The learned distribution of the averages.
+    pub dist: EwStats,
 }
 
 /// Exponentially weighted mean and variance.
@@ -254,6 +315,14 @@ impl ConditionState {
                 velocity: EwStats::from_value(r.take("velocity")?)?,
             });
         }
+        if let Some(v) = f.optional("drift")? {
+            detectors.push(DetectorState::Drift(DriftState::from_value(v)?));
+        }
+        if let Some(v) = f.optional("context")? {
+            detectors.push(DetectorState::Context(Box::new(ContextState::from_value(
+                v,
+            )?)));
+        }
         let detector = match <[DetectorState; 1]>::try_from(detectors) {
             Ok([d]) => d,
             Err(none) if none.is_empty() => DetectorState::Stateless,
@@ -290,6 +359,96 @@ impl ConditionState {
             leaf,
             detector,
             last,
+        })
+    }
+}
+
+impl DriftState {
+    fn from_value(value: Value) -> Result<Self, CodecError> {
+        let mut f = Fields::of(value)?;
+        let bucket = |v: Option<Value>, key: &str| -> Result<Option<(i64, Moments)>, CodecError> {
+            let Some(v) = v else { return Ok(None) };
+            let mut b = Fields::of(v)?;
+            Ok(Some((
+                b.long(key)?,
+                Moments {
+                    n: b.unsigned("n")?,
+                    mean: b.double("mean")?,
+                    m2: b.double("m2")?,
+                },
+            )))
+        };
+        let hour = bucket(f.optional("hour")?, "hour")?;
+        let day = bucket(f.optional("day")?, "day")?;
+        Ok(Self {
+            hour,
+            day,
+            days: f
+                .array("days")?
+                .into_iter()
+                .map(|v| {
+                    let mut d = Fields::of(v)?;
+                    Ok((d.long("day")?, d.double("mean")?))
+                })
+                .collect::<Result<_, CodecError>>()?,
+            noise: EwStats::from_value(f.take("noise")?)?,
+        })
+    }
+}
+
+impl ContextState {
+    fn from_value(value: Value) -> Result<Self, CodecError> {
+        let mut f = Fields::of(value)?;
+        let prev_level = match f.optional("prev_level")? {
+            None => None,
+            Some(Value::Long(l)) => {
+                Some(u32::try_from(l).map_err(|_| CodecError::Shape(format!("level {l}")))?)
+            }
+            Some(other) => return Err(shape("prev_level", &other)),
+        };
+        let prev = match f.optional("prev")? {
+            None => None,
+            Some(p) => {
+                let mut p = Fields::of(p)?;
+                Some((p.long("ts_ms")?, p.double("value")?))
+            }
+        };
+        Ok(Self {
+            level: EwStats::from_value(f.take("level")?)?,
+            slots: f
+                .array("slots")?
+                .into_iter()
+                .map(EwStats::from_value)
+                .collect::<Result<_, _>>()?,
+            low: f.double("low")?,
+            high: f.double("high")?,
+            prev_level,
+            transitions: f
+                .array("transitions")?
+                .into_iter()
+                .map(|v| match v {
+                    Value::Double(x) => Ok(x),
+                    other => Err(shape("a transition count", &other)),
+                })
+                .collect::<Result<_, _>>()?,
+            prev,
+            velocity: EwStats::from_value(f.take("velocity")?)?,
+            calibrators: f
+                .array("calibrators")?
+                .into_iter()
+                .map(|v| {
+                    let mut c = Fields::of(v)?;
+                    Ok(Calibrator {
+                        short: c.double("short")?,
+                        dist: EwStats {
+                            mean: c.double("mean")?,
+                            var: c.double("var")?,
+                            n: c.unsigned("n")?,
+                            last_ts_ms: c.long("last_ts_ms")?,
+                        },
+                    })
+                })
+                .collect::<Result<_, CodecError>>()?,
         })
     }
 }
@@ -346,8 +505,20 @@ impl<'a> From<&'a MachineState> for wire::MachineState<'a> {
     }
 }
 
+macro_rules! wire_stats {
+    ($record:ident, $s:expr) => {
+        wire::$record {
+            mean: $s.mean,
+            var: $s.var,
+            n: long($s.n),
+            last_ts_ms: $s.last_ts_ms,
+        }
+    };
+}
+
 fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
     let (mut ewma, mut baseline, mut rate) = (None, None, None);
+    let (mut context, mut drift) = (None, None);
     match &c.detector {
         DetectorState::Stateless => {}
         DetectorState::Ewma { stats } => {
@@ -384,6 +555,32 @@ fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
                 },
             })
         }
+        DetectorState::Context(c) => context = Some(wire_context(c)),
+        DetectorState::Drift(d) => {
+            drift = Some(wire::DriftState {
+                hour: d.hour.map(|(hour, m)| wire::DriftHour {
+                    hour,
+                    n: long(m.n),
+                    mean: m.mean,
+                    m2: m.m2,
+                }),
+                day: d.day.map(|(day, m)| wire::DriftDay {
+                    day,
+                    n: long(m.n),
+                    mean: m.mean,
+                    m2: m.m2,
+                }),
+                days: d
+                    .days
+                    .iter()
+                    .map(|(day, mean)| wire::DayMean {
+                        day: *day,
+                        mean: *mean,
+                    })
+                    .collect(),
+                noise: wire_stats!(DriftNoise, d.noise),
+            })
+        }
     }
     wire::ConditionState {
         rule_id: &c.rule_id,
@@ -403,6 +600,34 @@ fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
                 .reading
                 .map(|(partition, offset)| wire::ReadingRef { partition, offset }),
         }),
+        context,
+        drift,
+    }
+}
+
+fn wire_context(c: &ContextState) -> wire::ContextState<'_> {
+    wire::ContextState {
+        level: wire_stats!(LevelStats, c.level),
+        slots: c.slots.iter().map(|s| wire_stats!(SlotStats, s)).collect(),
+        low: c.low,
+        high: c.high,
+        prev_level: c.prev_level.map(i64::from),
+        transitions: &c.transitions,
+        prev: c
+            .prev
+            .map(|(ts_ms, value)| wire::ContextSample { ts_ms, value }),
+        velocity: wire_stats!(ContextVelocityStats, c.velocity),
+        calibrators: c
+            .calibrators
+            .iter()
+            .map(|k| wire::Calibrator {
+                short: k.short,
+                mean: k.dist.mean,
+                var: k.dist.var,
+                n: long(k.dist.n),
+                last_ts_ms: k.dist.last_ts_ms,
+            })
+            .collect(),
     }
 }
 
@@ -503,6 +728,41 @@ mod tests {
                         velocity: stats(-0.066),
                     },
                 ),
+                condition(
+                    "default:context:temp",
+                    0,
+                    DetectorState::Context(Box::new(ContextState {
+                        level: stats(60.0),
+                        slots: vec![stats(59.5), stats(61.0)],
+                        low: 55.0,
+                        high: 66.5,
+                        prev_level: Some(3),
+                        transitions: vec![0.5, 1.25, 0.0, 7.0],
+                        prev: Some((1_795_943_352_599, 60.5)),
+                        velocity: stats(0.0),
+                        calibrators: vec![Calibrator {
+                            short: 0.8,
+                            dist: stats(0.75),
+                        }],
+                    })),
+                ),
+                condition(
+                    "default:context:temp",
+                    1,
+                    DetectorState::Drift(DriftState {
+                        hour: Some((
+                            498_874,
+                            Moments {
+                                n: 3,
+                                mean: 60.1,
+                                m2: 0.02,
+                            },
+                        )),
+                        day: None,
+                        days: vec![(20_786, 59.5), (20_787, 60.0)],
+                        noise: stats(0.01),
+                    }),
+                ),
                 ConditionState {
                     rule_id: "fresh".into(),
                     leaf: 1,
@@ -552,10 +812,10 @@ mod tests {
     #[test]
     fn a_new_detector_reads_states_written_before_it() {
         let grown = SCHEMA.replacen(
-            r#"{"name": "last", "type": ["null", {"#,
+            r#"{"name": "context", "type": ["null", {"#,
             r#"{"name": "cusum", "type": ["null", {"type": "record", "name": "CusumState", "fields": [
                 {"name": "high", "type": "double"}, {"name": "low", "type": "double"}]}], "default": null},
-               {"name": "last", "type": ["null", {"#,
+               {"name": "context", "type": ["null", {"#,
             1,
         );
         assert_ne!(grown, SCHEMA);

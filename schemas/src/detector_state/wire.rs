@@ -20,6 +20,68 @@ pub(super) struct ConditionState<'a> {
     pub(super) baseline: Option<BaselineState>,
     pub(super) rate: Option<RateState>,
     pub(super) last: Option<Last>,
+    pub(super) context: Option<ContextState<'a>>,
+    pub(super) drift: Option<DriftState>,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftState {
+    pub(super) hour: Option<DriftHour>,
+    pub(super) day: Option<DriftDay>,
+    pub(super) days: Vec<DayMean>,
+    pub(super) noise: DriftNoise,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftHour {
+    pub(super) hour: i64,
+    pub(super) n: i64,
+    pub(super) mean: f64,
+    pub(super) m2: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftDay {
+    pub(super) day: i64,
+    pub(super) n: i64,
+    pub(super) mean: f64,
+    pub(super) m2: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct DayMean {
+    pub(super) day: i64,
+    pub(super) mean: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct DriftNoise {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContextState<'a> {
+    pub(super) level: LevelStats,
+    pub(super) slots: Vec<SlotStats>,
+    pub(super) low: f64,
+    pub(super) high: f64,
+    pub(super) prev_level: Option<i64>,
+    pub(super) transitions: &'a [f64],
+    pub(super) prev: Option<ContextSample>,
+    pub(super) velocity: ContextVelocityStats,
+    pub(super) calibrators: Vec<Calibrator>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Calibrator {
+    pub(super) short: f64,
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
 }
 
 #[derive(Serialize)]
@@ -110,4 +172,34 @@ pub(super) struct Active {
 pub(super) struct MetricTime<'a> {
     pub(super) metric: &'a str,
     pub(super) ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct LevelStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct SlotStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContextVelocityStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct ContextSample {
+    pub(super) ts_ms: i64,
+    pub(super) value: f64,
 }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::baseline::Baseline;
+use super::context::Context;
+use super::drift::Drift;
 use super::ewma::Ewma;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
@@ -70,6 +72,8 @@ pub(crate) enum DetectorState {
     Ewma(Ewma),
     Baseline(Baseline),
     Rate(Rate),
+    Context(Box<Context>),
+    Drift(Drift),
 }
 
 /// The last verdict of one condition.
@@ -113,6 +117,9 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
+        if !input.sample.value.is_finite() {
+            return Vec::new(); // NaN and infinities never reach a detector
+        }
         let ts = input.sample.ts_ms;
         let newest = self
             .newest
@@ -125,7 +132,9 @@ impl MachineState {
             .any(|r| r.when.conditions().iter().any(|c| c.metric == input.metric));
         // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
         let mut cache = std::mem::take(&mut self.defaults);
-        if !named && !cache.contains_key(input.metric) {
+        // The first reading of a metric since the start (or a restore) builds its default rules.
+        let first = !named && !cache.contains_key(input.metric);
+        if first {
             cache.insert(input.metric.to_owned(), default_rules(input.metric));
         }
         let defaults: &[Rule] = match cache.get(input.metric) {
@@ -133,6 +142,9 @@ impl MachineState {
             _ => &[],
         };
         let mut events = Vec::new();
+        if first && !late {
+            events.extend(self.retire_old_defaults(input.metric, defaults, ts));
+        }
         self.last_ratio = 0.0;
         for rule in rules.iter().chain(defaults) {
             let leaves = rule.when.conditions();
@@ -260,6 +272,52 @@ impl MachineState {
         })
     }
 
+    /// Forgets the default rules of `metric` that are no longer its defaults (a state restored from before
+    /// the defaults changed), resolving the alerts they left open, so none stays open for ever.
+    fn retire_old_defaults(&mut self, metric: &str, defaults: &[Rule], ts: i64) -> Vec<AlertEvent> {
+        let suffix = format!(":{metric}");
+        let old: Vec<String> = self
+            .phases
+            .keys()
+            .chain(self.conditions.keys())
+            .filter(|id| id.starts_with("default:") && id.ends_with(&suffix))
+            .filter(|id| !defaults.iter().any(|r| &r.id == *id))
+            .cloned()
+            .collect();
+        let mut events = Vec::new();
+        for id in old {
+            let last = self
+                .conditions
+                .remove(&id)
+                .and_then(|leaves| leaves.into_values().find_map(|c| c.last));
+            let phase = self.phases.remove(&id);
+            let (Some(Phase::Active { id: alert, .. }), Some(last)) = (phase, last) else {
+                continue;
+            };
+            let detector = id
+                .strip_prefix("default:")
+                .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                .unwrap_or_default()
+                .to_owned();
+            events.push(AlertEvent {
+                alert_id: alert,
+                transition: Transition::Resolved,
+                rule_id: id.clone(),
+                rule_name: format!("{detector} on {metric}"),
+                severity: Severity::Warning,
+                detector,
+                metric: metric.to_owned(),
+                observed: last.verdict.observed,
+                expected: last.verdict.expected,
+                score: last.verdict.score,
+                limit: last.verdict.limit,
+                event_time_ms: ts,
+                offsets: last.offset.into_iter().collect(),
+            });
+        }
+        events
+    }
+
     /// How anomalous the last reading looked: the strongest score relative to its limit among the
     /// conditions it fed (above 1.0, some condition fired).
     pub fn last_ratio(&self) -> f64 {
@@ -283,12 +341,16 @@ fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option
         (Test::Ewma(c), DetectorState::Ewma(d)) => d.observe(c, sample),
         (Test::Baseline(c), DetectorState::Baseline(d)) => d.observe(c, sample),
         (Test::Rate(c), DetectorState::Rate(d)) => d.observe(c, sample),
+        (Test::Context(c), DetectorState::Context(d)) => d.observe(c, sample),
+        (Test::Drift(c), DetectorState::Drift(d)) => d.observe(c, sample),
         // The rule changed the condition's detector: start it afresh.
         (test, slot) => {
             *slot = match test {
                 Test::Ewma(_) => DetectorState::Ewma(Ewma::default()),
                 Test::Baseline(_) => DetectorState::Baseline(Baseline::default()),
                 Test::Rate(_) => DetectorState::Rate(Rate::default()),
+                Test::Context(_) => DetectorState::Context(Box::default()),
+                Test::Drift(_) => DetectorState::Drift(Drift::default()),
                 _ => DetectorState::Threshold,
             };
             judge(state, leaf, sample)
@@ -490,5 +552,60 @@ mod tests {
         series.push(late);
         let events = run(&mut state, &[], &series);
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn nan_and_infinities_never_reach_a_detector() {
+        let mut state = MachineState::default();
+        let mut series = plant_day()[..400].to_vec();
+        for (i, v) in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY]
+            .iter()
+            .enumerate()
+        {
+            series[300 + i].1.value = *v;
+        }
+        let events = run(&mut state, &[], &series);
+        assert!(events
+            .iter()
+            .all(|e| e.observed.is_finite() && e.score.is_finite()));
+        let mut clean = MachineState::default();
+        let without: Vec<_> = series
+            .iter()
+            .filter(|s| s.1.value.is_finite())
+            .copied()
+            .collect();
+        // The same alerts as without those readings, apart from the readings' positions.
+        let strip = |e: &AlertEvent| (e.transition, e.event_time_ms);
+        assert_eq!(
+            events.iter().map(strip).collect::<Vec<_>>(),
+            run(&mut clean, &[], &without)
+                .iter()
+                .map(strip)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn an_alert_left_open_by_a_retired_default_detector_resolves() {
+        let ewma: Rule = serde_json::from_str(
+            r#"{"id": "default:ewma:spindle_temp", "name": "ewma on spindle_temp",
+                "when": {"metric": "spindle_temp", "detector": "ewma"}, "clear_after": 96}"#,
+        )
+        .unwrap();
+        let series = plant_day();
+        let mut state = MachineState::default();
+        let before = run(&mut state, std::slice::from_ref(&ewma), &series[..401]);
+        assert_eq!(
+            before.last().map(|e| e.transition),
+            Some(Transition::Raised)
+        );
+        // Restored by today's code, where that rule is no longer a default.
+        let mut restored: MachineState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        let after = run(&mut restored, &[], &series[401..403]);
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(after[0].transition, Transition::Resolved);
+        assert_eq!(after[0].alert_id, before[before.len() - 1].alert_id);
+        assert!(!restored.phases.contains_key("default:ewma:spindle_temp"));
     }
 }

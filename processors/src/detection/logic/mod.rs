@@ -1,12 +1,18 @@
 //! Anomaly detection as pure logic: no I/O, bounded state per (tenant, machine, metric), event time only.
 //!
 //! - [`ewma`], [`baseline`], [`rate`]: the detectors; each turns a [`Sample`] into a [`Verdict`].
+//! - [`context`]: the default detector: level, time-of-day profile, transitions and range (rate opt-in),
+//!   each calibrated per series by [`calibrate`].
+//! - [`drift`]: a slow degradation: daily means moving one way, day after day.
 //! - [`stats`]: the running statistics they share.
 //! - [`rules`]: rules (conditions on metrics, AND/OR, holds) and the default detectors as rules.
 //! - [`lifecycle`]: an alert's raise, updates and resolve, and its stable id.
 //! - [`engine`]: one machine's state: its series, the rules in force, and the alerts they raise.
 
 pub mod baseline;
+pub mod calibrate;
+pub mod context;
+pub mod drift;
 pub mod engine;
 pub mod ewma;
 pub mod lifecycle;

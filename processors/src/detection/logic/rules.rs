@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::baseline::BaselineConfig;
+use super::context::ContextConfig;
+use super::drift::DriftConfig;
 use super::ewma::EwmaConfig;
 use super::rate::RateConfig;
 
@@ -115,6 +117,10 @@ pub enum Test {
     Baseline(BaselineConfig),
     /// The rate-of-change detector fires.
     Rate(RateConfig),
+    /// The context detector (calibrated level, profile, transitions, range) fires.
+    Context(ContextConfig),
+    /// The drift detector fires.
+    Drift(DriftConfig),
 }
 
 impl Test {
@@ -126,6 +132,8 @@ impl Test {
             Test::Ewma(_) => "ewma",
             Test::Baseline(_) => "baseline",
             Test::Rate(_) => "rate_of_change",
+            Test::Context(_) => "context",
+            Test::Drift(_) => "drift",
         }
     }
 }
@@ -169,29 +177,33 @@ impl Expr {
     }
 }
 
-/// Evaluations with the tree off before a default rule's alert resolves: long enough that a signal that keeps
-/// misbehaving stays one alert (tuned on NAB, see the README).
+/// The rest period of a default rule: evaluations with the tree off before its alert resolves. A further
+/// anomaly during the rest extends it, so a signal that keeps misbehaving stays one alert.
 pub const DEFAULT_CLEAR_AFTER: u32 = 96;
 
-/// The rules every metric gets until a rule of the machine names it: EWMA and rate of change.
+/// The rule every metric gets until a rule of the machine names it: the context detector or the drift
+/// detector, as one rule so that one fault is one alert (rate of change is opt-in, `"rate": true`, or a
+/// rule condition of its own).
 pub fn default_rules(metric: &str) -> Vec<Rule> {
-    let rule = |test: Test| Rule {
-        id: format!("default:{}:{metric}", test.name()),
-        name: format!("{} on {metric}", test.name()),
-        severity: Severity::Warning,
-        when: Expr::Cond(Condition {
+    let cond = |test: Test| {
+        Expr::Cond(Condition {
             metric: metric.to_owned(),
             test,
-        }),
+        })
+    };
+    let rule = |test: Test| Rule {
+        id: format!("default:{}:{metric}", test.name()),
+        name: format!("anomaly on {metric}"),
+        severity: Severity::Warning,
+        when: Expr::Any {
+            any: vec![cond(test), cond(Test::Drift(DriftConfig::default()))],
+        },
         hold: Hold::default(),
         clear_ratio: default_clear_ratio(),
         clear_after: DEFAULT_CLEAR_AFTER,
         max_age_secs: default_max_age(),
     };
-    vec![
-        rule(Test::Ewma(EwmaConfig::default())),
-        rule(Test::Rate(RateConfig::default())),
-    ]
+    vec![rule(Test::Context(ContextConfig::default()))]
 }
 
 #[cfg(test)]

@@ -21,13 +21,23 @@ pub struct EwStats {
 impl EwStats {
     /// Adds `x` seen at `ts_ms`, weighting by the time since the previous sample.
     pub fn update(&mut self, ts_ms: i64, x: f64, half_life_secs: f64) {
+        let by_time = if self.n == 0 {
+            1.0
+        } else {
+            let dt = ((ts_ms - self.last_ts_ms).max(0) as f64) / 1000.0;
+            1.0 - (-dt * std::f64::consts::LN_2 / half_life_secs.max(1e-9)).exp()
+        };
+        self.update_by(ts_ms, x, by_time);
+    }
+
+    /// Adds `x` seen at `ts_ms` with the weight `by_time` that the time since the previous sample earned
+    /// (`1 - 2^(-dt / half_life)`), computed once by a caller that updates several statistics at a time.
+    pub fn update_by(&mut self, ts_ms: i64, x: f64, by_time: f64) {
         if self.n == 0 {
             self.mean = x;
             self.var = 0.0;
         } else {
-            let dt = ((ts_ms - self.last_ts_ms).max(0) as f64) / 1000.0;
             // During warm-up every sample counts like an ordinary mean, so the start is not noisy.
-            let by_time = 1.0 - (-dt * std::f64::consts::LN_2 / half_life_secs.max(1e-9)).exp();
             let alpha = by_time.max(1.0 / (self.n as f64 + 1.0)).clamp(1e-6, 1.0);
             let diff = x - self.mean;
             let incr = alpha * diff;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::detection::logic::baseline::BaselineConfig;
+use crate::detection::logic::context::ContextConfig;
+use crate::detection::logic::drift::DriftConfig;
 use crate::detection::logic::ewma::EwmaConfig;
 use crate::detection::logic::rate::RateConfig;
 use crate::detection::logic::rules::{Condition, Expr, Hold, Rule, Test};
@@ -139,6 +141,24 @@ fn expr_record(e: &Expr) -> avro::Expr {
                     min_rel_std: c.min_rel_std,
                     min_std: c.min_std,
                 }),
+                Test::Context(c) => avro::Test::Context(avro::ContextConfig {
+                    limit: c.limit,
+                    half_life_secs: c.half_life_secs,
+                    memory_secs: c.memory_secs,
+                    average: c.average.into(),
+                    learn: c.learn,
+                    levels: c.levels.into(),
+                    profile: c.profile,
+                    rate: c.rate,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                Test::Drift(c) => avro::Test::Drift(avro::DriftConfig {
+                    days: c.days.into(),
+                    min_slope: c.min_slope,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
                 Test::Rate(c) => avro::Test::Rate(avro::RateConfig {
                     max_per_sec: c.max_per_sec,
                     band: c.band,
@@ -175,6 +195,25 @@ fn expr_from_record(e: avro::Expr) -> Expr {
                     window_hours: c.window_hours,
                     min_samples: c.min_samples,
                     z_limit: c.z_limit,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                avro::Test::Context(c) => Test::Context(ContextConfig {
+                    limit: c.limit,
+                    half_life_secs: c.half_life_secs,
+                    memory_secs: c.memory_secs,
+                    // Larger settings than these make no sense; a record holding one is clamped.
+                    average: u32::try_from(c.average).unwrap_or(u32::MAX),
+                    learn: c.learn,
+                    levels: u32::try_from(c.levels).unwrap_or(u32::MAX),
+                    profile: c.profile,
+                    rate: c.rate,
+                    min_rel_std: c.min_rel_std,
+                    min_std: c.min_std,
+                }),
+                avro::Test::Drift(c) => Test::Drift(DriftConfig {
+                    days: u32::try_from(c.days).unwrap_or(u32::MAX),
+                    min_slope: c.min_slope,
                     min_rel_std: c.min_rel_std,
                     min_std: c.min_std,
                 }),

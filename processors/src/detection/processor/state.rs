@@ -14,6 +14,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::detection::logic::baseline::Baseline;
+use crate::detection::logic::calibrate::Calibrator;
+use crate::detection::logic::context::Context;
+use crate::detection::logic::drift::Drift;
 use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState};
 use crate::detection::logic::ewma::Ewma;
 use crate::detection::logic::lifecycle::Phase;
@@ -219,6 +222,22 @@ fn ew_record(s: &EwStats) -> avro::EwStats {
     }
 }
 
+fn moments_record(m: Moments) -> avro::Moments {
+    avro::Moments {
+        n: m.n,
+        mean: m.mean,
+        m2: m.m2,
+    }
+}
+
+fn moments_from_record(m: avro::Moments) -> Moments {
+    Moments {
+        n: m.n,
+        mean: m.mean,
+        m2: m.m2,
+    }
+}
+
 fn ew_from_record(s: avro::EwStats) -> EwStats {
     EwStats {
         mean: s.mean,
@@ -248,6 +267,30 @@ fn detector_record(d: &DetectorState) -> avro::DetectorState {
                 })
                 .collect(),
         },
+        DetectorState::Drift(d) => avro::DetectorState::Drift(avro::DriftState {
+            hour: d.hour.map(|(h, m)| (h, moments_record(m))),
+            day: d.day.map(|(h, m)| (h, moments_record(m))),
+            days: d.days.clone(),
+            noise: ew_record(&d.noise),
+        }),
+        DetectorState::Context(c) => avro::DetectorState::Context(Box::new(avro::ContextState {
+            level: ew_record(&c.level),
+            slots: c.slots.iter().map(ew_record).collect(),
+            low: c.low,
+            high: c.high,
+            prev_level: c.prev_level,
+            transitions: c.transitions.clone(),
+            prev: c.prev.map(|s| (s.ts_ms, s.value)),
+            velocity: ew_record(&c.velocity),
+            calibrators: c
+                .calibrators
+                .iter()
+                .map(|k| avro::Calibrator {
+                    short: k.short,
+                    dist: ew_record(&k.dist),
+                })
+                .collect(),
+        })),
         DetectorState::Rate(r) => avro::DetectorState::Rate {
             prev: r.prev.map(|s| (s.ts_ms, s.value)),
             velocity: ew_record(&r.velocity),
@@ -276,6 +319,31 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
                 })
                 .collect(),
         }),
+        avro::DetectorState::Drift(d) => DetectorState::Drift(Drift {
+            hour: d.hour.map(|(h, m)| (h, moments_from_record(m))),
+            day: d.day.map(|(h, m)| (h, moments_from_record(m))),
+            days: d.days,
+            noise: ew_from_record(d.noise),
+        }),
+        avro::DetectorState::Context(c) => DetectorState::Context(Box::new(Context {
+            level: ew_from_record(c.level),
+            slots: c.slots.into_iter().map(ew_from_record).collect(),
+            low: c.low,
+            high: c.high,
+            prev_level: c.prev_level,
+            transitions: c.transitions,
+            prev: c.prev.map(|(ts_ms, value)| Sample { ts_ms, value }),
+            velocity: ew_from_record(c.velocity),
+            calibrators: c
+                .calibrators
+                .into_iter()
+                .map(|k| Calibrator {
+                    short: k.short,
+                    dist: ew_from_record(k.dist),
+                })
+                .collect(),
+            ..Context::default()
+        })),
         avro::DetectorState::Rate { prev, velocity } => DetectorState::Rate(Rate {
             prev: prev.map(|(ts_ms, value)| Sample { ts_ms, value }),
             velocity: ew_from_record(velocity),
@@ -294,6 +362,8 @@ mod tests {
         serde_json::from_str(
             r#"[{"id": "hot", "when": {"metric": "temp", "detector": "above", "value": 80}, "hold": {"readings": 50}},
                 {"id": "drift", "when": {"metric": "temp", "detector": "baseline", "min_samples": 5}},
+                {"id": "ctx", "when": {"metric": "temp", "detector": "context", "learn": 5, "rate": true}},
+                {"id": "slow", "when": {"metric": "temp", "detector": "drift"}},
                 {"id": "mix", "when": {"any": [{"metric": "vib", "detector": "ewma", "warmup": 5},
                                                {"metric": "vib", "detector": "rate", "max_per_sec": 1}]}}]"#,
         )
@@ -338,7 +408,15 @@ mod tests {
         feed(&mut original, 0, 43);
         // Every kind of state is in it: each detector, a pending rule, a last verdict.
         let json = serde_json::to_value(&original).unwrap().to_string();
-        for kind in ["Ewma", "Baseline", "Rate", "Threshold", "Pending"] {
+        for kind in [
+            "Ewma",
+            "Baseline",
+            "Rate",
+            "Context",
+            "Drift",
+            "Threshold",
+            "Pending",
+        ] {
             assert!(json.contains(kind), "no {kind} in {json}");
         }
         let bytes = encode(&codec, &original).unwrap();

@@ -1,0 +1,543 @@
+//! The context detector, every metric's default: features a maintenance engineer understands, each
+//! calibrated per series ([`super::calibrate`]) so that one limit means the same on every series.
+//!
+//! - **level**: the distance from an EWMA of the value, in its own standard deviations;
+//! - **profile**: the distance from what this hour of the day usually reads (24 hourly slots, weekdays
+//!   apart from weekends, UTC), in that slot's standard deviations;
+//! - **transitions**: the value quantised into levels of its learned range; how rarely the step from the
+//!   previous level to this one has happened (`-ln` of its smoothed frequency);
+//! - **range**: how far the value left its learned range (minimum and maximum, slowly contracting towards
+//!   the level), in widths of that range;
+//! - **rate** (opt-in): the velocity between readings, in its own standard deviations.
+//!
+//! The verdict's score is `-log10` of the smallest calibrated tail probability, multiplied by the number of
+//! features judged (so four features do not raise four times as often as one): 5 is "about one reading in
+//! 100,000". O(1) per reading; the state is a fixed size (about 2.5 kB) whatever the sample rate.
+
+use serde::{Deserialize, Serialize};
+
+use super::calibrate::{tail_score, Calibration, Calibrator, MAX_SCORE};
+use super::stats::EwStats;
+use super::{Detector, Sample, Verdict};
+
+/// Hourly slots of the profile: 24 for weekdays, 24 for weekends.
+pub const SLOTS: usize = 48;
+/// The largest number of quantised levels of the transitions feature.
+pub const MAX_LEVELS: u32 = 16;
+/// The features, in the order of [`Context::calibrators`].
+pub const FEATURES: [&str; 5] = ["level", "profile", "transitions", "range", "rate"];
+
+const LEVEL: usize = 0;
+const PROFILE: usize = 1;
+const TRANSITIONS: usize = 2;
+const RANGE: usize = 3;
+const RATE: usize = 4;
+
+/// A slot of the profile judges once it has seen this many readings.
+const SLOT_WARM: u64 = 3;
+/// `log10(n)` for the numbers of features that can be judged at once.
+const LOG10_COUNT: [f64; 6] = [
+    0.0,
+    0.0,
+    std::f64::consts::LOG10_2,
+    0.477_121_254_719_662_4, // log10(3)
+    2.0 * std::f64::consts::LOG10_2,
+    1.0 - std::f64::consts::LOG10_2,
+];
+/// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
+/// while a lasting change is still learned, gradually.
+const CLIP: f64 = 5.0;
+/// The weight the transition counts keep per visit of their row (a memory of about 500 visits).
+const TRANSITION_KEEP: f64 = 1.0 - 1.0 / 512.0;
+/// Pseudo-count of every transition, so an unseen one is rare rather than impossible.
+const TRANSITION_PRIOR: f64 = 0.1;
+
+/// Settings of the context detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextConfig {
+    /// Fires above this score: `-log10` of how often a reading this unusual is expected (5: one in 100,000).
+    pub limit: f64,
+    /// Half-life of the level's mean and spread, in seconds of event time.
+    pub half_life_secs: f64,
+    /// Half-life of what is learned slowly (the profile, the range, the calibration), in seconds of event
+    /// time: a week, so the weekly routine is remembered.
+    pub memory_secs: f64,
+    /// Readings a raw score is averaged over before calibration (10, as in Numenta's anomaly likelihood).
+    pub average: u32,
+    /// Readings to learn from before judging any.
+    pub learn: u64,
+    /// Quantised levels of the transitions feature (0 turns it off; at most 16).
+    pub levels: u32,
+    /// The time-of-day profile takes part.
+    pub profile: bool,
+    /// The rate of change takes part (off by default: on many series a jump is normal).
+    pub rate: bool,
+    /// Smallest standard deviation assumed, relative to the mean's magnitude (keeps flat signals sane).
+    pub min_rel_std: f64,
+    /// Smallest standard deviation assumed, absolute.
+    pub min_std: f64,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            limit: 5.0,
+            half_life_secs: 6.0 * 3600.0,
+            memory_secs: 7.0 * 86_400.0,
+            average: 10,
+            learn: 288,
+            levels: 8,
+            profile: true,
+            rate: false,
+            min_rel_std: 0.01,
+            min_std: 1e-6,
+        }
+    }
+}
+
+impl ContextConfig {
+    fn calibration(&self) -> Calibration {
+        Calibration {
+            average: self.average,
+            learn: self.learn,
+            memory_secs: self.memory_secs,
+            min_spread: 0.05,
+        }
+    }
+}
+
+/// The context detector's state for one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// Mean and variance of the value.
+    pub(crate) level: EwStats,
+    /// Per hourly slot: mean and variance of the value.
+    pub(crate) slots: Vec<EwStats>,
+    /// The learned range.
+    pub(crate) low: f64,
+    /// The learned range.
+    pub(crate) high: f64,
+    /// The previous quantised level, when there was one.
+    pub(crate) prev_level: Option<u32>,
+    /// Transition counts, `levels × levels`, row = from.
+    pub(crate) transitions: Vec<f64>,
+    /// The previous sample (for the rate).
+    pub(crate) prev: Option<Sample>,
+    /// Mean and variance of the velocity.
+    pub(crate) velocity: EwStats,
+    /// Per feature, in [`FEATURES`] order.
+    pub(crate) calibrators: Vec<Calibrator>,
+    /// The feature that decided the last verdict (an index into [`FEATURES`]).
+    #[serde(skip)]
+    pub(crate) last_feature: usize,
+    /// The decays of the last time step, reused while the readings come at a steady rate (a pure function of
+    /// its key, so leaving it out of the state changes nothing).
+    #[serde(skip)]
+    pub(crate) decays: Decays,
+}
+
+/// `2^(-dt / half_life)` for the slow memory and the level, for one `dt` (ms) and pair of half-lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Decays {
+    key: (i64, u64, u64),
+    memory: f64,
+    level: f64,
+}
+
+fn decay(dt_ms: i64, half_life_secs: f64) -> f64 {
+    (-(dt_ms.max(0) as f64 / 1000.0) * std::f64::consts::LN_2 / half_life_secs.max(1e-9)).exp()
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self {
+            level: EwStats::default(),
+            slots: vec![EwStats::default(); SLOTS],
+            low: 0.0,
+            high: 0.0,
+            prev_level: None,
+            transitions: Vec::new(),
+            prev: None,
+            velocity: EwStats::default(),
+            calibrators: vec![Calibrator::default(); FEATURES.len()],
+            last_feature: LEVEL,
+            decays: Decays::default(),
+        }
+    }
+}
+
+/// The profile's slot of an event time: the hour of the day (UTC), weekends apart.
+pub fn slot_of(ts_ms: i64) -> usize {
+    let day = ts_ms.div_euclid(86_400_000);
+    let hour = ts_ms.rem_euclid(86_400_000) / 3_600_000;
+    // 1970-01-01 was a Thursday: day 0 is weekday 3 counting from Monday.
+    let weekend = (day + 3).rem_euclid(7) >= 5;
+    // `hour` is in 0..24: the cast cannot truncate.
+    hour as usize + if weekend { 24 } else { 0 }
+}
+
+fn finite_or(x: f64, fallback: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        fallback
+    }
+}
+
+impl Context {
+    /// The name of the feature that decided the last verdict.
+    pub fn last_feature(&self) -> &'static str {
+        FEATURES.get(self.last_feature).copied().unwrap_or("level")
+    }
+
+    fn floor(&self, c: &ContextConfig, mean: f64) -> f64 {
+        finite_or(c.min_std.max(c.min_rel_std * mean.abs()), f64::MAX).max(f64::MIN_POSITIVE)
+    }
+
+    /// Raw scores of each feature (`None`: not judged), and the expectation each one had. `keep` is the
+    /// share of the slow memory that the time since the previous reading leaves (`2^(-dt / memory)`).
+    fn features(&mut self, c: &ContextConfig, s: Sample, keep: f64) -> [Option<(f64, f64)>; 5] {
+        let mut out = [None; 5];
+        let x = s.value;
+        let warm = self.level.n >= 2;
+        // Level.
+        let floor = self.floor(c, self.level.mean);
+        let std = self.level.std(floor);
+        let level_z = (x - self.level.mean) / std;
+        if warm {
+            out[LEVEL] = Some((level_z.abs(), self.level.mean));
+        }
+        let clip = |mean: f64, std: f64, x: f64| {
+            if ((x - mean) / std).abs() > CLIP {
+                mean + (x - mean).signum() * CLIP * std
+            } else {
+                x
+            }
+        };
+        let learnt = if warm {
+            clip(self.level.mean, std, x)
+        } else {
+            x
+        };
+        // Profile.
+        if c.profile {
+            let slot_floor = self.floor(c, self.level.mean);
+            if let Some(slot) = self.slots.get_mut(slot_of(s.ts_ms)) {
+                let slot_std = slot.std(slot_floor);
+                let mut y = x;
+                if slot.n >= SLOT_WARM {
+                    out[PROFILE] = Some((((x - slot.mean) / slot_std).abs(), slot.mean));
+                    y = clip(slot.mean, slot_std, x);
+                }
+                // Within the hour the slot's step is the series' step, whose decay is known.
+                let by = if slot.n == 0 {
+                    1.0
+                } else if s.ts_ms - slot.last_ts_ms == self.decays.key.0 {
+                    1.0 - keep
+                } else {
+                    1.0 - decay(s.ts_ms - slot.last_ts_ms, c.memory_secs)
+                };
+                slot.update_by(s.ts_ms, y, by);
+            }
+        }
+        // Range and transitions, against the range learned before this reading.
+        let width = (self.high - self.low).max(4.0 * std);
+        if warm {
+            let excess = (x - self.high).max(self.low - x).max(0.0) / width;
+            let nearest = if x > self.high { self.high } else { self.low };
+            out[RANGE] = Some((excess, nearest));
+        }
+        let levels = c.levels.min(MAX_LEVELS) as usize;
+        if levels > 1 && warm {
+            let q = ((x - self.low) / width * levels as f64).floor();
+            let q = if q.is_nan() {
+                0
+            } else {
+                q.clamp(0.0, levels as f64 - 1.0) as usize
+            };
+            if self.transitions.len() != levels * levels {
+                self.transitions = vec![0.0; levels * levels];
+                self.prev_level = None;
+            }
+            if let Some(p) = self.prev_level.map(|p| p as usize).filter(|p| *p < levels) {
+                let row = &mut self.transitions[p * levels..(p + 1) * levels];
+                let total: f64 = row.iter().sum();
+                let freq = (row[q] + TRANSITION_PRIOR) / (total + TRANSITION_PRIOR * levels as f64);
+                out[TRANSITIONS] = Some((-freq.ln(), self.level.mean));
+                row.iter_mut().for_each(|n| *n *= TRANSITION_KEEP);
+                row[q] += 1.0;
+            }
+            // `q < levels <= MAX_LEVELS`: it fits.
+            self.prev_level = Some(q as u32);
+        }
+        // Rate.
+        if c.rate {
+            if let Some(p) = self.prev.filter(|p| s.ts_ms > p.ts_ms) {
+                let v = (x - p.value) / ((s.ts_ms - p.ts_ms) as f64 / 1000.0);
+                let vstd = self.velocity.std(f64::MIN_POSITIVE.max(1e-12));
+                let z = (v - self.velocity.mean) / vstd;
+                let y = if self.velocity.n >= 2 {
+                    out[RATE] = Some((z.abs(), self.velocity.mean));
+                    clip(self.velocity.mean, vstd, v)
+                } else {
+                    v
+                };
+                self.velocity.update_by(s.ts_ms, y, 1.0 - keep);
+            }
+            if self.prev.is_none_or(|p| s.ts_ms > p.ts_ms) {
+                self.prev = Some(s);
+            }
+        }
+        // Learn the level and the range.
+        let by = if self.level.n == 0 {
+            1.0
+        } else {
+            1.0 - self.decays.level
+        };
+        self.level.update_by(s.ts_ms, learnt, by);
+        if self.level.n == 1 {
+            (self.low, self.high) = (x, x);
+        } else {
+            let m = self.level.mean;
+            self.high = finite_or(m + (self.high - m) * keep, m).max(learnt);
+            self.low = finite_or(m + (self.low - m) * keep, m).min(learnt);
+        }
+        out
+    }
+}
+
+impl Detector for Context {
+    type Config = ContextConfig;
+
+    fn observe(&mut self, c: &ContextConfig, s: Sample) -> Option<Verdict> {
+        if !s.value.is_finite() {
+            return None;
+        }
+        if self.calibrators.len() != FEATURES.len() {
+            self.calibrators = vec![Calibrator::default(); FEATURES.len()];
+        }
+        if self.slots.len() != SLOTS {
+            self.slots = vec![EwStats::default(); SLOTS];
+        }
+        // One decay for everything with the slow memory: the time since the previous reading.
+        let dt = (s.ts_ms - self.level.last_ts_ms).max(0);
+        let key = (dt, c.memory_secs.to_bits(), c.half_life_secs.to_bits());
+        if self.decays.key != key || self.decays == Decays::default() {
+            self.decays = Decays {
+                key,
+                memory: decay(dt, c.memory_secs),
+                level: decay(dt, c.half_life_secs),
+            };
+        }
+        let keep = if self.level.n == 0 {
+            0.0
+        } else {
+            self.decays.memory
+        };
+        let features = self.features(c, s, keep);
+        let calibration = c.calibration();
+        let (mut best, mut judged, mut expected) = (f64::NEG_INFINITY, 0u32, self.level.mean);
+        let mut any_warm = false;
+        let mut zs = [None; FEATURES.len()];
+        for (i, f) in features.iter().enumerate() {
+            let Some((raw, _)) = f else { continue };
+            zs[i] = self.calibrators[i].observe(&calibration, s.ts_ms, *raw, 1.0 - keep);
+        }
+        for (i, f) in features.iter().enumerate() {
+            let (Some((_, expect)), Some(z)) = (f, zs[i]) else {
+                continue;
+            };
+            any_warm = true;
+            judged += 1;
+            if z > best {
+                (best, expected, self.last_feature) = (z, *expect, i);
+            }
+        }
+        if !any_warm {
+            return None;
+        }
+        // The chance that any of `judged` features is this unusual: at most `judged` times the smallest.
+        let score = (tail_score(best)
+            - LOG10_COUNT
+                .get(judged as usize)
+                .copied()
+                .unwrap_or(f64::from(judged).log10()))
+        .clamp(0.0, MAX_SCORE);
+        Some(Verdict::new(
+            s.value,
+            finite_or(expected, 0.0),
+            score,
+            c.limit,
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::detection::logic::testing::{noisy, run};
+
+    #[test]
+    fn slots_tell_the_hour_and_the_weekend() {
+        // 2026-11-30 was a Monday; 2026-11-29 a Sunday.
+        let monday_14h = 1_796_004_000_000 + 14 * 3_600_000 - 1_796_004_000_000 % 86_400_000;
+        assert_eq!(slot_of(monday_14h), 14);
+        assert_eq!(slot_of(monday_14h - 86_400_000), 24 + 14);
+    }
+
+    #[test]
+    fn fires_on_a_spike_and_a_step_but_not_on_noise() {
+        let c = ContextConfig::default();
+        let mut series = noisy(4_000, 50.0, 1.0, 300_000);
+        series[2_000].value += 15.0;
+        for s in series.iter_mut().skip(3_000) {
+            s.value += 8.0;
+        }
+        let fired = run(&mut Context::default(), &c, &series);
+        assert!(fired.contains(&2_000), "{fired:?}");
+        assert!(
+            fired.iter().any(|i| (3_000..3_010).contains(i)),
+            "{fired:?}"
+        );
+        assert!(
+            fired
+                .iter()
+                .all(|i| (2_000..2_010).contains(i) || *i >= 3_000),
+            "{fired:?}"
+        );
+    }
+
+    #[test]
+    fn a_broken_daily_pattern_fires() {
+        let c = ContextConfig::default();
+        let mut series = noisy(14 * 288, 0.0, 0.5, 300_000);
+        for (i, s) in series.iter_mut().enumerate() {
+            let hour = (i % 288) / 12;
+            s.value += if (8..18).contains(&hour) { 80.0 } else { 20.0 };
+        }
+        // Day 12's working hours stay at the night's level.
+        for s in series.iter_mut().skip(12 * 288 + 8 * 12).take(10 * 12) {
+            s.value -= 60.0;
+        }
+        let fired = run(&mut Context::default(), &c, &series);
+        assert!(
+            fired
+                .iter()
+                .any(|i| (12 * 288 + 8 * 12..12 * 288 + 18 * 12).contains(i)),
+            "{fired:?}"
+        );
+        assert!(fired.iter().all(|i| *i >= 12 * 288), "{fired:?}");
+    }
+
+    /// Every verdict over `series` is finite and within range.
+    fn assert_sane(series: &[Sample], c: &ContextConfig) {
+        let mut d = Context::default();
+        for s in series {
+            if let Some(v) = d.observe(c, *s) {
+                assert!(
+                    v.score.is_finite() && (0.0..=MAX_SCORE).contains(&v.score),
+                    "{s:?}: {v:?}"
+                );
+                assert!(
+                    v.expected.is_finite() && v.observed.is_finite(),
+                    "{s:?}: {v:?}"
+                );
+            }
+        }
+    }
+
+    /// A deterministic stream of uniform numbers in [0, 1).
+    fn uniform(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn bad_input_scores_without_panics_infinities_or_nan() {
+        let every = |n: i64, step: i64, f: &dyn Fn(i64) -> f64| -> Vec<Sample> {
+            (0..n)
+                .map(|i| Sample {
+                    ts_ms: i * step,
+                    value: f(i),
+                })
+                .collect()
+        };
+        let c = ContextConfig {
+            rate: true,
+            learn: 20,
+            ..ContextConfig::default()
+        };
+        let mut seed = 7;
+        let noise: Vec<f64> = (0..2_000).map(|_| uniform(&mut seed) - 0.5).collect();
+        let cases: Vec<(&str, Vec<Sample>)> = vec![
+            ("constant", every(2_000, 60_000, &|_| 42.0)),
+            ("single value", every(1, 60_000, &|_| 42.0)),
+            ("zero", every(2_000, 60_000, &|_| 0.0)),
+            ("huge", every(2_000, 60_000, &|i| 1e300 * noise[i as usize])),
+            (
+                "huge both signs",
+                every(2_000, 60_000, &|i| {
+                    if i % 2 == 0 {
+                        f64::MAX
+                    } else {
+                        -f64::MAX
+                    }
+                }),
+            ),
+            (
+                "sub-normal spread",
+                every(2_000, 60_000, &|i| 1e-310 * noise[i as usize]),
+            ),
+            (
+                "tiny around one",
+                every(2_000, 60_000, &|i| 1.0 + 1e-300 * noise[i as usize]),
+            ),
+            (
+                "gaps of months",
+                every(200, 90 * 86_400_000, &|i| noise[i as usize]),
+            ),
+            ("same instant", every(2_000, 0, &|i| noise[i as usize])),
+            ("backwards", every(2_000, -60_000, &|i| noise[i as usize])),
+            (
+                "constant then huge",
+                every(2_000, 60_000, &|i| if i < 1_000 { 1.0 } else { 1e300 }),
+            ),
+        ];
+        for (name, series) in &cases {
+            println!("{name}");
+            assert_sane(series, &c);
+            assert_sane(series, &ContextConfig::default());
+        }
+        // Random series: random magnitudes, spreads, steps and clocks.
+        for _ in 0..200 {
+            let scale = 10f64.powf(uniform(&mut seed) * 600.0 - 300.0);
+            let level = 10f64.powf(uniform(&mut seed) * 600.0 - 300.0);
+            let step = (uniform(&mut seed) * 4e9) as i64 - 1_000_000_000;
+            let n = (uniform(&mut seed) * 500.0) as i64;
+            let series: Vec<Sample> = (0..n)
+                .map(|i| Sample {
+                    ts_ms: i * step,
+                    value: level + scale * (uniform(&mut seed) - 0.5),
+                })
+                .collect();
+            assert_sane(&series, &c);
+        }
+    }
+
+    #[test]
+    fn a_stuck_sensor_that_comes_back_fires() {
+        let c = ContextConfig::default();
+        let series: Vec<Sample> = (0..2_000)
+            .map(|i| Sample {
+                ts_ms: i * 60_000,
+                value: if i < 1_500 { 3.0 } else { 30.0 },
+            })
+            .collect();
+        let fired = run(&mut Context::default(), &c, &series);
+        assert_eq!(fired.first(), Some(&1_500), "{fired:?}");
+    }
+}
