@@ -27,11 +27,13 @@ const MACHINES: usize = 4;
 const PER_MACHINE: usize = 1_200;
 const PER_MESSAGE: usize = 6;
 
-/// Event time of the first reading: two days ago, on the minute.
+/// Event time of the first reading: midnight (UTC) two days ago, so that the readings fall on the same hours
+/// of the day whenever the test runs (the default detector learns a time-of-day profile).
 fn start_ms() -> i64 {
     static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START
-        .get_or_init(|| (chrono::Utc::now().timestamp_millis() - 2 * 86_400_000) / 60_000 * 60_000)
+    *START.get_or_init(|| {
+        (chrono::Utc::now().timestamp_millis() - 2 * 86_400_000) / 86_400_000 * 86_400_000
+    })
 }
 
 /// Reading `i` of `machine`: a temperature every minute with a spike and a lasting step, different per
