@@ -188,21 +188,14 @@ async fn an_anonymous_login_refused_by_the_endpoint_says_so() {
                "points": [{"machine": "press-01", "metric": "temp", "node_id": "ns=2;s=Press.Temp"}]}),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, s) = app.get(&format!("/api/v1/sources/{id}/status")).await;
-        if s["state"] == "error" {
-            let message = s["last_error"].as_str().unwrap();
-            assert!(
-                message.contains("does not accept anonymous logins")
-                    && message.contains("UserName"),
-                "{s}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "never refused: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let s = app
+        .wait_source_status(&id, 30, |s| s["state"] == "error")
+        .await;
+    let message = s["last_error"].as_str().unwrap();
+    assert!(
+        message.contains("does not accept anonymous logins") && message.contains("UserName"),
+        "{s}"
+    );
     server.stop().await;
     app.stop().await;
 }

@@ -277,21 +277,15 @@ async fn opcua_with_basic256sha256_sign_and_encrypt() {
     let rows = app.wait_for_readings("press-01", 5 * 5).await;
     assert!(check_consistent(&rows, started).len() >= 2);
     // Asking for no security from a server that only offers encryption says what it offers.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, status) = app.get(&format!("/api/v1/sources/{plain}/status")).await;
-        if status["state"] == "error" {
-            let message = status["last_error"].as_str().unwrap();
-            assert!(
-                message.contains("no endpoint with security policy None")
-                    && message.contains("Basic256Sha256 SignAndEncrypt"),
-                "{message}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "never refused: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = app
+        .wait_source_status(&plain, 30, |s| s["state"] == "error")
+        .await;
+    let message = status["last_error"].as_str().unwrap();
+    assert!(
+        message.contains("no endpoint with security policy None")
+            && message.contains("Basic256Sha256 SignAndEncrypt"),
+        "{message}"
+    );
     server.stop().await;
     app.stop().await;
 }
