@@ -23,6 +23,17 @@ impl SourceSpec {
     }
 }
 
+/// The field paths of every problem in a definition that the registry refuses (for protocols' tests).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn refused_fields(doc: Value) -> Vec<String> {
+    SourceSpec::from_json(doc)
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -31,18 +31,12 @@ impl Protocol for ModbusTcp {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use super::ModbusTcp;
     use crate::source::{Protocol, SourceSpec};
 
-    fn fields(doc: Value) -> Vec<String> {
-        SourceSpec::from_json(doc)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
-    }
+    use crate::protocols::refused_fields as fields;
 
     #[test]
     fn reads_a_modbus_source_with_defaults() {

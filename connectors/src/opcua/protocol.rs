@@ -57,13 +57,7 @@ mod tests {
 
     use crate::source::SourceSpec;
 
-    fn fields(doc: Value) -> Vec<String> {
-        SourceSpec::from_json(doc)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
-    }
+    use crate::protocols::refused_fields as fields;
 
     #[test]
     fn checks_opcua_endpoints_and_settings() {
