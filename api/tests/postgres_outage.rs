@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::private::PrivateService;
 use common::TestApp;
+use haltless_api::config::DatabaseConfig;
 use reqwest::Method;
 use serde_json::json;
 
@@ -18,7 +19,11 @@ use serde_json::json;
 async fn ingest_goes_on_and_the_rest_answers_503_while_postgres_is_down() {
     let pg = PrivateService::postgres();
     pg.run("start");
-    let app = TestApp::spawn_on(Some(pg.url()), &["m-1", "m-2", "old"], |_| {}).await;
+    let app = TestApp::spawn_on(Some(pg.url()), &["m-1", "m-2", "old"], |settings| {
+        // The shipped deadline (other tests wait longer, for a loaded CI machine).
+        settings.database.acquire_timeout_ms = DatabaseConfig::default().acquire_timeout_ms;
+    })
+    .await;
     let reading = |machine: &str, i: i64| json!({"readings": [{"machine": machine, "metric": "t", "ts": 1_795_687_200_000i64 + i, "value": i}]});
 
     assert_eq!(app.ingest(&reading("m-1", 0)).await.status(), 202);

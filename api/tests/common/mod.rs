@@ -59,6 +59,9 @@ impl Isolation {
         let base = &admin_url[..admin_url.rfind('/').unwrap()];
         settings.database.url = SecretString::from(format!("{base}/{db_name}"));
         settings.database.max_connections = 5;
+        // Opening a connection on a loaded two-core machine (an unoptimised build, seven apps at once)
+        // can outlast the shipped half-second; the outage tests put it back.
+        settings.database.acquire_timeout_ms = 5_000;
         settings.kafka.readings_topic = format!("test.readings.{suffix}");
         settings.kafka.partitions = 3;
         settings.kafka.alerts_topic = format!("test.alerts.{suffix}");
