@@ -13,7 +13,9 @@ use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
 use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
-use haltless_processors::detection::supervisor::follow_generations;
+use haltless_processors::alerting;
+use haltless_processors::alerting::secrets::ChannelSecrets;
+use haltless_processors::detection::supervisor::{follow_generations, GenerationParts};
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
 use haltless_processors::runtime::codecs::readings_codec;
@@ -54,6 +56,8 @@ pub struct Roles {
     pub detector: bool,
     /// The pollers of OPC-UA and Modbus TCP sources.
     pub connectors: bool,
+    /// The alert engine.
+    pub alerting: bool,
 }
 
 impl Roles {
@@ -65,6 +69,7 @@ impl Roles {
             projection: true,
             detector: true,
             connectors: true,
+            alerting: true,
         }
     }
 }
@@ -192,6 +197,7 @@ impl Application {
             key_cache,
             roles: RoleBoard::default(),
             tokens,
+            channel_secrets: ChannelSecrets::new(settings.keyring().map_err(anyhow::Error::msg)?),
             settings,
             prometheus: telemetry::prometheus(),
         });
@@ -253,29 +259,52 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        if self.roles.projection || self.roles.detector {
+        if self.roles.projection || self.roles.detector || self.roles.alerting {
             let name = match (self.roles.detector, self.roles.projection) {
                 (true, true) => "detection",
                 (true, false) => "detectors",
-                _ => "projection alerts",
+                (false, true) => "projection alerts",
+                (false, false) => "alerting intake",
             };
             let (processors, pool, token) = (
                 settings.processors(),
                 state.pool().clone(),
                 shutdown.clone(),
             );
-            let (detectors, projections) = (self.roles.detector, self.roles.projection);
+            let parts = GenerationParts {
+                detectors: self.roles.detector,
+                projections: self.roles.projection,
+                alerting: self.roles.alerting,
+            };
             tasks.spawn(supervise(
                 name.into(),
                 board.clone(),
                 Backoff::default(),
                 shutdown.clone(),
+                move || follow_generations(processors.clone(), pool.clone(), parts, token.clone()),
+            ));
+        }
+        if self.roles.alerting {
+            let (processors, pool, token) = (
+                settings.processors(),
+                state.pool().clone(),
+                shutdown.clone(),
+            );
+            let out = state
+                .outbound()
+                .map_err(|_| anyhow::anyhow!("outbound.allow is malformed"))?;
+            let secrets = state.channel_secrets().clone();
+            tasks.spawn(supervise(
+                "alerting".into(),
+                board.clone(),
+                Backoff::default(),
+                shutdown.clone(),
                 move || {
-                    follow_generations(
+                    alerting::run::run(
                         processors.clone(),
                         pool.clone(),
-                        detectors,
-                        projections,
+                        out.clone(),
+                        secrets.clone(),
                         token.clone(),
                     )
                 },
@@ -360,6 +389,9 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::users::router())
             .merge(routes::api_keys::router())
             .merge(routes::maintenance::router())
+            .merge(routes::channels::router())
+            .merge(routes::policies::router())
+            .merge(routes::silences::router())
             .merge(routes::work_orders::router())
             .merge(routes::fleet::router())
             .merge(routes::settings::router())

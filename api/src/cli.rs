@@ -39,8 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, API, projections, retention, detectors and source
-    /// pollers.
+    /// Run every role in one process: ingest gateway, API, projections, retention, detectors, the alert
+    /// engine and source pollers.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
@@ -52,6 +52,9 @@ enum Command {
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
+    /// Run the alert engine: escalation policies, grouping, silences and maintenance, and delivery to
+    /// webhooks, Slack, Teams and email, each notification once (HTTP serves only health and metrics).
+    Alerting,
     /// Poll every enabled OPC-UA and Modbus TCP source into Kafka; instances share the sources
     /// (HTTP serves only health and metrics).
     Connectors,
@@ -282,6 +285,7 @@ impl Cli {
             Command::Project => only(|r| r.projection = true),
             Command::Process => only(|r| r.detector = true),
             Command::Connectors => only(|r| r.connectors = true),
+            Command::Alerting => only(|r| r.alerting = true),
             other => return run_tool(other, settings).await,
         };
         let app = Application::build(settings, roles).await?;
@@ -343,6 +347,7 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         | Command::Project
         | Command::Process
         | Command::Connectors
+        | Command::Alerting
         | Command::Agent => anyhow::bail!("{command:?} is a role, not a tool"),
     }
     Ok(())

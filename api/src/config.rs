@@ -7,10 +7,13 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::direct::ConnectorsConfig;
 use haltless_connectors::gateway::GatewayConfig;
+use haltless_processors::alerting::AlertingConfig;
 use haltless_processors::config::{KafkaConfig, ProcessorsConfig};
 use haltless_processors::detection::processor::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
-use secrecy::SecretString;
+use haltless_schemas::outbound::OutboundPolicy;
+use haltless_schemas::secrets::Keyring;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Every setting of the platform.
@@ -39,6 +42,12 @@ pub struct Settings {
     pub limits: LimitsConfig,
     /// Pollers of OPC-UA and Modbus TCP sources (`haltless connectors`).
     pub connectors: ConnectorsConfig,
+    /// The alert engine: its clock, delivery deadlines, retries and limits.
+    pub alerting: AlertingConfig,
+    /// Where the platform may connect on a tenant's behalf (device sources, notification channels).
+    pub outbound: OutboundConfig,
+    /// The keys that seal secrets at rest.
+    pub secrets: SecretsConfig,
 }
 
 impl Settings {
@@ -60,14 +69,80 @@ impl Settings {
             .map_err(Box::new)
     }
 
-    /// The sections the processors' roles read (Kafka, detectors, projections).
+    /// The outbound policy: public addresses, `outbound.allow`, and the ports of this platform's own
+    /// PostgreSQL, Redis, Kafka and HTTP listener refused on every non-public address unless an entry
+    /// names the exact port. A malformed entry is an error naming it.
+    pub fn outbound_policy(&self) -> Result<OutboundPolicy, String> {
+        let mut ports = Vec::new();
+        ports.extend(url_port(self.database.url.expose_secret()));
+        ports.extend(url_port(&self.redis.url));
+        ports.extend(
+            self.kafka
+                .brokers
+                .split(',')
+                .filter_map(|b| url_port(b.trim())),
+        );
+        ports.extend(url_port(&self.http.bind));
+        OutboundPolicy::new(&self.outbound.allow, &ports)
+            .map_err(|errors| format!("outbound.allow: {}", errors.join("; ")))
+    }
+
+    /// The keyring of `secrets.keys` and `secrets.key_file`, or none when neither is set.
+    pub fn keyring(&self) -> Result<Option<Keyring>, String> {
+        let mut entries = self.secrets.keys.clone();
+        if let Some(file) = &self.secrets.key_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("secrets.key_file {}: {e}", file.display()))?;
+            entries.extend(text.lines().map(str::to_owned));
+        }
+        if entries
+            .iter()
+            .all(|e| e.trim().is_empty() || e.trim().starts_with('#'))
+        {
+            return Ok(None);
+        }
+        Keyring::parse(&entries)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The sections the processors' roles read (Kafka, detectors, projections, the alert engine).
     pub fn processors(&self) -> ProcessorsConfig {
         ProcessorsConfig {
             kafka: self.kafka.clone(),
             detector: self.detector.clone(),
             projection: self.projection.clone(),
+            alerting: self.alerting.clone(),
         }
     }
+}
+
+/// The port of a URL or `host:port` (`scheme://user:password@host:port/path`), when it names one.
+fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (_, port) = host_port.rsplit_once(':')?;
+    port.parse().ok()
+}
+
+/// Which addresses the platform may connect to for a tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Addresses and CIDR blocks, each with an optional port, that tenants' sources and channels may
+    /// reach besides public addresses.
+    pub allow: Vec<String>,
+}
+
+/// The keys that seal secrets at rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Keys written `id:hex` (64 hex digits), the first the current one.
+    pub keys: Vec<String>,
+    /// A file of such keys, one per line.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// HTTP listener settings.

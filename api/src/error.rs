@@ -146,6 +146,20 @@ impl From<sqlx::Error> for ApiError {
                         "a tenant with this name already exists",
                     )
                 }
+                Some("notification_channels_tenant_name_key") => {
+                    return Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "a channel with this name already exists",
+                    )
+                }
+                Some("escalation_policies_tenant_name_key") => {
+                    return Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "an escalation policy with this name already exists",
+                    )
+                }
                 Some("users_email_key") => {
                     return Self::new(
                         StatusCode::CONFLICT,

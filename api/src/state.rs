@@ -4,14 +4,19 @@ use std::sync::Arc;
 
 use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
+use haltless_processors::alerting::channels::Outbound;
+use haltless_processors::alerting::secrets::ChannelSecrets;
 use haltless_processors::runtime::tasks::RoleBoard;
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Map, Value};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::auth::store::AuthStore;
 use crate::auth::tokens::TokenSigner;
 use crate::auth::KeyCache;
 use crate::config::Settings;
+use crate::error::ApiError;
 use crate::events::EventPublisher;
 
 /// State shared by every request handler.
@@ -42,6 +47,8 @@ pub struct Inner {
     pub settings: Settings,
     /// Renders the Prometheus metrics.
     pub prometheus: PrometheusHandle,
+    /// Seals and opens notification channels' secret fields.
+    pub channel_secrets: ChannelSecrets,
 }
 
 impl AppState {
@@ -93,5 +100,31 @@ impl AppState {
     /// Renders the Prometheus metrics.
     pub fn prometheus(&self) -> &PrometheusHandle {
         &self.0.prometheus
+    }
+
+    /// Seals and opens notification channels' secret fields.
+    pub fn channel_secrets(&self) -> &ChannelSecrets {
+        &self.0.channel_secrets
+    }
+
+    /// `fields` sealed for `channel`; 503 when the platform has no secrets key.
+    pub fn seal_channel_secret(
+        &self,
+        channel: Uuid,
+        fields: &Map<String, Value>,
+    ) -> Result<String, ApiError> {
+        self.0
+            .channel_secrets
+            .seal(channel, fields)
+            .map_err(|e| ApiError::unavailable("secret storage", e))
+    }
+
+    /// Where the alert engine's deliveries may connect, and their deadline.
+    pub fn outbound(&self) -> Result<Outbound, ApiError> {
+        let settings = &self.0.settings;
+        Ok(Outbound {
+            policy: settings.outbound_policy().map_err(ApiError::internal)?,
+            timeout: std::time::Duration::from_millis(settings.alerting.send_timeout_ms),
+        })
     }
 }

@@ -1,8 +1,9 @@
 //! The settings processors read, as the platform's settings file lays them out (sections `kafka`,
-//! `detector`, `projection`); the binary layers and loads them.
+//! `detector`, `projection`, `alerting`); the binary layers and loads them.
 
 use serde::Deserialize;
 
+use crate::alerting::AlertingConfig;
 use crate::detection::processor::DetectorConfig;
 use crate::projection::ProjectionConfig;
 
@@ -15,6 +16,8 @@ pub struct ProcessorsConfig {
     pub detector: DetectorConfig,
     /// The projections.
     pub projection: ProjectionConfig,
+    /// The alert engine.
+    pub alerting: AlertingConfig,
 }
 
 /// Kafka settings.

@@ -6,9 +6,12 @@
 //! - [`detection`]: the detectors, rules and alert lifecycle as pure logic ([`detection::logic`]), the
 //!   exactly-once processor that runs them on `haltless.readings.v1` ([`detection::processor`]), and
 //!   backtests ([`detection::backtest`]).
+//! - [`alerting`]: the alert engine: escalation policies, grouping, silences and maintenance, and
+//!   delivery to webhooks, Slack, Teams and email, each notification once.
 //! - [`projection`]: the projections themselves; [`projection::readings`] materialises
 //!   `haltless.readings.v1` into the `readings` table.
 
+pub mod alerting;
 pub mod config;
 pub mod detection;
 pub mod projection;

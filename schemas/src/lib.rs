@@ -27,8 +27,10 @@ pub mod error;
 mod fields;
 pub mod fingerprint;
 pub mod metric_names;
+pub mod outbound;
 pub mod readings;
 pub mod rules;
+pub mod secrets;
 pub mod tier;
 
 pub use alerts::{AlertRecord, ALERTS_TOPIC};

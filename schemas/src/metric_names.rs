@@ -56,3 +56,8 @@ pub const RATE_LIMIT_PASSED: &str = "haltless_rate_limit_passed_total";
 pub const LOOKUP_CACHE_FALLBACKS: &str = "haltless_lookup_cache_fallbacks_total";
 /// Counter of restarts of a role whose work failed, labelled `role`.
 pub const ROLE_RESTARTS: &str = "haltless_role_restarts_total";
+/// Counter of notifications the alert engine recorded for delivery, labelled `kind` (`alert`, `resolved`,
+/// `test`).
+pub const NOTIFICATIONS_RECORDED: &str = "haltless_notifications_recorded_total";
+/// Counter of delivery attempts, labelled `outcome` (`delivered`, `retry`, `failed`).
+pub const NOTIFICATION_ATTEMPTS: &str = "haltless_notification_attempts_total";

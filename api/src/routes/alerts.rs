@@ -164,7 +164,7 @@ async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiE
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history and `notification`: the alert engine's state for it (escalation state, policy, steps fired, next step, what mutes it)"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -187,7 +187,38 @@ pub(crate) async fn show(
         .collect();
     let mut body = alert.view();
     body["history"] = json!(history);
+    body["notification"] = notification_state(&state, &key, id).await?;
     Ok(Json(body))
+}
+
+/// Where the alert engine stands with an alert: its escalation state (`escalating`, `done`, `acked`,
+/// `snoozed`, `resolved`, `unrouted` when no policy took it, `history` when it was raised before the
+/// engine took its generation in), the policy, the steps fired, and what mutes it; `null` before the engine
+/// took it in.
+async fn notification_state(state: &AppState, key: &Caller, id: Uuid) -> Result<Value, ApiError> {
+    /// (state, policy, steps fired, next step at, muted by)
+    type Row = (
+        String,
+        Option<String>,
+        i32,
+        Option<DateTime<Utc>>,
+        Option<Value>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT e.state, p.name, e.firings, e.next_at, e.muted_by FROM alert_escalations e
+         LEFT JOIN escalation_policies p ON p.id = e.policy_id WHERE e.tenant_id = $1 AND e.alert_id = $2",
+    )
+    .bind(key.tenant_id)
+    .bind(id)
+    .fetch_optional(state.pool())
+    .await?;
+    Ok(match row {
+        None => Value::Null,
+        Some((status, policy, fired, next, muted_by)) => json!({
+            "state": status, "policy": policy, "steps_fired": fired,
+            "next_step_at": next.map(format_instant), "muted_by": muted_by,
+        }),
+    })
 }
 
 async fn act(

@@ -3,6 +3,8 @@
 //! - [`ingest`]: `POST /api/v1/ingest`, into the one admission path of readings.
 //! - [`machines`], [`readings`]: machines, their readings (raw, bucketed, latest, CSV).
 //! - [`rules`], [`alerts`]: rules as events, alerts with their history, acks and snoozes.
+//! - [`channels`], [`policies`], [`silences`]: the alert engine's notification channels, escalation
+//!   policies, silences and delivery log.
 //! - [`sources`]: OPC-UA and Modbus TCP ingest sources and their status.
 //! - [`accounts`], [`users`], [`api_keys`]: sign-up, login, sessions, users, API keys.
 //! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
@@ -13,16 +15,19 @@
 pub mod accounts;
 pub mod alerts;
 pub mod api_keys;
+pub mod channels;
 pub mod fleet;
 pub mod health;
 pub mod ingest;
 pub mod machines;
 pub mod maintenance;
 pub mod paging;
+pub mod policies;
 pub mod readings;
 pub mod reports;
 pub mod rules;
 pub mod settings;
+pub mod silences;
 pub mod sources;
 pub mod users;
 pub mod work_orders;

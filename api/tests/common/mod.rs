@@ -4,6 +4,7 @@
 
 pub mod peers;
 pub mod private;
+pub mod receiver;
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,12 @@ impl Isolation {
         settings.http.bind = "127.0.0.1:0".into();
         // Throttles, rate limits and the token blocklist of this test only.
         settings.redis.key_prefix = format!("test:{suffix}:");
+        // Peers and receivers listen on 127.0.0.1 at free ports: that address, at any port but the stack's
+        // own services' ports.
+        settings.outbound.allow = vec!["127.0.0.1".into()];
+        // A secrets key of this test's own.
+        settings.secrets.keys =
+            vec![haltless_schemas::secrets::Keyring::generate_entry("test").unwrap()];
         tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
             .await
@@ -97,6 +104,10 @@ impl Isolation {
                 s.database.url.expose_secret().to_owned(),
             ),
             ("HALTLESS__KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
+            (
+                "HALTLESS__SECRETS__KEYS".into(),
+                serde_json::to_string(&s.secrets.keys).unwrap(),
+            ),
             (
                 "HALTLESS__KAFKA__READINGS_TOPIC".into(),
                 s.kafka.readings_topic.clone(),
@@ -233,12 +244,31 @@ impl TestApp {
         machines: &[&str],
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
+        Self::start(admin_url, machines, Roles::all(), tweak).await
+    }
+
+    /// Like [`TestApp::spawn_with`], running only `roles` in this process (a test runs the others as
+    /// processes of their own, to kill them).
+    pub async fn spawn_roles(
+        machines: &[&str],
+        roles: Roles,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::start(None, machines, roles, tweak).await
+    }
+
+    async fn start(
+        admin_url: Option<String>,
+        machines: &[&str],
+        roles: Roles,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         if std::env::var("TEST_LOG").is_ok() {
             haltless_api::telemetry::init_logs(false);
         }
         let iso = Isolation::create_on(admin_url, tweak).await;
         let (tenant, key) = iso.tenant_with_machines(machines).await;
-        let app = Application::build(iso.settings.clone(), Roles::all())
+        let app = Application::build(iso.settings.clone(), roles)
             .await
             .expect("the platform starts");
         let url = format!("http://127.0.0.1:{}", app.port());

@@ -1,5 +1,6 @@
-//! Third-party device peers (pymodbus, asyncua) run as child processes. `compose/peers/install` puts
-//! them in a venv under `.haltless/` the first time (CI starts from a fresh machine).
+//! Third-party peers (pymodbus and asyncua devices, an aiosmtpd mail server) run as child processes.
+//! `compose/peers/install` puts them in a venv under `.haltless/` the first time (CI starts from a fresh
+//! machine).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -87,6 +88,11 @@ impl Peer {
     /// An asyncua server (see `compose/peers/opcua_server.py`).
     pub async fn opcua(port: u16, args: &[&str]) -> Self {
         Self::start("opcua_server.py", port, args).await
+    }
+
+    /// An aiosmtpd server appending what it receives to `out` (see `compose/peers/smtp_sink.py`).
+    pub async fn smtp(port: u16, out: &std::path::Path) -> Self {
+        Self::start("smtp_sink.py", port, &["--out", &out.display().to_string()]).await
     }
 
     /// Stops the peer and waits until it is gone.

@@ -1,6 +1,6 @@
-//! The tasks of one generation of detection: the detectors and the alerts projections. A process runs those
-//! of the active generation and follows a replay's switch-over to the next; `haltless replay` runs those of
-//! the generation it builds.
+//! The tasks of one generation of detection: the detectors, the alerts projections and the alert engine's
+//! intake. A process runs those of the active generation and follows a replay's switch-over to the next;
+//! `haltless replay` runs those of the generation it builds.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -113,13 +113,23 @@ pub fn spawn_actions_projection(
     spawn_projection(settings, pool, projection, topic, shutdown)
 }
 
-/// Runs the detectors and/or alerts projections of the active generation until `shutdown`, moving them to
-/// the next generation when a replay switches over. Fails when one of them fails.
+/// Which of a generation's tasks a process runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerationParts {
+    /// The detectors.
+    pub detectors: bool,
+    /// The alerts and alert-actions projections.
+    pub projections: bool,
+    /// The alert engine's intake of the generation's alerts.
+    pub alerting: bool,
+}
+
+/// Runs the given tasks of the active generation until `shutdown`, moving them to the next generation
+/// when a replay switches over. Fails when one of them fails.
 pub async fn follow_generations(
     settings: ProcessorsConfig,
     pool: PgPool,
-    detectors: bool,
-    projections: bool,
+    parts: GenerationParts,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
@@ -127,12 +137,15 @@ pub async fn follow_generations(
         ensure_generation_topics(&settings, g).await?;
         let token = shutdown.child_token();
         let mut tasks = Vec::new();
-        if projections {
+        if parts.projections {
             tasks.push(spawn_alerts_projection(&settings, &pool, g, &token).await?);
             tasks.push(spawn_actions_projection(&settings, &pool, g, &token)?);
         }
-        if detectors {
+        if parts.detectors {
             tasks.push(spawn_detector(&settings, g, None, &token).await?);
+        }
+        if parts.alerting {
+            tasks.push(crate::alerting::run::spawn_intake(&settings, &pool, g, &token).await?);
         }
         tracing::info!(generation = %g, "running the detection generation");
         let mut failed = Box::pin(until_all_end(tasks));

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use crate::detection::generation::Generation;
-use crate::runtime::{ProcessorError, Projection};
+use crate::runtime::{Place, ProcessorError, Projection};
 
 /// A decoded message with its place in its topic.
 #[derive(Debug)]
@@ -95,11 +95,11 @@ impl Projection for AlertsProjection {
         &self.name
     }
 
-    fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String> {
+    fn decode(&self, at: Place, payload: &[u8]) -> Result<Self::Item, String> {
         let item = AlertRecord::decode(&self.codec, payload).map_err(|e| e.to_string())?;
         Ok(Located {
-            partition,
-            offset,
+            partition: at.partition,
+            offset: at.offset,
             item,
         })
     }
@@ -219,11 +219,11 @@ impl Projection for AlertActionsProjection {
         &self.name
     }
 
-    fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String> {
+    fn decode(&self, at: Place, payload: &[u8]) -> Result<Self::Item, String> {
         let item = AlertAction::decode(&self.codec, payload).map_err(|e| e.to_string())?;
         Ok(Located {
-            partition,
-            offset,
+            partition: at.partition,
+            offset: at.offset,
             item,
         })
     }

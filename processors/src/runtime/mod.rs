@@ -19,4 +19,4 @@ pub mod tasks;
 pub mod topics;
 
 pub use error::ProcessorError;
-pub use projection::{Projection, ProjectionRunner, RunnerConfig};
+pub use projection::{Place, Projection, ProjectionRunner, RunnerConfig};

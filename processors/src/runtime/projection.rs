@@ -21,6 +21,17 @@ use super::batch::next_batch;
 use super::error::ProcessorError;
 use super::kafka::{consumer_config, ConsumerDelivery};
 
+/// Where a message sits in its topic, and when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The message's Kafka timestamp (ms), when it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
 /// A projection: decodes messages of one topic and writes them into PostgreSQL.
 pub trait Projection: Send + Sync + 'static {
     /// What one message decodes into.
@@ -29,9 +40,9 @@ pub trait Projection: Send + Sync + 'static {
     /// Stable name; the key of the projection's stored offsets.
     fn name(&self) -> &str;
 
-    /// Decodes one message payload found at `(partition, offset)`; an error skips the message (it is
-    /// counted and logged).
-    fn decode(&self, partition: i32, offset: i64, payload: &[u8]) -> Result<Self::Item, String>;
+    /// Decodes one message payload found at `at`; an error skips the message (it is counted and
+    /// logged).
+    fn decode(&self, at: Place, payload: &[u8]) -> Result<Self::Item, String>;
 
     /// Runs before the batch's transaction, for work that must not hold its locks (creating partitions).
     fn before_batch(
@@ -194,7 +205,12 @@ impl<P: Projection> ProjectionRunner<P> {
             }
             let entry = next.entry(partition).or_insert(offset + 1);
             *entry = (*entry).max(offset + 1);
-            payloads.push((partition, offset, msg.payload().unwrap_or_default()));
+            let at = Place {
+                partition,
+                offset,
+                timestamp_ms: msg.timestamp().to_millis(),
+            };
+            payloads.push((at, msg.payload().unwrap_or_default()));
         }
         // Seek past what was applied, so a restarted consumer does not fetch it again and again.
         for (&partition, &pos) in &positions {
@@ -215,8 +231,8 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         let name = self.projection.name().to_owned();
         let mut items = Vec::with_capacity(payloads.len());
-        for (partition, offset, payload) in payloads {
-            match self.projection.decode(partition, offset, payload) {
+        for (at, payload) in payloads {
+            match self.projection.decode(at, payload) {
                 Ok(item) => items.push(item),
                 Err(e) => {
                     metrics::counter!(metric_names::PROJECTION_UNDECODABLE, "projection" => name.clone()).increment(1);

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, SecondsFormat};
 use haltless_schemas::{Codec, Quality, ReadingBatch};
 use sqlx::{PgConnection, PgPool};
 
-use crate::runtime::{ProcessorError, Projection};
+use crate::runtime::{Place, ProcessorError, Projection};
 
 /// Materialises reading batches into `readings`.
 #[derive(Debug)]
@@ -35,12 +35,7 @@ impl Projection for ReadingsProjection {
         "readings"
     }
 
-    fn decode(
-        &self,
-        _partition: i32,
-        _offset: i64,
-        payload: &[u8],
-    ) -> Result<ReadingBatch, String> {
+    fn decode(&self, _at: Place, payload: &[u8]) -> Result<ReadingBatch, String> {
         ReadingBatch::decode(&self.codec, payload).map_err(|e| e.to_string())
     }
 

@@ -1,0 +1,173 @@
+//! Escalation policies (admins): `GET/POST /api/v1/escalation-policies`,
+//! `GET/PUT/DELETE /api/v1/escalation-policies/{id}`. A raised alert follows the first policy, in
+//! `position` order, whose matchers hold; one that no policy takes is recorded but notifies nobody.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use haltless_processors::alerting::policy::PolicySpec;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, Json, Path};
+use crate::state::AppState;
+use crate::time::format_instant;
+
+/// The policy routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/escalation-policies", get(list).post(create))
+        .route(
+            "/escalation-policies/{id}",
+            get(show).put(update).delete(remove),
+        )
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    spec: sqlx::types::Json<PolicySpec>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn view(r: &Row) -> Value {
+    let mut v = serde_json::to_value(&r.spec.0).unwrap_or_default();
+    v["id"] = json!(r.id);
+    v["created_at"] = json!(format_instant(r.created_at));
+    v["updated_at"] = json!(format_instant(r.updated_at));
+    v
+}
+
+/// Checks a policy, and that every channel it names is the tenant's.
+async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(), ApiError> {
+    spec.check().map_err(ApiError::validation)?;
+    let named: Vec<Uuid> = spec
+        .steps
+        .iter()
+        .flat_map(|s| s.channels.iter().copied())
+        .collect();
+    let known: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM notification_channels WHERE tenant_id = $1 AND id = ANY($2)",
+    )
+    .bind(caller.tenant_id)
+    .bind(&named)
+    .fetch_all(state.pool())
+    .await?;
+    let mut unknown: Vec<Uuid> = named.into_iter().filter(|c| !known.contains(c)).collect();
+    unknown.dedup();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_channel",
+        format!("{} channel(s) are not this tenant's", unknown.len()),
+    )
+    .with_details(json!({ "channels": unknown })))
+}
+
+const RETURNING: &str = "RETURNING id, spec, created_at, updated_at";
+
+#[utoipa::path(get, path = "/api/v1/escalation-policies", tag = "alerting", responses((status = 200, description = "`{\"policies\": [...]}` in the order they are tried"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Admin)?;
+    let rows = sqlx::query_as::<_, Row>(
+        "SELECT id, spec, created_at, updated_at FROM escalation_policies WHERE tenant_id = $1
+         ORDER BY position, created_at, id",
+    )
+    .bind(caller.tenant_id)
+    .fetch_all(state.pool())
+    .await?;
+    Ok(Json(
+        json!({ "policies": rows.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/escalation-policies", tag = "alerting", request_body = PolicySpec, responses((status = 201, description = "The policy"), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(spec): Json<PolicySpec>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Permission::Admin)?;
+    check(&state, &caller, &spec).await?;
+    let row = sqlx::query_as::<_, Row>(&format!(
+        "INSERT INTO escalation_policies (id, tenant_id, name, position, spec) VALUES ($1, $2, $3, $4, $5) {RETURNING}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(caller.tenant_id)
+    .bind(spec.name.trim())
+    .bind(spec.position)
+    .bind(sqlx::types::Json(&spec))
+    .fetch_one(state.pool())
+    .await?;
+    Ok((StatusCode::CREATED, Json(view(&row))))
+}
+
+#[utoipa::path(get, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 200, description = "The policy"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Admin)?;
+    let row = sqlx::query_as::<_, Row>(
+        "SELECT id, spec, created_at, updated_at FROM escalation_policies WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no escalation policy {id}")))?;
+    Ok(Json(view(&row)))
+}
+
+#[utoipa::path(put, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), request_body = PolicySpec, responses((status = 200, description = "The policy; alerts already escalating go on with it from their next step"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(spec): Json<PolicySpec>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Admin)?;
+    check(&state, &caller, &spec).await?;
+    let row = sqlx::query_as::<_, Row>(&format!(
+        "UPDATE escalation_policies SET name = $3, position = $4, spec = $5, updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 {RETURNING}"
+    ))
+    .bind(id)
+    .bind(caller.tenant_id)
+    .bind(spec.name.trim())
+    .bind(spec.position)
+    .bind(sqlx::types::Json(&spec))
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no escalation policy {id}")))?;
+    Ok(Json(view(&row)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 204, description = "Deleted; alerts it was escalating stop"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::Admin)?;
+    let gone = sqlx::query("DELETE FROM escalation_policies WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(caller.tenant_id)
+        .execute(state.pool())
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::not_found(format!("no escalation policy {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,290 @@
+//! Silences and the delivery log.
+//!
+//! - `GET/POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`: alerts whose labels meet a silence's
+//!   matchers notify nobody between its start and end (they are still raised, shown and resolved, and
+//!   show what muted them); ending a silence early is deleting it.
+//! - `GET /api/v1/notifications`, `GET /api/v1/notifications/{id}`: every notification with its status
+//!   and, one by one, the attempts to deliver it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use haltless_processors::alerting::policy::Matchers;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, Json, Path, Query};
+use crate::routes::paging::{instant, one_of, Page};
+use crate::state::AppState;
+use crate::time::{format_instant, parse_instant};
+
+/// The silence and delivery-log routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/silences", get(list_silences).post(create_silence))
+        .route("/silences/{id}", axum::routing::delete(delete_silence))
+        .route("/notifications", get(list_notifications))
+        .route("/notifications/{id}", get(show_notification))
+}
+
+/// Body of `POST /api/v1/silences`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    /// Which alerts it mutes (all of the tenant's when empty).
+    #[serde(default)]
+    pub matchers: Matchers,
+    /// From when (RFC 3339 or epoch ms; default now).
+    pub starts_at: Option<String>,
+    /// Until when, after the start and at most a year ahead.
+    pub ends_at: String,
+    /// Why, up to 1,000 characters.
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct SilenceRow {
+    id: Uuid,
+    matchers: sqlx::types::Json<Matchers>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    comment: String,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+fn silence_view(r: &SilenceRow) -> Value {
+    let now = Utc::now();
+    json!({
+        "id": r.id, "matchers": r.matchers.0, "starts_at": format_instant(r.starts_at),
+        "ends_at": format_instant(r.ends_at), "comment": r.comment, "created_by": r.created_by,
+        "created_at": format_instant(r.created_at), "active": r.starts_at <= now && now < r.ends_at,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/silences", tag = "alerting", responses((status = 200, description = "`{\"silences\": [...]}`: those not yet ended, soonest ending first"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list_silences(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Read)?;
+    let rows = sqlx::query_as::<_, SilenceRow>(
+        "SELECT id, matchers, starts_at, ends_at, comment, created_by, created_at FROM silences
+         WHERE tenant_id = $1 AND ends_at > now() ORDER BY ends_at, id",
+    )
+    .bind(caller.tenant_id)
+    .fetch_all(state.pool())
+    .await?;
+    Ok(Json(
+        json!({ "silences": rows.iter().map(silence_view).collect::<Vec<_>>() }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/silences", tag = "alerting", request_body = NewSilence, responses((status = 201, description = "The silence"), (status = 422, description = "Invalid matchers or times", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create_silence(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewSilence>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Permission::Operate)?;
+    body.matchers.check().map_err(ApiError::validation)?;
+    let now = Utc::now();
+    let starts = match &body.starts_at {
+        Some(s) => parse_instant(s).map_err(|e| ApiError::validation(format!("starts_at: {e}")))?,
+        None => now,
+    };
+    let ends =
+        parse_instant(&body.ends_at).map_err(|e| ApiError::validation(format!("ends_at: {e}")))?;
+    if ends <= starts || ends > now + chrono::Duration::days(366) {
+        return Err(ApiError::validation(
+            "ends_at must lie after starts_at and at most a year ahead",
+        ));
+    }
+    if body.comment.chars().count() > 1000 {
+        return Err(ApiError::validation("comment: at most 1000 characters"));
+    }
+    let row = sqlx::query_as::<_, SilenceRow>(
+        "INSERT INTO silences (id, tenant_id, matchers, starts_at, ends_at, comment, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, matchers, starts_at, ends_at, comment, created_by, created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(caller.tenant_id)
+    .bind(sqlx::types::Json(&body.matchers))
+    .bind(starts)
+    .bind(ends)
+    .bind(&body.comment)
+    .bind(caller.actor())
+    .fetch_one(state.pool())
+    .await?;
+    Ok((StatusCode::CREATED, Json(silence_view(&row))))
+}
+
+#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Silence id")), responses((status = 204, description = "Deleted: muted alerts notify again within seconds"), (status = 404, description = "No such silence in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn delete_silence(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::Operate)?;
+    let gone = sqlx::query("DELETE FROM silences WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(caller.tenant_id)
+        .execute(state.pool())
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::not_found(format!("no silence {id}")));
+    }
+    // Alerts it muted are looked at again now rather than at their next recheck.
+    sqlx::query(
+        "UPDATE alert_escalations SET next_at = now() WHERE tenant_id = $1 AND state = 'escalating'
+         AND muted_by->>'kind' = 'silence' AND muted_by->>'id' = $2",
+    )
+    .bind(caller.tenant_id)
+    .bind(id.to_string())
+    .execute(state.pool())
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Filters of the delivery log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationFilter {
+    /// Notifications listing this alert.
+    pub alert: Option<Uuid>,
+    /// Notifications to this channel.
+    pub channel: Option<Uuid>,
+    /// pending, sending, delivered or failed.
+    pub status: Option<String>,
+    /// alert, resolved or test.
+    pub kind: Option<String>,
+    /// Created at or after.
+    pub from: Option<String>,
+    /// Created before.
+    pub to: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<i64>,
+    /// Rows skipped.
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct NotificationRow {
+    id: Uuid,
+    channel_id: Uuid,
+    channel: String,
+    kind: String,
+    step: Option<i32>,
+    alert_ids: Vec<Uuid>,
+    status: String,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+}
+
+fn notification_view(r: &NotificationRow) -> Value {
+    json!({
+        "id": r.id, "channel_id": r.channel_id, "channel": r.channel, "kind": r.kind, "step": r.step,
+        "alerts": r.alert_ids, "status": r.status, "attempts": r.attempts,
+        "next_attempt_at": (r.status == "pending").then(|| format_instant(r.next_attempt_at)),
+        "last_error": r.last_error, "created_at": format_instant(r.created_at),
+        "delivered_at": r.delivered_at.map(format_instant),
+    })
+}
+
+const NOTIFICATION_SELECT: &str =
+    "SELECT n.id, n.channel_id, c.name AS channel, n.kind, n.step, n.alert_ids,
+    n.status, n.attempts, n.next_attempt_at, n.last_error, n.created_at, n.delivered_at
+    FROM notifications n JOIN notification_channels c ON c.id = n.channel_id";
+
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "alerting", params(NotificationFilter), responses((status = 200, description = "`{\"notifications\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid filter", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list_notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<NotificationFilter>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Read)?;
+    one_of(
+        "status",
+        f.status.as_deref(),
+        &["pending", "sending", "delivered", "failed"],
+    )?;
+    one_of("kind", f.kind.as_deref(), &["alert", "resolved", "test"])?;
+    let from = instant("from", f.from.as_deref())?;
+    let to = instant("to", f.to.as_deref())?;
+    let page = Page::new(f.limit, f.offset, 50, 500)?;
+    let mut rows = sqlx::query_as::<_, NotificationRow>(&format!(
+        "{NOTIFICATION_SELECT} WHERE n.tenant_id = $1
+           AND ($2::uuid IS NULL OR n.alert_ids @> ARRAY[$2::uuid])
+           AND ($3::uuid IS NULL OR n.channel_id = $3) AND ($4::text IS NULL OR n.status = $4)
+           AND ($5::text IS NULL OR n.kind = $5)
+           AND ($6::timestamptz IS NULL OR n.created_at >= $6) AND ($7::timestamptz IS NULL OR n.created_at < $7)
+         ORDER BY n.created_at DESC, n.id LIMIT $8 OFFSET $9"
+    ))
+    .bind(caller.tenant_id)
+    .bind(f.alert)
+    .bind(f.channel)
+    .bind(&f.status)
+    .bind(&f.kind)
+    .bind(from)
+    .bind(to)
+    .bind(page.fetch())
+    .bind(page.offset)
+    .fetch_all(state.pool())
+    .await?;
+    let next = page.cut(&mut rows);
+    Ok(Json(json!({
+        "notifications": rows.iter().map(notification_view).collect::<Vec<_>>(),
+        "next_offset": next,
+    })))
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Notification id (its Idempotency-Key)")), responses((status = 200, description = "The notification, its message and every attempt"), (status = 404, description = "No such notification in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show_notification(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Read)?;
+    let row = sqlx::query_as::<_, NotificationRow>(&format!(
+        "{NOTIFICATION_SELECT} WHERE n.id = $1 AND n.tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(caller.tenant_id)
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no notification {id}")))?;
+    let message: Value = sqlx::query_scalar("SELECT message FROM notifications WHERE id = $1")
+        .bind(id)
+        .fetch_one(state.pool())
+        .await?;
+    /// (attempt, at, outcome, status code, error, duration ms)
+    type Attempt = (i32, DateTime<Utc>, String, Option<i32>, Option<String>, i32);
+    let attempts: Vec<Attempt> = sqlx::query_as(
+        "SELECT attempt, at, outcome, status_code, error, duration_ms FROM notification_attempts
+         WHERE notification_id = $1 ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(state.pool())
+    .await?;
+    let mut view = notification_view(&row);
+    view["message"] = message;
+    view["attempt_log"] = attempts
+        .into_iter()
+        .map(|(attempt, at, outcome, code, error, ms)| {
+            json!({"attempt": attempt, "at": format_instant(at), "outcome": outcome,
+                   "status_code": code, "error": error, "duration_ms": ms})
+        })
+        .collect();
+    Ok(Json(view))
+}

@@ -1,0 +1,74 @@
+//! Outbound connections of the channels: resolve, keep what the outbound policy allows, connect to
+//! exactly those addresses (a second lookup could answer differently), never follow a redirect.
+
+use std::net::SocketAddr;
+
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+
+use super::{Outbound, SendError};
+
+/// The addresses of `host` that the outbound policy allows.
+pub(crate) async fn resolve(
+    out: &Outbound,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, SendError> {
+    haltless_schemas::outbound::check_host(host)
+        .map_err(|e| SendError::permanent(e.to_string()))?;
+    let looked_up = tokio::time::timeout(out.timeout, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| SendError::retry("the receiver's name did not resolve in time"))?
+        .map_err(|_| SendError::retry("the receiver's name does not resolve"))?;
+    out.policy.filter(looked_up).map_err(|refusal| {
+        SendError::permanent(format!("refused by the outbound policy: {refusal}"))
+    })
+}
+
+/// POSTs a JSON `body` to `url` with `headers`; a 2xx answer is a delivery.
+pub async fn post_json(
+    out: &Outbound,
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&'static str, String)],
+) -> Result<(), SendError> {
+    let url =
+        reqwest::Url::parse(url).map_err(|_| SendError::permanent("the URL does not parse"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| SendError::permanent("the URL has no host"))?
+        .trim_matches(['[', ']']);
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs = resolve(out, host, port).await?;
+    let client = reqwest::Client::builder()
+        .resolve_to_addrs(host, &addrs)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(out.timeout)
+        .build()
+        .map_err(|e| SendError::retry(format!("no HTTP client: {e}")))?;
+    let mut request = client
+        .post(url)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| SendError::permanent(format!("header {name} is not valid")))?;
+        request = request.header(HeaderName::from_static(name), value);
+    }
+    let answer = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            SendError::retry("the receiver did not answer in time")
+        } else {
+            SendError::retry("could not connect to the receiver")
+        }
+    })?;
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let code = status.as_u16();
+    Err(SendError {
+        message: format!("the receiver answered {status}"),
+        retriable: status.is_server_error() || code == 408 || code == 429,
+        status: Some(code),
+    })
+}

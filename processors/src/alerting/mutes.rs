@@ -1,0 +1,92 @@
+//! What keeps an alert quiet: a silence whose matchers hold and whose time range covers now, or a work
+//! order in progress on its machine (the machine is being worked on: its alerts are expected).
+
+use haltless_schemas::alerts::Severity;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::message::AlertSummary;
+use super::policy::{Labels, Matchers};
+use crate::runtime::ProcessorError;
+
+/// A machine's labels beside its alerts.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct MachineLabels {
+    /// The machine.
+    pub id: Uuid,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Its site.
+    pub site: Option<String>,
+}
+
+/// The labels of an alert: its summary and its machine's tags and site.
+pub fn labels<'a>(s: &'a AlertSummary, machine: Option<&'a MachineLabels>) -> Labels<'a> {
+    let severity =
+        serde_json::from_value(Value::String(s.severity.clone())).unwrap_or(Severity::Info);
+    Labels {
+        severity,
+        rule_id: &s.rule_id,
+        machine: &s.machine,
+        tags: machine.map(|m| m.tags.as_slice()).unwrap_or_default(),
+        site: machine.and_then(|m| m.site.as_deref()),
+    }
+}
+
+/// What mutes a tenant's alerts now.
+#[derive(Debug, Default)]
+pub struct Mutes {
+    silences: Vec<(Uuid, Matchers, String)>,
+    maintenance: Vec<(Uuid, String, Vec<Uuid>)>,
+}
+
+impl Mutes {
+    /// The silences in force and the work orders in progress on `machines`.
+    pub async fn load(
+        tx: &mut PgConnection,
+        tenant: Uuid,
+        machines: &[Uuid],
+    ) -> Result<Self, ProcessorError> {
+        let silences: Vec<(Uuid, Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT id, matchers, ends_at FROM silences
+             WHERE tenant_id = $1 AND starts_at <= now() AND ends_at > now()",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        let maintenance = sqlx::query_as(
+            "SELECT id, title, machine_ids FROM work_orders
+             WHERE tenant_id = $1 AND status = 'in_progress' AND machine_ids && $2",
+        )
+        .bind(tenant)
+        .bind(machines)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(Self {
+            silences: silences
+                .into_iter()
+                .filter_map(|(id, m, ends)| {
+                    let until = ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    serde_json::from_value(m).ok().map(|m| (id, m, until))
+                })
+                .collect(),
+            maintenance,
+        })
+    }
+
+    /// What mutes an alert on `machine` with `labels`, as shown with the alert; `None` when nothing does.
+    pub fn muting(&self, machine: Uuid, labels: &Labels<'_>) -> Option<Value> {
+        if let Some((id, title, _)) = self
+            .maintenance
+            .iter()
+            .find(|(_, _, m)| m.contains(&machine))
+        {
+            return Some(json!({"kind": "work_order", "id": id, "title": title}));
+        }
+        self.silences
+            .iter()
+            .find(|(_, m, _)| m.matches(labels))
+            .map(|(id, _, until)| json!({"kind": "silence", "id": id, "until": until}))
+    }
+}
