@@ -385,6 +385,41 @@ async fn silences_and_maintenance_mute_and_say_so_until_they_end() {
     assert_eq!(status, 200, "{v}");
     let got = rx.wait_for("hook", 2).await;
     assert_eq!(got[1].body["alerts"][0]["machine"], "m-serviced");
+
+    // A key restricted to one machine sees the notifications about that machine only.
+    let (status, key) = app
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            &app.admin,
+            Some(&json!({"name": "edge", "scopes": ["read"], "machines": ["m-silenced"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let r = app
+        .client
+        .get(format!("{}/api/v1/notifications", app.url))
+        .header("x-api-key", key["secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let log: Value = r.json().await.unwrap();
+    let seen: Vec<&Value> = log["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["alerts"])
+        .collect();
+    assert_eq!(seen.len(), 1, "{log}");
+    assert_eq!(
+        seen[0],
+        &got[0].body["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].clone())
+            .collect::<Value>()
+    );
     app.stop().await;
 }
 

@@ -1,5 +1,5 @@
 //! The endpoint × caller matrix of the resource groups (machines, sensor data, maintenance, fleet, reports,
-//! settings): every endpoint called as admin, operator, viewer, an ingest key, a read key and anonymously.
+//! settings, the alert engine's channels, policies, silences and delivery log): every endpoint called as admin, operator, viewer, an ingest key, a read key and anonymously.
 //! (The accounts endpoints' matrix is in `roles.rs`.)
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -100,11 +100,62 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         drafts.push(id(&d));
     }
 
+    // The alert engine's resources: one of each to read and change, and one per caller to delete.
+    let channel_body = |name: String| {
+        json!({"name": name, "kind": "webhook",
+               "config": {"url": "https://10.255.255.1/hook", "signing_secret": "0123456789abcdef"}})
+    };
+    let policy_body =
+        |name: String, channel: &str| json!({"name": name, "steps": [{"channels": [channel]}]});
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let silence_body = json!({"matchers": {"machines": ["m-1"]}, "ends_at": until});
+    let create = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let (s, v) = app.call(Method::POST, path, t, Some(&body)).await;
+            assert_eq!(s, 201, "{path}: {v}");
+            v["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let channel = create("/api/v1/channels", channel_body("main".into())).await;
+    let policy = create(
+        "/api/v1/escalation-policies",
+        policy_body("main".into(), &channel),
+    )
+    .await;
+    let (s, sent) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/channels/{channel}/test"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, sent["status"].as_str()),
+        (200, Some("failed")),
+        "refused by the outbound policy: {sent}"
+    );
+    let notification = sent["notification_id"].as_str().unwrap().to_owned();
+    let mut doomed = Vec::new();
+    for who in WHO {
+        doomed.push((
+            create("/api/v1/channels", channel_body(format!("gone-{who}"))).await,
+            create(
+                "/api/v1/escalation-policies",
+                policy_body(format!("gone-{who}"), &channel),
+            )
+            .await,
+            create("/api/v1/silences", silence_body.clone()).await,
+        ));
+    }
+
     let mut failures = Vec::new();
     let mut checked = 0;
     let mut covered = std::collections::HashSet::new();
     for (i, who) in WHO.iter().enumerate() {
         let (sign, delete) = (&drafts[2 * i], &drafts[2 * i + 1]);
+        let (gone_channel, gone_policy, gone_silence) = &doomed[i];
         let endpoints: Vec<(Method, String, Option<Value>, &str, u16)> = vec![
             (
                 Method::GET,
@@ -301,9 +352,124 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                 "admin",
                 200,
             ),
+            (Method::GET, "/api/v1/channels".into(), None, "admin", 200),
+            (
+                Method::POST,
+                "/api/v1/channels".into(),
+                Some(channel_body(format!("new-{who}"))),
+                "admin",
+                201,
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/channels/{channel}"),
+                None,
+                "admin",
+                200,
+            ),
+            (
+                Method::PUT,
+                format!("/api/v1/channels/{channel}"),
+                Some(json!({"name": "main", "config": {}})),
+                "admin",
+                200,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/channels/{gone_channel}"),
+                None,
+                "admin",
+                204,
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/channels/{channel}/test"),
+                None,
+                "admin",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/escalation-policies".into(),
+                None,
+                "admin",
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/escalation-policies".into(),
+                Some(policy_body(format!("new-{who}"), &channel)),
+                "admin",
+                201,
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/escalation-policies/{policy}"),
+                None,
+                "admin",
+                200,
+            ),
+            (
+                Method::PUT,
+                format!("/api/v1/escalation-policies/{policy}"),
+                Some(policy_body("main".into(), &channel)),
+                "admin",
+                200,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/escalation-policies/{gone_policy}"),
+                None,
+                "admin",
+                204,
+            ),
+            (Method::GET, "/api/v1/silences".into(), None, "read", 200),
+            (
+                Method::POST,
+                "/api/v1/silences".into(),
+                Some(silence_body.clone()),
+                "operate",
+                201,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/silences/{gone_silence}"),
+                None,
+                "operate",
+                204,
+            ),
+            (
+                Method::GET,
+                "/api/v1/notifications?status=failed".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/notifications/{notification}"),
+                None,
+                "read",
+                200,
+            ),
         ];
         for (method, path, body, class, ok) in endpoints {
-            covered.insert(template(&method, &path, &[&event, &order, sign, delete]));
+            covered.insert(template(
+                &method,
+                &path,
+                &[
+                    &event,
+                    &order,
+                    sign,
+                    delete,
+                    &channel,
+                    &policy,
+                    &notification,
+                    gone_channel,
+                    gone_policy,
+                    gone_silence,
+                ],
+            ));
             let want = if *who == "anonymous" {
                 401
             } else {
@@ -345,7 +511,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 31 * 6);
+    assert_eq!(checked, 47 * 6);
 
     // Driven from the OpenAPI document: every operation of these groups is in the matrix above (the
     // machine registration, list and readings query are in `roles.rs`).
@@ -368,7 +534,16 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let tag = op["tags"][0].as_str().unwrap_or_default();
-            if !["machines", "maintenance", "fleet", "reports", "settings"].contains(&tag) {
+            if ![
+                "machines",
+                "maintenance",
+                "fleet",
+                "reports",
+                "settings",
+                "alerting",
+            ]
+            .contains(&tag)
+            {
                 continue;
             }
             documented += 1;

@@ -1,6 +1,7 @@
 //! Tenant isolation of the resource groups: two tenants signed up from scratch; tenant A's credentials on
-//! tenant B's machines, maintenance events, work orders and sign-offs answer 404; B's machines, alerts and
-//! users cannot be linked from A (422); no list, fleet view, report or setting of A shows B's data.
+//! tenant B's machines, maintenance events, work orders, sign-offs, channels, escalation policies, silences and
+//! notifications answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
+//! fleet view, report or setting of A shows B's data.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -99,8 +100,81 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         .await;
     assert_eq!(s, 200);
 
+    // B's alert engine: a channel, a policy, a silence, a notification (a test send, refused by the
+    // outbound policy: it is logged all the same).
+    let hook =
+        json!({"url": "https://10.255.255.1/b-hook", "signing_secret": "b-secret-0123456789"});
+    let (s, channel) = app
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            &b,
+            Some(&json!({"name": "b-channel", "kind": "webhook", "config": hook})),
+        )
+        .await;
+    assert_eq!(s, 201, "{channel}");
+    let channel = id(&channel);
+    let policy_body = json!({"name": "b-policy", "steps": [{"channels": [channel]}]});
+    let (_, policy) = app
+        .call(
+            Method::POST,
+            "/api/v1/escalation-policies",
+            &b,
+            Some(&policy_body),
+        )
+        .await;
+    let policy = id(&policy);
+    let until = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let (_, silence) = app
+        .call(Method::POST, "/api/v1/silences", &b,
+            Some(&json!({"matchers": {"machines": ["b-press"]}, "ends_at": until, "comment": "b-silence"})))
+        .await;
+    let silence = id(&silence);
+    let (_, sent) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/channels/{channel}/test"),
+            &b,
+            None,
+        )
+        .await;
+    let notification = sent["notification_id"].as_str().unwrap().to_owned();
+
     // A on B's ids: 404, never 403, with the uniform body.
     let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/v1/channels/{channel}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/channels/{channel}"),
+            Some(json!({"name": "mine", "config": hook})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/channels/{channel}/test"),
+            None,
+        ),
+        (Method::DELETE, format!("/api/v1/channels/{channel}"), None),
+        (
+            Method::GET,
+            format!("/api/v1/escalation-policies/{policy}"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/escalation-policies/{policy}"),
+            Some(json!({"name": "mine", "steps": [{"channels": [channel]}]})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/escalation-policies/{policy}"),
+            None,
+        ),
+        (Method::DELETE, format!("/api/v1/silences/{silence}"), None),
+        (
+            Method::GET,
+            format!("/api/v1/notifications/{notification}"),
+            None,
+        ),
         (Method::GET, "/api/v1/machines/b-press".into(), None),
         (
             Method::PUT,
@@ -171,6 +245,20 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         assert_eq!(s, 404, "{method} {path} with tenant A's token: {answer}");
         assert_eq!(answer["error"]["code"], "not_found", "{method} {path}");
     }
+    // B's channels cannot be named in A's policies.
+    let (s, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/escalation-policies",
+            &a,
+            Some(&json!({"name": "x", "steps": [{"channels": [channel]}]})),
+        )
+        .await;
+    assert_eq!(
+        (s, answer["error"]["code"].as_str()),
+        (422, Some("unknown_channel")),
+        "{answer}"
+    );
     // B's machines, alerts and users cannot be linked to A's work orders.
     for (body, code) in [
         (
@@ -201,6 +289,13 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         draft.clone(),
         "b-checklist".into(),
         "b-order".into(),
+        channel.clone(),
+        policy.clone(),
+        silence.clone(),
+        notification.clone(),
+        "b-channel".into(),
+        "b-policy".into(),
+        "b-silence".into(),
     ];
     for path in [
         "/api/v1/machines",
@@ -217,6 +312,10 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         "/api/v1/reports/work-orders.csv",
         "/api/v1/reports/fleet.pdf",
         "/api/v1/reports/alerts.pdf",
+        "/api/v1/channels",
+        "/api/v1/escalation-policies",
+        "/api/v1/silences",
+        "/api/v1/notifications",
     ] {
         let r = app
             .client
@@ -257,6 +356,19 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         )
         .await;
     assert_eq!(o["status"], "open");
+    for path in [
+        format!("/api/v1/channels/{channel}"),
+        format!("/api/v1/escalation-policies/{policy}"),
+        format!("/api/v1/notifications/{notification}"),
+    ] {
+        assert_eq!(
+            app.call(Method::GET, &path, &b, None).await.0,
+            200,
+            "{path}"
+        );
+    }
+    let (_, silences) = app.call(Method::GET, "/api/v1/silences", &b, None).await;
+    assert_eq!(silences["silences"][0]["id"], json!(silence));
     let (_, d) = app
         .call(Method::GET, &format!("/api/v1/signoffs/{draft}"), &b, None)
         .await;

@@ -409,6 +409,22 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         ("get", "/api/v1/reports/work-orders.csv"),
         ("get", "/api/v1/reports/work-orders.pdf"),
         ("get", "/api/v1/reports/fleet.pdf"),
+        ("get", "/api/v1/channels"),
+        ("post", "/api/v1/channels"),
+        ("get", "/api/v1/channels/{id}"),
+        ("put", "/api/v1/channels/{id}"),
+        ("delete", "/api/v1/channels/{id}"),
+        ("post", "/api/v1/channels/{id}/test"),
+        ("get", "/api/v1/escalation-policies"),
+        ("post", "/api/v1/escalation-policies"),
+        ("get", "/api/v1/escalation-policies/{id}"),
+        ("put", "/api/v1/escalation-policies/{id}"),
+        ("delete", "/api/v1/escalation-policies/{id}"),
+        ("get", "/api/v1/silences"),
+        ("post", "/api/v1/silences"),
+        ("delete", "/api/v1/silences/{id}"),
+        ("get", "/api/v1/notifications"),
+        ("get", "/api/v1/notifications/{id}"),
     ];
     for (method, path) in public.iter().chain(&protected) {
         let op = &doc["paths"][path][method];

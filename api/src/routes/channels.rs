@@ -143,7 +143,7 @@ async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Row, ApiEr
         .ok_or_else(|| ApiError::not_found(format!("no channel {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/channels", tag = "alerting", responses((status = 200, description = "`{\"channels\": [...]}`, secret fields shown as \"(hidden)\""), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/channels", tag = "alerting", responses((status = 200, description = "`{\"channels\": [...]}`, secret fields shown as \"(hidden)\""), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,7 +158,7 @@ pub(crate) async fn list(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/channels", tag = "alerting", request_body = NewChannel, responses((status = 201, description = "The channel, secret fields hidden"), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration; the message names the field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels", tag = "alerting", request_body = NewChannel, responses((status = 201, description = "The channel, secret fields hidden"), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration; the message names the field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,7 +188,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "The channel, secret fields hidden"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "The channel, secret fields hidden"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,7 +198,7 @@ pub(crate) async fn show(
     Ok(Json(view(&fetch(&state, &caller, id).await?)))
 }
 
-#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), request_body = ChannelUpdate, responses((status = 200, description = "The channel, secret fields hidden"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), request_body = ChannelUpdate, responses((status = 200, description = "The channel, secret fields hidden"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,7 +246,7 @@ pub(crate) async fn update(
     Ok(Json(view(&row)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 204, description = "Deleted, with its pending notifications; policies naming it skip it"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 204, description = "Deleted, with its pending notifications; policies naming it skip it"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,7 +265,7 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "`{\"notification_id\", \"status\": \"delivered\"|\"failed\", \"error\"?}`: the test message was sent now; the attempt is in the delivery log"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "`{\"notification_id\", \"status\": \"delivered\"|\"failed\", \"error\"?}`: the test message was sent now; the attempt is in the delivery log"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn test(
     State(state): State<AppState>,
     caller: Caller,

@@ -72,7 +72,7 @@ async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(
 
 const RETURNING: &str = "RETURNING id, spec, created_at, updated_at";
 
-#[utoipa::path(get, path = "/api/v1/escalation-policies", tag = "alerting", responses((status = 200, description = "`{\"policies\": [...]}` in the order they are tried"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/escalation-policies", tag = "alerting", responses((status = 200, description = "`{\"policies\": [...]}` in the order they are tried"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,7 +90,7 @@ pub(crate) async fn list(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/escalation-policies", tag = "alerting", request_body = PolicySpec, responses((status = 201, description = "The policy"), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/escalation-policies", tag = "alerting", request_body = PolicySpec, responses((status = 201, description = "The policy"), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,7 +111,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-#[utoipa::path(get, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 200, description = "The policy"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 200, description = "The policy"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,7 +129,7 @@ pub(crate) async fn show(
     Ok(Json(view(&row)))
 }
 
-#[utoipa::path(put, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), request_body = PolicySpec, responses((status = 200, description = "The policy; alerts already escalating go on with it from their next step"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), request_body = PolicySpec, responses((status = 200, description = "The policy; alerts already escalating go on with it from their next step"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +137,16 @@ pub(crate) async fn update(
     Json(spec): Json<PolicySpec>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::Admin)?;
+    // Another tenant's policy is not found, whatever the body says.
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM escalation_policies WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(caller.tenant_id)
+            .fetch_optional(state.pool())
+            .await?;
+    if exists.is_none() {
+        return Err(ApiError::not_found(format!("no escalation policy {id}")));
+    }
     check(&state, &caller, &spec).await?;
     let row = sqlx::query_as::<_, Row>(&format!(
         "UPDATE escalation_policies SET name = $3, position = $4, spec = $5, updated_at = now()
@@ -153,7 +163,7 @@ pub(crate) async fn update(
     Ok(Json(view(&row)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 204, description = "Deleted; alerts it was escalating stop"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(delete, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 204, description = "Deleted; alerts it was escalating stop"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     caller: Caller,

@@ -67,7 +67,7 @@ fn silence_view(r: &SilenceRow) -> Value {
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/silences", tag = "alerting", responses((status = 200, description = "`{\"silences\": [...]}`: those not yet ended, soonest ending first"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/silences", tag = "alerting", responses((status = 200, description = "`{\"silences\": [...]}`: those not yet ended, soonest ending first"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_silences(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,7 +85,7 @@ pub(crate) async fn list_silences(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/silences", tag = "alerting", request_body = NewSilence, responses((status = 201, description = "The silence"), (status = 422, description = "Invalid matchers or times", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/silences", tag = "alerting", request_body = NewSilence, responses((status = 201, description = "The silence"), (status = 422, description = "Invalid matchers or times", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_silence(
     State(state): State<AppState>,
     caller: Caller,
@@ -125,7 +125,7 @@ pub(crate) async fn create_silence(
     Ok((StatusCode::CREATED, Json(silence_view(&row))))
 }
 
-#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Silence id")), responses((status = 204, description = "Deleted: muted alerts notify again within seconds"), (status = 404, description = "No such silence in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Silence id")), responses((status = 204, description = "Deleted: muted alerts notify again within seconds"), (status = 404, description = "No such silence in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn delete_silence(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,7 +207,13 @@ const NOTIFICATION_SELECT: &str =
     n.status, n.attempts, n.next_attempt_at, n.last_error, n.created_at, n.delivered_at
     FROM notifications n JOIN notification_channels c ON c.id = n.channel_id";
 
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "alerting", params(NotificationFilter), responses((status = 200, description = "`{\"notifications\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid filter", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// A key restricted to machines sees the notifications about those machines' alerts only (`$R`: the
+/// machines, or NULL for every caller that is not restricted).
+const RESTRICTED: &str = "($R::uuid[] IS NULL OR (n.kind <> 'test' AND NOT EXISTS (
+    SELECT 1 FROM alert_escalations e WHERE e.tenant_id = n.tenant_id AND e.alert_id = ANY(n.alert_ids)
+      AND NOT e.machine_id = ANY($R::uuid[]))))";
+
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "alerting", params(NotificationFilter), responses((status = 200, description = "`{\"notifications\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid filter", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_notifications(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,7 +235,9 @@ pub(crate) async fn list_notifications(
            AND ($3::uuid IS NULL OR n.channel_id = $3) AND ($4::text IS NULL OR n.status = $4)
            AND ($5::text IS NULL OR n.kind = $5)
            AND ($6::timestamptz IS NULL OR n.created_at >= $6) AND ($7::timestamptz IS NULL OR n.created_at < $7)
-         ORDER BY n.created_at DESC, n.id LIMIT $8 OFFSET $9"
+           AND {}
+         ORDER BY n.created_at DESC, n.id LIMIT $8 OFFSET $9",
+        RESTRICTED.replace("$R", "$10")
     ))
     .bind(caller.tenant_id)
     .bind(f.alert)
@@ -240,6 +248,7 @@ pub(crate) async fn list_notifications(
     .bind(to)
     .bind(page.fetch())
     .bind(page.offset)
+    .bind(caller.machine_restriction())
     .fetch_all(state.pool())
     .await?;
     let next = page.cut(&mut rows);
@@ -249,7 +258,7 @@ pub(crate) async fn list_notifications(
     })))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Notification id (its Idempotency-Key)")), responses((status = 200, description = "The notification, its message and every attempt"), (status = 404, description = "No such notification in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Notification id (its Idempotency-Key)")), responses((status = 200, description = "The notification, its message and every attempt"), (status = 404, description = "No such notification in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_notification(
     State(state): State<AppState>,
     caller: Caller,
@@ -257,10 +266,12 @@ pub(crate) async fn show_notification(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::Read)?;
     let row = sqlx::query_as::<_, NotificationRow>(&format!(
-        "{NOTIFICATION_SELECT} WHERE n.id = $1 AND n.tenant_id = $2"
+        "{NOTIFICATION_SELECT} WHERE n.id = $1 AND n.tenant_id = $2 AND {}",
+        RESTRICTED.replace("$R", "$3")
     ))
     .bind(id)
     .bind(caller.tenant_id)
+    .bind(caller.machine_restriction())
     .fetch_optional(state.pool())
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no notification {id}")))?;
