@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, bench_detect, simulate};
+use crate::tools::{bench, bench_alerts, bench_detect, simulate};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -112,6 +112,11 @@ enum Command {
     ///
     /// Uses throw-away topics on the configured Kafka and removes them afterwards.
     BenchDetect(BenchDetectArgs),
+    /// Benchmark the alert engine: alert raised → webhook received, alone and beside another tenant's
+    /// backlog for a receiver that answers in 5 s; and the process's memory.
+    ///
+    /// Uses a throw-away database and topic on the configured PostgreSQL and Kafka, removed afterwards.
+    BenchAlerts(BenchAlertsArgs),
     /// Reprocess history into a new generation of detector state and alerts, then switch over.
     ///
     /// The platform keeps ingesting and detecting with the active generation meanwhile. Without --to, the
@@ -163,6 +168,19 @@ struct BenchDetectArgs {
     /// Alerts to time for the latency figures.
     #[arg(long, default_value_t = 100)]
     alerts: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchAlertsArgs {
+    /// Alerts per second of the timed tenant.
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    /// Seconds each phase lasts.
+    #[arg(long, default_value_t = 20)]
+    secs: u32,
+    /// Notifications queued for the slow receiver in the second phase.
+    #[arg(long, default_value_t = 10_000)]
+    backlog: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -339,6 +357,18 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Bench(args) => args.run(&settings).await?,
         Command::BenchDetect(args) => args.run(&settings).await?,
+        Command::BenchAlerts(args) => {
+            anyhow::ensure!(
+                args.rate > 0 && args.secs > 0,
+                "--rate and --secs must be positive"
+            );
+            let config = bench_alerts::AlertBenchConfig {
+                rate: args.rate,
+                secs: args.secs,
+                backlog: args.backlog,
+            };
+            bench_alerts::run(&settings, config).await?
+        }
         Command::Replay(args) => args.run(&settings).await?,
         Command::Backtest(args) => backtest::run(&args.into_config(), &settings.kafka).await?,
         Command::All

@@ -122,9 +122,9 @@ impl AppState {
     /// Where the alert engine's deliveries may connect, and their deadline.
     pub fn outbound(&self) -> Result<Outbound, ApiError> {
         let settings = &self.0.settings;
-        Ok(Outbound {
-            policy: settings.outbound_policy().map_err(ApiError::internal)?,
-            timeout: std::time::Duration::from_millis(settings.alerting.send_timeout_ms),
-        })
+        Ok(Outbound::new(
+            settings.outbound_policy().map_err(ApiError::internal)?,
+            std::time::Duration::from_millis(settings.alerting.send_timeout_ms),
+        ))
     }
 }

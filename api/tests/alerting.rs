@@ -725,3 +725,57 @@ async fn an_engine_killed_mid_escalation_loses_and_repeats_nothing() {
     child.start_kill().unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_replay_notifies_nothing_twice_and_the_engine_follows_the_switch_over() {
+    let app = spawn(&["press-07"]).await;
+    let rx = Receiver::start().await;
+    let hook = channel(
+        &app,
+        "hook",
+        "webhook",
+        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
+    )
+    .await;
+    create(
+        &app,
+        "/api/v1/escalation-policies",
+        json!({
+        "name": "p", "matchers": {"rules": ["hot", "hot-later"]}, "group_wait_secs": 0,
+        "steps": [{"channels": [hook]}]}),
+    )
+    .await;
+    rule(&app, "hot", "temp", &["press-07"]).await;
+    ingest(&app, "press-07", &["temp".to_owned()], &HOT).await;
+    let first = rx.wait_for("hook", 1).await;
+
+    // Reprocess everything into generation 2: the same alert, the same id, raised again on a new topic.
+    let outcome = haltless_processors::detection::replay::run(
+        &app.iso.settings.processors(),
+        &app.iso.pool,
+        &haltless_processors::detection::replay::ReplayOptions::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.generation.0, 2);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        rx.got("hook").len(),
+        1,
+        "the replayed alert is not notified again"
+    );
+
+    // The engine follows generation 2: a new alert there is notified.
+    rule(&app, "hot-later", "pressure", &["press-07"]).await;
+    ingest(&app, "press-07", &["pressure".to_owned()], &HOT).await;
+    let got = rx.wait_for("hook", 2).await;
+    assert_eq!(got[1].body["alerts"][0]["rule_id"], "hot-later");
+    assert_ne!(
+        got[1].body["alerts"][0]["id"],
+        first[0].body["alerts"][0]["id"]
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.got("hook").len(), 2);
+    app.stop().await;
+}

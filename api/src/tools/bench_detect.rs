@@ -10,11 +10,9 @@ use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::processor::{
     DetectorConfig, DetectorRuntime, DetectorTopics, RuleChange,
 };
-use haltless_processors::runtime::kafka::{admin_config, reader_config};
+use haltless_processors::runtime::kafka::reader_config;
 use haltless_processors::runtime::topics::{ensure_topics, TopicSpec};
 use haltless_schemas::{AlertRecord, Reading, ReadingBatch, Source, WireFormat};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -86,9 +84,7 @@ async fn delete_topics(brokers: &str, topics: &DetectorTopics) {
         topics.changelog.as_str(),
         topics.rules.as_str(),
     ];
-    if let Ok(admin) = admin_config(brokers).create::<AdminClient<DefaultClientContext>>() {
-        let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
-    }
+    haltless_processors::runtime::topics::delete_topics(brokers, &names).await;
 }
 
 async fn measure(

@@ -3,7 +3,9 @@
 //! - [`simulate`]: `haltless simulate`, the demo plant: registers machines and posts their readings.
 //! - [`bench`]: `haltless bench`, ingest end to end and the database's COPY ceiling.
 //! - [`bench_detect`]: `haltless bench-detect`, the detectors on Kafka with exactly-once on.
+//! - [`bench_alerts`]: `haltless bench-alerts`, alert raised → webhook received through the alert engine.
 
 pub mod bench;
+pub mod bench_alerts;
 pub mod bench_detect;
 pub mod simulate;

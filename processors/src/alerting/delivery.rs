@@ -3,9 +3,10 @@
 //! 4 s, ... A process killed mid-send leaves the claim to expire; the notification is then sent again
 //! with the same `Idempotency-Key`, so a receiver that honours it sees it once.
 //!
-//! Each channel has its own limit of deliveries in flight and every attempt its deadline; a channel at
-//! its limit is left out of the claim, so a slow receiver holds up only its own notifications. All
-//! channels together are held to `max_in_flight`: memory stays bounded whatever the backlog.
+//! Each channel has its own limit of deliveries in flight (`max_concurrency`) and every attempt its
+//! deadline; a claim takes at most a few turns' worth per channel, so a slow receiver holds up only its
+//! own notifications. All channels together are held to `max_in_flight`: memory stays bounded whatever
+//! the backlog.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -122,7 +124,12 @@ struct Claimed {
     channel_id: Uuid,
     message: Value,
     attempts: i32,
+    max_concurrency: i32,
 }
+
+/// How many times its concurrency a channel's claim may hold: the deliveries waiting their turn in
+/// this process, so that a claim (one query) feeds a fast channel for a while.
+const PREFETCH: i64 = 4;
 
 /// The delivery loop of one process.
 pub struct Deliveries {
@@ -132,6 +139,7 @@ pub struct Deliveries {
     secrets: ChannelSecrets,
     in_flight: JoinSet<Uuid>,
     per_channel: HashMap<Uuid, usize>,
+    permits: HashMap<Uuid, Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for Deliveries {
@@ -157,19 +165,18 @@ impl Deliveries {
             secrets,
             in_flight: JoinSet::new(),
             per_channel: HashMap::new(),
+            permits: HashMap::new(),
         }
     }
 
     /// Claims what is due and starts sending it; returns how many were started.
     pub async fn step(&mut self) -> Result<usize, ProcessorError> {
         while let Some(done) = self.in_flight.try_join_next() {
-            if let Ok(channel) = done {
-                if let Some(n) = self.per_channel.get_mut(&channel) {
-                    *n = n.saturating_sub(1);
-                }
-            }
+            self.ended(done);
         }
         self.per_channel.retain(|_, n| *n > 0);
+        let per_channel = &self.per_channel;
+        self.permits.retain(|c, _| per_channel.contains_key(c));
         let room = self
             .config
             .max_in_flight
@@ -177,10 +184,11 @@ impl Deliveries {
         if room == 0 {
             return Ok(0);
         }
-        let lease = self.out.timeout.as_secs_f64() + 10.0;
         let busy: Vec<Uuid> = self.per_channel.keys().copied().collect();
         let in_use: Vec<i32> = busy.iter().map(|c| self.per_channel[c] as i32).collect();
-        // At most each channel's free room, oldest first, never a channel that is full.
+        // Per channel, the oldest due notifications up to PREFETCH times its concurrency (counting those
+        // already claimed here); each is leased for as long as its turn can take: the sends before it in
+        // the channel's queue, its own, and a margin.
         let claimed: Vec<Claimed> = sqlx::query_as(
             "WITH due AS (
                 SELECT n.id, n.next_attempt_at,
@@ -192,19 +200,22 @@ impl Deliveries {
                 WHERE (n.status = 'pending' AND n.next_attempt_at <= now())
                    OR (n.status = 'sending' AND n.lease_until < now())
              ), picked AS (
-                SELECT id FROM due WHERE rank <= max_concurrency ORDER BY next_attempt_at LIMIT $3
+                SELECT id, rank, max_concurrency FROM due WHERE rank <= max_concurrency * $5
+                ORDER BY next_attempt_at LIMIT $3
              )
              UPDATE notifications n SET status = 'sending', attempts = attempts + 1,
-                lease_until = now() + make_interval(secs => $4)
+                lease_until = now() + make_interval(secs =>
+                    ceil(picked.rank::float8 / picked.max_concurrency) * $4 + 10)
              FROM picked WHERE n.id = picked.id
                AND ((n.status = 'pending' AND n.next_attempt_at <= now())
                     OR (n.status = 'sending' AND n.lease_until < now()))
-             RETURNING n.id, n.channel_id, n.message, n.attempts",
+             RETURNING n.id, n.channel_id, n.message, n.attempts, picked.max_concurrency",
         )
         .bind(&busy)
         .bind(&in_use)
         .bind(room as i64)
-        .bind(lease)
+        .bind(self.out.timeout.as_secs_f64())
+        .bind(PREFETCH)
         .fetch_all(&self.pool)
         .await?;
         if claimed.is_empty() {
@@ -223,6 +234,11 @@ impl Deliveries {
         let started = claimed.len();
         for c in claimed {
             *self.per_channel.entry(c.channel_id).or_default() += 1;
+            let permits = self
+                .permits
+                .entry(c.channel_id)
+                .or_insert_with(|| Arc::new(Semaphore::new(c.max_concurrency.max(1) as usize)))
+                .clone();
             let channel = stored.get(&c.channel_id).cloned();
             let (pool, config, out, secrets) = (
                 self.pool.clone(),
@@ -231,6 +247,8 @@ impl Deliveries {
                 self.secrets.clone(),
             );
             self.in_flight.spawn(async move {
+                // The channel's limit: the permit is held for the send, never closed.
+                let _turn = permits.acquire_owned().await;
                 let began = Instant::now();
                 let result = match (channel, message_of(c.message)) {
                     (Some(channel), Ok(message)) => send(&out, &secrets, &channel, &message).await,
@@ -250,20 +268,39 @@ impl Deliveries {
         Ok(started)
     }
 
-    /// Runs until `shutdown`, then lets the deliveries in flight finish (each has its deadline).
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs until `shutdown`, then lets the sends under way finish (each has its deadline). Looks
+    /// for due notifications every tick, when `recorded` is notified (the dispatcher recorded some) and
+    /// when a delivery ends (its channel has room again).
+    pub async fn run(mut self, recorded: Arc<Notify>, shutdown: CancellationToken) {
         let tick = Duration::from_millis(self.config.tick_ms.max(10));
         loop {
-            match self.step().await {
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not claim notifications"),
+            if let Err(e) = self.step().await {
+                tracing::warn!(error = %e, "could not claim notifications");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(tick) => {}
+                _ = recorded.notified() => {}
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    self.ended(done);
+                }
             }
         }
-        while self.in_flight.join_next().await.is_some() {}
+        // Sends under way get their deadline; those still waiting for their turn are dropped: their
+        // leases run out and another engine (or this one restarted) sends them.
+        let drain = async { while self.in_flight.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.out.timeout, drain).await.is_err() {
+            self.in_flight.abort_all();
+        }
+    }
+
+    /// A delivery ended: its channel has room again.
+    fn ended(&mut self, done: Result<Uuid, tokio::task::JoinError>) {
+        if let Ok(channel) = done {
+            if let Some(n) = self.per_channel.get_mut(&channel) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 }
 

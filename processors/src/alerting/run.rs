@@ -3,11 +3,13 @@
 //! switch-over), and, once per process, the intake of the alert actions, the dispatcher's clock and
 //! the deliveries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::channels::Outbound;
@@ -57,17 +59,21 @@ pub async fn spawn_intake(
     spawn_projection(settings, pool, intake, &topic, shutdown)
 }
 
-/// The dispatcher's clock: fires due steps every `tick_ms` until `shutdown`.
+/// The dispatcher's clock: fires due steps every `tick_ms` until `shutdown`, and wakes the deliveries
+/// when it recorded notifications.
 async fn dispatcher(
     pool: PgPool,
     settings: ProcessorsConfig,
+    recorded: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = settings.alerting;
     let tick = Duration::from_millis(config.tick_ms.max(10));
     loop {
-        if let Err(e) = dispatch::tick(&pool, &config).await {
-            tracing::warn!(error = %e, "the alert engine's tick failed; trying again");
+        match dispatch::tick(&pool, &config).await {
+            Ok(0) => {}
+            Ok(_) => recorded.notify_one(),
+            Err(e) => tracing::warn!(error = %e, "the alert engine's tick failed; trying again"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -93,12 +99,18 @@ pub async fn run(
         &settings.kafka.alert_actions_topic,
         &token,
     )?;
-    let clock = tokio::spawn(dispatcher(pool.clone(), settings.clone(), token.clone()));
+    let recorded = Arc::new(Notify::new());
+    let clock = tokio::spawn(dispatcher(
+        pool.clone(),
+        settings.clone(),
+        recorded.clone(),
+        token.clone(),
+    ));
     let deliveries = Deliveries::new(pool, settings.alerting.clone(), out, secrets);
     let sending = tokio::spawn({
         let token = token.clone();
         async move {
-            deliveries.run(token).await;
+            deliveries.run(recorded, token).await;
             Ok(())
         }
     });

@@ -91,3 +91,12 @@ pub async fn ensure_partition_count(
     }
     Ok(found)
 }
+
+/// Deletes `topics`, best effort (a benchmark's or test's throw-away topics).
+pub async fn delete_topics(brokers: &str, topics: &[&str]) {
+    if let Ok(admin) =
+        super::kafka::admin_config(brokers).create::<AdminClient<DefaultClientContext>>()
+    {
+        let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
+    }
+}

@@ -1,7 +1,13 @@
 //! Outbound connections of the channels: resolve, keep what the outbound policy allows, connect to
 //! exactly those addresses (a second lookup could answer differently), never follow a redirect.
+//!
+//! An HTTP client is kept per receiver (host and port), pinned to the addresses checked when it was made,
+//! so deliveries reuse connections; after [`PIN_FOR`] the name is resolved and checked again.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 
@@ -24,6 +30,53 @@ pub(crate) async fn resolve(
     })
 }
 
+/// How long a receiver's checked addresses (and its client) are used before resolving again.
+pub const PIN_FOR: Duration = Duration::from_secs(60);
+
+/// Receivers kept at most; past that the oldest half is dropped.
+const MAX_CLIENTS: usize = 1024;
+
+/// HTTP clients per (host, port), each pinned to checked addresses.
+#[derive(Debug, Default)]
+pub(crate) struct Clients(Mutex<HashMap<(String, u16), (Instant, reqwest::Client)>>);
+
+impl Clients {
+    fn get(&self, host: &str, port: u16) -> Option<reqwest::Client> {
+        let clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .get(&(host.to_owned(), port))
+            .filter(|(made, _)| made.elapsed() < PIN_FOR)
+            .map(|(_, client)| client.clone())
+    }
+
+    fn put(&self, host: &str, port: u16, client: reqwest::Client) {
+        let mut clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.len() >= MAX_CLIENTS {
+            let mut ages: Vec<Instant> = clients.values().map(|(made, _)| *made).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            clients.retain(|_, (made, _)| *made > cut);
+        }
+        clients.insert((host.to_owned(), port), (Instant::now(), client));
+    }
+}
+
+/// A client for `host:port` whose connections go to addresses the policy allows.
+async fn client(out: &Outbound, host: &str, port: u16) -> Result<reqwest::Client, SendError> {
+    if let Some(client) = out.clients.get(host, port) {
+        return Ok(client);
+    }
+    let addrs = resolve(out, host, port).await?;
+    let client = reqwest::Client::builder()
+        .resolve_to_addrs(host, &addrs)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(out.timeout)
+        .build()
+        .map_err(|e| SendError::retry(format!("no HTTP client: {e}")))?;
+    out.clients.put(host, port, client.clone());
+    Ok(client)
+}
+
 /// POSTs a JSON `body` to `url` with `headers`; a 2xx answer is a delivery.
 pub async fn post_json(
     out: &Outbound,
@@ -38,13 +91,7 @@ pub async fn post_json(
         .ok_or_else(|| SendError::permanent("the URL has no host"))?
         .trim_matches(['[', ']']);
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs = resolve(out, host, port).await?;
-    let client = reqwest::Client::builder()
-        .resolve_to_addrs(host, &addrs)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(out.timeout)
-        .build()
-        .map_err(|e| SendError::retry(format!("no HTTP client: {e}")))?;
+    let client = client(out, host, port).await?;
     let mut request = client
         .post(url)
         .header(CONTENT_TYPE, "application/json")

@@ -39,13 +39,26 @@ pub fn kind_names() -> Vec<&'static str> {
     CHANNELS.iter().map(|c| c.name()).collect()
 }
 
-/// What every send may use: where it may connect and how long it may take.
+/// What every send may use: where it may connect, how long it may take, and the HTTP clients kept per
+/// receiver (each pinned to the addresses the policy allowed, so connections are reused).
 #[derive(Debug, Clone)]
 pub struct Outbound {
     /// The operator's outbound policy: which addresses a tenant's channel may reach.
     pub policy: OutboundPolicy,
     /// The deadline of one delivery attempt, connection included.
     pub timeout: Duration,
+    clients: std::sync::Arc<http::Clients>,
+}
+
+impl Outbound {
+    /// Sends that follow `policy`, each within `timeout`.
+    pub fn new(policy: OutboundPolicy, timeout: Duration) -> Self {
+        Self {
+            policy,
+            timeout,
+            clients: std::sync::Arc::default(),
+        }
+    }
 }
 
 /// Why a delivery attempt failed, and whether trying again may help.
