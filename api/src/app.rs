@@ -1,6 +1,7 @@
 //! The composition root: connects the services, builds the [`AppState`], assembles the router and starts
 //! the roles one process runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,6 +12,7 @@ use axum::Router;
 use fred::prelude::{Builder, Client, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
 use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
+use haltless_connectors::direct::sealing::{reseal_stored, Resealed};
 use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::detection::supervisor::follow_generations;
@@ -144,7 +146,33 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     // The detectors keep a machine's state in the changelog partition of its readings partition.
     let readings = ensure_partition_count(&k.brokers, &k.readings_topic, 0).await?;
     ensure_partition_count(&k.brokers, &k.detector_changelog_topic, readings).await?;
+    seal_secrets(settings, pool).await?;
     Ok(())
+}
+
+/// Seals the secrets stored in plain text (before secrets were sealed, or while no key was configured)
+/// and re-wraps those sealed under an older key: what no SQL migration can do, the key being the
+/// operator's and not the database's. Every start and `haltless migrate` does it; `haltless secrets
+/// rotate` does it on demand.
+pub async fn seal_secrets(settings: &Settings, pool: &PgPool) -> anyhow::Result<Resealed> {
+    let Some(keyring) = settings.keyring()? else {
+        return Ok(Resealed::default());
+    };
+    let done = reseal_stored(pool, &keyring)
+        .await
+        .context("sealing stored secrets")?;
+    for (source, error) in &done.failed {
+        tracing::warn!(%source, %error, "a stored secret does not open with the configured keys");
+    }
+    if done.secrets > 0 {
+        tracing::info!(
+            sources = done.sources,
+            secrets = done.secrets,
+            key = keyring.current_id(),
+            "sealed stored secrets under the current key"
+        );
+    }
+    Ok(done)
 }
 
 /// A bound, ready-to-run instance of the platform.
@@ -157,6 +185,12 @@ pub struct Application {
 impl Application {
     /// Connects to every service, applies migrations, creates topics and binds the HTTP listener.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        // A malformed allow list or key stops the start, rather than the first source that needs it.
+        settings.outbound_policy().map_err(anyhow::Error::msg)?;
+        let keyring = settings.keyring()?.map(Arc::new);
+        if keyring.is_none() {
+            tracing::warn!("no key for secrets at rest (secrets.key_file): sources with a password cannot be stored");
+        }
         let pool = connect_database(&settings).await?;
         migrate(&settings, &pool).await?;
         let codec = readings_codec(&settings.kafka).await?;
@@ -194,6 +228,7 @@ impl Application {
             tokens,
             settings,
             prometheus: telemetry::prometheus(),
+            keyring,
         });
         Ok(Self {
             listener,
@@ -288,7 +323,9 @@ impl Application {
                 state.admission().clone(),
                 settings.gateway.clone(),
                 settings.connectors.clone(),
-            );
+            )
+            .with_outbound(settings.outbound_policy().map_err(anyhow::Error::msg)?)
+            .with_keyring(state.keyring_shared());
             let token = shutdown.clone();
             Some(tokio::spawn(runtime.run(token)))
         } else {

@@ -1,8 +1,9 @@
 //! Layered settings: built-in defaults, then an optional TOML file, then `HALTLESS__SECTION__KEY`
 //! environment variables (e.g. `HALTLESS__DATABASE__URL`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::direct::ConnectorsConfig;
@@ -10,7 +11,9 @@ use haltless_connectors::gateway::GatewayConfig;
 use haltless_processors::config::{KafkaConfig, ProcessorsConfig};
 use haltless_processors::detection::processor::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
-use secrecy::SecretString;
+use haltless_schemas::outbound::OutboundPolicy;
+use haltless_schemas::secrets::Keyring;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Every setting of the platform.
@@ -39,6 +42,10 @@ pub struct Settings {
     pub limits: LimitsConfig,
     /// Pollers of OPC-UA and Modbus TCP sources (`haltless connectors`).
     pub connectors: ConnectorsConfig,
+    /// Where the platform may connect on a tenant's behalf (device sources, notification channels).
+    pub outbound: OutboundConfig,
+    /// The keys that seal secrets at rest (OPC-UA passwords, channel secrets).
+    pub secrets: SecretsConfig,
 }
 
 impl Settings {
@@ -60,6 +67,45 @@ impl Settings {
             .map_err(Box::new)
     }
 
+    /// The outbound policy: public addresses, `outbound.allow`, and the ports of this platform's own
+    /// PostgreSQL, Redis, Kafka and HTTP listener refused on every non-public address unless an entry
+    /// names the exact port. A malformed entry is an error naming it.
+    pub fn outbound_policy(&self) -> Result<OutboundPolicy, String> {
+        let mut ports = Vec::new();
+        ports.extend(url_port(self.database.url.expose_secret()));
+        ports.extend(url_port(&self.redis.url));
+        ports.extend(
+            self.kafka
+                .brokers
+                .split(',')
+                .filter_map(|b| url_port(b.trim())),
+        );
+        ports.extend(url_port(&self.http.bind));
+        OutboundPolicy::new(&self.outbound.allow, &ports)
+            .map_err(|errors| format!("outbound.allow: {}", errors.join("; ")))
+    }
+
+    /// The key-encryption keys of secrets at rest: `secrets.keys`, then the lines of `secrets.key_file`;
+    /// the first is the current one. `None` when neither is set.
+    pub fn keyring(&self) -> anyhow::Result<Option<Keyring>> {
+        let mut entries: Vec<String> = self
+            .secrets
+            .keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        if let Some(path) = &self.secrets.key_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading secrets.key_file {}", path.display()))?;
+            warn_if_readable_by_others(path);
+            entries.extend(text.lines().map(str::to_owned));
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Keyring::parse(&entries)?))
+    }
+
     /// The sections the processors' roles read (Kafka, detectors, projections).
     pub fn processors(&self) -> ProcessorsConfig {
         ProcessorsConfig {
@@ -68,6 +114,52 @@ impl Settings {
             projection: self.projection.clone(),
         }
     }
+}
+
+/// The port of a URL or `host:port` (`scheme://user:password@host:port/path`), when it names one.
+fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (_, port) = host_port.rsplit_once(':')?;
+    port.parse().ok()
+}
+
+/// A key file others than its owner may read is worth a warning (not a refusal: containers often run
+/// with other owners).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "secrets.key_file is readable by others than its owner (chmod 600)");
+            }
+        }
+    }
+}
+
+/// The key-encryption keys of secrets at rest, each written `id:<64 hexadecimal digits>` (make one with
+/// `haltless secrets generate-key`). The first key seals; every key opens, so that after a new key is
+/// put first, `haltless secrets rotate` can re-wrap what the older ones sealed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A file with one key per line (`#` comments allowed), the current one first. Never logged.
+    pub key_file: Option<PathBuf>,
+    /// Keys given directly, before those of `key_file`. Never logged.
+    pub keys: Vec<SecretString>,
+}
+
+/// Which addresses the platform may connect to for a tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Addresses and CIDR blocks, each with an optional port, that tenants' sources (and channels) may
+    /// reach besides public addresses: `10.0.0.5:502`, `10.0.0.0/8`, `[fd12::/16]:4840`. Everything
+    /// else that is not public (loopback, private, link-local, metadata, ...) is refused. An entry
+    /// without a port does not cover the ports of the platform's own services.
+    pub allow: Vec<String>,
 }
 
 /// HTTP listener settings.
@@ -216,5 +308,54 @@ impl Default for LimitsConfig {
             retention_interval_secs: 3_600,
             retention_batch: 50_000,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platforms_own_ports_are_refused_even_where_loopback_is_allowed() {
+        let mut settings = Settings::default();
+        settings.outbound.allow = vec!["127.0.0.1".into(), "127.0.0.1:56379".into()];
+        let policy = settings.outbound_policy().unwrap();
+        let at = |port: u16| policy.check(([127, 0, 0, 1], port).into());
+        assert!(at(5020).is_ok());
+        assert!(at(55432).is_err(), "PostgreSQL");
+        assert!(at(59092).is_err(), "Kafka");
+        assert!(at(8080).is_err(), "the platform's own listener");
+        assert!(at(56379).is_ok(), "named exactly");
+        settings.outbound.allow = vec!["127.0.0.1/40".into()];
+        assert!(settings
+            .outbound_policy()
+            .unwrap_err()
+            .contains("127.0.0.1/40"));
+    }
+
+    #[test]
+    fn reads_ports_from_urls() {
+        assert_eq!(url_port("postgres://u:p@db:5432/x"), Some(5432));
+        assert_eq!(url_port("redis://127.0.0.1:56379"), Some(56379));
+        assert_eq!(url_port("127.0.0.1:59092"), Some(59092));
+        assert_eq!(url_port("redis://cache"), None);
+    }
+
+    #[test]
+    fn the_allow_list_comes_from_the_environment_as_a_list() {
+        // A prefix of this test alone: the other tests read the real one.
+        std::env::set_var(
+            "HALTLESS_OUTBOUND_TEST__OUTBOUND__ALLOW",
+            r#"["127.0.0.1:55020", "127.0.0.1:54840"]"#,
+        );
+        let settings: Settings = Figment::new()
+            .merge(Env::prefixed("HALTLESS_OUTBOUND_TEST__").split("__"))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            settings.outbound.allow,
+            ["127.0.0.1:55020", "127.0.0.1:54840"]
+        );
     }
 }

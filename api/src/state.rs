@@ -5,6 +5,7 @@ use std::sync::Arc;
 use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
 use haltless_processors::runtime::tasks::RoleBoard;
+use haltless_schemas::secrets::Keyring;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
@@ -42,6 +43,8 @@ pub struct Inner {
     pub settings: Settings,
     /// Renders the Prometheus metrics.
     pub prometheus: PrometheusHandle,
+    /// Seals and opens secrets at rest; `None` when no key is configured.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl AppState {
@@ -93,5 +96,13 @@ impl AppState {
     /// Renders the Prometheus metrics.
     pub fn prometheus(&self) -> &PrometheusHandle {
         &self.0.prometheus
+    }
+    /// Seals and opens secrets at rest; `None` when no key is configured.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.0.keyring.as_deref()
+    }
+    /// The keyring, to share with a role.
+    pub fn keyring_shared(&self) -> Option<Arc<Keyring>> {
+        self.0.keyring.clone()
     }
 }

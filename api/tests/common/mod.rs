@@ -21,6 +21,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The key that seals the tests' secrets at rest.
+pub const TEST_KEY: &str =
+    "test-1:5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
+
 /// A database and a topic of one test.
 pub struct Isolation {
     pub settings: Settings,
@@ -73,6 +77,10 @@ impl Isolation {
         settings.http.bind = "127.0.0.1:0".into();
         // Throttles, rate limits and the token blocklist of this test only.
         settings.redis.key_prefix = format!("test:{suffix}:");
+        // The device peers (pymodbus, asyncua, the link proxies) listen on 127.0.0.1 at free ports chosen
+        // after the platform starts: that address, at any port but the stack's own services' ports.
+        settings.outbound.allow = vec!["127.0.0.1".into()];
+        settings.secrets.keys = vec![SecretString::from(TEST_KEY)];
         tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
             .await
@@ -131,6 +139,14 @@ impl Isolation {
                 s.redis.key_prefix.clone(),
             ),
             ("HALTLESS__HTTP__BIND".into(), "127.0.0.1:0".into()),
+            (
+                "HALTLESS__SECRETS__KEYS".into(),
+                format!("[\"{TEST_KEY}\"]"),
+            ),
+            (
+                "HALTLESS__OUTBOUND__ALLOW".into(),
+                format!("{:?}", s.outbound.allow),
+            ),
         ]
     }
 
