@@ -1,6 +1,7 @@
 //! The composition root: connects the services, builds the [`AppState`], assembles the router and starts
 //! the roles one process runs.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use haltless_processors::runtime::tasks::{spawn_projection, supervise, Backoff, 
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
 use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -73,11 +74,18 @@ impl Roles {
 
 /// Connects to PostgreSQL.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    let mut options = PgConnectOptions::from_str(settings.database.url.expose_secret())
+        .context("database.url")?;
+    let statement_timeout = settings.database.statement_timeout_ms;
+    if statement_timeout > 0 {
+        // Sent in the startup packet: every pooled connection has it from its first query on.
+        options = options.options([("statement_timeout", statement_timeout.to_string())]);
+    }
     PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         // Also the deadline of every query while PostgreSQL is unreachable: 503 instead of a hang.
         .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
-        .connect(settings.database.url.expose_secret())
+        .connect_with(options)
         .await
         .context("connecting to PostgreSQL (database.url)")
 }
@@ -407,13 +415,40 @@ pub fn router(state: AppState, roles: Roles) -> Router {
         state.clone(),
         crate::auth::enforce,
     ));
+    let deadline = Duration::from_secs(state.settings().http.request_timeout_secs);
     Router::new()
         .nest("/api/v1", api)
         .merge(routes::health::router())
         .fallback(crate::error::not_found_fallback)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            within_deadline(deadline, request, next)
+        }))
         .layer(middleware::from_fn(record_request))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Answers 503 `timeout` when a request (its body included) takes longer than `deadline` (zero: no
+/// limit). Rather than tower-http's `TimeoutLayer`, whose answer has an empty body: this one is the API's
+/// uniform error, with `Retry-After`.
+async fn within_deadline(deadline: Duration, request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    if deadline.is_zero() {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s (http.request_timeout_secs)",
+                deadline.as_secs()
+            ),
+        )
+        .retry_after(1)
+        .into_response(),
+    }
 }
 
 async fn record_request(request: Request, next: Next) -> Response {

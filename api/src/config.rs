@@ -168,12 +168,16 @@ pub struct OutboundConfig {
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port.
     pub bind: String,
+    /// Longest a request may take, body included, before it is answered 503 `timeout` (seconds; 0: no
+    /// limit). Bounds what a slow client or a stuck dependency can hold.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".into(),
+            request_timeout_secs: 30,
         }
     }
 }
@@ -192,6 +196,9 @@ pub struct DatabaseConfig {
     /// How old a remembered API key or machine lookup may be when ingest falls back on it because
     /// PostgreSQL is unreachable (0: no fallback, ingest answers 503 with the database).
     pub cache_max_age_secs: u64,
+    /// PostgreSQL's `statement_timeout` on every pooled connection (milliseconds; 0: none): a query that
+    /// runs longer is cancelled by the server.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -201,6 +208,7 @@ impl Default for DatabaseConfig {
             max_connections: 20,
             acquire_timeout_ms: 500,
             cache_max_age_secs: 300,
+            statement_timeout_ms: 30_000,
         }
     }
 }
@@ -269,6 +277,8 @@ pub struct AuthConfig {
     pub login_window_secs: u64,
     /// Sign-ups allowed from one client address per hour.
     pub signups_per_address_per_hour: u32,
+    /// Invitation acceptances (right or wrong) allowed from one client address per hour.
+    pub invite_attempts_per_address_per_hour: u32,
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
 }
@@ -284,6 +294,7 @@ impl Default for AuthConfig {
             login_failures_per_address: 20,
             login_window_secs: 900,
             signups_per_address_per_hour: 10,
+            invite_attempts_per_address_per_hour: 20,
             trust_forwarded_for: false,
         }
     }
