@@ -1,6 +1,8 @@
 //! The composition root: connects the services, builds the [`AppState`], assembles the router and starts
 //! the roles one process runs.
 
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,10 +13,11 @@ use axum::Router;
 use fred::prelude::{Builder, Client, ClientLike, Config as RedisClientConfig, ReconnectPolicy};
 use haltless_connectors::admission::quota::Counters;
 use haltless_connectors::admission::Admission;
+use haltless_connectors::direct::sealing::{reseal_stored, Resealed};
 use haltless_connectors::direct::Connectors;
 use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::alerting;
-use haltless_processors::alerting::secrets::ChannelSecrets;
+use haltless_processors::alerting::secrets::{rewrap_stored, ChannelSecrets};
 use haltless_processors::detection::supervisor::{follow_generations, GenerationParts};
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
@@ -23,7 +26,7 @@ use haltless_processors::runtime::tasks::{spawn_projection, supervise, Backoff, 
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
 use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -76,11 +79,18 @@ impl Roles {
 
 /// Connects to PostgreSQL.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    let mut options = PgConnectOptions::from_str(settings.database.url.expose_secret())
+        .context("database.url")?;
+    let statement_timeout = settings.database.statement_timeout_ms;
+    if statement_timeout > 0 {
+        // Sent in the startup packet: every pooled connection has it from its first query on.
+        options = options.options([("statement_timeout", statement_timeout.to_string())]);
+    }
     PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         // Also the deadline of every query while PostgreSQL is unreachable: 503 instead of a hang.
         .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
-        .connect(settings.database.url.expose_secret())
+        .connect_with(options)
         .await
         .context("connecting to PostgreSQL (database.url)")
 }
@@ -149,7 +159,44 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     // The detectors keep a machine's state in the changelog partition of its readings partition.
     let readings = ensure_partition_count(&k.brokers, &k.readings_topic, 0).await?;
     ensure_partition_count(&k.brokers, &k.detector_changelog_topic, readings).await?;
+    seal_secrets(settings, pool).await?;
     Ok(())
+}
+
+/// Seals the secrets stored in plain text (before secrets were sealed, or while no key was configured)
+/// and re-wraps those sealed under an older key: what no SQL migration can do, the key being the
+/// operator's and not the database's. Every start and `haltless migrate` does it; `haltless secrets
+/// rotate` does it on demand.
+pub async fn seal_secrets(settings: &Settings, pool: &PgPool) -> anyhow::Result<Resealed> {
+    let Some(keyring) = settings.keyring()? else {
+        return Ok(Resealed::default());
+    };
+    let done = reseal_stored(pool, &keyring)
+        .await
+        .context("sealing stored secrets")?;
+    let channels = ChannelSecrets::new(Some(keyring.clone()));
+    let rewrapped = rewrap_stored(pool, &channels)
+        .await
+        .context("re-wrapping channel secrets")?;
+    if rewrapped > 0 {
+        tracing::info!(
+            channels = rewrapped,
+            key = keyring.current_id(),
+            "re-wrapped channel secrets under the current key"
+        );
+    }
+    for (source, error) in &done.failed {
+        tracing::warn!(%source, %error, "a stored secret does not open with the configured keys");
+    }
+    if done.secrets > 0 {
+        tracing::info!(
+            sources = done.sources,
+            secrets = done.secrets,
+            key = keyring.current_id(),
+            "sealed stored secrets under the current key"
+        );
+    }
+    Ok(done)
 }
 
 /// A bound, ready-to-run instance of the platform.
@@ -162,6 +209,12 @@ pub struct Application {
 impl Application {
     /// Connects to every service, applies migrations, creates topics and binds the HTTP listener.
     pub async fn build(settings: Settings, roles: Roles) -> anyhow::Result<Self> {
+        // A malformed allow list or key stops the start, rather than the first source that needs it.
+        settings.outbound_policy().map_err(anyhow::Error::msg)?;
+        let keyring = settings.keyring()?.map(Arc::new);
+        if keyring.is_none() {
+            tracing::warn!("no key for secrets at rest (secrets.key_file): sources with a password cannot be stored");
+        }
         let pool = connect_database(&settings).await?;
         migrate(&settings, &pool).await?;
         let codec = readings_codec(&settings.kafka).await?;
@@ -197,9 +250,10 @@ impl Application {
             key_cache,
             roles: RoleBoard::default(),
             tokens,
-            channel_secrets: ChannelSecrets::new(settings.keyring().map_err(anyhow::Error::msg)?),
+            channel_secrets: ChannelSecrets::new(keyring.as_deref().cloned()),
             settings,
             prometheus: telemetry::prometheus(),
+            keyring,
         });
         Ok(Self {
             listener,
@@ -317,7 +371,9 @@ impl Application {
                 state.admission().clone(),
                 settings.gateway.clone(),
                 settings.connectors.clone(),
-            );
+            )
+            .with_outbound(settings.outbound_policy().map_err(anyhow::Error::msg)?)
+            .with_keyring(state.keyring_shared());
             let token = shutdown.clone();
             Some(tokio::spawn(runtime.run(token)))
         } else {
@@ -402,13 +458,40 @@ pub fn router(state: AppState, roles: Roles) -> Router {
         state.clone(),
         crate::auth::enforce,
     ));
+    let deadline = Duration::from_secs(state.settings().http.request_timeout_secs);
     Router::new()
         .nest("/api/v1", api)
         .merge(routes::health::router())
         .fallback(crate::error::not_found_fallback)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            within_deadline(deadline, request, next)
+        }))
         .layer(middleware::from_fn(record_request))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Answers 503 `timeout` when a request (its body included) takes longer than `deadline` (zero: no
+/// limit). Rather than tower-http's `TimeoutLayer`, whose answer has an empty body: this one is the API's
+/// uniform error, with `Retry-After`.
+async fn within_deadline(deadline: Duration, request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    if deadline.is_zero() {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s (http.request_timeout_secs)",
+                deadline.as_secs()
+            ),
+        )
+        .retry_after(1)
+        .into_response(),
+    }
 }
 
 async fn record_request(request: Request, next: Next) -> Response {

@@ -9,7 +9,9 @@ use clap::builder::PossibleValuesParser;
 use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 use haltless_connectors::agent::{self, AgentConfig};
+use haltless_connectors::direct::sealing::reseal_stored;
 use haltless_processors::detection::{backtest, replay};
+use haltless_schemas::secrets::Keyring;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{connect_database, migrate, Application, Roles};
@@ -68,6 +70,9 @@ enum Command {
     /// Manage tenants, for platform operators: create, list, change the tier, override limits.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage the keys of secrets at rest: make a key, re-seal every stored secret under the current one.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Create the demo tenant, its admin and an API key, and write them to an env file.
     ///
     /// Keeps the file as it is when the key in it still works.
@@ -241,6 +246,29 @@ struct BacktestArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Make a new random key-encryption key, `id:<64 hex digits>`.
+    ///
+    /// With --key-file, the key is put first in that file (created with mode 0600 when missing), so it
+    /// becomes the current key and the older ones stay to open what they sealed; then run `haltless
+    /// secrets rotate`, after which the older lines can be removed. Without it, the key is printed.
+    GenerateKey {
+        /// The key's id, stored beside every secret it seals (letters, digits, '-', '_').
+        #[arg(long)]
+        id: String,
+        /// The key file to put the key in.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// With --key-file: do nothing when the file already holds a key (for scripts that run twice).
+        #[arg(long, requires = "key_file")]
+        if_missing: bool,
+    },
+    /// Re-seal every stored secret under the current key (the first of secrets.keys / secrets.key_file):
+    /// plain-text secrets are sealed, older seals re-wrapped. Fails when one does not open.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
 enum TenantCommand {
     /// Create a tenant, and its first admin when --admin-email and --admin-password are given.
     Create {
@@ -333,6 +361,7 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
             let pool = migrated_database(&settings).await?;
             println!("{}", command.run(&pool).await?.trim_end());
         }
+        Command::Secrets(command) => command.run(&settings).await?,
         Command::DemoSeed { env_file, url } => {
             let pool = migrated_database(&settings).await?;
             tenants::seed_demo(&pool, &env_file, &url).await?;
@@ -380,6 +409,74 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         | Command::Alerting
         | Command::Agent => anyhow::bail!("{command:?} is a role, not a tool"),
     }
+    Ok(())
+}
+
+impl SecretsCommand {
+    async fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        match self {
+            SecretsCommand::GenerateKey {
+                id,
+                key_file,
+                if_missing,
+            } => {
+                let entry = Keyring::generate_entry(&id)?;
+                let Some(path) = key_file else {
+                    println!("{entry}");
+                    return Ok(());
+                };
+                let old = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => return Err(e).context(format!("reading {}", path.display())),
+                };
+                if if_missing && Keyring::parse(&old.lines().collect::<Vec<_>>()).is_ok() {
+                    return Ok(());
+                }
+                write_private(&path, &format!("{entry}\n{old}"))?;
+                println!("key `{id}` is now the current key in {}", path.display());
+            }
+            SecretsCommand::Rotate => {
+                let keyring = settings
+                    .keyring()?
+                    .context("no key configured: set secrets.key_file or secrets.keys")?;
+                let pool = connect_database(settings).await?;
+                let done = reseal_stored(&pool, &keyring).await?;
+                println!(
+                    "{} secret(s) of {} source(s) re-sealed under key `{}`",
+                    done.secrets,
+                    done.sources,
+                    keyring.current_id()
+                );
+                for (source, error) in &done.failed {
+                    eprintln!("source {source}: {error}");
+                }
+                anyhow::ensure!(
+                    done.failed.is_empty(),
+                    "{} source(s) hold secrets the configured keys do not open",
+                    done.failed.len()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! Layered settings: built-in defaults, then an optional TOML file, then `HALTLESS__SECTION__KEY`
 //! environment variables (e.g. `HALTLESS__DATABASE__URL`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use haltless_connectors::direct::ConnectorsConfig;
@@ -46,7 +47,7 @@ pub struct Settings {
     pub alerting: AlertingConfig,
     /// Where the platform may connect on a tenant's behalf (device sources, notification channels).
     pub outbound: OutboundConfig,
-    /// The keys that seal secrets at rest.
+    /// The keys that seal secrets at rest (OPC-UA passwords, channel secrets).
     pub secrets: SecretsConfig,
 }
 
@@ -87,23 +88,25 @@ impl Settings {
             .map_err(|errors| format!("outbound.allow: {}", errors.join("; ")))
     }
 
-    /// The keyring of `secrets.keys` and `secrets.key_file`, or none when neither is set.
-    pub fn keyring(&self) -> Result<Option<Keyring>, String> {
-        let mut entries = self.secrets.keys.clone();
-        if let Some(file) = &self.secrets.key_file {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("secrets.key_file {}: {e}", file.display()))?;
+    /// The key-encryption keys of secrets at rest: `secrets.keys`, then the lines of `secrets.key_file`;
+    /// the first is the current one. `None` when neither is set.
+    pub fn keyring(&self) -> anyhow::Result<Option<Keyring>> {
+        let mut entries: Vec<String> = self
+            .secrets
+            .keys
+            .iter()
+            .map(|k| k.expose_secret().to_owned())
+            .collect();
+        if let Some(path) = &self.secrets.key_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading secrets.key_file {}", path.display()))?;
+            warn_if_readable_by_others(path);
             entries.extend(text.lines().map(str::to_owned));
         }
-        if entries
-            .iter()
-            .all(|e| e.trim().is_empty() || e.trim().starts_with('#'))
-        {
+        if entries.is_empty() {
             return Ok(None);
         }
-        Keyring::parse(&entries)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        Ok(Some(Keyring::parse(&entries)?))
     }
 
     /// The sections the processors' roles read (Kafka, detectors, projections, the alert engine).
@@ -126,23 +129,41 @@ fn url_port(url: &str) -> Option<u16> {
     port.parse().ok()
 }
 
+/// A key file others than its owner may read is worth a warning (not a refusal: containers often run
+/// with other owners).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "secrets.key_file is readable by others than its owner (chmod 600)");
+            }
+        }
+    }
+}
+
+/// The key-encryption keys of secrets at rest, each written `id:<64 hexadecimal digits>` (make one with
+/// `haltless secrets generate-key`). The first key seals; every key opens, so that after a new key is
+/// put first, `haltless secrets rotate` can re-wrap what the older ones sealed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A file with one key per line (`#` comments allowed), the current one first. Never logged.
+    pub key_file: Option<PathBuf>,
+    /// Keys given directly, before those of `key_file`. Never logged.
+    pub keys: Vec<SecretString>,
+}
+
 /// Which addresses the platform may connect to for a tenant.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
-    /// Addresses and CIDR blocks, each with an optional port, that tenants' sources and channels may
-    /// reach besides public addresses.
+    /// Addresses and CIDR blocks, each with an optional port, that tenants' sources (and channels) may
+    /// reach besides public addresses: `10.0.0.5:502`, `10.0.0.0/8`, `[fd12::/16]:4840`. Everything
+    /// else that is not public (loopback, private, link-local, metadata, ...) is refused. An entry
+    /// without a port does not cover the ports of the platform's own services.
     pub allow: Vec<String>,
-}
-
-/// The keys that seal secrets at rest.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecretsConfig {
-    /// Keys written `id:hex` (64 hex digits), the first the current one.
-    pub keys: Vec<String>,
-    /// A file of such keys, one per line.
-    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// HTTP listener settings.
@@ -151,12 +172,16 @@ pub struct SecretsConfig {
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port.
     pub bind: String,
+    /// Longest a request may take, body included, before it is answered 503 `timeout` (seconds; 0: no
+    /// limit). Bounds what a slow client or a stuck dependency can hold.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".into(),
+            request_timeout_secs: 30,
         }
     }
 }
@@ -175,6 +200,9 @@ pub struct DatabaseConfig {
     /// How old a remembered API key or machine lookup may be when ingest falls back on it because
     /// PostgreSQL is unreachable (0: no fallback, ingest answers 503 with the database).
     pub cache_max_age_secs: u64,
+    /// PostgreSQL's `statement_timeout` on every pooled connection (milliseconds; 0: none): a query that
+    /// runs longer is cancelled by the server.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -184,6 +212,7 @@ impl Default for DatabaseConfig {
             max_connections: 20,
             acquire_timeout_ms: 500,
             cache_max_age_secs: 300,
+            statement_timeout_ms: 30_000,
         }
     }
 }
@@ -252,6 +281,8 @@ pub struct AuthConfig {
     pub login_window_secs: u64,
     /// Sign-ups allowed from one client address per hour.
     pub signups_per_address_per_hour: u32,
+    /// Invitation acceptances (right or wrong) allowed from one client address per hour.
+    pub invite_attempts_per_address_per_hour: u32,
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
 }
@@ -267,6 +298,7 @@ impl Default for AuthConfig {
             login_failures_per_address: 20,
             login_window_secs: 900,
             signups_per_address_per_hour: 10,
+            invite_attempts_per_address_per_hour: 20,
             trust_forwarded_for: false,
         }
     }
@@ -291,5 +323,54 @@ impl Default for LimitsConfig {
             retention_interval_secs: 3_600,
             retention_batch: 50_000,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platforms_own_ports_are_refused_even_where_loopback_is_allowed() {
+        let mut settings = Settings::default();
+        settings.outbound.allow = vec!["127.0.0.1".into(), "127.0.0.1:56379".into()];
+        let policy = settings.outbound_policy().unwrap();
+        let at = |port: u16| policy.check(([127, 0, 0, 1], port).into());
+        assert!(at(5020).is_ok());
+        assert!(at(55432).is_err(), "PostgreSQL");
+        assert!(at(59092).is_err(), "Kafka");
+        assert!(at(8080).is_err(), "the platform's own listener");
+        assert!(at(56379).is_ok(), "named exactly");
+        settings.outbound.allow = vec!["127.0.0.1/40".into()];
+        assert!(settings
+            .outbound_policy()
+            .unwrap_err()
+            .contains("127.0.0.1/40"));
+    }
+
+    #[test]
+    fn reads_ports_from_urls() {
+        assert_eq!(url_port("postgres://u:p@db:5432/x"), Some(5432));
+        assert_eq!(url_port("redis://127.0.0.1:56379"), Some(56379));
+        assert_eq!(url_port("127.0.0.1:59092"), Some(59092));
+        assert_eq!(url_port("redis://cache"), None);
+    }
+
+    #[test]
+    fn the_allow_list_comes_from_the_environment_as_a_list() {
+        // A prefix of this test alone: the other tests read the real one.
+        std::env::set_var(
+            "HALTLESS_OUTBOUND_TEST__OUTBOUND__ALLOW",
+            r#"["127.0.0.1:55020", "127.0.0.1:54840"]"#,
+        );
+        let settings: Settings = Figment::new()
+            .merge(Env::prefixed("HALTLESS_OUTBOUND_TEST__").split("__"))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            settings.outbound.allow,
+            ["127.0.0.1:55020", "127.0.0.1:54840"]
+        );
     }
 }

@@ -7,6 +7,7 @@ use haltless_connectors::admission::Admission;
 use haltless_processors::alerting::channels::Outbound;
 use haltless_processors::alerting::secrets::ChannelSecrets;
 use haltless_processors::runtime::tasks::RoleBoard;
+use haltless_schemas::secrets::Keyring;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
@@ -49,6 +50,8 @@ pub struct Inner {
     pub prometheus: PrometheusHandle,
     /// Seals and opens notification channels' secret fields.
     pub channel_secrets: ChannelSecrets,
+    /// Seals and opens secrets at rest; `None` when no key is configured.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl AppState {
@@ -126,5 +129,14 @@ impl AppState {
             settings.outbound_policy().map_err(ApiError::internal)?,
             std::time::Duration::from_millis(settings.alerting.send_timeout_ms),
         ))
+    }
+
+    /// Seals and opens secrets at rest; `None` when no key is configured.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.0.keyring.as_deref()
+    }
+    /// The keyring, to share with a role.
+    pub fn keyring_shared(&self) -> Option<Arc<Keyring>> {
+        self.0.keyring.clone()
     }
 }

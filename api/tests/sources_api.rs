@@ -292,7 +292,8 @@ async fn instances_share_sources_and_take_over_a_dead_ones() {
             lease_ttl_ms: 2_000,
             ..ConnectorsConfig::default()
         },
-    );
+    )
+    .with_outbound(s.outbound_policy().unwrap());
     let stop = CancellationToken::new();
     let task = tokio::spawn(second.run(stop.clone()));
     let shared = wait_owners(&app, |o| {

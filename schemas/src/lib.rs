@@ -13,6 +13,10 @@
 //! - `fields`: helpers mapping Avro values onto Rust types, shared by the topic modules.
 //! - [`compat`]: the checked-in schema history and the BACKWARD-compatibility check run by the tests.
 //! - [`metric_names`]: the name of every Prometheus metric the platform exports.
+//! - [`outbound`]: the policy of which addresses the platform may connect to for a tenant (device
+//!   pollers, notification channels), with refusals that name a category, never an address.
+//! - [`secrets`]: sealing secrets at rest (envelope encryption, AES-256-GCM, a key id with each value,
+//!   rotation by re-wrapping), for source passwords and channel secrets alike.
 //! - [`tier`]: the subscription tiers' figures and a tenant's limits in force, which every ingest path,
 //!   the API and the retention sweep enforce.
 //!

@@ -27,6 +27,9 @@ pub const DETECTOR_ALERTS: &str = "haltless_detector_alerts_total";
 pub const DETECTOR_BATCH_MESSAGES: &str = "haltless_detector_batch_messages";
 /// Counter of login attempts, labelled `outcome` (`ok`, `invalid`, `throttled`).
 pub const AUTH_LOGINS: &str = "haltless_auth_logins_total";
+/// Counter of argon2 runs, labelled `kind` (`verify`: a login's check, dummy ones included; `hash`: a
+/// password set at sign-up, user creation or invitation), the work a flood of requests can ask for.
+pub const AUTH_PASSWORD_WORK: &str = "haltless_auth_password_work_total";
 /// Counter of refresh tokens presented a second time (each revokes a session).
 pub const AUTH_REFRESH_REUSE: &str = "haltless_auth_refresh_reuse_total";
 /// Counter of requests refused for a tenant's rate limit, labelled `kind` (`reads`, `writes`).

@@ -4,6 +4,7 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
+use haltless_schemas::metric_names;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -42,15 +43,21 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
-/// Whether `password` matches `stored` (false for unusable hashes such as an invited user's).
+/// Whether `password` matches `stored`. An unusable hash (an invited user's `!invited`) is false after
+/// the same work as a real check, against a dummy hash, so that the answer's timing does not tell such an
+/// account from others.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    match PasswordHash::new(stored) {
+        Ok(hash) => Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
+        Err(_) => {
+            if let Ok(dummy) = PasswordHash::new(dummy_hash()) {
+                let _ = Argon2::default().verify_password(password.as_bytes(), &dummy);
+            }
+            false
+        }
+    }
 }
 
 /// Hashes at once: one per core. Each argon2id run takes about 19 MiB and a core for a while, so a burst of
@@ -69,6 +76,7 @@ pub async fn hash_password_async(password: String) -> Result<String, PasswordErr
         .acquire()
         .await
         .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    metrics::counter!(metric_names::AUTH_PASSWORD_WORK, "kind" => "hash").increment(1);
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| PasswordError::Hash(e.to_string()))?
@@ -80,6 +88,7 @@ pub async fn verify_password_async(password: String, stored: Option<String>) -> 
     let Ok(_slot) = hashing_slots().acquire().await else {
         return false;
     };
+    metrics::counter!(metric_names::AUTH_PASSWORD_WORK, "kind" => "verify").increment(1);
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => verify_password(&password, &stored),
         None => {
@@ -107,6 +116,7 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("wrong horse battery", &h));
         assert!(!verify_password("anything", "!invited"));
+        assert!(!verify_password("not-a-real-password", "!invited"));
         assert!(check_policy("short").is_err());
         assert!(check_policy("long enough!").is_ok());
     }

@@ -192,13 +192,16 @@ pub(crate) async fn login(
             u64::from(auth.login_failures_per_address),
         ),
     ];
+    // Every attempt is counted before its password is checked, in one atomic increment per counter: of
+    // any number of parallel guesses, at most the limit get as far as a password check. A success takes
+    // its count back below.
     for (counter, limit) in &counters {
         let w = state
             .counters()
-            .peek(counter, window, *limit)
+            .hit(counter, window, *limit)
             .await
             .map_err(redis_down)?;
-        if w.count >= w.limit {
+        if w.exceeded() {
             metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "throttled").increment(1);
             return Err(too_many(
                 "too many failed logins; wait before trying again",
@@ -218,13 +221,6 @@ pub(crate) async fn login(
         Some(user) if matches && user.active => user,
         _ => {
             metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "invalid").increment(1);
-            for (counter, limit) in &counters {
-                state
-                    .counters()
-                    .hit(counter, window, *limit)
-                    .await
-                    .map_err(redis_down)?;
-            }
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
@@ -232,9 +228,15 @@ pub(crate) async fn login(
             ));
         }
     };
+    // A success clears the account's failures and does not count against its address.
     state
         .counters()
         .reset(&counters[0].0, window)
+        .await
+        .map_err(redis_down)?;
+    state
+        .counters()
+        .undo(&counters[1].0, window)
         .await
         .map_err(redis_down)?;
     metrics::counter!(metric_names::AUTH_LOGINS, "outcome" => "ok").increment(1);
@@ -451,11 +453,24 @@ pub struct AcceptInvite {
     pub password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn accept_invite(
     State(state): State<AppState>,
+    client: Client,
     Json(body): Json<AcceptInvite>,
 ) -> Result<Json<Value>, ApiError> {
+    let limit = u64::from(state.settings().auth.invite_attempts_per_address_per_hour);
+    let w = state
+        .counters()
+        .hit(&format!("throttle:invite:{}", client.address), 3_600, limit)
+        .await
+        .map_err(redis_down)?;
+    if w.exceeded() {
+        return Err(too_many(
+            "too many invitation attempts from this address",
+            w.reset_secs,
+        ));
+    }
     policy(&body.password)?;
     let token = hash_key(body.token.trim());
     let gone = || ApiError::not_found("no such invitation, or it has expired");

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_connectors::gateway::validate::valid_name;
+use haltless_connectors::source::secrets::{self, SecretError};
 use haltless_connectors::source::SourceSpec;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -165,8 +166,22 @@ async fn parse(
         )
         .with_details(json!({ "machines": unknown })));
     }
-    // Store the definition in its normalised form (defaults filled in).
-    let stored = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    // Store the definition in its normalised form (defaults filled in), its secrets sealed for the tenant.
+    let mut stored = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    secrets::seal(
+        &mut stored,
+        spec.protocol,
+        state.keyring(),
+        key.tenant_id.as_bytes(),
+    )
+    .map_err(|e| match e {
+        SecretError::NoKey => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this platform cannot store passwords: it has no key for secrets at rest (secrets.key_file)",
+        ),
+        other => ApiError::internal(other),
+    })?;
     Ok((name, enabled, spec, stored))
 }
 

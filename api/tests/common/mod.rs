@@ -22,6 +22,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The key that seals the tests' secrets at rest.
+pub const TEST_KEY: &str =
+    "test-1:5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
+
 /// A database and a topic of one test.
 pub struct Isolation {
     pub settings: Settings,
@@ -74,12 +78,10 @@ impl Isolation {
         settings.http.bind = "127.0.0.1:0".into();
         // Throttles, rate limits and the token blocklist of this test only.
         settings.redis.key_prefix = format!("test:{suffix}:");
-        // Peers and receivers listen on 127.0.0.1 at free ports: that address, at any port but the stack's
-        // own services' ports.
+        // The device peers (pymodbus, asyncua, the link proxies) listen on 127.0.0.1 at free ports chosen
+        // after the platform starts: that address, at any port but the stack's own services' ports.
         settings.outbound.allow = vec!["127.0.0.1".into()];
-        // A secrets key of this test's own.
-        settings.secrets.keys =
-            vec![haltless_schemas::secrets::Keyring::generate_entry("test").unwrap()];
+        settings.secrets.keys = vec![SecretString::from(TEST_KEY)];
         tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
             .await
@@ -104,10 +106,6 @@ impl Isolation {
                 s.database.url.expose_secret().to_owned(),
             ),
             ("HALTLESS__KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
-            (
-                "HALTLESS__SECRETS__KEYS".into(),
-                serde_json::to_string(&s.secrets.keys).unwrap(),
-            ),
             (
                 "HALTLESS__KAFKA__READINGS_TOPIC".into(),
                 s.kafka.readings_topic.clone(),
@@ -142,6 +140,14 @@ impl Isolation {
                 s.redis.key_prefix.clone(),
             ),
             ("HALTLESS__HTTP__BIND".into(), "127.0.0.1:0".into()),
+            (
+                "HALTLESS__SECRETS__KEYS".into(),
+                format!("[\"{TEST_KEY}\"]"),
+            ),
+            (
+                "HALTLESS__OUTBOUND__ALLOW".into(),
+                format!("{:?}", s.outbound.allow),
+            ),
         ]
     }
 

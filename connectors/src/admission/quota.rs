@@ -168,6 +168,23 @@ impl Counters {
         })
     }
 
+    /// Takes back one hit of the counter `name` in the current window (e.g. an attempt counted before it
+    /// was known to succeed).
+    pub async fn undo(&self, name: &str, window_secs: u64) -> Result<(), fred::error::Error> {
+        self.connected()?;
+        let (start, _) = window(window_secs);
+        let key = self.key(name, start);
+        // With its deadline again, in case the hit fell in the previous window and the key is new: the
+        // window then starts one below zero, a single extra attempt at most.
+        let pipeline = self.redis.pipeline();
+        let () = pipeline.decr(&key).await?;
+        let () = pipeline
+            .expire(&key, window_secs.max(1) as i64 + 1, None)
+            .await?;
+        let _: (i64, i64) = pipeline.all().await?;
+        Ok(())
+    }
+
     /// Forgets the counter `name` in the current window (e.g. failed logins after a success).
     pub async fn reset(&self, name: &str, window_secs: u64) -> Result<(), fred::error::Error> {
         self.connected()?;

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use haltless_schemas::outbound::OutboundPolicy;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -89,8 +90,13 @@ impl Agent {
         let push = Arc::new(Mutex::new(PushStats::default()));
         let mut tasks = JoinSet::new();
         let mut sources = Vec::new();
-        // Devices are retried on their own pace, whatever the cloud's state.
-        let options = RunOptions::default();
+        // Devices are retried on their own pace, whatever the cloud's state. The agent's sources are the
+        // site operator's own devices on the plant network, written in the operator's file: no tenant of a
+        // shared platform chooses them, so no outbound policy applies.
+        let options = RunOptions {
+            outbound: Arc::new(OutboundPolicy::unrestricted()),
+            ..RunOptions::default()
+        };
         for (name, spec) in specs {
             let status = SharedStatus::default();
             sources.push((name.clone(), status.clone()));
@@ -99,7 +105,7 @@ impl Agent {
                 spec,
                 BufferOutlet(buffer.clone()),
                 status,
-                options,
+                options.clone(),
                 shutdown.clone(),
             ));
         }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use haltless_schemas::metric_names;
+use haltless_schemas::outbound::OutboundPolicy;
+use haltless_schemas::secrets::Keyring;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +19,8 @@ use super::lease::{refresh, release_all, LeasedSource};
 use super::outlet::KafkaOutlet;
 use crate::admission::Admission;
 use crate::gateway::GatewayConfig;
-use crate::source::{run_source, RunOptions, SharedStatus, SourceSpec};
+use crate::protocols::PROTOCOLS;
+use crate::source::{run_source, secrets, RunOptions, SharedStatus, SourceSpec};
 
 /// One running source.
 struct Running {
@@ -33,12 +36,15 @@ pub struct Connectors {
     admission: Admission,
     gateway: Arc<GatewayConfig>,
     config: ConnectorsConfig,
+    outbound: Arc<OutboundPolicy>,
+    keyring: Option<Arc<Keyring>>,
     me: String,
     running: HashMap<Uuid, Running>,
 }
 
 impl Connectors {
-    /// An instance polling into `admission`, sharing sources with its peers through `pool`.
+    /// An instance polling into `admission`, sharing sources with its peers through `pool`. It connects
+    /// to public addresses only until [`Connectors::with_outbound`] says otherwise.
     pub fn new(
         pool: PgPool,
         admission: Admission,
@@ -55,9 +61,24 @@ impl Connectors {
             admission,
             gateway: Arc::new(gateway),
             config,
+            outbound: Arc::default(),
+            keyring: None,
             me,
             running: HashMap::new(),
         }
+    }
+
+    /// Connects only where `outbound` allows.
+    pub fn with_outbound(mut self, outbound: OutboundPolicy) -> Self {
+        self.outbound = Arc::new(outbound);
+        self
+    }
+
+    /// Opens the sealed secrets of definitions with `keyring` (without one, a source with a sealed
+    /// secret shows a configuration error).
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     /// This instance's name in the leases.
@@ -127,20 +148,11 @@ impl Connectors {
             }
             let status = SharedStatus::default();
             let stop = CancellationToken::new();
-            let task = match SourceSpec::from_json(source.definition.clone()) {
+            let task = match self.open(&source) {
                 Ok(spec) => Some(self.spawn(&source, spec, status.clone(), stop.clone())),
-                Err(errors) => {
-                    let message = errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ");
+                Err(message) => {
                     if let Ok(mut s) = status.lock() {
-                        s.record(
-                            crate::now_ms(),
-                            0,
-                            Some(format!("invalid definition: {message}")),
-                        );
+                        s.record(crate::now_ms(), 0, Some(message));
                     }
                     None
                 }
@@ -155,6 +167,34 @@ impl Connectors {
                 },
             );
         }
+    }
+
+    /// The definition of `source` with its secrets opened, or what is wrong with it.
+    fn open(&self, source: &LeasedSource) -> Result<SourceSpec, String> {
+        let mut definition = source.definition.clone();
+        let protocol = definition["protocol"]
+            .as_str()
+            .and_then(|name| PROTOCOLS.get(name));
+        if let Some(protocol) = protocol {
+            secrets::open(
+                &mut definition,
+                protocol,
+                self.keyring.as_deref(),
+                source.tenant_id.as_bytes(),
+            )
+            .map_err(|e| {
+                tracing::warn!(source = %source.name, id = %source.id, error = %e, "a secret does not open");
+                format!("configuration: the source's secrets do not open: {e}")
+            })?;
+        }
+        SourceSpec::from_json(definition).map_err(|errors| {
+            let message = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            format!("invalid definition: {message}")
+        })
     }
 
     fn spawn(
@@ -175,6 +215,7 @@ impl Connectors {
             max_backoff: Duration::from_millis(
                 self.config.max_backoff_ms.max(self.config.min_backoff_ms),
             ),
+            outbound: self.outbound.clone(),
         };
         tracing::info!(source = %source.name, id = %source.id, version = source.version, "polling source");
         tokio::spawn(run_source(

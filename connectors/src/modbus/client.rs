@@ -1,9 +1,11 @@
 //! The Modbus TCP client of one source: connects with a timeout, reads the planned requests at the
 //! polling interval, and turns registers into readings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use haltless_schemas::outbound::{split_host_port, OutboundPolicy};
 use haltless_schemas::{Quality, Reading};
 use tokio::time::{interval, timeout, Interval, MissedTickBehavior};
 use tokio_modbus::client::{Context, Reader};
@@ -13,6 +15,7 @@ use tokio_modbus::Slave;
 use super::config::{ModbusPoint, RegisterType};
 use super::decode::{value_from_bit, value_from_words};
 use super::plan::{plan, ReadRequest};
+use crate::source::outbound::{io_category, resolve_checked};
 use crate::source::{Connection, Device, PointReading, PollOutcome, SourceError};
 
 /// One Modbus TCP device and the points read from it.
@@ -20,6 +23,7 @@ pub struct ModbusDevice {
     endpoint: String,
     timeout: Duration,
     poll_interval: Duration,
+    outbound: Arc<OutboundPolicy>,
     points: Vec<ModbusPoint>,
     requests: Vec<ReadRequest>,
     ticker: Option<Interval>,
@@ -39,6 +43,7 @@ impl ModbusDevice {
             endpoint: connection.endpoint,
             timeout: connection.timeout,
             poll_interval: connection.poll_interval,
+            outbound: connection.outbound,
             requests: plan(&points),
             points,
             ticker: None,
@@ -46,25 +51,30 @@ impl ModbusDevice {
         }
     }
 
-    /// Opens the TCP connection.
+    /// Opens the TCP connection to the first address of the endpoint that the outbound policy allows
+    /// and that answers.
     pub async fn connect(&mut self) -> Result<(), SourceError> {
-        let connect_error = |message: String| SourceError::Connect {
+        let connect_error = |message: &str| SourceError::Connect {
             endpoint: self.endpoint.clone(),
-            message,
+            message: message.to_owned(),
         };
         let ms = self.timeout.as_millis() as u64;
-        let addr = timeout(self.timeout, tokio::net::lookup_host(&self.endpoint))
-            .await
-            .map_err(|_| SourceError::Timeout(ms))?
-            .map_err(|e| connect_error(e.to_string()))?
-            .next()
-            .ok_or_else(|| connect_error("the host name resolves to no address".into()))?;
-        let context = timeout(self.timeout, tokio_modbus::client::tcp::connect(addr))
-            .await
-            .map_err(|_| SourceError::Timeout(ms))?
-            .map_err(|e| connect_error(e.to_string()))?;
-        self.context = Some(context);
-        Ok(())
+        let (host, port) = split_host_port(&self.endpoint)
+            .ok_or_else(|| SourceError::Config("the endpoint is not `host:port`".into()))?;
+        let addrs =
+            resolve_checked(&self.outbound, &self.endpoint, host, port, self.timeout).await?;
+        let mut last = SourceError::Timeout(ms);
+        for addr in addrs {
+            match timeout(self.timeout, tokio_modbus::client::tcp::connect(addr)).await {
+                Ok(Ok(context)) => {
+                    self.context = Some(context);
+                    return Ok(());
+                }
+                Ok(Err(e)) => last = connect_error(io_category(&e)),
+                Err(_) => last = SourceError::Timeout(ms),
+            }
+        }
+        Err(last)
     }
 
     /// Waits for the next polling tick, then reads every point.
@@ -128,7 +138,7 @@ impl ModbusDevice {
             Err(_) => Err(SourceError::Timeout(ms)),
             Ok(Err(e)) => Err(SourceError::Connect {
                 endpoint,
-                message: format!("{}: {e}", r.describe()),
+                message: format!("{}: {}", r.describe(), transport_category(&e)),
             }),
             Ok(Ok(Err(exception))) => Ok(Err(format!(
                 "{}: the device answered with exception {exception:?} ({})",
@@ -192,6 +202,17 @@ impl Device for ModbusDevice {
 
     fn disconnect(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(ModbusDevice::disconnect(self))
+    }
+}
+
+/// A broken exchange in words that carry neither operating system text nor the bytes that answered
+/// (which, from a service that is no Modbus device, would be that service's words).
+fn transport_category(e: &tokio_modbus::Error) -> &'static str {
+    match e {
+        tokio_modbus::Error::Transport(io) => io_category(io),
+        tokio_modbus::Error::Protocol(_) => {
+            "the answer does not match the request (is it a Modbus TCP device?)"
+        }
     }
 }
 

@@ -15,11 +15,12 @@ impl Protocol for ModbusTcp {
     type Point = ModbusPoint;
 
     fn check_endpoint(&self, endpoint: &str) -> Result<(), String> {
-        match endpoint.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-                Ok(())
-            }
-            _ => Err("a Modbus TCP endpoint is `host:port`, e.g. `10.0.0.5:502`".into()),
+        match haltless_schemas::outbound::split_host_port(endpoint) {
+            Some((host, port)) if !host.is_empty() && port > 0 => Ok(()),
+            _ => Err(
+                "a Modbus TCP endpoint is `host:port` (`[address]:port` for IPv6), e.g. `10.0.0.5:502`"
+                    .into(),
+            ),
         }
     }
 

@@ -15,12 +15,14 @@ use ::opcua::types::{
     NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn, UserTokenType, Variant,
 };
 use futures::future::BoxFuture;
+use haltless_schemas::outbound::{split_host_port, OutboundPolicy};
 use haltless_schemas::{Quality, Reading};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, timeout, timeout_at, Instant, Interval, MissedTickBehavior};
 
 use super::config::{OpcUaAuth, OpcUaPoint, OpcUaSettings};
+use crate::source::outbound::resolve_checked;
 use crate::source::{Connection, Device, PointReading, PollOutcome, SourceError};
 
 /// Publishing intervals without a change after which the server sends a keep-alive: a subscription that
@@ -71,6 +73,7 @@ struct Connected {
 pub struct OpcUaDevice {
     endpoint: String,
     settings: OpcUaSettings,
+    outbound: Arc<OutboundPolicy>,
     timeout: Duration,
     poll_interval: Duration,
     points: Vec<OpcUaPoint>,
@@ -90,6 +93,7 @@ impl OpcUaDevice {
         Self {
             endpoint: connection.endpoint,
             settings,
+            outbound: connection.outbound,
             timeout: connection.timeout,
             poll_interval: connection.poll_interval,
             points,
@@ -106,6 +110,33 @@ impl OpcUaDevice {
         }
     }
 
+    /// The library's error as its status code only: its context holds the address connected to and the
+    /// operating system's text.
+    fn library_error(&self, e: &::opcua::types::Error) -> SourceError {
+        self.connect_error(e.status())
+    }
+
+    /// The endpoint URL with its host replaced by the first address the outbound policy allows, so that
+    /// the library connects where the policy looked and never resolves the name again.
+    async fn checked_url(&self) -> Result<String, SourceError> {
+        let rest = self.endpoint.strip_prefix("opc.tcp://").unwrap_or_default();
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match split_host_port(authority) {
+            Some(hp) => hp,
+            // No port: OPC-UA's registered one.
+            None => (
+                authority.trim_start_matches('[').trim_end_matches(']'),
+                4840,
+            ),
+        };
+        let addrs =
+            resolve_checked(&self.outbound, &self.endpoint, host, port, self.timeout).await?;
+        let addr = addrs
+            .first()
+            .ok_or_else(|| self.connect_error("the host name resolves to no address"))?;
+        Ok(format!("opc.tcp://{addr}{path}"))
+    }
+
     /// Opens a session (and, in subscription mode, creates the subscription and monitored items).
     pub async fn connect(&mut self) -> Result<(), SourceError> {
         if let Some(i) = self.node_ids.iter().position(NodeId::is_null) {
@@ -114,6 +145,7 @@ impl OpcUaDevice {
                 self.points[i].node_id
             )));
         }
+        let url = self.checked_url().await?;
         let secure = self.settings.security_policy != "None";
         // The first secure client of the process creates the key pair; the others must not race it.
         static PKI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -146,15 +178,15 @@ impl OpcUaDevice {
         let ms = self.timeout.as_millis() as u64;
         let endpoints = timeout(
             self.timeout,
-            client.get_server_endpoints_from_url(self.endpoint.as_str()),
+            client.get_server_endpoints_from_url(url.as_str()),
         )
         .await
         .map_err(|_| SourceError::Timeout(ms))?
-        .map_err(|e| self.connect_error(e))?;
-        let endpoint = self.choose_endpoint(endpoints, mode)?;
+        .map_err(|e| self.library_error(&e))?;
+        let endpoint = self.choose_endpoint(endpoints, mode, &url)?;
         let (session, event_loop) = client
             .connect_to_endpoint_directly(endpoint, identity)
-            .map_err(|e| self.connect_error(e))?;
+            .map_err(|e| self.library_error(&e))?;
         let mut event_loop = event_loop.spawn();
         // The session is up, or the event loop gave up (e.g. a refused login), or time ran out.
         let up = tokio::select! {
@@ -189,12 +221,14 @@ impl OpcUaDevice {
     }
 
     /// The server's endpoint with our security policy and mode, preferring the one whose path is ours; its
-    /// address is replaced by the one configured, because servers often advertise a host name or port
-    /// that is not reachable from here.
+    /// address is replaced by `url` (the configured one, at the address the outbound policy checked),
+    /// because servers often advertise a host name or port that is not reachable from here, and because
+    /// the policy checked that address and no other.
     fn choose_endpoint(
         &self,
         endpoints: Vec<EndpointDescription>,
         mode: MessageSecurityMode,
+        url: &str,
     ) -> Result<EndpointDescription, SourceError> {
         let policy = SecurityPolicy::from_str(&self.settings.security_policy)
             .unwrap_or(SecurityPolicy::Unknown);
@@ -250,7 +284,7 @@ impl OpcUaDevice {
                 accepted.join(", ")
             )));
         }
-        chosen.endpoint_url = self.endpoint.as_str().into();
+        chosen.endpoint_url = url.into();
         Ok(chosen)
     }
 
@@ -348,7 +382,7 @@ impl OpcUaDevice {
         )
         .await
         .map_err(|_| SourceError::Timeout(ms))?
-        .map_err(|e| self.connect_error(format!("read: {e}")))?;
+        .map_err(|e| self.connect_error(format!("read: {}", e.status())))?;
         let now = crate::now_ms();
         let mut outcome = PollOutcome::default();
         for (i, value) in values.into_iter().enumerate() {

@@ -1,8 +1,6 @@
 //! OPC-UA as a registered protocol: definitions with `"protocol": "opcua"`, an endpoint
 //! `opc.tcp://host:port[/path]`, the `opcua` settings section, and [`OpcUaPoint`]s.
 
-use serde_json::Value;
-
 use super::client::OpcUaDevice;
 use super::config::{OpcUaPoint, OpcUaSettings};
 use crate::source::{Connection, Device, FieldError, Protocol};
@@ -14,6 +12,7 @@ pub struct OpcUa;
 impl Protocol for OpcUa {
     const NAME: &'static str = "opcua";
     const SETTINGS_FIELD: Option<&'static str> = Some("opcua");
+    const SECRETS: &'static [&'static str] = &["/auth/password"];
     type Settings = OpcUaSettings;
     type Point = OpcUaPoint;
 
@@ -28,12 +27,6 @@ impl Protocol for OpcUa {
 
     fn check_settings(&self, settings: &OpcUaSettings, field: &str, errors: &mut Vec<FieldError>) {
         super::config::check_settings(settings, field, errors);
-    }
-
-    fn redact_settings(&self, section: &mut Value) {
-        if let Some(password) = section.pointer_mut("/auth/password") {
-            *password = Value::Null;
-        }
     }
 
     fn open(

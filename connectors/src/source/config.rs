@@ -7,7 +7,10 @@
 //! `SourceSpec::from_json` (in [`crate::protocols`]) does so against the registered protocols. Nothing
 //! here knows a particular protocol.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use haltless_schemas::outbound::OutboundPolicy;
 
 use serde::de::{Error as _, Unexpected};
 use serde::ser::SerializeMap;
@@ -172,12 +175,13 @@ impl SourceSpec {
         self.device.targets()
     }
 
-    /// Where the device is and how to pace it.
-    pub fn connection(&self) -> Connection {
+    /// Where the device is, how to pace it, and which of its addresses `outbound` allows.
+    pub fn connection(&self, outbound: Arc<OutboundPolicy>) -> Connection {
         Connection {
             endpoint: self.endpoint.clone(),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             timeout: Duration::from_millis(self.timeout_ms),
+            outbound,
         }
     }
 
@@ -418,7 +422,10 @@ mod tests {
         let plain =
             parse(json!({"protocol": "plain", "endpoint": "x", "points": [point("t")]})).unwrap();
         assert!(serde_json::to_value(&plain).unwrap().get("probe").is_none());
-        assert_eq!(spec.connection().poll_interval, Duration::from_millis(1000));
+        assert_eq!(
+            spec.connection(Arc::default()).poll_interval,
+            Duration::from_millis(1000)
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! What the polling task sees of a device, whatever its protocol: connect, next poll, disconnect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use haltless_schemas::outbound::OutboundPolicy;
 use haltless_schemas::Reading;
 
 use super::error::SourceError;
@@ -34,6 +36,9 @@ pub struct Connection {
     pub poll_interval: Duration,
     /// How long one connect or read may take before it counts as failed.
     pub timeout: Duration,
+    /// Which addresses the device may have: connect only to addresses this policy allows
+    /// ([`super::outbound::resolve_checked`]).
+    pub outbound: Arc<OutboundPolicy>,
 }
 
 /// A connected or connectable device. The polling task ([`super::run_source`]) calls `connect` until it

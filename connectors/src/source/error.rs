@@ -12,6 +12,14 @@ pub enum SourceError {
         /// What went wrong.
         message: String,
     },
+    /// The operator's outbound policy refuses every address of the device (the category, no address).
+    #[error("connection to {endpoint}: {refusal}")]
+    Refused {
+        /// The device's address, as the tenant wrote it.
+        endpoint: String,
+        /// Why.
+        refusal: haltless_schemas::outbound::Refusal,
+    },
     /// The device did not answer in time.
     #[error("no answer from the device within {0} ms")]
     Timeout(u64),

@@ -1,6 +1,8 @@
 //! What every device source shares, whatever its protocol: the [`Protocol`] trait a protocol implements
 //! ([`protocol`]) and how the shared code holds protocols ([`registry`]); the source definition and its
-//! validation ([`config`]); the [`Device`] a protocol opens ([`device`]); the errors ([`error`]); the task
+//! validation ([`config`]); the [`Device`] a protocol opens ([`device`]); the errors ([`error`]); reaching a
+//! device under the operator's outbound policy ([`outbound`]); sealing a definition's secrets at rest
+//! ([`secrets`]); the task
 //! that polls one source with timeouts and reconnects ([`run`]) and its health ([`status`]).
 //!
 //! Nothing here imports a protocol: the protocols are listed once, in [`crate::protocols`].
@@ -8,9 +10,11 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod outbound;
 pub mod protocol;
 pub mod registry;
 pub mod run;
+pub mod secrets;
 pub mod status;
 
 pub use config::SourceSpec;

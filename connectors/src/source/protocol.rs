@@ -45,8 +45,19 @@ pub trait Protocol: Debug + Send + Sync + 'static {
     ) {
     }
 
-    /// Hides secrets in the settings section (as JSON) before a definition is shown.
-    fn redact_settings(&self, _section: &mut Value) {}
+    /// JSON pointers, inside the settings section, of its secrets (e.g. `/auth/password`): sealed before
+    /// a definition is stored ([`super::secrets`]), opened before it is polled, hidden when shown.
+    const SECRETS: &'static [&'static str] = &[];
+
+    /// Hides secrets in the settings section (as JSON) before a definition is shown: by default every
+    /// [`Protocol::SECRETS`] becomes `null`.
+    fn redact_settings(&self, section: &mut Value) {
+        for pointer in Self::SECRETS {
+            if let Some(secret) = section.pointer_mut(pointer) {
+                *secret = Value::Null;
+            }
+        }
+    }
 
     /// A device for a checked definition.
     fn open(

@@ -30,6 +30,9 @@ pub trait ErasedProtocol: Debug + Send + Sync {
     /// Checks the endpoint; the reason is reported at `endpoint`.
     fn check_endpoint(&self, endpoint: &str) -> Result<(), String>;
 
+    /// JSON pointers of the secrets in a whole definition (e.g. `/opcua/auth/password`).
+    fn secret_pointers(&self) -> Vec<String>;
+
     /// Whether `section` has the shape of the settings (serde's message when not).
     fn check_settings_shape(&self, section: &Value) -> Result<(), String>;
 
@@ -120,6 +123,13 @@ impl<P: Protocol> ErasedProtocol for P {
 
     fn check_endpoint(&self, endpoint: &str) -> Result<(), String> {
         Protocol::check_endpoint(self, endpoint)
+    }
+
+    fn secret_pointers(&self) -> Vec<String> {
+        match P::SETTINGS_FIELD {
+            Some(field) => P::SECRETS.iter().map(|p| format!("/{field}{p}")).collect(),
+            None => Vec::new(),
+        }
     }
 
     fn check_settings_shape(&self, section: &Value) -> Result<(), String> {

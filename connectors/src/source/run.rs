@@ -3,8 +3,10 @@
 //! Every source has its own task, so a slow or dead device delays nobody else.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use haltless_schemas::outbound::OutboundPolicy;
 use tokio_util::sync::CancellationToken;
 
 use super::config::SourceSpec;
@@ -21,13 +23,15 @@ pub trait Outlet: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
-/// Reconnect pacing.
-#[derive(Debug, Clone, Copy)]
+/// Reconnect pacing and the outbound policy.
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// First wait after a failure.
     pub min_backoff: Duration,
     /// Longest wait between two attempts.
     pub max_backoff: Duration,
+    /// Which addresses the device may have (the default refuses every non-public address).
+    pub outbound: Arc<OutboundPolicy>,
 }
 
 impl Default for RunOptions {
@@ -35,6 +39,7 @@ impl Default for RunOptions {
         Self {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
+            outbound: Arc::default(),
         }
     }
 }
@@ -48,7 +53,7 @@ pub async fn run_source<O: Outlet>(
     options: RunOptions,
     shutdown: CancellationToken,
 ) {
-    let mut device = spec.device.open(spec.connection());
+    let mut device = spec.device.open(spec.connection(options.outbound.clone()));
     let mut backoff = options.min_backoff;
     let mut connected = false;
     loop {

@@ -66,6 +66,39 @@ impl ChannelSecrets {
     }
 }
 
+/// Re-wraps every channel secret sealed under an older key with the current one (at start, `haltless
+/// migrate` and `haltless secrets rotate`); returns how many changed. One that does not open is left as it
+/// is and reported.
+pub async fn rewrap_stored(
+    pool: &sqlx::PgPool,
+    secrets: &ChannelSecrets,
+) -> Result<usize, sqlx::Error> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, secret FROM notification_channels")
+        .fetch_all(pool)
+        .await?;
+    let mut changed = 0;
+    for (id, sealed) in rows {
+        match secrets.rewrap(&sealed) {
+            Ok(None) => {}
+            Ok(Some(rewrapped)) => {
+                changed += sqlx::query(
+                    "UPDATE notification_channels SET secret = $2 WHERE id = $1 AND secret = $3",
+                )
+                .bind(id)
+                .bind(rewrapped)
+                .bind(&sealed)
+                .execute(pool)
+                .await?
+                .rows_affected() as usize;
+            }
+            Err(e) => {
+                tracing::warn!(channel = %id, error = %e, "a channel's secret does not open with the configured keys")
+            }
+        }
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
