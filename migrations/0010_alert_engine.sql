@@ -1,4 +1,5 @@
--- The alert engine: notification channels, escalation policies, silences, each alert's escalation, and
+-- The alert engine: notification channels, escalation policies, silences, inhibition rules, each alert's
+-- escalation, and
 -- every notification with each attempt to deliver it.
 
 -- Channel kinds are registered in code (processors/src/alerting/channels); the secret fields of a
@@ -41,6 +42,17 @@ CREATE TABLE silences (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX silences_tenant_idx ON silences (tenant_id, ends_at);
+
+-- While an open alert meets `spec.source`, alerts meeting `spec.target` that share `spec.equal` with it
+-- notify nobody.
+CREATE TABLE inhibition_rules (
+    id          uuid PRIMARY KEY,
+    tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    spec        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT inhibition_rules_tenant_name_key UNIQUE (tenant_id, name)
+);
 
 -- From when the engine takes in a generation's alerts: alerts written before it (history a replay
 -- rebuilt, or alerts older than the engine) are recorded, not notified.

@@ -160,6 +160,13 @@ impl From<sqlx::Error> for ApiError {
                         "an escalation policy with this name already exists",
                     )
                 }
+                Some("inhibition_rules_tenant_name_key") => {
+                    return Self::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "an inhibition rule with this name already exists",
+                    )
+                }
                 Some("users_email_key") => {
                     return Self::new(
                         StatusCode::CONFLICT,

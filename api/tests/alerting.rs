@@ -424,6 +424,87 @@ async fn silences_and_maintenance_mute_and_say_so_until_they_end() {
 }
 
 #[tokio::test]
+async fn a_machine_that_lost_power_says_so_once_not_through_every_sensor() {
+    let app = spawn(&["press-07", "lathe-02"]).await;
+    let rx = Receiver::start().await;
+    let hook = channel(
+        &app,
+        "hook",
+        "webhook",
+        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
+    )
+    .await;
+    // A group wait gives the inhibiting alert time to arrive with the others.
+    create(
+        &app,
+        "/api/v1/escalation-policies",
+        json!({
+        "name": "all", "matchers": {"rules": ["power", "temp", "vib"]}, "group_wait_secs": 2,
+        "steps": [{"channels": [hook]}]}),
+    )
+    .await;
+    create(
+        &app,
+        "/api/v1/inhibition-rules",
+        json!({
+        "name": "power loss mutes the sensors", "source": {"rules": ["power"]},
+        "target": {"rules": ["temp", "vib"]}, "equal": ["machine"]}),
+    )
+    .await;
+    rule(&app, "power", "supply_loss", &["press-07", "lathe-02"]).await;
+    rule(&app, "temp", "temp", &["press-07", "lathe-02"]).await;
+    rule(&app, "vib", "vibration", &["press-07", "lathe-02"]).await;
+    let all = [
+        "supply_loss".to_owned(),
+        "temp".to_owned(),
+        "vibration".to_owned(),
+    ];
+    ingest(&app, "press-07", &all, &HOT).await;
+    ingest(&app, "lathe-02", &all[1..], &HOT).await;
+
+    let got = rx.wait_for("hook", 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rx.distinct("hook").len(), 2, "one message per machine");
+    let rules_of = |machine: &str| -> BTreeSet<String> {
+        got.iter()
+            .flat_map(|r| r.body["alerts"].as_array().unwrap().clone())
+            .filter(|a| a["machine"] == machine)
+            .map(|a| a["rule_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        rules_of("press-07"),
+        BTreeSet::from(["power".to_owned()]),
+        "the sensors are inhibited"
+    );
+    assert_eq!(
+        rules_of("lathe-02"),
+        BTreeSet::from(["temp".to_owned(), "vib".to_owned()]),
+        "another machine is not"
+    );
+    let muted: Vec<Value> = {
+        let mut muted = Vec::new();
+        for a in alerts(&app, "state=open&machine=press-07").await {
+            let (_, v) = app
+                .get(&format!("/api/v1/alerts/{}", a["id"].as_str().unwrap()))
+                .await;
+            if v["rule_id"] != "power" {
+                muted.push(v["notification"]["muted_by"].clone());
+            }
+        }
+        muted
+    };
+    assert_eq!(muted.len(), 2);
+    assert!(
+        muted
+            .iter()
+            .all(|m| m["kind"] == "inhibition" && m["name"] == "power loss mutes the sensors"),
+        "{muted:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn email_goes_through_smtp_and_a_failing_receiver_is_retried_with_one_key() {
     let app = spawn(&["oven-05"]).await;
     let rx = Receiver::start().await;

@@ -137,6 +137,8 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         "refused by the outbound policy: {sent}"
     );
     let notification = sent["notification_id"].as_str().unwrap().to_owned();
+    let inhibition_body = |name: String| json!({"name": name, "source": {"rules": ["power"]}, "target": {"min_severity": "info"}});
+    let inhibition = create("/api/v1/inhibition-rules", inhibition_body("main".into())).await;
     let mut doomed = Vec::new();
     for who in WHO {
         doomed.push((
@@ -147,6 +149,11 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
             )
             .await,
             create("/api/v1/silences", silence_body.clone()).await,
+            create(
+                "/api/v1/inhibition-rules",
+                inhibition_body(format!("gone-{who}")),
+            )
+            .await,
         ));
     }
 
@@ -155,7 +162,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
     let mut covered = std::collections::HashSet::new();
     for (i, who) in WHO.iter().enumerate() {
         let (sign, delete) = (&drafts[2 * i], &drafts[2 * i + 1]);
-        let (gone_channel, gone_policy, gone_silence) = &doomed[i];
+        let (gone_channel, gone_policy, gone_silence, gone_inhibition) = &doomed[i];
         let endpoints: Vec<(Method, String, Option<Value>, &str, u16)> = vec![
             (
                 Method::GET,
@@ -423,6 +430,34 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                 "admin",
                 204,
             ),
+            (
+                Method::GET,
+                "/api/v1/inhibition-rules".into(),
+                None,
+                "admin",
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/inhibition-rules".into(),
+                Some(inhibition_body(format!("new-{who}"))),
+                "admin",
+                201,
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/inhibition-rules/{inhibition}"),
+                None,
+                "admin",
+                200,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/inhibition-rules/{gone_inhibition}"),
+                None,
+                "admin",
+                204,
+            ),
             (Method::GET, "/api/v1/silences".into(), None, "read", 200),
             (
                 Method::POST,
@@ -468,6 +503,8 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                     gone_channel,
                     gone_policy,
                     gone_silence,
+                    &inhibition,
+                    gone_inhibition,
                 ],
             ));
             let want = if *who == "anonymous" {
@@ -511,7 +548,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 47 * 6);
+    assert_eq!(checked, 51 * 6);
 
     // Driven from the OpenAPI document: every operation of these groups is in the matrix above (the
     // machine registration, list and readings query are in `roles.rs`).

@@ -130,6 +130,15 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
             Some(&json!({"matchers": {"machines": ["b-press"]}, "ends_at": until, "comment": "b-silence"})))
         .await;
     let silence = id(&silence);
+    let (_, inhibition) = app
+        .call(
+            Method::POST,
+            "/api/v1/inhibition-rules",
+            &b,
+            Some(&json!({"name": "b-inhibition", "source": {"rules": ["power"]}, "target": {}})),
+        )
+        .await;
+    let inhibition = id(&inhibition);
     let (_, sent) = app
         .call(
             Method::POST,
@@ -170,6 +179,16 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
             None,
         ),
         (Method::DELETE, format!("/api/v1/silences/{silence}"), None),
+        (
+            Method::GET,
+            format!("/api/v1/inhibition-rules/{inhibition}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/inhibition-rules/{inhibition}"),
+            None,
+        ),
         (
             Method::GET,
             format!("/api/v1/notifications/{notification}"),
@@ -296,6 +315,8 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         "b-channel".into(),
         "b-policy".into(),
         "b-silence".into(),
+        inhibition.clone(),
+        "b-inhibition".into(),
     ];
     for path in [
         "/api/v1/machines",
@@ -316,6 +337,7 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         "/api/v1/escalation-policies",
         "/api/v1/silences",
         "/api/v1/notifications",
+        "/api/v1/inhibition-rules",
     ] {
         let r = app
             .client

@@ -1,13 +1,17 @@
 //! Escalation policies (admins): `GET/POST /api/v1/escalation-policies`,
 //! `GET/PUT/DELETE /api/v1/escalation-policies/{id}`. A raised alert follows the first policy, in
 //! `position` order, whose matchers hold; one that no policy takes is recorded but notifies nobody.
+//!
+//! Inhibition rules (admins): `GET/POST /api/v1/inhibition-rules`, `GET/DELETE
+//! /api/v1/inhibition-rules/{id}`: while an open alert meets a rule's `source`, alerts meeting its `target`
+//! that share its `equal` labels notify nobody.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use haltless_processors::alerting::policy::PolicySpec;
+use haltless_processors::alerting::policy::{InhibitionSpec, PolicySpec};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -24,6 +28,103 @@ pub fn router() -> Router<AppState> {
             "/escalation-policies/{id}",
             get(show).put(update).delete(remove),
         )
+        .route(
+            "/inhibition-rules",
+            get(list_inhibitions).post(create_inhibition),
+        )
+        .route(
+            "/inhibition-rules/{id}",
+            get(show_inhibition).delete(delete_inhibition),
+        )
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct InhibitionRow {
+    id: Uuid,
+    spec: sqlx::types::Json<InhibitionSpec>,
+    created_at: DateTime<Utc>,
+}
+
+fn inhibition_view(r: &InhibitionRow) -> Value {
+    let mut v = serde_json::to_value(&r.spec.0).unwrap_or_default();
+    v["id"] = json!(r.id);
+    v["created_at"] = json!(format_instant(r.created_at));
+    v
+}
+
+#[utoipa::path(get, path = "/api/v1/inhibition-rules", tag = "alerting", responses((status = 200, description = "`{\"inhibition_rules\": [...]}`"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list_inhibitions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Admin)?;
+    let rows = sqlx::query_as::<_, InhibitionRow>(
+        "SELECT id, spec, created_at FROM inhibition_rules WHERE tenant_id = $1 ORDER BY created_at, id",
+    )
+    .bind(caller.tenant_id)
+    .fetch_all(state.pool())
+    .await?;
+    Ok(Json(
+        json!({ "inhibition_rules": rows.iter().map(inhibition_view).collect::<Vec<_>>() }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/inhibition-rules", tag = "alerting", request_body = InhibitionSpec, responses((status = 201, description = "The rule"), (status = 409, description = "A rule with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid rule", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create_inhibition(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(spec): Json<InhibitionSpec>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Permission::Admin)?;
+    spec.check().map_err(ApiError::validation)?;
+    let row = sqlx::query_as::<_, InhibitionRow>(
+        "INSERT INTO inhibition_rules (id, tenant_id, name, spec) VALUES ($1, $2, $3, $4)
+         RETURNING id, spec, created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(caller.tenant_id)
+    .bind(spec.name.trim())
+    .bind(sqlx::types::Json(&spec))
+    .fetch_one(state.pool())
+    .await?;
+    Ok((StatusCode::CREATED, Json(inhibition_view(&row))))
+}
+
+#[utoipa::path(get, path = "/api/v1/inhibition-rules/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "No such rule in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show_inhibition(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::Admin)?;
+    let row = sqlx::query_as::<_, InhibitionRow>(
+        "SELECT id, spec, created_at FROM inhibition_rules WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(caller.tenant_id)
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no inhibition rule {id}")))?;
+    Ok(Json(inhibition_view(&row)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/inhibition-rules/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Rule id")), responses((status = 204, description = "Deleted: what it muted notifies within seconds"), (status = 404, description = "No such rule in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn delete_inhibition(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::Admin)?;
+    let gone = sqlx::query("DELETE FROM inhibition_rules WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(caller.tenant_id)
+        .execute(state.pool())
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::not_found(format!("no inhibition rule {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, sqlx::FromRow)]

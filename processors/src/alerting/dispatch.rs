@@ -103,7 +103,7 @@ async fn fire_tenant(
             continue;
         };
         let l = labels(&d.summary, machines.get(&d.machine_id));
-        if let Some(muted_by) = mutes.muting(d.machine_id, &l) {
+        if let Some(muted_by) = mutes.muting(d.alert_id, d.machine_id, &l) {
             sqlx::query(
                 "UPDATE alert_escalations SET muted_by = $3, next_at = now() + make_interval(secs => $4), updated_at = now()
                  WHERE tenant_id = $1 AND alert_id = $2",

@@ -1,5 +1,6 @@
-//! What keeps an alert quiet: a silence whose matchers hold and whose time range covers now, or a work
-//! order in progress on its machine (the machine is being worked on: its alerts are expected).
+//! What keeps an alert quiet: a work order in progress on its machine (the machine is being worked on:
+//! its alerts are expected), a silence whose matchers hold and whose time range covers now, or an open
+//! alert that inhibits it.
 
 use haltless_schemas::alerts::Severity;
 use serde_json::{json, Value};
@@ -7,7 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::message::AlertSummary;
-use super::policy::{Labels, Matchers};
+use super::policy::{InhibitionSpec, Labels, Matchers};
 use crate::runtime::ProcessorError;
 
 /// A machine's labels beside its alerts.
@@ -34,11 +35,31 @@ pub fn labels<'a>(s: &'a AlertSummary, machine: Option<&'a MachineLabels>) -> La
     }
 }
 
+/// An open alert that may inhibit others.
+#[derive(Debug, sqlx::FromRow)]
+struct OpenAlert {
+    alert_id: Uuid,
+    summary: sqlx::types::Json<AlertSummary>,
+    tags: Option<Vec<String>>,
+    site: Option<String>,
+}
+
+impl OpenAlert {
+    fn labels(&self) -> Labels<'_> {
+        let mut l = labels(&self.summary, None);
+        l.tags = self.tags.as_deref().unwrap_or_default();
+        l.site = self.site.as_deref();
+        l
+    }
+}
+
 /// What mutes a tenant's alerts now.
 #[derive(Debug, Default)]
 pub struct Mutes {
     silences: Vec<(Uuid, Matchers, String)>,
     maintenance: Vec<(Uuid, String, Vec<Uuid>)>,
+    inhibitions: Vec<(Uuid, InhibitionSpec)>,
+    open: Vec<OpenAlert>,
 }
 
 impl Mutes {
@@ -63,7 +84,31 @@ impl Mutes {
         .bind(machines)
         .fetch_all(&mut *tx)
         .await?;
+        let inhibitions: Vec<(Uuid, sqlx::types::Json<InhibitionSpec>)> = sqlx::query_as(
+            "SELECT id, spec FROM inhibition_rules WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        // The open alerts only matter when a rule could use them.
+        let open = if inhibitions.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT e.alert_id, e.summary, m.tags, m.site FROM alert_escalations e
+                 LEFT JOIN machines m ON m.id = e.machine_id
+                 WHERE e.tenant_id = $1 AND e.state IN ('escalating', 'done', 'acked', 'snoozed', 'unrouted')",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await?
+        };
         Ok(Self {
+            inhibitions: inhibitions
+                .into_iter()
+                .map(|(id, spec)| (id, spec.0))
+                .collect(),
+            open,
             silences: silences
                 .into_iter()
                 .filter_map(|(id, m, ends)| {
@@ -75,8 +120,8 @@ impl Mutes {
         })
     }
 
-    /// What mutes an alert on `machine` with `labels`, as shown with the alert; `None` when nothing does.
-    pub fn muting(&self, machine: Uuid, labels: &Labels<'_>) -> Option<Value> {
+    /// What mutes `alert` on `machine` with `labels`, as shown with the alert; `None` when nothing does.
+    pub fn muting(&self, alert: Uuid, machine: Uuid, labels: &Labels<'_>) -> Option<Value> {
         if let Some((id, title, _)) = self
             .maintenance
             .iter()
@@ -84,9 +129,15 @@ impl Mutes {
         {
             return Some(json!({"kind": "work_order", "id": id, "title": title}));
         }
-        self.silences
-            .iter()
-            .find(|(_, m, _)| m.matches(labels))
-            .map(|(id, _, until)| json!({"kind": "silence", "id": id, "until": until}))
+        if let Some((id, _, until)) = self.silences.iter().find(|(_, m, _)| m.matches(labels)) {
+            return Some(json!({"kind": "silence", "id": id, "until": until}));
+        }
+        self.inhibitions.iter().find_map(|(rule, spec)| {
+            self.open
+                .iter()
+                .filter(|o| o.alert_id != alert)
+                .find(|o| spec.inhibits(&o.labels(), labels))
+                .map(|o| json!({"kind": "inhibition", "id": rule, "name": spec.name, "by": o.alert_id}))
+        })
     }
 }

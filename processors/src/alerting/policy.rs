@@ -195,6 +195,45 @@ impl PolicySpec {
     }
 }
 
+/// An inhibition rule: while an open alert meets `source`, alerts that meet `target` and share the
+/// `equal` labels with it notify nobody (a machine that lost its power says so once, not through every
+/// sensor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitionSpec {
+    /// A name, 1 to 100 characters.
+    pub name: String,
+    /// The alerts that inhibit.
+    pub source: Matchers,
+    /// The alerts they mute.
+    pub target: Matchers,
+    /// The labels source and target must share (default: the machine).
+    #[serde(default = "default_group_by")]
+    pub equal: Vec<GroupBy>,
+}
+
+impl InhibitionSpec {
+    /// The problems of a rule, for a 422.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.name.trim().chars().count()) {
+            return Err("name must be 1 to 100 characters".into());
+        }
+        self.source.check().map_err(|e| format!("source: {e}"))?;
+        self.target.check().map_err(|e| format!("target: {e}"))
+    }
+
+    /// Whether an open alert with labels `source` mutes an alert with labels `target`.
+    pub fn inhibits(&self, source: &Labels<'_>, target: &Labels<'_>) -> bool {
+        self.source.matches(source)
+            && self.target.matches(target)
+            && self.equal.iter().all(|g| match g {
+                GroupBy::Machine => source.machine == target.machine,
+                GroupBy::Site => source.site.is_some() && source.site == target.site,
+                GroupBy::Rule => source.rule_id == target.rule_id,
+            })
+    }
+}
+
 /// The first policy, in order, whose matchers hold.
 pub fn choose<'a, P>(
     policies: &'a [(P, PolicySpec)],
@@ -284,6 +323,26 @@ mod tests {
         assert_eq!(p.group_key(&l), "machine=press-07");
         p.group_by = vec![GroupBy::Site, GroupBy::Rule];
         assert_eq!(p.group_key(&l), "site=north,rule=default:temp");
+    }
+
+    #[test]
+    fn an_inhibiting_alert_mutes_its_machines_matching_alerts_only() {
+        let rule: InhibitionSpec = serde_json::from_value(serde_json::json!({
+            "name": "power loss", "source": {"rules": ["power"]}, "target": {"min_severity": "info"}}))
+        .unwrap();
+        let tags = vec![];
+        let power = Labels {
+            rule_id: "power",
+            ..labels(Severity::Critical, &tags)
+        };
+        let temp = labels(Severity::Warning, &tags);
+        let elsewhere = Labels {
+            machine: "oven-05",
+            ..temp
+        };
+        assert!(rule.inhibits(&power, &temp));
+        assert!(!rule.inhibits(&power, &elsewhere), "another machine");
+        assert!(!rule.inhibits(&temp, &power), "not a source");
     }
 
     #[test]
