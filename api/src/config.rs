@@ -12,7 +12,7 @@ use haltless_processors::alerting::AlertingConfig;
 use haltless_processors::config::{KafkaConfig, ProcessorsConfig};
 use haltless_processors::detection::processor::DetectorConfig;
 use haltless_processors::projection::ProjectionConfig;
-use haltless_schemas::outbound::OutboundPolicy;
+use haltless_schemas::outbound::{Cidr, OutboundPolicy};
 use haltless_schemas::secrets::Keyring;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -283,7 +283,12 @@ pub struct AuthConfig {
     pub signups_per_address_per_hour: u32,
     /// Invitation acceptances (right or wrong) allowed from one client address per hour.
     pub invite_attempts_per_address_per_hour: u32,
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    /// The addresses or CIDR blocks of the reverse proxies in front of the API. When the peer is one,
+    /// the client's address is the rightmost `X-Forwarded-For` entry that is not one of them (the
+    /// entries to its left are the client's own writing).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Trust the peer as a proxy whatever its address (one proxy in front): the client's address is then
+    /// the rightmost `X-Forwarded-For` entry not in `trusted_proxies`.
     pub trust_forwarded_for: bool,
 }
 
@@ -299,6 +304,7 @@ impl Default for AuthConfig {
             login_window_secs: 900,
             signups_per_address_per_hour: 10,
             invite_attempts_per_address_per_hour: 20,
+            trusted_proxies: Vec::new(),
             trust_forwarded_for: false,
         }
     }

@@ -153,6 +153,42 @@ pub struct AllowEntry {
     port: Option<u16>,
 }
 
+/// An address or a CIDR block (`10.0.0.5`, `10.0.0.0/8`, `fd12::/16`), e.g. of trusted proxies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cidr(AllowEntry);
+
+impl Cidr {
+    /// Whether the block holds `ip` (IPv4-mapped IPv6 forms read as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.covers(ip)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        // An IPv6 block is never read as address:port here.
+        let entry: AllowEntry = if s.contains("::") || s.matches(':').count() > 1 {
+            format!("[{s}]").parse()?
+        } else {
+            s.parse()?
+        };
+        if entry.port.is_some() {
+            return Err(format!("`{s}` is not an address or CIDR block (no port)"));
+        }
+        Ok(Self(entry))
+    }
+}
+
+/// Read from its text form, so that a settings file holds `"10.0.0.0/8"`.
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl AllowEntry {
     /// Whether the entry covers `ip` (any port).
     fn covers(&self, ip: IpAddr) -> bool {
@@ -562,6 +598,17 @@ mod tests {
         for host in ["plc-7.example.com", "10.0.0.5", "::1", "fe80::1%eth0"] {
             assert_eq!(check_host(host), Ok(()), "{host}");
         }
+    }
+
+    #[test]
+    fn cidrs_hold_their_addresses() {
+        let block: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(block.contains("10.9.9.9".parse().unwrap()));
+        assert!(block.contains("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(!block.contains("11.0.0.1".parse().unwrap()));
+        let v6: Cidr = "fd12::/16".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!("10.0.0.1:80".parse::<Cidr>().is_err());
     }
 
     #[test]

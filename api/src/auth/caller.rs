@@ -1,6 +1,6 @@
 //! The [`Caller`] extractor and the [`enforce`] middleware.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -18,6 +18,7 @@ use crate::tenants::{TenantLimits, Tier};
 use haltless_connectors::admission::cache::{is_unavailable, Breaker, Fallback};
 use haltless_connectors::admission::quota::{reads_counter, writes_counter, Window};
 use haltless_schemas::metric_names;
+use haltless_schemas::outbound::Cidr;
 
 /// What an endpoint requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,23 +320,47 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` entry when `auth.trust_forwarded_for`.
+/// The client's address, for throttles and the session list: the peer, or, when the peer is a trusted
+/// proxy, the rightmost untrusted hop of `X-Forwarded-For` ([`forwarded_client`]).
 pub fn client_address(parts: &Parts, state: &AppState) -> String {
-    if state.settings().auth.trust_forwarded_for {
-        if let Some(first) = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-        {
-            return first.trim().to_owned();
-        }
-    }
-    parts
+    let Some(peer) = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .map(|c| c.0.ip())
+    else {
+        return "unknown".into();
+    };
+    let auth = &state.settings().auth;
+    let hops: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    forwarded_client(peer, &hops, &auth.trusted_proxies, auth.trust_forwarded_for).to_string()
+}
+
+/// Walks `X-Forwarded-For` (`hops`, leftmost first) from the right: each trusted proxy appended the
+/// address it was reached from, so the first address from the right that is not a trusted proxy is the
+/// client. Entries further left are whatever the client wrote and are never taken. An untrusted peer's
+/// header is ignored; a malformed entry stops the walk at the last trusted hop.
+pub fn forwarded_client(peer: IpAddr, hops: &[&str], trusted: &[Cidr], trust_peer: bool) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !(trust_peer || is_trusted(peer)) {
+        return peer;
+    }
+    let mut current = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            return current;
+        };
+        current = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    current
 }
 
 fn rate_headers(headers: &mut HeaderMap, window: &Window) {
@@ -415,6 +440,42 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy = ip("10.0.0.2");
+        // The client wrote the leftmost entry; the proxy appended what it saw.
+        let spoofed = ["1.2.3.4", "198.51.100.7"];
+        assert_eq!(
+            forwarded_client(proxy, &spoofed, &trusted, false),
+            ip("198.51.100.7")
+        );
+        // Two trusted proxies in a row.
+        let chain = ["1.2.3.4", "198.51.100.7", "10.0.0.9"];
+        assert_eq!(
+            forwarded_client(proxy, &chain, &trusted, false),
+            ip("198.51.100.7")
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            forwarded_client(ip("203.0.113.5"), &spoofed, &trusted, false),
+            ip("203.0.113.5")
+        );
+        // No header, or a malformed entry: the last trusted hop.
+        assert_eq!(forwarded_client(proxy, &[], &trusted, false), proxy);
+        assert_eq!(
+            forwarded_client(proxy, &["1.2.3.4", "junk"], &trusted, false),
+            proxy
+        );
+        // trust_forwarded_for alone: one proxy, whatever its address; the rightmost entry.
+        assert_eq!(
+            forwarded_client(ip("203.0.113.5"), &spoofed, &[], true),
+            ip("198.51.100.7")
+        );
+    }
 
     fn caller(principal: Principal) -> Caller {
         Caller {
