@@ -6,10 +6,13 @@
 //! - [`detection`]: the detectors, rules and alert lifecycle as pure logic ([`detection::logic`]), the
 //!   exactly-once processor that runs them on `haltless.readings.v1` ([`detection::processor`]), and
 //!   backtests ([`detection::backtest`]).
+//! - [`prediction`]: remaining-useful-life models as pure logic (C-MAPSS input, health features,
+//!   gradient-boosted trees with intervals, cross-validation by unit) and `haltless train`/`predict`.
 //! - [`projection`]: the projections themselves; [`projection::readings`] materialises
 //!   `haltless.readings.v1` into the `readings` table.
 
 pub mod config;
 pub mod detection;
+pub mod prediction;
 pub mod projection;
 pub mod runtime;

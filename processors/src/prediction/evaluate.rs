@@ -1,0 +1,174 @@
+//! How good a recipe is on engines it has not seen: k-fold cross-validation by unit (never by rows of the
+//! same unit), scored on every held-out cycle and on held-out runs cut short the way C-MAPSS test sets are.
+
+use serde::{Deserialize, Serialize};
+
+use super::cmapss::Run;
+use super::gbt::SplitMix64;
+use super::model::{rows, Fitted, TrainOptions};
+use super::PredictionError;
+
+/// The shortest observed part of a truncated run (the official FD001 test runs have at least 31 cycles).
+const MIN_OBSERVED: usize = 31;
+/// The true RULs of truncated runs are drawn from this range (FD001's official test RULs lie in 7–145).
+const TRUE_RUL: (usize, usize) = (7, 145);
+
+/// Cross-validated metrics of a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Folds, by unit.
+    pub folds: usize,
+    /// Units in the training data.
+    pub units: usize,
+    /// RMSE in cycles over every cycle of the held-out units, against the capped target.
+    pub cv_rmse: f64,
+    /// Share of held-out cycles whose capped target lies inside the prediction interval.
+    pub cv_coverage: f64,
+    /// Held-out runs cut at random points, predicted at their last observed cycle.
+    pub truncated: Truncated,
+}
+
+/// Scores on held-out runs cut short at random points, like the official test sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Truncated {
+    /// Truncated runs scored.
+    pub points: usize,
+    /// RMSE in cycles against the true (uncapped) RUL.
+    pub rmse: f64,
+    /// RMSE against the true RUL capped like the target.
+    pub rmse_capped: f64,
+    /// The NASA scoring function summed over the points (lower is better).
+    pub nasa_score: f64,
+    /// The same per 100 runs, the size of the FD001 test set.
+    pub nasa_score_per_100: f64,
+    /// Share of points whose true RUL lies inside the interval.
+    pub coverage: f64,
+    /// Share of points whose true RUL, capped like the target, lies inside the interval: the interval is
+    /// one for the capped RUL, so a true RUL above the cap is outside it by construction.
+    pub coverage_capped: f64,
+    /// Average width of the interval in cycles.
+    pub mean_width: f64,
+}
+
+/// The PHM 2008 challenge's asymmetric score of one error `d` = predicted − true RUL: late predictions
+/// (d > 0), which risk a failure in service, cost more than early ones.
+pub fn nasa_score(d: f64) -> f64 {
+    if d < 0.0 {
+        (-d / 13.0).exp() - 1.0
+    } else {
+        (d / 10.0).exp() - 1.0
+    }
+}
+
+/// The units of each fold: unit order shuffled with the seed, then dealt round-robin.
+fn folds(runs: &[Run], k: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    let mut rng = SplitMix64(seed ^ 0xF01D);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let mut fold = vec![0; runs.len()];
+    for (position, &i) in order.iter().enumerate() {
+        fold[i] = position % k;
+    }
+    fold
+}
+
+/// Cross-validates by unit: for each fold, fits normalisation and models on the other units, then scores
+/// every cycle of the held-out units and some truncations of them.
+pub fn cross_validate(runs: &[Run], options: &TrainOptions) -> Result<Metrics, PredictionError> {
+    let k = options.folds.max(2);
+    let fold_of = folds(runs, k, options.params.seed);
+    let (mut sq, mut inside, mut n) = (0.0, 0usize, 0usize);
+    let mut cut = Vec::new(); // (predicted, lower, upper, true RUL)
+    for fold in 0..k {
+        let train: Vec<&Run> = (0..runs.len())
+            .filter(|&i| fold_of[i] != fold)
+            .map(|i| &runs[i])
+            .collect();
+        let fitted = Fitted::fit(&train, options)?;
+        for run in (0..runs.len())
+            .filter(|&i| fold_of[i] == fold)
+            .map(|i| &runs[i])
+        {
+            let predictions: Vec<_> = rows(&fitted.normaliser, &[run], options.cap)
+                .into_iter()
+                .map(|(x, capped, rul)| (fitted.predict(&x, options.cap), capped, rul))
+                .collect();
+            for (p, capped, _) in &predictions {
+                sq += (p.rul - capped).powi(2);
+                inside += usize::from(p.lower <= *capped && *capped <= p.upper);
+                n += 1;
+            }
+            let life = run.cycles.len();
+            let top = TRUE_RUL.1.min(life.saturating_sub(MIN_OBSERVED));
+            if top < TRUE_RUL.0 {
+                continue;
+            }
+            let mut rng =
+                SplitMix64(options.params.seed ^ u64::from(run.unit).wrapping_mul(0xC0FFEE));
+            for _ in 0..options.truncations {
+                let rul = TRUE_RUL.0 + rng.below(top - TRUE_RUL.0 + 1);
+                let (p, _, true_rul) = &predictions[life - 1 - rul];
+                cut.push((p.rul, p.lower, p.upper, *true_rul));
+            }
+        }
+    }
+    let points = cut.len().max(1) as f64;
+    let nasa: f64 = cut.iter().map(|(p, _, _, t)| nasa_score(p - t)).sum();
+    Ok(Metrics {
+        folds: k,
+        units: runs.len(),
+        cv_rmse: (sq / n.max(1) as f64).sqrt(),
+        cv_coverage: inside as f64 / n.max(1) as f64,
+        truncated: Truncated {
+            points: cut.len(),
+            rmse: (cut.iter().map(|(p, _, _, t)| (p - t).powi(2)).sum::<f64>() / points).sqrt(),
+            rmse_capped: (cut
+                .iter()
+                .map(|(p, _, _, t)| (p - t.min(options.cap)).powi(2))
+                .sum::<f64>()
+                / points)
+                .sqrt(),
+            nasa_score: nasa,
+            nasa_score_per_100: nasa * 100.0 / points,
+            coverage: cut.iter().filter(|(_, l, u, t)| l <= t && t <= u).count() as f64 / points,
+            coverage_capped: cut
+                .iter()
+                .filter(|(_, l, u, t)| *l <= t.min(options.cap) && t.min(options.cap) <= *u)
+                .count() as f64
+                / points,
+            mean_width: cut.iter().map(|(_, l, u, _)| u - l).sum::<f64>() / points,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nasa_score_punishes_late_more_than_early() {
+        assert_eq!(nasa_score(0.0), 0.0);
+        assert!((nasa_score(-13.0) - (1f64.exp() - 1.0)).abs() < 1e-12);
+        assert!((nasa_score(10.0) - (1f64.exp() - 1.0)).abs() < 1e-12);
+        assert!(nasa_score(20.0) > nasa_score(-20.0));
+    }
+
+    #[test]
+    fn every_unit_is_held_out_exactly_once_and_folds_are_balanced() {
+        let runs: Vec<Run> = (1..=23)
+            .map(|unit| Run {
+                unit,
+                cycles: Vec::new(),
+            })
+            .collect();
+        let fold = folds(&runs, 5, 13);
+        let sizes: Vec<usize> = (0..5)
+            .map(|k| fold.iter().filter(|&&f| f == k).count())
+            .collect();
+        assert_eq!(sizes, vec![5, 5, 5, 4, 4]);
+        assert_eq!(fold, folds(&runs, 5, 13));
+        assert_ne!(fold, folds(&runs, 5, 14));
+    }
+}

@@ -1,0 +1,264 @@
+//! The remaining-useful-life model: features, a point model and two quantile models, serialised as JSON
+//! with its format version, feature list, normalisation and cross-validated metrics.
+
+use serde::{Deserialize, Serialize};
+
+use super::cmapss::{self, sensor_name, Run};
+use super::evaluate::{self, Metrics};
+use super::features::{History, Normaliser};
+use super::gbt::{Dataset, Gbt, Loss, Params};
+use super::PredictionError;
+
+/// The model file's format; a file of another format is refused rather than misread.
+pub const FORMAT_VERSION: u32 = 1;
+/// Fewest cycles of a training unit (one main window).
+pub const MIN_TRAINING_CYCLES: usize = 30;
+/// Fewest cycles a unit needs before it is predicted: a slope over fewer says little.
+pub const MIN_PREDICTION_CYCLES: usize = 5;
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// The piecewise-linear target's ceiling in cycles. Early in life an engine shows no degradation, so
+    /// its sensors cannot tell 300 cycles left from 150; a linear target there is noise the model would
+    /// fit. 125 is where FD001's degradation becomes visible (its shortest life is 128 cycles) and the
+    /// value most published results use.
+    pub cap: f64,
+    /// Cross-validation folds, by unit.
+    pub folds: usize,
+    /// The prediction interval's nominal coverage (0.8: from the 10th to the 90th percentile).
+    pub interval: f64,
+    /// Random truncation points per held-out unit for the truncated evaluation.
+    pub truncations: usize,
+    /// The trees (the seed there also seeds the folds and truncations).
+    pub params: Params,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            cap: 125.0,
+            folds: 5,
+            interval: 0.8,
+            truncations: 5,
+            params: Params::default(),
+        }
+    }
+}
+
+/// One prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Remaining useful life in cycles.
+    pub rul: f64,
+    /// The interval's lower end.
+    pub lower: f64,
+    /// The interval's upper end.
+    pub upper: f64,
+    /// 0 (at its end) to 1 (healthy): the RUL over the target's ceiling.
+    pub health: f64,
+}
+
+/// A trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulModel {
+    /// [`FORMAT_VERSION`] of the file.
+    pub format_version: u32,
+    /// Names this model (a digest of its content), carried by every prediction it makes.
+    pub version: String,
+    /// The ceiling of the target (and of predictions).
+    pub cap: f64,
+    /// The interval's nominal coverage.
+    pub interval: f64,
+    /// Operating conditions, sensors kept, and their normalisation.
+    pub normaliser: Normaliser,
+    /// The features, in the order the trees index them.
+    pub features: Vec<String>,
+    /// The point estimate (squared error).
+    pub point: Gbt,
+    /// The interval's lower quantile.
+    pub lower: Gbt,
+    /// The interval's upper quantile.
+    pub upper: Gbt,
+    /// Cross-validated metrics of this recipe on the training data.
+    pub metrics: Metrics,
+    /// How it was trained.
+    pub options: TrainOptions,
+}
+
+/// Feature rows of runs, with the targets: `(features, capped RUL, true RUL)` per cycle.
+pub(crate) fn rows(normaliser: &Normaliser, runs: &[&Run], cap: f64) -> Vec<(Vec<f64>, f64, f64)> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut history = History::new(normaliser.sensors.len());
+        let last = run.cycles.len() - 1;
+        for (i, c) in run.cycles.iter().enumerate() {
+            history.push(normaliser.normalise(c));
+            let rul = (last - i) as f64;
+            out.push((history.features(), rul.min(cap), rul));
+        }
+    }
+    out
+}
+
+/// The three models of one training set (the point model and the interval's two quantiles).
+pub(crate) struct Fitted {
+    pub normaliser: Normaliser,
+    pub point: Gbt,
+    pub lower: Gbt,
+    pub upper: Gbt,
+}
+
+impl Fitted {
+    pub(crate) fn fit(runs: &[&Run], options: &TrainOptions) -> Result<Self, PredictionError> {
+        let normaliser = Normaliser::fit(runs)?;
+        let (x, y): (Vec<Vec<f64>>, Vec<f64>) = rows(&normaliser, runs, options.cap)
+            .into_iter()
+            .map(|(x, y, _)| (x, y))
+            .unzip();
+        let data = Dataset::new(x);
+        let tail = (1.0 - options.interval) / 2.0;
+        Ok(Self {
+            point: Gbt::fit(&data, &y, Loss::Squared, &options.params),
+            lower: Gbt::fit(&data, &y, Loss::Quantile(tail), &options.params),
+            upper: Gbt::fit(&data, &y, Loss::Quantile(1.0 - tail), &options.params),
+            normaliser,
+        })
+    }
+
+    pub(crate) fn predict(&self, x: &[f64], cap: f64) -> Prediction {
+        estimate([&self.point, &self.lower, &self.upper], x, cap)
+    }
+}
+
+impl RulModel {
+    /// Cross-validates the recipe by unit, then trains on every unit.
+    pub fn train(runs: &[Run], options: &TrainOptions) -> Result<Self, PredictionError> {
+        cmapss::require_cycles(runs, MIN_TRAINING_CYCLES)?;
+        let min_units = options.folds.max(2);
+        if runs.len() < min_units {
+            return Err(PredictionError::TooFewUnits {
+                units: runs.len(),
+                min: min_units,
+            });
+        }
+        let metrics = evaluate::cross_validate(runs, options)?;
+        let all: Vec<&Run> = runs.iter().collect();
+        let fitted = Fitted::fit(&all, options)?;
+        let mut model = Self {
+            format_version: FORMAT_VERSION,
+            version: String::new(),
+            cap: options.cap,
+            interval: options.interval,
+            features: fitted.normaliser.feature_names(),
+            normaliser: fitted.normaliser,
+            point: fitted.point,
+            lower: fitted.lower,
+            upper: fitted.upper,
+            metrics,
+            options: options.clone(),
+        };
+        model.version = format!("rul-gbt-{:016x}", fnv1a(model.to_json().as_bytes()));
+        Ok(model)
+    }
+
+    /// The model as JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail; NaN cannot occur (inputs are
+        // checked finite), and serde_json would write it as null rather than fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a model written by [`RulModel::to_json`], refusing other formats.
+    pub fn from_json(text: &str) -> Result<Self, PredictionError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format_version: Option<u32>,
+        }
+        let header: Header = serde_json::from_str(text)
+            .map_err(|e| PredictionError::Model(format!("not a Haltless RUL model: {e}")))?;
+        match header.format_version {
+            Some(FORMAT_VERSION) => serde_json::from_str(text)
+                .map_err(|e| PredictionError::Model(format!("damaged model file: {e}"))),
+            Some(other) => Err(PredictionError::Model(format!(
+                "format version {other}; this build reads version {FORMAT_VERSION}"
+            ))),
+            None => Err(PredictionError::Model(
+                "not a Haltless RUL model: no format_version".into(),
+            )),
+        }
+    }
+
+    /// A fresh history for one unit or machine.
+    pub fn history(&self) -> History {
+        History::new(self.normaliser.sensors.len())
+    }
+
+    /// The prediction after `history`'s last cycle.
+    pub fn predict(&self, history: &History) -> Prediction {
+        estimate(
+            [&self.point, &self.lower, &self.upper],
+            &history.features(),
+            self.cap,
+        )
+    }
+
+    /// The sensors that moved the point estimate most after `history`'s last cycle, largest first, with
+    /// their effect in cycles (negative: the sensor shortens the predicted life).
+    pub fn contributions(&self, history: &History, top: usize) -> Vec<(String, f64)> {
+        let per_feature = self.point.explain(&history.features());
+        let mut per_sensor: Vec<(usize, f64)> = Vec::new();
+        for (f, effect) in per_feature.iter().enumerate() {
+            if let Some(sensor) = self.normaliser.sensor_of_feature(f) {
+                match per_sensor.iter_mut().find(|(s, _)| *s == sensor) {
+                    Some(slot) => slot.1 += effect,
+                    None => per_sensor.push((sensor, *effect)),
+                }
+            }
+        }
+        per_sensor.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+        per_sensor
+            .into_iter()
+            .take(top)
+            .map(|(s, e)| (sensor_name(s), e))
+            .collect()
+    }
+
+    /// The prediction at the last cycle of each run, in run order. Refuses runs with too few cycles.
+    pub fn predict_runs(&self, runs: &[Run]) -> Result<Vec<(u32, Prediction)>, PredictionError> {
+        cmapss::require_cycles(runs, MIN_PREDICTION_CYCLES)?;
+        runs.iter()
+            .map(|run| {
+                let mut history = self.history();
+                for c in &run.cycles {
+                    history.push(self.normaliser.normalise(c));
+                }
+                let p = self.predict(&history);
+                if [p.rul, p.lower, p.upper].iter().all(|v| v.is_finite()) {
+                    Ok((run.unit, p))
+                } else {
+                    Err(PredictionError::NonFinite { unit: run.unit })
+                }
+            })
+            .collect()
+    }
+}
+
+/// The point estimate and interval from the three models, within [0, cap] and the interval around the
+/// point (quantile models trained apart can cross it).
+fn estimate([point, lower, upper]: [&Gbt; 3], x: &[f64], cap: f64) -> Prediction {
+    let rul = point.predict(x).clamp(0.0, cap);
+    Prediction {
+        rul,
+        lower: lower.predict(x).clamp(0.0, cap).min(rul),
+        upper: upper.predict(x).clamp(0.0, cap).max(rul),
+        health: rul / cap,
+    }
+}
+
+/// FNV-1a, 64 bits: a stable digest for the model's version (not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
