@@ -118,6 +118,44 @@ pub fn require_cycles(runs: &[Run], min: usize) -> Result<(), PredictionError> {
     }
 }
 
+/// A small simulated fleet in C-MAPSS format, for tests and demos: `units` engines run to failure, lives
+/// of 130 to 229 cycles, one operating condition, six constant sensors (as in FD001) and fifteen that
+/// drift from about 100 cycles before failure, with noise. Deterministic in `seed`.
+pub fn simulate(units: u32, seed: u64) -> String {
+    let mut rng = super::gbt::SplitMix64(seed);
+    let mut noise = move || (0..4).map(|_| rng.unit()).sum::<f64>() - 2.0;
+    let constant = [0, 4, 9, 15, 17, 18];
+    let mut text = String::new();
+    for unit in 1..=units {
+        let life = 130 + (unit * 37 + seed as u32) % 100;
+        for cycle in 1..=life {
+            let wear = (f64::from(cycle) - f64::from(life) + 100.0).max(0.0) / 100.0;
+            let mut row = vec![
+                unit.to_string(),
+                cycle.to_string(),
+                format!("{:.4}", noise() * 0.002),
+                format!("{:.4}", noise() * 0.0003),
+                "100".into(),
+            ];
+            for j in 0..SENSORS {
+                let value = if constant.contains(&j) {
+                    100.0 + j as f64
+                } else {
+                    let direction = if j % 3 == 0 { -1.0 } else { 1.0 };
+                    500.0
+                        + 10.0 * j as f64
+                        + direction * (2.0 * wear + 3.0 * wear * wear)
+                        + 0.3 * noise()
+                };
+                row.push(format!("{value:.4}"));
+            }
+            text.push_str(&row.join(" "));
+            text.push('\n');
+        }
+    }
+    text
+}
+
 fn parse_id(text: &str, line: usize, name: &'static str) -> Result<u32, PredictionError> {
     // C-MAPSS writes ids as integers; some exports write them as `1.0`, which is still a whole number.
     let value = text.parse::<f64>().ok().filter(|v| v.is_finite());

@@ -74,45 +74,41 @@ fn folds(runs: &[Run], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
+/// What one fold contributes: squared errors, cycles inside the interval and cycles scored over every
+/// held-out cycle, and the truncated runs as (predicted, lower, upper, true RUL).
+type FoldScores = (f64, usize, usize, Vec<(f64, f64, f64, f64)>);
+
 /// Cross-validates by unit: for each fold, fits normalisation and models on the other units, then scores
-/// every cycle of the held-out units and some truncations of them.
+/// every cycle of the held-out units and some truncations of them. Folds train in parallel threads; their
+/// scores are combined in fold order, so the result does not depend on the threads.
 pub fn cross_validate(runs: &[Run], options: &TrainOptions) -> Result<Metrics, PredictionError> {
     let k = options.folds.max(2);
     let fold_of = folds(runs, k, options.params.seed);
-    let (mut sq, mut inside, mut n) = (0.0, 0usize, 0usize);
-    let mut cut = Vec::new(); // (predicted, lower, upper, true RUL)
-    for fold in 0..k {
-        let train: Vec<&Run> = (0..runs.len())
-            .filter(|&i| fold_of[i] != fold)
-            .map(|i| &runs[i])
+    let scores: Vec<Result<FoldScores, PredictionError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..k)
+            .map(|fold| {
+                scope.spawn({
+                    let fold_of = &fold_of;
+                    move || score_fold(runs, fold_of, fold, options)
+                })
+            })
             .collect();
-        let fitted = Fitted::fit(&train, options)?;
-        for run in (0..runs.len())
-            .filter(|&i| fold_of[i] == fold)
-            .map(|i| &runs[i])
-        {
-            let predictions: Vec<_> = rows(&fitted.normaliser, &[run], options.cap)
-                .into_iter()
-                .map(|(x, capped, rul)| (fitted.predict(&x, options.cap), capped, rul))
-                .collect();
-            for (p, capped, _) in &predictions {
-                sq += (p.rul - capped).powi(2);
-                inside += usize::from(p.lower <= *capped && *capped <= p.upper);
-                n += 1;
-            }
-            let life = run.cycles.len();
-            let top = TRUE_RUL.1.min(life.saturating_sub(MIN_OBSERVED));
-            if top < TRUE_RUL.0 {
-                continue;
-            }
-            let mut rng =
-                SplitMix64(options.params.seed ^ u64::from(run.unit).wrapping_mul(0xC0FFEE));
-            for _ in 0..options.truncations {
-                let rul = TRUE_RUL.0 + rng.below(top - TRUE_RUL.0 + 1);
-                let (p, _, true_rul) = &predictions[life - 1 - rul];
-                cut.push((p.rul, p.lower, p.upper, *true_rul));
-            }
-        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let (mut sq, mut inside, mut n) = (0.0, 0usize, 0usize);
+    let mut cut = Vec::new();
+    for fold in scores {
+        let (s, i, c, points) = fold?;
+        sq += s;
+        inside += i;
+        n += c;
+        cut.extend(points);
     }
     let points = cut.len().max(1) as f64;
     let nasa: f64 = cut.iter().map(|(p, _, _, t)| nasa_score(p - t)).sum();
@@ -141,6 +137,47 @@ pub fn cross_validate(runs: &[Run], options: &TrainOptions) -> Result<Metrics, P
             mean_width: cut.iter().map(|(_, l, u, _)| u - l).sum::<f64>() / points,
         },
     })
+}
+
+fn score_fold(
+    runs: &[Run],
+    fold_of: &[usize],
+    fold: usize,
+    options: &TrainOptions,
+) -> Result<FoldScores, PredictionError> {
+    let train: Vec<&Run> = (0..runs.len())
+        .filter(|&i| fold_of[i] != fold)
+        .map(|i| &runs[i])
+        .collect();
+    let fitted = Fitted::fit(&train, options)?;
+    let (mut sq, mut inside, mut n) = (0.0, 0usize, 0usize);
+    let mut cut = Vec::new();
+    for run in (0..runs.len())
+        .filter(|&i| fold_of[i] == fold)
+        .map(|i| &runs[i])
+    {
+        let predictions: Vec<_> = rows(&fitted.normaliser, &[run], options.cap)
+            .into_iter()
+            .map(|(x, capped, rul)| (fitted.predict(&x, options.cap), capped, rul))
+            .collect();
+        for (p, capped, _) in &predictions {
+            sq += (p.rul - capped).powi(2);
+            inside += usize::from(p.lower <= *capped && *capped <= p.upper);
+            n += 1;
+        }
+        let life = run.cycles.len();
+        let top = TRUE_RUL.1.min(life.saturating_sub(MIN_OBSERVED));
+        if top < TRUE_RUL.0 {
+            continue;
+        }
+        let mut rng = SplitMix64(options.params.seed ^ u64::from(run.unit).wrapping_mul(0xC0FFEE));
+        for _ in 0..options.truncations {
+            let rul = TRUE_RUL.0 + rng.below(top - TRUE_RUL.0 + 1);
+            let (p, _, true_rul) = &predictions[life - 1 - rul];
+            cut.push((p.rul, p.lower, p.upper, *true_rul));
+        }
+    }
+    Ok((sq, inside, n, cut))
 }
 
 #[cfg(test)]

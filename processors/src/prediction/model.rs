@@ -142,9 +142,17 @@ impl RulModel {
                 min: min_units,
             });
         }
-        let metrics = evaluate::cross_validate(runs, options)?;
         let all: Vec<&Run> = runs.iter().collect();
-        let fitted = Fitted::fit(&all, options)?;
+        // The final models train while the folds do (each on a thread of its own).
+        let (metrics, fitted) = std::thread::scope(|scope| {
+            let fitted = scope.spawn(|| Fitted::fit(&all, options));
+            let metrics = evaluate::cross_validate(runs, options);
+            let fitted = fitted
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (metrics, fitted)
+        });
+        let (metrics, fitted) = (metrics?, fitted?);
         let mut model = Self {
             format_version: FORMAT_VERSION,
             version: String::new(),
@@ -261,4 +269,138 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prediction::cmapss::{parse, simulate};
+
+    fn quick() -> TrainOptions {
+        TrainOptions {
+            params: Params {
+                trees: 25,
+                learning_rate: 0.2,
+                ..Params::default()
+            },
+            folds: 3,
+            truncations: 2,
+            ..TrainOptions::default()
+        }
+    }
+
+    fn truncated(runs: &[Run], keep: usize) -> Vec<Run> {
+        runs.iter()
+            .map(|r| Run {
+                unit: r.unit,
+                cycles: r.cycles[..keep.min(r.cycles.len())].to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_trained_model_round_trips_and_predicts_every_unit() {
+        let runs = parse(&simulate(8, 1)).unwrap();
+        let model = RulModel::train(&runs, &quick()).unwrap();
+        assert!(model.version.starts_with("rul-gbt-"));
+        assert_eq!(model.features.len(), 15 * 6 + 1);
+        assert!(model.metrics.cv_rmse.is_finite() && model.metrics.cv_rmse < 25.0);
+        let again = RulModel::from_json(&model.to_json()).unwrap();
+        assert_eq!(again, model);
+        // Units cut 60 cycles before failure are predicted near 60, in unit order, within their interval.
+        let cut: Vec<Run> = runs
+            .iter()
+            .map(|r| Run {
+                unit: r.unit,
+                cycles: r.cycles[..r.cycles.len() - 60].to_vec(),
+            })
+            .collect();
+        let predictions = again.predict_runs(&cut).unwrap();
+        assert_eq!(predictions.len(), 8);
+        for (i, (unit, p)) in predictions.iter().enumerate() {
+            assert_eq!(*unit, runs[i].unit);
+            assert!(p.lower <= p.rul && p.rul <= p.upper);
+            assert!((p.rul - 60.0).abs() < 25.0, "unit {unit}: {p:?}");
+            assert!((0.0..=1.0).contains(&p.health));
+        }
+        // The same data and seed give the same model, byte for byte.
+        assert_eq!(
+            RulModel::train(&runs, &quick()).unwrap().to_json(),
+            model.to_json()
+        );
+    }
+
+    #[test]
+    fn the_sensors_that_drift_explain_a_late_prediction() {
+        let runs = parse(&simulate(6, 2)).unwrap();
+        let model = RulModel::train(&runs, &quick()).unwrap();
+        let mut history = model.history();
+        for c in &runs[0].cycles[..runs[0].cycles.len() - 5] {
+            history.push(model.normaliser.normalise(c));
+        }
+        let top = model.contributions(&history, 3);
+        assert_eq!(top.len(), 3);
+        // Near failure every drifting sensor shortens the predicted life.
+        assert!(
+            top.iter()
+                .all(|(name, effect)| name.starts_with('s') && *effect < 0.0),
+            "{top:?}"
+        );
+    }
+
+    #[test]
+    fn bad_training_data_is_refused_naming_the_problem() {
+        let runs = parse(&simulate(6, 3)).unwrap();
+        let err = RulModel::train(&runs[..2], &quick()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2 unit(s) in the training data; training needs at least 3 run-to-failure units"
+        );
+        let mut short = runs.clone();
+        short[4].cycles.truncate(12);
+        let err = RulModel::train(&short, &quick()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unit 5 has 12 cycle(s); at least 30 are needed"
+        );
+        let mut flat = runs;
+        for c in flat.iter_mut().flat_map(|r| r.cycles.iter_mut()) {
+            c.sensors = [7.0; crate::prediction::cmapss::SENSORS];
+        }
+        let err = RulModel::train(&flat, &quick()).unwrap_err();
+        assert!(matches!(err, PredictionError::AllSensorsConstant), "{err}");
+    }
+
+    #[test]
+    fn prediction_refuses_short_units_and_foreign_model_files() {
+        let runs = parse(&simulate(6, 4)).unwrap();
+        let model = RulModel::train(&runs, &quick()).unwrap();
+        let err = model.predict_runs(&truncated(&runs, 3)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unit 1 has 3 cycle(s); at least 5 are needed"
+        );
+        // Constant input (a stuck sensor bank) still gives finite predictions.
+        let mut stuck = truncated(&runs, 40);
+        for c in stuck.iter_mut().flat_map(|r| r.cycles.iter_mut()) {
+            c.sensors = [0.0; crate::prediction::cmapss::SENSORS];
+        }
+        for (_, p) in model.predict_runs(&stuck).unwrap() {
+            assert!(p.rul.is_finite() && p.lower.is_finite() && p.upper.is_finite());
+        }
+        let newer = model.to_json().replacen(
+            &format!("\"format_version\":{FORMAT_VERSION}"),
+            "\"format_version\":99",
+            1,
+        );
+        assert_eq!(
+            RulModel::from_json(&newer).unwrap_err().to_string(),
+            "model: format version 99; this build reads version 1"
+        );
+        let err = RulModel::from_json("{\"hello\": 1}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "model: not a Haltless RUL model: no format_version"
+        );
+    }
 }
