@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use haltless_processors::prediction::cmapss::{parse, simulate};
-use haltless_processors::prediction::gbt::Params;
 use haltless_processors::prediction::{RulModel, TrainOptions};
 
 struct Scratch(PathBuf);
@@ -45,17 +44,7 @@ fn path(p: &Path) -> &str {
 /// A model trained quickly on a simulated fleet (the real recipe with fewer trees).
 fn model_file(scratch: &Scratch) -> PathBuf {
     let runs = parse(&simulate(6, 21)).unwrap();
-    let options = TrainOptions {
-        params: Params {
-            trees: 25,
-            learning_rate: 0.2,
-            ..Params::default()
-        },
-        folds: 3,
-        truncations: 1,
-        ..TrainOptions::default()
-    };
-    let model = RulModel::train(&runs, &options).unwrap();
+    let model = RulModel::train(&runs, &TrainOptions::quick()).unwrap();
     scratch.file("model.json", &model.to_json())
 }
 

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::cmapss::Run;
-use super::gbt::SplitMix64;
-use super::model::{rows, Fitted, TrainOptions};
+use super::fit::{rows, Fitted, Raw, TrainOptions};
+use super::gbt::{quantile, SplitMix64};
 use super::PredictionError;
 
 /// The shortest observed part of a truncated run (the official FD001 test runs have at least 31 cycles).
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub cv_rmse: f64,
     /// Share of held-out cycles whose capped target lies inside the prediction interval.
     pub cv_coverage: f64,
+    /// The conformal margin added to each side of the quantile models' interval (cycles).
+    pub interval_margin: f64,
     /// Held-out runs cut at random points, predicted at their last observed cycle.
     pub truncated: Truncated,
 }
@@ -74,23 +76,38 @@ fn folds(runs: &[Run], k: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
-/// What one fold contributes: squared errors, cycles inside the interval and cycles scored over every
-/// held-out cycle, and the truncated runs as (predicted, lower, upper, true RUL).
-type FoldScores = (f64, usize, usize, Vec<(f64, f64, f64, f64)>);
+/// One held-out cycle: the models' raw outputs, the capped target, the true RUL, and whether it is a
+/// cycle of the kind predictions are asked about (see [`cross_validate`]).
+#[derive(Debug, Clone, Copy)]
+struct HeldOut {
+    raw: Raw,
+    capped: f64,
+    rul: f64,
+    asked: bool,
+}
+
+/// What one fold gives: every held-out cycle, and the truncation points as indices into them.
+type FoldScores = (Vec<HeldOut>, Vec<usize>);
 
 /// Cross-validates by unit: for each fold, fits normalisation and models on the other units, then scores
 /// every cycle of the held-out units and some truncations of them. Folds train in parallel threads; their
 /// scores are combined in fold order, so the result does not depend on the threads.
-pub fn cross_validate(runs: &[Run], options: &TrainOptions) -> Result<Metrics, PredictionError> {
+///
+/// The interval is conformalised: its margin is the quantile (at the nominal coverage) of how far held-out
+/// targets fell outside the quantile models, over held-out cycles of the kind predictions are asked about
+/// (at least 31 cycles observed, at most 145 left). Each fold's coverage is measured with the margin of the
+/// other folds only; the returned margin, for the final model, uses all of them.
+pub fn cross_validate(
+    runs: &[Run],
+    options: &TrainOptions,
+) -> Result<(Metrics, f64), PredictionError> {
     let k = options.folds.max(2);
     let fold_of = folds(runs, k, options.params.seed);
-    let scores: Vec<Result<FoldScores, PredictionError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<FoldScores, PredictionError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..k)
             .map(|fold| {
-                scope.spawn({
-                    let fold_of = &fold_of;
-                    move || score_fold(runs, fold_of, fold, options)
-                })
+                let fold_of = &fold_of;
+                scope.spawn(move || score_fold(runs, fold_of, fold, options))
             })
             .collect();
         handles
@@ -101,22 +118,41 @@ pub fn cross_validate(runs: &[Run], options: &TrainOptions) -> Result<Metrics, P
             })
             .collect()
     });
+    let folds = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let outside = |fold: Option<usize>| {
+        let mut scores: Vec<f64> = folds
+            .iter()
+            .enumerate()
+            .filter(|(f, _)| Some(*f) != fold)
+            .flat_map(|(_, (rows, _))| rows.iter().filter(|r| r.asked))
+            .map(|r| r.raw.outside(r.capped))
+            .collect();
+        quantile(&mut scores, options.interval)
+    };
     let (mut sq, mut inside, mut n) = (0.0, 0usize, 0usize);
-    let mut cut = Vec::new();
-    for fold in scores {
-        let (s, i, c, points) = fold?;
-        sq += s;
-        inside += i;
-        n += c;
-        cut.extend(points);
+    let mut cut = Vec::new(); // (predicted, lower, upper, true RUL)
+    for (f, (rows, points)) in folds.iter().enumerate() {
+        let margin = outside(Some(f));
+        for r in rows {
+            let p = r.raw.finish(margin, options.cap);
+            sq += (p.rul - r.capped).powi(2);
+            inside += usize::from(p.lower <= r.capped && r.capped <= p.upper);
+            n += 1;
+        }
+        for &i in points {
+            let p = rows[i].raw.finish(margin, options.cap);
+            cut.push((p.rul, p.lower, p.upper, rows[i].rul));
+        }
     }
+    let margin = outside(None);
     let points = cut.len().max(1) as f64;
     let nasa: f64 = cut.iter().map(|(p, _, _, t)| nasa_score(p - t)).sum();
-    Ok(Metrics {
+    let metrics = Metrics {
         folds: k,
         units: runs.len(),
         cv_rmse: (sq / n.max(1) as f64).sqrt(),
         cv_coverage: inside as f64 / n.max(1) as f64,
+        interval_margin: margin,
         truncated: Truncated {
             points: cut.len(),
             rmse: (cut.iter().map(|(p, _, _, t)| (p - t).powi(2)).sum::<f64>() / points).sqrt(),
@@ -136,7 +172,8 @@ pub fn cross_validate(runs: &[Run], options: &TrainOptions) -> Result<Metrics, P
                 / points,
             mean_width: cut.iter().map(|(_, l, u, _)| u - l).sum::<f64>() / points,
         },
-    })
+    };
+    Ok((metrics, margin))
 }
 
 fn score_fold(
@@ -150,20 +187,23 @@ fn score_fold(
         .map(|i| &runs[i])
         .collect();
     let fitted = Fitted::fit(&train, options)?;
-    let (mut sq, mut inside, mut n) = (0.0, 0usize, 0usize);
+    let mut held_out = Vec::new();
     let mut cut = Vec::new();
     for run in (0..runs.len())
         .filter(|&i| fold_of[i] == fold)
         .map(|i| &runs[i])
     {
-        let predictions: Vec<_> = rows(&fitted.normaliser, &[run], options.cap)
+        let start = held_out.len();
+        for (i, (x, capped, rul)) in rows(&fitted.normaliser, &[run], options.cap)
             .into_iter()
-            .map(|(x, capped, rul)| (fitted.predict(&x, options.cap), capped, rul))
-            .collect();
-        for (p, capped, _) in &predictions {
-            sq += (p.rul - capped).powi(2);
-            inside += usize::from(p.lower <= *capped && *capped <= p.upper);
-            n += 1;
+            .enumerate()
+        {
+            held_out.push(HeldOut {
+                raw: fitted.raw(&x),
+                capped,
+                rul,
+                asked: i + 1 >= MIN_OBSERVED && rul <= TRUE_RUL.1 as f64,
+            });
         }
         let life = run.cycles.len();
         let top = TRUE_RUL.1.min(life.saturating_sub(MIN_OBSERVED));
@@ -173,11 +213,10 @@ fn score_fold(
         let mut rng = SplitMix64(options.params.seed ^ u64::from(run.unit).wrapping_mul(0xC0FFEE));
         for _ in 0..options.truncations {
             let rul = TRUE_RUL.0 + rng.below(top - TRUE_RUL.0 + 1);
-            let (p, _, true_rul) = &predictions[life - 1 - rul];
-            cut.push((p.rul, p.lower, p.upper, *true_rul));
+            cut.push(start + life - 1 - rul);
         }
     }
-    Ok((sq, inside, n, cut))
+    Ok((held_out, cut))
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ impl Tree {
 pub struct Gbt {
     /// The loss it was trained on.
     pub loss: Loss,
-    /// The starting value (mean or quantile of the target).
+    /// The starting value (the mean of the target).
     pub base: f64,
     /// The trees, shrinkage already applied to their values.
     pub trees: Vec<Tree>,
@@ -165,10 +165,10 @@ impl Gbt {
     /// Trains on `data` towards `y`.
     pub fn fit(data: &Dataset, y: &[f64], loss: Loss, params: &Params) -> Self {
         let n = data.rows.len();
-        let base = match loss {
-            Loss::Squared => y.iter().sum::<f64>() / n.max(1) as f64,
-            Loss::Quantile(q) => quantile(&mut y.to_vec(), q),
-        };
+        // Every loss starts at the mean. Starting a quantile model at its own quantile can stall it: with a
+        // capped target the 90th percentile is the cap, every row then has the same gradient (-0.1), no
+        // split gains anything and no tree moves the model.
+        let base = y.iter().sum::<f64>() / n.max(1) as f64;
         let mut f = vec![base; n];
         let mut gradient = vec![0.0; n];
         let mut trees = Vec::with_capacity(params.trees);
@@ -453,6 +453,21 @@ mod tests {
         assert!(e[0] > 10.0 && e[1].abs() < 1.0, "{e:?}");
         let root: f64 = mean.trees.iter().map(|t| t.value(0)).sum::<f64>() + mean.base;
         assert!((root + e[0] + e[1] - mean.predict(&[9.0, 0.5])).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_upper_quantile_of_a_capped_target_still_learns() {
+        // Most rows at the cap: a model started at its own 90th percentile (the cap) never moved.
+        let (d, y) = data(2000);
+        let capped: Vec<f64> = y.iter().map(|v| v.min(12.0)).collect();
+        let params = Params {
+            trees: 200,
+            colsample: 1.0,
+            ..Params::default()
+        };
+        let hi = Gbt::fit(&d, &capped, Loss::Quantile(0.9), &params);
+        let at_one = hi.predict(&[1.0, 0.5]);
+        assert!((3.0..5.5).contains(&at_one), "{at_one}");
     }
 
     #[test]
