@@ -1,6 +1,8 @@
 //! `haltless train` and `haltless predict` as a user runs them: files in, lines out, and bad input
 //! refused with a message that names the problem (never a panic, never a NaN).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

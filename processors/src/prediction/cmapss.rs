@@ -170,6 +170,7 @@ fn parse_id(text: &str, line: usize, name: &'static str) -> Result<u32, Predicti
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

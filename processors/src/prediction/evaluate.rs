@@ -220,6 +220,7 @@ fn score_fold(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -80,8 +80,8 @@ fn scaled(r: &[f64; SETTINGS], scale: &[f64; SETTINGS]) -> [f64; SETTINGS] {
 fn mean_of(points: &[[f64; SETTINGS]]) -> [f64; SETTINGS] {
     let mut m = [0.0; SETTINGS];
     for p in points {
-        for j in 0..SETTINGS {
-            m[j] += p[j];
+        for (s, v) in m.iter_mut().zip(p) {
+            *s += v;
         }
     }
     m.map(|v| v / points.len().max(1) as f64)
@@ -127,8 +127,8 @@ fn kmeans(points: &[[f64; SETTINGS]], k: usize) -> Vec<[f64; SETTINGS]> {
         let mut sums = vec![([0.0; SETTINGS], 0usize); k];
         for p in points {
             let c = nearest(p, &centroids);
-            for j in 0..SETTINGS {
-                sums[c].0[j] += p[j];
+            for (s, v) in sums[c].0.iter_mut().zip(p) {
+                *s += v;
             }
             sums[c].1 += 1;
         }
@@ -338,6 +338,7 @@ fn slope(values: impl Iterator<Item = f64> + Clone) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
