@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use haltless_connectors::agent::{self, AgentConfig};
 use haltless_connectors::direct::sealing::reseal_stored;
 use haltless_processors::detection::{backtest, replay};
+use haltless_processors::prediction::{command, TrainOptions};
 use haltless_schemas::secrets::Keyring;
 use tokio_util::sync::CancellationToken;
 
@@ -138,6 +139,45 @@ enum Command {
     /// default detectors (EWMA and rate of change). Results are written in NAB's results format
     /// (timestamp,value,anomaly_score,label) to --out.
     Backtest(BacktestArgs),
+    /// Train a remaining-useful-life model on run-to-failure data in C-MAPSS format, and print its
+    /// cross-validated RMSE, NASA score and interval coverage.
+    ///
+    /// The file holds one row per operating cycle: unit, cycle, 3 operational settings, 21 sensors,
+    /// separated by spaces or tabs; every unit runs to failure at its last cycle. Cross-validation holds
+    /// out whole units (5 folds), and also scores held-out runs cut short at random points.
+    Train(TrainArgs),
+    /// Predict the remaining useful life at the last cycle of each unit of a C-MAPSS-format file of
+    /// partial runs: one `unit,rul` line per unit, in unit order.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// Run-to-failure data in C-MAPSS format (26 columns).
+    #[arg(long)]
+    cmapss: PathBuf,
+    /// Where to write the model (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Ceiling of the piecewise-linear target, in cycles: early life counts as this much.
+    #[arg(long, default_value_t = 125.0)]
+    cap: f64,
+    /// Seed of the subsampling, folds and truncations (the same seed gives the same model).
+    #[arg(long, default_value_t = 13)]
+    seed: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct PredictArgs {
+    /// A model written by `haltless train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Partial runs in C-MAPSS format (26 columns); each unit needs at least 5 cycles.
+    #[arg(long)]
+    cmapss: PathBuf,
+    /// Add the prediction interval: `unit,rul,lower,upper`.
+    #[arg(long)]
+    interval: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -316,6 +356,14 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let command = match self.command {
             Command::Agent => return run_agent(self.config).await,
+            Command::Train(args) => return args.run(),
+            Command::Predict(args) => {
+                print!(
+                    "{}",
+                    command::predict(&args.model, &args.cmapss, args.interval)?
+                );
+                return Ok(());
+            }
             command => command,
         };
         let settings = Settings::load(self.config.as_deref()).context("loading settings")?;
@@ -407,7 +455,9 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         | Command::Process
         | Command::Connectors
         | Command::Alerting
-        | Command::Agent => anyhow::bail!("{command:?} is a role, not a tool"),
+        | Command::Agent
+        | Command::Train(_)
+        | Command::Predict(_) => anyhow::bail!("{command:?} is not run here"),
     }
     Ok(())
 }
@@ -581,6 +631,22 @@ impl BacktestArgs {
             only: self.only,
             topic,
         }
+    }
+}
+
+impl TrainArgs {
+    fn run(self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.cap.is_finite() && self.cap >= 10.0,
+            "--cap must be at least 10 cycles"
+        );
+        let mut options = TrainOptions {
+            cap: self.cap,
+            ..TrainOptions::default()
+        };
+        options.params.seed = self.seed;
+        println!("{}", command::train(&self.cmapss, &self.out, &options)?);
+        Ok(())
     }
 }
 

@@ -8,11 +8,14 @@
 //!   backtests ([`detection::backtest`]).
 //! - [`alerting`]: the alert engine: escalation policies, grouping, silences and maintenance, and
 //!   delivery to webhooks, Slack, Teams and email, each notification once.
+//! - [`prediction`]: remaining-useful-life models as pure logic (C-MAPSS input, health features,
+//!   gradient-boosted trees with intervals, cross-validation by unit) and `haltless train`/`predict`.
 //! - [`projection`]: the projections themselves; [`projection::readings`] materialises
 //!   `haltless.readings.v1` into the `readings` table.
 
 pub mod alerting;
 pub mod config;
 pub mod detection;
+pub mod prediction;
 pub mod projection;
 pub mod runtime;
