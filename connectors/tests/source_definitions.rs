@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 fn definitions_read_as_recorded() {
     let recorded = include_str!("data/source_definitions.jsonl");
     let mut cases = 0;
+    // HALTLESS_RECORD=1 writes what the code answers now, for a reviewed change of behaviour.
+    let record = std::env::var("HALTLESS_RECORD").is_ok();
+    let mut now = String::new();
     for line in recorded.lines() {
         let expected: Value = serde_json::from_str(line).unwrap();
         let doc = expected["doc"].clone();
@@ -20,8 +23,20 @@ fn definitions_read_as_recorded() {
             Err(errors) => json!({"doc": doc, "errors": errors.iter()
                 .map(|e| json!([e.field, e.reason])).collect::<Vec<_>>()}),
         };
-        assert_eq!(got, expected);
+        if record {
+            now.push_str(&serde_json::to_string(&got).unwrap());
+            now.push('\n');
+        } else {
+            assert_eq!(got, expected);
+        }
         cases += 1;
+    }
+    if record {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/source_definitions.jsonl"
+        );
+        std::fs::write(path, now).unwrap();
     }
     assert!(cases > 20, "the corpus is there");
 }
