@@ -157,7 +157,7 @@ async fn docs() -> impl axum::response::IntoResponse {
             (
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; img-src 'self' data:",
+                 connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
             ),
         ],
         DOCS_PAGE,

@@ -132,6 +132,14 @@ pub(crate) async fn signup(
         .map_err(ApiError::internal)?;
     let (tenant, user) = (Uuid::new_v4(), Uuid::new_v4());
     let mut tx = state.pool().begin().await?;
+    // An invitation nobody accepted does not own the address: otherwise any tenant could squat an email
+    // by inviting it. The person signing up with it takes it, and the pending invitation goes.
+    sqlx::query(
+        "DELETE FROM users WHERE email = $1 AND password_hash = '!' AND invite_hash IS NOT NULL",
+    )
+    .bind(&email)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("INSERT INTO tenants (id, name, tier) VALUES ($1, $2, 'free')")
         .bind(tenant)
         .bind(name)

@@ -178,9 +178,10 @@ impl CsvDocument {
     }
 }
 
-/// `s`, with a `'` before a leading formula character when it is not a number.
+/// `s`, with a `'` before a leading formula character (OWASP's list: `=`, `+`, `-`, `@`, tab, carriage
+/// return) when it is not a number.
 fn defuse(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
         format!("'{s}").into()
     } else {
         s.into()
@@ -196,9 +197,10 @@ mod tests {
         let mut doc = CsvDocument::default();
         doc.row(["a", "b,c", "say \"hi\""]);
         doc.row(["=cmd()", "-1.5", "line\nbreak"]);
+        doc.row(["\t=cmd()", "\r=cmd()", "@x"]);
         assert_eq!(
             doc.finish(),
-            "a,\"b,c\",\"say \"\"hi\"\"\"\r\n'=cmd(),-1.5,\"line\nbreak\"\r\n"
+            "a,\"b,c\",\"say \"\"hi\"\"\"\r\n'=cmd(),-1.5,\"line\nbreak\"\r\n'\t=cmd(),\"'\r=cmd()\",'@x\r\n"
         );
     }
 

@@ -2,6 +2,7 @@
 //! of every node or a subscription whose monitored items report changes.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -55,10 +56,16 @@ impl<C: OnSubscriptionNotificationCore> OnSubscriptionNotificationCore for NoteH
     }
 }
 
-/// A live subscription: its changes by point index, and when it last said anything.
+/// Changes a subscription may hold before they are taken: past it, further changes are dropped and
+/// counted (a server flooding changes must not grow the poller's memory without end).
+const MAX_PENDING_CHANGES: usize = 20_000;
+
+/// A live subscription: its changes by point index, when it last said anything, and how many changes
+/// were dropped because the queue was full.
 struct Subscription {
-    changes: mpsc::UnboundedReceiver<(usize, DataValue)>,
+    changes: mpsc::Receiver<(usize, DataValue)>,
     last_heard: LastHeard,
+    dropped: Arc<AtomicU64>,
 }
 
 /// An open session and what runs it.
@@ -289,13 +296,17 @@ impl OpcUaDevice {
     }
 
     async fn subscribe(&self, session: &Session) -> Result<Subscription, SourceError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAX_PENDING_CHANGES);
         let last_heard = Arc::new(Mutex::new(Instant::now()));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let overflow = dropped.clone();
         let callback = NoteHeard {
             inner: DataChangeCallback::new(move |value: DataValue, item: &MonitoredItem| {
                 // Client handles are point index + 1 (0 lets the crate choose).
                 let index = item.client_handle().saturating_sub(1) as usize;
-                let _ = tx.send((index, value));
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((index, value)) {
+                    overflow.fetch_add(1, Ordering::Relaxed);
+                }
             }),
             last: last_heard.clone(),
         };
@@ -344,6 +355,7 @@ impl OpcUaDevice {
         Ok(Subscription {
             changes: rx,
             last_heard,
+            dropped,
         })
     }
 
@@ -423,8 +435,14 @@ impl OpcUaDevice {
                 }
             }
         }
+        let dropped = sub.dropped.swap(0, Ordering::Relaxed);
         let now = crate::now_ms();
         let mut outcome = PollOutcome::default();
+        if dropped > 0 {
+            outcome.problems.push(format!(
+                "{dropped} changes dropped: the server sent more than {MAX_PENDING_CHANGES} changes before they could be delivered"
+            ));
+        }
         for (i, value) in changes {
             if i < self.points.len() {
                 self.convert(i, value, now, &mut outcome);
