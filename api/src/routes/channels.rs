@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
+use crate::routes::paging::delete_owned;
 use crate::state::AppState;
 use crate::time::format_instant;
 
@@ -253,16 +254,7 @@ pub(crate) async fn remove(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::Admin)?;
-    let gone = sqlx::query("DELETE FROM notification_channels WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .execute(state.pool())
-        .await?
-        .rows_affected();
-    if gone == 0 {
-        return Err(ApiError::not_found(format!("no channel {id}")));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    delete_owned(&state, &caller, "notification_channels", "channel", id).await
 }
 
 #[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "`{\"notification_id\", \"status\": \"delivered\"|\"failed\", \"error\"?}`: the test message was sent now; the attempt is in the delivery log"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]

@@ -49,6 +49,29 @@ impl Page {
     }
 }
 
+/// Deletes row `id` of `table` when it is the caller's tenant's: 204, or 404 `no <what> <id>` (another
+/// tenant's row is not found either). `table` is one of the code's own table names, never input.
+pub async fn delete_owned(
+    state: &AppState,
+    caller: &Caller,
+    table: &'static str,
+    what: &str,
+    id: Uuid,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let gone = sqlx::query(&format!(
+        "DELETE FROM {table} WHERE id = $1 AND tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(caller.tenant_id)
+    .execute(state.pool())
+    .await?
+    .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::not_found(format!("no {what} {id}")));
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 /// Refuses with 422 unless `value` is absent or one of `allowed`.
 pub fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
     match value {

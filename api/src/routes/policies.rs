@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
+use crate::routes::paging::delete_owned;
 use crate::state::AppState;
 use crate::time::format_instant;
 
@@ -115,16 +116,7 @@ pub(crate) async fn delete_inhibition(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::Admin)?;
-    let gone = sqlx::query("DELETE FROM inhibition_rules WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .execute(state.pool())
-        .await?
-        .rows_affected();
-    if gone == 0 {
-        return Err(ApiError::not_found(format!("no inhibition rule {id}")));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    delete_owned(&state, &caller, "inhibition_rules", "inhibition rule", id).await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -271,14 +263,12 @@ pub(crate) async fn remove(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::Admin)?;
-    let gone = sqlx::query("DELETE FROM escalation_policies WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .execute(state.pool())
-        .await?
-        .rows_affected();
-    if gone == 0 {
-        return Err(ApiError::not_found(format!("no escalation policy {id}")));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    delete_owned(
+        &state,
+        &caller,
+        "escalation_policies",
+        "escalation policy",
+        id,
+    )
+    .await
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::paging::{instant, one_of, Page};
+use crate::routes::paging::{delete_owned, instant, one_of, Page};
 use crate::state::AppState;
 use crate::time::{format_instant, parse_instant};
 
@@ -132,15 +132,7 @@ pub(crate) async fn delete_silence(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::Operate)?;
-    let gone = sqlx::query("DELETE FROM silences WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(caller.tenant_id)
-        .execute(state.pool())
-        .await?
-        .rows_affected();
-    if gone == 0 {
-        return Err(ApiError::not_found(format!("no silence {id}")));
-    }
+    delete_owned(&state, &caller, "silences", "silence", id).await?;
     // Alerts it muted are looked at again now rather than at their next recheck.
     sqlx::query(
         "UPDATE alert_escalations SET next_at = now() WHERE tenant_id = $1 AND state = 'escalating'

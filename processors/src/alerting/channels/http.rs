@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 
-use super::{Outbound, SendError};
+use super::{text, Config, Outbound, SendError};
+use crate::alerting::message::Message;
 
 /// The addresses of `host` that the outbound policy allows.
 pub(crate) async fn resolve(
@@ -75,6 +76,27 @@ async fn client(out: &Outbound, host: &str, port: u16) -> Result<reqwest::Client
         .map_err(|e| SendError::retry(format!("no HTTP client: {e}")))?;
     out.clients.put(host, port, client.clone());
     Ok(client)
+}
+
+/// POSTs `payload` to the webhook URL in `config[field]` with the notification's `Idempotency-Key`
+/// (the chat webhooks: Slack, Teams).
+pub(crate) async fn post_payload(
+    out: &Outbound,
+    config: &Config,
+    field: &str,
+    message: &Message,
+    payload: serde_json::Value,
+) -> Result<(), SendError> {
+    let url = text(config, field).map_err(SendError::permanent)?;
+    let body = serde_json::to_vec(&payload)
+        .map_err(|e| SendError::permanent(format!("unencodable message: {e}")))?;
+    post_json(
+        out,
+        url,
+        body,
+        &[("idempotency-key", message.id.to_string())],
+    )
+    .await
 }
 
 /// POSTs a JSON `body` to `url` with `headers`; a 2xx answer is a delivery.

@@ -5,7 +5,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde_json::{json, Value};
 
-use super::{check_url, only_fields, post_json, text, Channel, Config, Outbound, SendError};
+use super::http::post_payload;
+use super::{check_url, only_fields, Channel, Config, Outbound, SendError};
 use crate::alerting::message::Message;
 
 /// The Teams channel.
@@ -76,18 +77,6 @@ impl Channel for Teams {
         config: &'a Config,
         message: &'a Message,
     ) -> BoxFuture<'a, Result<(), SendError>> {
-        async move {
-            let url = text(config, "webhook_url").map_err(SendError::permanent)?;
-            let body = serde_json::to_vec(&payload(message))
-                .map_err(|e| SendError::permanent(format!("unencodable message: {e}")))?;
-            post_json(
-                out,
-                url,
-                body,
-                &[("idempotency-key", message.id.to_string())],
-            )
-            .await
-        }
-        .boxed()
+        post_payload(out, config, "webhook_url", message, payload(message)).boxed()
     }
 }
