@@ -26,9 +26,9 @@ pub(crate) async fn resolve(
         .await
         .map_err(|_| SendError::retry("the receiver's name did not resolve in time"))?
         .map_err(|_| SendError::retry("the receiver's name does not resolve"))?;
-    out.policy.filter(looked_up).map_err(|refusal| {
-        SendError::permanent(format!("refused by the outbound policy: {refusal}"))
-    })
+    out.policy
+        .filter(looked_up)
+        .map_err(|refusal| SendError::permanent(refusal.to_string()))
 }
 
 /// How long a receiver's checked addresses (and its client) are used before resolving again.
