@@ -31,6 +31,14 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/status", get(status))
 }
 
+/// A source definition in the OpenAPI document (the handlers read it as JSON and check it field by field).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub struct SourceDefinition(
+    #[allow(dead_code)] // only its schema is used
+    serde_json::Value,
+);
+
 /// What a caller needs to touch sources: admins and operators change them, every role and read keys see them.
 fn authorize(key: &Caller, write: bool) -> Result<(), ApiError> {
     key.require(if write {
@@ -226,7 +234,8 @@ async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError
         .ok_or_else(not_found)
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
     Json(body): Json<Value>,
@@ -250,7 +259,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
-async fn update(
+#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -298,7 +308,8 @@ async fn set_enabled(
     Ok(Json(fetch(state, key, id).await?.view()))
 }
 
-async fn enable(
+#[utoipa::path(post, path = "/api/v1/sources/{id}/enable", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, polled from now on"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn enable(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -306,7 +317,8 @@ async fn enable(
     set_enabled(&state, &key, &id, true).await
 }
 
-async fn disable(
+#[utoipa::path(post, path = "/api/v1/sources/{id}/disable", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, no longer polled"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn disable(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -314,7 +326,8 @@ async fn disable(
     set_enabled(&state, &key, &id, false).await
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -329,7 +342,8 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn show(
+#[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -338,7 +352,8 @@ async fn show(
     Ok(Json(fetch(&state, &key, &id).await?.view()))
 }
 
-async fn status(
+#[utoipa::path(get, path = "/api/v1/sources/{id}/status", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source's status: state, last reading, last error (a category), per point"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn status(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
@@ -351,7 +366,11 @@ async fn status(
     Ok(Json(doc))
 }
 
-async fn list(State(state): State<AppState>, key: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/sources", tag = "sources", responses((status = 200, description = "`{\"sources\": [...]}`, secrets redacted"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    key: Caller,
+) -> Result<Json<Value>, ApiError> {
     authorize(&key, false)?;
     let rows: Vec<Row> =
         sqlx::query_as(&format!("{SELECT} WHERE s.tenant_id = $1 ORDER BY s.name"))
