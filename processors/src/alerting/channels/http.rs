@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 
-use super::{text, Config, Outbound, SendError};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::{check_url, only_fields, text, Channel, Config, Outbound, SendError};
 use crate::alerting::message::Message;
 
 /// The addresses of `host` that the outbound policy allows.
@@ -78,25 +81,50 @@ async fn client(out: &Outbound, host: &str, port: u16) -> Result<reqwest::Client
     Ok(client)
 }
 
-/// POSTs `payload` to the webhook URL in `config[field]` with the notification's `Idempotency-Key`
-/// (the chat webhooks: Slack, Teams).
-pub(crate) async fn post_payload(
-    out: &Outbound,
-    config: &Config,
-    field: &str,
-    message: &Message,
-    payload: serde_json::Value,
-) -> Result<(), SendError> {
-    let url = text(config, field).map_err(SendError::permanent)?;
-    let body = serde_json::to_vec(&payload)
-        .map_err(|e| SendError::permanent(format!("unencodable message: {e}")))?;
-    post_json(
-        out,
-        url,
-        body,
-        &[("idempotency-key", message.id.to_string())],
-    )
-    .await
+/// A chat service's incoming webhook (Slack, Teams): one secret `webhook_url`, and the message rendered
+/// by `payload`, posted with the notification's `Idempotency-Key`.
+#[derive(Debug)]
+pub struct ChatWebhook {
+    /// The registered name.
+    pub name: &'static str,
+    /// The service's message for a notification.
+    pub payload: fn(&Message) -> serde_json::Value,
+}
+
+impl Channel for ChatWebhook {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["webhook_url"]
+    }
+
+    fn check(&self, config: &Config) -> Result<(), String> {
+        only_fields(config, &["webhook_url"])?;
+        check_url(config, "webhook_url")
+    }
+
+    fn send<'a>(
+        &'a self,
+        out: &'a Outbound,
+        config: &'a Config,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), SendError>> {
+        async move {
+            let url = text(config, "webhook_url").map_err(SendError::permanent)?;
+            let body = serde_json::to_vec(&(self.payload)(message))
+                .map_err(|e| SendError::permanent(format!("unencodable message: {e}")))?;
+            post_json(
+                out,
+                url,
+                body,
+                &[("idempotency-key", message.id.to_string())],
+            )
+            .await
+        }
+        .boxed()
+    }
 }
 
 /// POSTs a JSON `body` to `url` with `headers`; a 2xx answer is a delivery.

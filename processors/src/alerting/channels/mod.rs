@@ -24,8 +24,8 @@ pub use http::post_json;
 /// Every kind of channel.
 pub static CHANNELS: &[&dyn Channel] = &[
     &webhook::Webhook,
-    &slack::Slack,
-    &teams::Teams,
+    &slack::SLACK,
+    &teams::TEAMS,
     &email::Email,
 ];
 

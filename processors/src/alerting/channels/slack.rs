@@ -1,16 +1,15 @@
 //! `slack`: an incoming webhook with a Block Kit message (a header, a section per alert, a context line).
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use serde_json::{json, Value};
 
-use super::http::post_payload;
-use super::{check_url, only_fields, Channel, Config, Outbound, SendError};
+use super::http::ChatWebhook;
 use crate::alerting::message::Message;
 
-/// The Slack channel.
-#[derive(Debug)]
-pub struct Slack;
+/// The Slack channel: its payload posted to `webhook_url`.
+pub static SLACK: ChatWebhook = ChatWebhook {
+    name: "slack",
+    payload,
+};
 
 /// Slack's limit of blocks per message is 50; a group longer than this lists the first ones.
 const MAX_ALERT_BLOCKS: usize = 40;
@@ -53,28 +52,4 @@ fn escape(s: &str) -> String {
 
 fn truncate(s: &str, chars: usize) -> String {
     s.chars().take(chars).collect()
-}
-
-impl Channel for Slack {
-    fn name(&self) -> &'static str {
-        "slack"
-    }
-
-    fn secret_fields(&self) -> &'static [&'static str] {
-        &["webhook_url"]
-    }
-
-    fn check(&self, config: &Config) -> Result<(), String> {
-        only_fields(config, &["webhook_url"])?;
-        check_url(config, "webhook_url")
-    }
-
-    fn send<'a>(
-        &'a self,
-        out: &'a Outbound,
-        config: &'a Config,
-        message: &'a Message,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        post_payload(out, config, "webhook_url", message, payload(message)).boxed()
-    }
 }

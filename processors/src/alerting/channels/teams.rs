@@ -1,17 +1,16 @@
 //! `teams`: a Microsoft Teams Workflows webhook ("When a Teams webhook request is received") with an
 //! Adaptive Card 1.4 attachment.
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use serde_json::{json, Value};
 
-use super::http::post_payload;
-use super::{check_url, only_fields, Channel, Config, Outbound, SendError};
+use super::http::ChatWebhook;
 use crate::alerting::message::Message;
 
-/// The Teams channel.
-#[derive(Debug)]
-pub struct Teams;
+/// The Teams channel: its payload posted to `webhook_url`.
+pub static TEAMS: ChatWebhook = ChatWebhook {
+    name: "teams",
+    payload,
+};
 
 /// The Workflows payload of `message`: a `message` with one Adaptive Card attachment.
 pub fn payload(message: &Message) -> Value {
@@ -55,28 +54,4 @@ pub fn payload(message: &Message) -> Value {
             }
         }]
     })
-}
-
-impl Channel for Teams {
-    fn name(&self) -> &'static str {
-        "teams"
-    }
-
-    fn secret_fields(&self) -> &'static [&'static str] {
-        &["webhook_url"]
-    }
-
-    fn check(&self, config: &Config) -> Result<(), String> {
-        only_fields(config, &["webhook_url"])?;
-        check_url(config, "webhook_url")
-    }
-
-    fn send<'a>(
-        &'a self,
-        out: &'a Outbound,
-        config: &'a Config,
-        message: &'a Message,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        post_payload(out, config, "webhook_url", message, payload(message)).boxed()
-    }
 }
