@@ -448,6 +448,7 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::channels::router())
             .merge(routes::policies::router())
             .merge(routes::silences::router())
+            .merge(routes::push::router())
             .merge(routes::work_orders::router())
             .merge(routes::fleet::router())
             .merge(routes::settings::router())

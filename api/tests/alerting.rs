@@ -1,7 +1,9 @@
 //! The alert engine end to end, on real Kafka and PostgreSQL, with local receivers that check each channel's
 //! payload shape and a real SMTP server (aiosmtpd): grouping, a two-step escalation with repeats stopped by
 //! an acknowledgement, resolution notices, silences and maintenance muting, retries with one idempotency
-//! key, the delivery log, and an engine killed with SIGKILL mid-escalation that loses and repeats nothing.
+//! key, the delivery log, an engine killed with SIGKILL mid-escalation that loses and repeats nothing, Web
+//! Push to people's browsers through a push-service stand-in that checks VAPID and decrypts (http_ece), group
+//! intervals, and the connectivity watchdog.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -29,6 +31,7 @@ fn tweak(s: &mut Settings) {
     s.alerting.tick_ms = 100;
     s.alerting.mute_recheck_secs = 1;
     s.alerting.send_timeout_ms = 2_000;
+    s.alerting.watchdog_secs = 1;
     s.outbound.allow = vec!["127.0.0.1".into()];
 }
 
@@ -63,7 +66,18 @@ async fn rule(app: &TestApp, id: &str, metric: &str, machines: &[&str]) {
 
 /// Readings of `metrics` on `machine` taking `values` one after another, 10 ms apart, from now.
 async fn ingest(app: &TestApp, machine: &str, metrics: &[String], values: &[f64]) {
-    let t0 = chrono::Utc::now().timestamp_millis();
+    ingest_at(
+        app,
+        machine,
+        metrics,
+        values,
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .await;
+}
+
+/// Readings of `metrics` on `machine` taking `values` one after another, 10 ms apart, from `t0` (ms).
+async fn ingest_at(app: &TestApp, machine: &str, metrics: &[String], values: &[f64], t0: i64) {
     let readings: Vec<Value> = metrics
         .iter()
         .flat_map(|m| {
@@ -822,7 +836,7 @@ async fn a_replay_notifies_nothing_twice_and_the_engine_follows_the_switch_over(
         &app,
         "/api/v1/escalation-policies",
         json!({
-        "name": "p", "matchers": {"rules": ["hot", "hot-later"]}, "group_wait_secs": 0,
+        "name": "p", "matchers": {"rules": ["hot", "hot-later"]}, "group_wait_secs": 0, "group_interval_secs": 0,
         "steps": [{"channels": [hook]}]}),
     )
     .await;
@@ -858,5 +872,383 @@ async fn a_replay_notifies_nothing_twice_and_the_engine_follows_the_switch_over(
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rx.got("hook").len(), 2);
+    app.stop().await;
+}
+
+/// What the push service stand-in received, one JSON object per push.
+fn pushed(out: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn wait_for_pushes(out: &std::path::Path, browser: &str, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    wait_until(&format!("{n} pushes to {browser}"), async || {
+        got = pushed(out)
+            .into_iter()
+            .filter(|p| p["browser"] == browser)
+            .collect();
+        got.len() >= n
+    })
+    .await;
+    got
+}
+
+#[tokio::test]
+async fn people_are_told_on_their_browsers_by_role_then_by_name_encrypted_and_signed() {
+    let app = spawn(&["press-07"]).await;
+    let dir = std::env::temp_dir().join(format!("haltless-push-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (subscriptions, out) = (dir.join("subscriptions.json"), dir.join("pushed.jsonl"));
+    let service = Peer::push(
+        free_port(),
+        "operator,viewer,admin,gone",
+        &subscriptions,
+        &out,
+    )
+    .await;
+    let browsers: Value =
+        serde_json::from_str(&std::fs::read_to_string(&subscriptions).unwrap()).unwrap();
+
+    // The push channel: the platform makes its VAPID key pair and shows the public half to everyone.
+    let push = channel(
+        &app,
+        "browsers",
+        "push",
+        json!({"subject": "mailto:maintenance@plant.example"}),
+    )
+    .await;
+    let (_, shown) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/channels/{push}"),
+            &app.admin,
+            None,
+        )
+        .await;
+    assert_eq!(shown["config"]["vapid_private_key"], "(hidden)");
+    let (viewer_email, password) = app.iso.user(app.tenant, "viewer").await;
+    let viewer = app.login(&viewer_email, &password).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let operator = app.token_for(app.tenant, "operator").await;
+    let (_, listed) = app
+        .call(Method::GET, "/api/v1/push/channels", &viewer, None)
+        .await;
+    assert_eq!(
+        listed["channels"][0]["vapid_public_key"],
+        shown["config"]["vapid_public_key"]
+    );
+
+    // Each person subscribes their browser; the admin's second browser has since been dropped.
+    let subscribe = |token: String, browser: &str| {
+        let mut body = browsers[browser].clone();
+        body["channel_id"] = json!(push);
+        let app = &app;
+        async move {
+            let (s, v) = app
+                .call(
+                    Method::POST,
+                    "/api/v1/push/subscriptions",
+                    &token,
+                    Some(&body),
+                )
+                .await;
+            assert_eq!(s, 201, "{v}");
+            v
+        }
+    };
+    subscribe(operator.clone(), "operator").await;
+    let mine = subscribe(viewer.clone(), "viewer").await;
+    assert_eq!(
+        mine["push_service"],
+        format!("http://127.0.0.1:{}", service.port)
+    );
+    assert!(
+        mine.get("endpoint").is_none(),
+        "the endpoint is a capability: not shown back"
+    );
+    subscribe(app.admin.clone(), "admin").await;
+    subscribe(app.admin.clone(), "gone").await;
+    let mut bad = browsers["viewer"].clone();
+    bad["channel_id"] = json!(push);
+    bad["keys"]["p256dh"] = json!("AAAA");
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/api/v1/push/subscriptions",
+            &viewer,
+            Some(&bad),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("p256dh"));
+
+    // A test send reaches the admin's newest browser (the dropped one: 410 removes it).
+    let (_, sent) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/channels/{push}/test"),
+            &app.admin,
+            None,
+        )
+        .await;
+    assert_eq!(sent["status"], "failed", "{sent}");
+    let (_, sent) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/channels/{push}/test"),
+            &app.admin,
+            None,
+        )
+        .await;
+    assert_eq!(sent["status"], "delivered", "{sent}");
+    let test = &wait_for_pushes(&out, "admin", 1).await[0];
+    assert_eq!(test["payload"]["kind"], "test");
+
+    // Operators first; two seconds later the viewer by name.
+    let viewer_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(&viewer_email)
+        .fetch_one(&app.iso.pool)
+        .await
+        .unwrap();
+    create(
+        &app,
+        "/api/v1/escalation-policies",
+        json!({"name": "people", "group_wait_secs": 1, "steps": [
+            {"channels": [push], "roles": ["operator"]},
+            {"delay_secs": 2, "channels": [push], "users": [viewer_id]}]}),
+    )
+    .await;
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/api/v1/escalation-policies",
+            &app.admin,
+            Some(&json!({"name": "no way to reach them", "steps": [{"channels": [], "roles": ["viewer"]}]})),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    rule(&app, "hot", "temp", &["press-07"]).await;
+    ingest(&app, "press-07", &["temp".to_owned()], &HOT).await;
+
+    let first = &wait_for_pushes(&out, "operator", 1).await[0];
+    assert!(first["vapid_problem"].is_null(), "{first}");
+    assert!(first["decrypt_error"].is_null(), "{first}");
+    assert_eq!(first["content_encoding"], "aes128gcm");
+    assert_eq!(first["urgency"], "high", "a critical alert");
+    assert_eq!(first["ttl"], "86400");
+    let payload = &first["payload"];
+    assert_eq!(payload["kind"], "alert");
+    assert_eq!(payload["title"], "[CRITICAL] temp too high on press-07");
+    let alert = payload["alert_ids"][0].as_str().unwrap().to_owned();
+    let (_, log) = app
+        .get(&format!(
+            "/api/v1/notifications?alert={alert}&status=delivered"
+        ))
+        .await;
+    let ids: Vec<String> = log["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().replace('-', ""))
+        .collect();
+    assert!(
+        ids.contains(&first["topic"].as_str().unwrap().to_owned()),
+        "the Topic header is the notification's id: {first} {log}"
+    );
+    assert!(
+        pushed(&out).iter().all(|p| p["browser"] != "viewer"),
+        "not yet"
+    );
+    let second = &wait_for_pushes(&out, "viewer", 1).await[0];
+    assert_eq!(second["payload"]["alert_ids"][0], alert.as_str());
+    assert!(
+        pushed(&out).iter().all(|p| p["browser"] != "gone"),
+        "an ended subscription"
+    );
+
+    // Acknowledged: nothing more; resolved: both who heard are told, once.
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/alerts/{alert}/ack"),
+            &operator,
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    ingest(&app, "press-07", &["temp".to_owned()], &COOL).await;
+    let resolved = |browser: &str| {
+        pushed(&out)
+            .into_iter()
+            .filter(|p| p["browser"] == browser && p["payload"]["kind"] == "resolved")
+            .count()
+    };
+    wait_until("both browsers hear of the resolution", async || {
+        resolved("operator") == 1 && resolved("viewer") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((resolved("operator"), resolved("viewer")), (1, 1));
+    let alerts_pushed = pushed(&out)
+        .iter()
+        .filter(|p| p["payload"]["kind"] == "alert")
+        .count();
+    assert_eq!(alerts_pushed, 2, "one per step, then the ack stopped it");
+    service.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_joining_a_group_that_notified_wait_its_interval_and_come_together() {
+    let app = spawn(&["press-07"]).await;
+    let rx = Receiver::start().await;
+    let hook = channel(
+        &app,
+        "hook",
+        "webhook",
+        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
+    )
+    .await;
+    create(
+        &app,
+        "/api/v1/escalation-policies",
+        json!({"name": "grouped", "group_wait_secs": 1, "group_interval_secs": 5,
+               "steps": [{"channels": [hook]}]}),
+    )
+    .await;
+    for (r, m) in [("temp", "temp"), ("vib", "vibration"), ("pres", "pressure")] {
+        rule(&app, r, m, &["press-07"]).await;
+    }
+    ingest(&app, "press-07", &["temp".to_owned()], &HOT).await;
+    rx.wait_for("hook", 1).await;
+    let first_at = Instant::now();
+    ingest(&app, "press-07", &["vibration".to_owned()], &HOT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ingest(&app, "press-07", &["pressure".to_owned()], &HOT).await;
+    let got = rx.wait_for("hook", 2).await;
+    let waited = first_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(4500),
+        "the newcomers waited the group interval, not the group wait: {waited:?}"
+    );
+    let rules: BTreeSet<String> = got[1].body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        rules,
+        BTreeSet::from(["vib".to_owned(), "pres".to_owned()]),
+        "one message for both: {}",
+        got[1].body
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.distinct("hook").len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_machine_raises_one_connectivity_alert_that_mutes_its_sensors_until_it_is_back() {
+    let app = spawn(&["press-07"]).await;
+    let rx = Receiver::start().await;
+    let hook = channel(
+        &app,
+        "hook",
+        "webhook",
+        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
+    )
+    .await;
+    create(
+        &app,
+        "/api/v1/escalation-policies",
+        json!({"name": "all", "group_wait_secs": 1, "group_interval_secs": 1,
+               "steps": [{"channels": [hook]}, {"delay_secs": 75, "channels": [hook]}]}),
+    )
+    .await;
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/settings",
+            &app.admin,
+            Some(&json!({"silent_after_minutes": 1})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    rule(&app, "hot", "temp", &["press-07"]).await;
+    let temp = ["temp".to_owned()];
+
+    // It overheats, the first step tells the hook, then nothing more arrives from it.
+    ingest(&app, "press-07", &temp, &HOT).await;
+    let last_heard = Instant::now();
+    let first = &rx.wait_for("hook", 1).await[0];
+    assert_eq!(first.body["alerts"][0]["rule_id"], "hot");
+    let hot = first.body["alerts"][0]["id"].as_str().unwrap().to_owned();
+
+    // A minute later: one connectivity alert, listed and notified like any other.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    assert_eq!(rx.distinct("hook").len(), 1, "not silent before a minute");
+    let got = rx.wait_for("hook", 2).await;
+    assert!(
+        last_heard.elapsed() >= Duration::from_secs(60),
+        "raised after {:?}",
+        last_heard.elapsed()
+    );
+    let listed = &got[1].body["alerts"][0];
+    assert_eq!(listed["rule_id"], "connectivity", "{}", got[1].body);
+    assert_eq!(listed["rule_name"], "machine silent");
+    let connectivity = listed["id"].as_str().unwrap().to_owned();
+    let open: BTreeSet<String> = alerts(&app, "state=open&machine=press-07")
+        .await
+        .iter()
+        .map(|a| a["rule_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        open,
+        BTreeSet::from(["connectivity".to_owned(), "hot".to_owned()])
+    );
+
+    // The overheating alert's second step comes due while the machine is silent: muted by it.
+    let mut muted = Value::Null;
+    wait_until("the sensor alert's next step is muted", async || {
+        let (_, v) = app.get(&format!("/api/v1/alerts/{hot}")).await;
+        muted = v["notification"]["muted_by"].clone();
+        !muted.is_null()
+    })
+    .await;
+    assert_eq!(muted["kind"], "connectivity", "{muted}");
+    assert_eq!(muted["by"], connectivity.as_str());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        rx.distinct("hook").len(),
+        2,
+        "nothing more about the sensor"
+    );
+
+    // Back and cool: both resolve, and the hook that heard of them is told.
+    ingest(&app, "press-07", &temp, &COOL).await;
+    let mut resolved = BTreeSet::new();
+    wait_until("both resolutions are told", async || {
+        resolved = rx
+            .got("hook")
+            .iter()
+            .filter(|r| r.body["kind"] == "resolved")
+            .flat_map(ids_listed)
+            .collect();
+        resolved.len() == 2
+    })
+    .await;
+    assert_eq!(
+        resolved,
+        BTreeSet::from([hot.clone(), connectivity.clone()])
+    );
+    let (_, shown) = app.get(&format!("/api/v1/alerts/{connectivity}")).await;
+    assert_eq!(shown["state"], "resolved");
     app.stop().await;
 }

@@ -27,6 +27,8 @@ fn expected(class: &str, ok: u16) -> [u16; 5] {
         "read" => [ok, ok, ok, 403, ok],
         "operate" => [ok, ok, 403, 403, 403],
         "admin" => [ok, 403, 403, 403, 403],
+        // Signed-in users only, whatever their role (their own browsers' push subscriptions).
+        "user" => [ok, ok, ok, 403, 403],
         other => panic!("unknown class {other}"),
     }
 }
@@ -139,6 +141,37 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
     let notification = sent["notification_id"].as_str().unwrap().to_owned();
     let inhibition_body = |name: String| json!({"name": name, "source": {"rules": ["power"]}, "target": {"min_severity": "info"}});
     let inhibition = create("/api/v1/inhibition-rules", inhibition_body("main".into())).await;
+    // A push channel, and per signed-in caller one browser subscription to delete.
+    let push = create(
+        "/api/v1/channels",
+        json!({"name": "browsers", "kind": "push", "config": {"subject": "mailto:ops@example.com"}}),
+    )
+    .await;
+    let subscription_body = |n: String| {
+        json!({"channel_id": push, "endpoint": format!("https://push.example.com/send/{n}"),
+               "expirationTime": null,
+               "keys": {"p256dh": "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY",
+                        "auth": "_ordMnz7uTCmrpBTeUV4Bw"}})
+    };
+    let mut gone_subscriptions = Vec::new();
+    for (i, who) in WHO.iter().enumerate() {
+        let id = match tokens.get(i) {
+            Some(token) if i < 3 => {
+                let (s, v) = app
+                    .call(
+                        Method::POST,
+                        "/api/v1/push/subscriptions",
+                        token,
+                        Some(&subscription_body(format!("gone-{who}"))),
+                    )
+                    .await;
+                assert_eq!(s, 201, "{v}");
+                v["id"].as_str().unwrap().to_owned()
+            }
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        gone_subscriptions.push(id);
+    }
     let mut doomed = Vec::new();
     for who in WHO {
         doomed.push((
@@ -163,6 +196,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
     for (i, who) in WHO.iter().enumerate() {
         let (sign, delete) = (&drafts[2 * i], &drafts[2 * i + 1]);
         let (gone_channel, gone_policy, gone_silence, gone_inhibition) = &doomed[i];
+        let gone_subscription = &gone_subscriptions[i];
         let endpoints: Vec<(Method, String, Option<Value>, &str, u16)> = vec![
             (
                 Method::GET,
@@ -487,6 +521,34 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                 "read",
                 200,
             ),
+            (
+                Method::GET,
+                "/api/v1/push/channels".into(),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::GET,
+                "/api/v1/push/subscriptions".into(),
+                None,
+                "user",
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/push/subscriptions".into(),
+                Some(subscription_body(format!("new-{who}"))),
+                "user",
+                201,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/push/subscriptions/{gone_subscription}"),
+                None,
+                "user",
+                204,
+            ),
         ];
         for (method, path, body, class, ok) in endpoints {
             covered.insert(template(
@@ -505,6 +567,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                     gone_silence,
                     &inhibition,
                     gone_inhibition,
+                    gone_subscription,
                 ],
             ));
             let want = if *who == "anonymous" {
@@ -548,7 +611,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 51 * 6);
+    assert_eq!(checked, 55 * 6);
 
     // Driven from the OpenAPI document: every operation of these groups is in the matrix above (the
     // machine registration, list and readings query are in `roles.rs`).

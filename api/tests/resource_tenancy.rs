@@ -1,6 +1,6 @@
 //! Tenant isolation of the resource groups: two tenants signed up from scratch; tenant A's credentials on
-//! tenant B's machines, maintenance events, work orders, sign-offs, channels, escalation policies, silences and
-//! notifications answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
+//! tenant B's machines, maintenance events, work orders, sign-offs, channels, escalation policies, silences,
+//! notifications and push subscriptions answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
 //! fleet view, report or setting of A shows B's data.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -148,6 +148,29 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         )
         .await;
     let notification = sent["notification_id"].as_str().unwrap().to_owned();
+    let (s, push) = app
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            &b,
+            Some(&json!({"name": "b-push", "kind": "push", "config": {"subject": "mailto:b@example.com"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{push}");
+    let push = id(&push);
+    let subscription_body = json!({"channel_id": push, "endpoint": "https://push.example.com/send/b-browser",
+        "keys": {"p256dh": "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY",
+                 "auth": "_ordMnz7uTCmrpBTeUV4Bw"}});
+    let (s, subscription) = app
+        .call(
+            Method::POST,
+            "/api/v1/push/subscriptions",
+            &b,
+            Some(&subscription_body),
+        )
+        .await;
+    assert_eq!(s, 201, "{subscription}");
+    let subscription = id(&subscription);
 
     // A on B's ids: 404, never 403, with the uniform body.
     let cases: Vec<(Method, String, Option<Value>)> = vec![
@@ -192,6 +215,11 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         (
             Method::GET,
             format!("/api/v1/notifications/{notification}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/push/subscriptions/{subscription}"),
             None,
         ),
         (Method::GET, "/api/v1/machines/b-press".into(), None),
@@ -278,6 +306,16 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         (422, Some("unknown_channel")),
         "{answer}"
     );
+    // A's browsers cannot subscribe with B's push channel.
+    let (s, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/push/subscriptions",
+            &a,
+            Some(&subscription_body),
+        )
+        .await;
+    assert_eq!(s, 422, "{answer}");
     // B's machines, alerts and users cannot be linked to A's work orders.
     for (body, code) in [
         (
@@ -317,6 +355,9 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         "b-silence".into(),
         inhibition.clone(),
         "b-inhibition".into(),
+        push.clone(),
+        "b-push".into(),
+        subscription.clone(),
     ];
     for path in [
         "/api/v1/machines",
@@ -338,6 +379,8 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         "/api/v1/silences",
         "/api/v1/notifications",
         "/api/v1/inhibition-rules",
+        "/api/v1/push/channels",
+        "/api/v1/push/subscriptions",
     ] {
         let r = app
             .client

@@ -437,6 +437,10 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         ("delete", "/api/v1/silences/{id}"),
         ("get", "/api/v1/notifications"),
         ("get", "/api/v1/notifications/{id}"),
+        ("get", "/api/v1/push/channels"),
+        ("get", "/api/v1/push/subscriptions"),
+        ("post", "/api/v1/push/subscriptions"),
+        ("delete", "/api/v1/push/subscriptions/{id}"),
     ];
     for (method, path) in public.iter().chain(&protected) {
         let op = &doc["paths"][path][method];

@@ -1,5 +1,6 @@
 //! Notification channels (admins): `GET/POST /api/v1/channels`, `GET/PUT/DELETE /api/v1/channels/{id}`,
-//! and `POST /api/v1/channels/{id}/test`, which sends a test message at once and says how it went.
+//! and `POST /api/v1/channels/{id}/test`, which sends a test message at once and says how it went (a
+//! push channel's test goes to the newest browser the admin asking subscribed with it).
 //!
 //! A channel's secret fields (named by its kind: webhook URLs, signing secrets, SMTP passwords) are
 //! sealed before they are stored, shown back as `"(hidden)"`, and kept as they are when an update
@@ -13,13 +14,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_processors::alerting::channels::{self, Channel};
-use haltless_processors::alerting::delivery::{finish, send, StoredChannel};
+use haltless_processors::alerting::delivery::{finish, send_notice, StoredChannel};
 use haltless_processors::alerting::message::Message;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::auth::{Caller, Permission};
+use crate::auth::{Caller, Permission, Principal};
 use crate::error::{ApiError, Json, Path};
 use crate::routes::paging::delete_owned;
 use crate::state::AppState;
@@ -125,9 +126,10 @@ fn check_concurrency(n: Option<i32>) -> Result<i32, ApiError> {
 /// A configuration's fields.
 type Fields = Map<String, Value>;
 
-/// Checks a whole configuration and splits it into its plain and its secret fields.
-fn split(kind: &dyn Channel, config: Map<String, Value>) -> Result<(Fields, Fields), ApiError> {
-    kind.check(&config)
+/// Completes and checks a whole configuration, and splits it into its plain and its secret fields.
+fn split(kind: &dyn Channel, mut config: Map<String, Value>) -> Result<(Fields, Fields), ApiError> {
+    kind.complete(&mut config)
+        .and_then(|()| kind.check(&config))
         .map_err(|reason| ApiError::validation(format!("config: {reason}")))?;
     let (secret, plain) = config
         .into_iter()
@@ -265,15 +267,30 @@ pub(crate) async fn test(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::Admin)?;
     let row = fetch(&state, &caller, id).await?;
+    // A push channel's test goes to the newest browser the admin asking subscribed with it.
+    let subscription: Option<Uuid> = match (&caller.principal, row.kind.as_str()) {
+        (Principal::User { user_id, .. }, channels::PUSH) => {
+            sqlx::query_scalar(
+                "SELECT id FROM push_subscriptions WHERE channel_id = $1 AND user_id = $2
+             ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(state.pool())
+            .await?
+        }
+        _ => None,
+    };
     let message = Message::test(Uuid::new_v4(), caller.tenant_id);
     sqlx::query(
-        "INSERT INTO notifications (id, tenant_id, channel_id, kind, message, status, attempts, lease_until)
-         VALUES ($1, $2, $3, 'test', $4, 'sending', 1, now() + interval '1 hour')",
+        "INSERT INTO notifications (id, tenant_id, channel_id, kind, message, status, attempts, lease_until, recipient)
+         VALUES ($1, $2, $3, 'test', $4, 'sending', 1, now() + interval '1 hour', $5)",
     )
     .bind(message.id)
     .bind(caller.tenant_id)
     .bind(id)
     .bind(sqlx::types::Json(&message))
+    .bind(subscription)
     .execute(state.pool())
     .await?;
     let channel = StoredChannel {
@@ -286,11 +303,13 @@ pub(crate) async fn test(
     let mut config = state.settings().alerting.clone();
     // A test is tried once: its answer is for the admin who asked, not for a retry later.
     config.max_attempts = 1;
-    let result = send(
+    let result = send_notice(
+        state.pool(),
         &state.outbound()?,
         state.channel_secrets(),
         &channel,
         &message,
+        subscription,
     )
     .await;
     finish(

@@ -3,8 +3,8 @@
 //! - [`ingest`]: `POST /api/v1/ingest`, into the one admission path of readings.
 //! - [`machines`], [`readings`]: machines, their readings (raw, bucketed, latest, CSV).
 //! - [`rules`], [`alerts`]: rules as events, alerts with their history, acks and snoozes.
-//! - [`channels`], [`policies`], [`silences`]: the alert engine's notification channels, escalation
-//!   policies, silences and delivery log.
+//! - [`channels`], [`policies`], [`silences`], [`push`]: the alert engine's notification channels,
+//!   escalation policies, silences, delivery log, and the browsers people subscribed for Web Push.
 //! - [`sources`]: OPC-UA and Modbus TCP ingest sources and their status.
 //! - [`accounts`], [`users`], [`api_keys`]: sign-up, login, sessions, users, API keys.
 //! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
@@ -23,6 +23,7 @@ pub mod machines;
 pub mod maintenance;
 pub mod paging;
 pub mod policies;
+pub mod push;
 pub mod readings;
 pub mod reports;
 pub mod rules;

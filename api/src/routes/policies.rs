@@ -6,11 +6,14 @@
 //! /api/v1/inhibition-rules/{id}`: while an open alert meets a rule's `source`, alerts meeting its `target`
 //! that share its `equal` labels notify nobody.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
+use haltless_processors::alerting::channels::PUSH;
 use haltless_processors::alerting::policy::{InhibitionSpec, PolicySpec};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -135,7 +138,8 @@ fn view(r: &Row) -> Value {
     v
 }
 
-/// Checks a policy, and that every channel it names is the tenant's.
+/// Checks a policy, that every channel and user it names is the tenant's, and that a step naming people
+/// has a push channel to tell them through.
 async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(), ApiError> {
     spec.check().map_err(ApiError::validation)?;
     let named: Vec<Uuid> = spec
@@ -143,24 +147,63 @@ async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(
         .iter()
         .flat_map(|s| s.channels.iter().copied())
         .collect();
-    let known: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM notification_channels WHERE tenant_id = $1 AND id = ANY($2)",
+    let known: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, kind FROM notification_channels WHERE tenant_id = $1 AND id = ANY($2)",
     )
     .bind(caller.tenant_id)
     .bind(&named)
     .fetch_all(state.pool())
     .await?;
-    let mut unknown: Vec<Uuid> = named.into_iter().filter(|c| !known.contains(c)).collect();
+    let known: HashMap<Uuid, String> = known.into_iter().collect();
+    let mut unknown: Vec<Uuid> = named
+        .into_iter()
+        .filter(|c| !known.contains_key(c))
+        .collect();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_channel",
+            format!("{} channel(s) are not this tenant's", unknown.len()),
+        )
+        .with_details(json!({ "channels": unknown })));
+    }
+    for (i, step) in spec.steps.iter().enumerate() {
+        let has_push = step
+            .channels
+            .iter()
+            .any(|c| known.get(c).is_some_and(|k| k == PUSH));
+        if step.names_people() && !has_push {
+            return Err(ApiError::validation(format!(
+                "steps[{i}]: users and roles are told through a push channel; name one in channels"
+            )));
+        }
+    }
+    let users: Vec<Uuid> = spec
+        .steps
+        .iter()
+        .flat_map(|s| s.users.iter().copied())
+        .collect();
+    let known_users: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($2)")
+            .bind(caller.tenant_id)
+            .bind(&users)
+            .fetch_all(state.pool())
+            .await?;
+    let mut unknown: Vec<Uuid> = users
+        .into_iter()
+        .filter(|u| !known_users.contains(u))
+        .collect();
     unknown.dedup();
     if unknown.is_empty() {
         return Ok(());
     }
     Err(ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_channel",
-        format!("{} channel(s) are not this tenant's", unknown.len()),
+        "unknown_user",
+        format!("{} user(s) are not this tenant's", unknown.len()),
     )
-    .with_details(json!({ "channels": unknown })))
+    .with_details(json!({ "users": unknown })))
 }
 
 const RETURNING: &str = "RETURNING id, spec, created_at, updated_at";

@@ -95,6 +95,33 @@ impl Peer {
         Self::start("smtp_sink.py", port, &["--out", &out.display().to_string()]).await
     }
 
+    /// A Web Push service stand-in for `browsers` (see `compose/peers/push_service.py`): their
+    /// subscriptions are written to `subscriptions`, what is pushed to them appended to `out`.
+    pub async fn push(
+        port: u16,
+        browsers: &str,
+        subscriptions: &std::path::Path,
+        out: &std::path::Path,
+    ) -> Self {
+        let (subscriptions, out) = (
+            subscriptions.display().to_string(),
+            out.display().to_string(),
+        );
+        Self::start(
+            "push_service.py",
+            port,
+            &[
+                "--browsers",
+                browsers,
+                "--subscriptions",
+                &subscriptions,
+                "--out",
+                &out,
+            ],
+        )
+        .await
+    }
+
     /// Stops the peer and waits until it is gone.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -21,6 +21,9 @@ pub struct AlertingConfig {
     /// How often (s) a muted alert is looked at again, so it notifies soon after its silence or
     /// maintenance ends.
     pub mute_recheck_secs: u64,
+    /// How often (s) the connectivity watchdog looks for machines gone silent (each tenant's
+    /// `silent_after_minutes` says when a machine is silent).
+    pub watchdog_secs: u64,
 }
 
 impl Default for AlertingConfig {
@@ -32,6 +35,7 @@ impl Default for AlertingConfig {
             max_backoff_secs: 300,
             max_in_flight: 256,
             mute_recheck_secs: 10,
+            watchdog_secs: 15,
         }
     }
 }

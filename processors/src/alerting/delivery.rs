@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::channels::{self, Outbound, SendError};
+use super::channels::{self, Outbound, Recipient, SendError};
 use super::config::AlertingConfig;
 use super::message::Message;
 use super::record::message_of;
@@ -48,12 +48,13 @@ impl StoredChannel {
     }
 }
 
-/// Sends `message` through `channel`.
+/// Sends `message` through `channel` (to the browser `to`, for a push channel).
 pub async fn send(
     out: &Outbound,
     secrets: &ChannelSecrets,
     channel: &StoredChannel,
     message: &Message,
+    to: Option<&Recipient>,
 ) -> Result<(), SendError> {
     let kind = channels::kind(&channel.kind)
         .ok_or_else(|| SendError::permanent(format!("unknown channel kind {}", channel.kind)))?;
@@ -61,7 +62,66 @@ pub async fn send(
         tracing::error!(channel = %channel.id, error = %e, "a channel's secret does not open");
         SendError::permanent("the channel's secret cannot be opened")
     })?;
-    kind.send(out, &config, message).await
+    kind.send(out, &config, message, to).await
+}
+
+/// The browser subscription `id`, when it still exists.
+async fn recipient(pool: &PgPool, id: Uuid) -> Result<Option<Recipient>, ProcessorError> {
+    Ok(
+        sqlx::query_as("SELECT endpoint, p256dh, auth FROM push_subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Sends `message` through `channel`, to the browser subscription `to` for a push channel; a push
+/// service that answers 404 or 410 ended the subscription, which is then deleted.
+pub async fn send_notice(
+    pool: &PgPool,
+    out: &Outbound,
+    secrets: &ChannelSecrets,
+    channel: &StoredChannel,
+    message: &Message,
+    to: Option<Uuid>,
+) -> Result<(), SendError> {
+    let Some(subscription) = to else {
+        return send(out, secrets, channel, message, None).await;
+    };
+    let to = recipient(pool, subscription)
+        .await
+        .map_err(|_| SendError::retry("could not read the subscription"))?
+        .ok_or_else(|| SendError::permanent("the browser's subscription was removed"))?;
+    let result = send(out, secrets, channel, message, Some(&to)).await;
+    if let Err(SendError {
+        status: Some(404 | 410),
+        ..
+    }) = &result
+    {
+        let deleted = sqlx::query("DELETE FROM push_subscriptions WHERE id = $1")
+            .bind(subscription)
+            .execute(pool)
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(subscription = %subscription, error = %e, "could not delete an ended subscription");
+        }
+    }
+    result
+}
+
+/// Sends claimed notification `c` (its channel as stored, if it still exists).
+async fn deliver(
+    pool: &PgPool,
+    out: &Outbound,
+    secrets: &ChannelSecrets,
+    channel: Option<StoredChannel>,
+    c: &Claimed,
+) -> Result<(), SendError> {
+    let Some(channel) = channel else {
+        return Err(SendError::permanent("the channel was deleted"));
+    };
+    let message = message_of(c.message.clone()).map_err(|e| SendError::permanent(e.to_string()))?;
+    send_notice(pool, out, secrets, &channel, &message, c.recipient).await
 }
 
 /// How long to wait before attempt `attempt + 1`.
@@ -123,6 +183,7 @@ struct Claimed {
     id: Uuid,
     channel_id: Uuid,
     message: Value,
+    recipient: Option<Uuid>,
     attempts: i32,
     max_concurrency: i32,
 }
@@ -209,7 +270,7 @@ impl Deliveries {
              FROM picked WHERE n.id = picked.id
                AND ((n.status = 'pending' AND n.next_attempt_at <= now())
                     OR (n.status = 'sending' AND n.lease_until < now()))
-             RETURNING n.id, n.channel_id, n.message, n.attempts, picked.max_concurrency",
+             RETURNING n.id, n.channel_id, n.message, n.recipient, n.attempts, picked.max_concurrency",
         )
         .bind(&busy)
         .bind(&in_use)
@@ -250,11 +311,7 @@ impl Deliveries {
                 // The channel's limit: the permit is held for the send, never closed.
                 let _turn = permits.acquire_owned().await;
                 let began = Instant::now();
-                let result = match (channel, message_of(c.message)) {
-                    (Some(channel), Ok(message)) => send(&out, &secrets, &channel, &message).await,
-                    (None, _) => Err(SendError::permanent("the channel was deleted")),
-                    (_, Err(e)) => Err(SendError::permanent(e.to_string())),
-                };
+                let result = deliver(&pool, &out, &secrets, channel, &c).await;
                 if let Err(e) = &result {
                     tracing::warn!(notification = %c.id, attempt = c.attempts, error = %e, "delivery failed");
                 }

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::channels;
 use super::config::AlertingConfig;
 use super::intake::policies;
 use super::message::{AlertSummary, Message, NoticeKind};
 use super::mutes::{labels, MachineLabels, Mutes};
-use super::policy::PolicySpec;
+use super::policy::{PolicySpec, Step};
 use super::record::{record, Notice};
 use crate::runtime::ProcessorError;
 
@@ -30,19 +31,47 @@ struct Due {
     summary: sqlx::types::Json<AlertSummary>,
 }
 
-/// The tenant's channels among `wanted` (a policy may name a channel deleted since).
+/// The tenant's channels among `wanted` (a policy may name a channel deleted since), with their kinds.
 async fn existing_channels(
     tx: &mut PgConnection,
     tenant: Uuid,
     wanted: &[Uuid],
-) -> Result<Vec<Uuid>, ProcessorError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM notification_channels WHERE tenant_id = $1 AND id = ANY($2)",
+) -> Result<Vec<(Uuid, String)>, ProcessorError> {
+    Ok(sqlx::query_as(
+        "SELECT id, kind FROM notification_channels WHERE tenant_id = $1 AND id = ANY($2)",
     )
     .bind(tenant)
     .bind(wanted)
     .fetch_all(&mut *tx)
     .await?)
+}
+
+/// Who a channel tells for `step`: one notification, or, for a push channel, one per browser
+/// subscribed with it by the people the step names (everyone subscribed, when it names nobody).
+async fn recipients(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    (channel, kind): &(Uuid, String),
+    step: &Step,
+) -> Result<Vec<Option<Uuid>>, ProcessorError> {
+    if kind != channels::PUSH {
+        return Ok(vec![None]);
+    }
+    let roles: Vec<&str> = step.roles.iter().map(|r| r.as_str()).collect();
+    let subscriptions: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT s.id FROM push_subscriptions s JOIN users u ON u.id = s.user_id
+         WHERE s.tenant_id = $1 AND s.channel_id = $2 AND u.active
+           AND ($5 OR u.id = ANY($3) OR u.role = ANY($4))
+         ORDER BY s.created_at, s.id",
+    )
+    .bind(tenant)
+    .bind(channel)
+    .bind(&step.users)
+    .bind(&roles)
+    .bind(!step.names_people())
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(subscriptions.into_iter().map(Some).collect())
 }
 
 /// One tick: resumes ended snoozes, fires the due steps, records resolution notices. Returns the
@@ -133,26 +162,29 @@ async fn fire_tenant(
         };
         let policy = policies.get(&policy_id).map(|p| p.name.clone());
         for channel in existing_channels(tx, tenant, &step.channels).await? {
-            let message = Message {
-                version: 1,
-                id: Uuid::new_v4(),
-                kind: NoticeKind::Alert,
-                tenant_id: tenant,
-                policy: policy.clone(),
-                step: Some(firing),
-                group: group.clone(),
-                alerts: alerts.iter().map(|a| a.summary.0.clone()).collect(),
-            };
-            let notice = Notice {
-                tenant,
-                channel,
-                message,
-                firing,
-            };
-            recorded += usize::from(record(tx, notice).await?);
+            for recipient in recipients(tx, tenant, &channel, step).await? {
+                let message = Message {
+                    version: 1,
+                    id: Uuid::new_v4(),
+                    kind: NoticeKind::Alert,
+                    tenant_id: tenant,
+                    policy: policy.clone(),
+                    step: Some(firing),
+                    group: group.clone(),
+                    alerts: alerts.iter().map(|a| a.summary.0.clone()).collect(),
+                };
+                let notice = Notice {
+                    tenant,
+                    channel: channel.0,
+                    message,
+                    firing,
+                    recipient,
+                };
+                recorded += usize::from(record(tx, notice).await?);
+            }
         }
         sqlx::query(
-            "UPDATE alert_escalations SET firings = firings + 1, muted_by = NULL, updated_at = now(),
+            "UPDATE alert_escalations SET firings = firings + 1, muted_by = NULL, updated_at = now(), fired_at = now(),
                 state = CASE WHEN $3::float8 IS NULL THEN 'done' ELSE state END,
                 next_at = CASE WHEN $3::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $3) END
              WHERE tenant_id = $1 AND alert_id = ANY($2)",

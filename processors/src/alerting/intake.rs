@@ -3,7 +3,8 @@
 //!
 //! A raised alert is routed to the first policy whose matchers hold and joins the group of its policy
 //! that is still waiting for its first notice (same group key), or starts one that waits
-//! `group_wait_secs`. The row is keyed by the alert's id alone: a replay or a new generation that
+//! `group_wait_secs`; when the group already notified and still has open alerts, the newcomers wait
+//! until `group_interval_secs` after its last notice, and are told together. The row is keyed by the alert's id alone: a replay or a new generation that
 //! raises the same alert again finds it and escalates nothing twice. Alerts written before the engine
 //! took the generation in (a replay's rebuilt history) are recorded as `history`.
 
@@ -109,7 +110,11 @@ impl AlertIntake {
                         (SELECT min(next_at) FROM alert_escalations
                           WHERE tenant_id = $1 AND policy_id = $5 AND group_key = $6 AND state = 'escalating'
                             AND firings = 0 AND next_at > now()),
-                        now() + make_interval(secs => $9)) END
+                        greatest(now() + make_interval(secs => $9),
+                            (SELECT max(fired_at) FROM alert_escalations
+                              WHERE tenant_id = $1 AND policy_id = $5 AND group_key = $6
+                                AND state IN ('escalating', 'done', 'acked', 'snoozed'))
+                            + make_interval(secs => $10))) END
                  WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1)
                  ON CONFLICT (tenant_id, alert_id) DO NOTHING",
             )
@@ -125,6 +130,7 @@ impl AlertIntake {
         // Alerts written before the engine took this generation in are history, not news.
         if written_ms.is_some_and(|t| t < self.since_ms) {
             return Ok(insert("history", None, String::new())
+                .bind(0.0_f64)
                 .bind(0.0_f64)
                 .execute(&mut *tx)
                 .await?
@@ -152,9 +158,12 @@ impl AlertIntake {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let query = match choose(tenant_policies, &labels) {
-            None => insert("unrouted", None, String::new()).bind(0.0_f64),
+            None => insert("unrouted", None, String::new())
+                .bind(0.0_f64)
+                .bind(0.0_f64),
             Some((id, p)) => insert("escalating", Some(*id), p.group_key(&labels))
-                .bind(f64::from(p.first_delay_secs())),
+                .bind(f64::from(p.first_delay_secs()))
+                .bind(f64::from(p.joining_delay_secs())),
         };
         Ok(query.execute(&mut *tx).await?.rows_affected())
     }

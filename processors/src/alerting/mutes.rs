@@ -1,6 +1,7 @@
 //! What keeps an alert quiet: a work order in progress on its machine (the machine is being worked on:
-//! its alerts are expected), a silence whose matchers hold and whose time range covers now, or an open
-//! alert that inhibits it.
+//! its alerts are expected), a silence whose matchers hold and whose time range covers now, an open
+//! alert that inhibits it, or an open connectivity alert on its machine (its readings stopped: what
+//! its sensors' rules say about stale data is not news).
 
 use haltless_schemas::alerts::Severity;
 use serde_json::{json, Value};
@@ -60,6 +61,8 @@ pub struct Mutes {
     maintenance: Vec<(Uuid, String, Vec<Uuid>)>,
     inhibitions: Vec<(Uuid, InhibitionSpec)>,
     open: Vec<OpenAlert>,
+    /// (machine, its open connectivity alert).
+    silent: Vec<(Uuid, Uuid)>,
 }
 
 impl Mutes {
@@ -90,6 +93,13 @@ impl Mutes {
         .bind(tenant)
         .fetch_all(&mut *tx)
         .await?;
+        let silent = sqlx::query_as(
+            "SELECT machine_id, alert_id FROM connectivity_alerts WHERE tenant_id = $1 AND machine_id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(machines)
+        .fetch_all(&mut *tx)
+        .await?;
         // The open alerts only matter when a rule could use them.
         let open = if inhibitions.is_empty() {
             Vec::new()
@@ -117,6 +127,7 @@ impl Mutes {
                 })
                 .collect(),
             maintenance,
+            silent,
         })
     }
 
@@ -131,6 +142,11 @@ impl Mutes {
         }
         if let Some((id, _, until)) = self.silences.iter().find(|(_, m, _)| m.matches(labels)) {
             return Some(json!({"kind": "silence", "id": id, "until": until}));
+        }
+        if labels.rule_id != super::watchdog::RULE_ID {
+            if let Some((_, by)) = self.silent.iter().find(|(m, _)| *m == machine) {
+                return Some(json!({"kind": "connectivity", "by": by}));
+            }
         }
         self.inhibitions.iter().find_map(|(rule, spec)| {
             self.open

@@ -1,5 +1,5 @@
-//! Resolution notices: the channels that were told of an alert hear that it resolved, once, grouped as
-//! its notices were.
+//! Resolution notices: the channels (and the browsers) that were told of an alert hear that it
+//! resolved, once, grouped as its notices were.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::message::{AlertSummary, Message, NoticeKind};
-use super::record::{record, Notice};
+use super::record::{record, Notice, NO_RECIPIENT};
 use crate::runtime::ProcessorError;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -28,27 +28,30 @@ pub async fn resolved(tx: &mut PgConnection) -> Result<usize, ProcessorError> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    // (tenant, channel, group) → (policy, alerts)
+    // (tenant, channel, recipient, group) → (policy, alerts)
     type Group = (Option<String>, Vec<AlertSummary>);
-    let mut groups: BTreeMap<(Uuid, Uuid, String), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<(Uuid, Uuid, Uuid, String), Group> = BTreeMap::new();
     for r in &rows {
-        let channels: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT channel_id FROM notification_keys
-             WHERE tenant_id = $1 AND alert_id = $2 AND firing >= 0",
+        // Those told of it: channels, and the browsers a push channel reached (still subscribed).
+        let heard: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT DISTINCT k.channel_id, k.recipient FROM notification_keys k
+             WHERE k.tenant_id = $1 AND k.alert_id = $2 AND k.firing >= 0
+               AND (k.recipient = $3 OR EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.id = k.recipient))",
         )
         .bind(r.tenant_id)
         .bind(r.alert_id)
+        .bind(NO_RECIPIENT)
         .fetch_all(&mut *tx)
         .await?;
-        for channel in channels {
+        for (channel, recipient) in heard {
             let entry = groups
-                .entry((r.tenant_id, channel, r.group_key.clone()))
+                .entry((r.tenant_id, channel, recipient, r.group_key.clone()))
                 .or_insert_with(|| (r.policy.clone(), Vec::new()));
             entry.1.push(r.summary.0.clone());
         }
     }
     let mut recorded = 0;
-    for ((tenant, channel, group), (policy, alerts)) in groups {
+    for ((tenant, channel, recipient, group), (policy, alerts)) in groups {
         let message = Message {
             version: 1,
             id: Uuid::new_v4(),
@@ -64,6 +67,7 @@ pub async fn resolved(tx: &mut PgConnection) -> Result<usize, ProcessorError> {
             channel,
             message,
             firing: -1,
+            recipient: (recipient != NO_RECIPIENT).then_some(recipient),
         };
         recorded += usize::from(record(tx, notice).await?);
     }

@@ -75,16 +75,54 @@ pub enum GroupBy {
     Rule,
 }
 
+/// A user role, as a step's target: every active user who has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetRole {
+    /// Admins.
+    Admin,
+    /// Operators.
+    Operator,
+    /// Viewers.
+    Viewer,
+}
+
+impl TargetRole {
+    /// As stored with users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetRole::Admin => "admin",
+            TargetRole::Operator => "operator",
+            TargetRole::Viewer => "viewer",
+        }
+    }
+}
+
 /// One escalation step: after `delay_secs` (from the group's first notice, or from the step before),
-/// notify `channels`.
+/// notify `channels`, and the people named by `users` and `roles` on the browsers they registered with
+/// the step's push channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Seconds after the step before (the first step: after the group wait).
     #[serde(default)]
     pub delay_secs: u32,
-    /// The channels notified.
+    /// The channels notified. A push channel reaches the people the step names, or, when it names
+    /// none, everyone who subscribed with it.
     pub channels: Vec<Uuid>,
+    /// Users told through the step's push channels.
+    #[serde(default)]
+    pub users: Vec<Uuid>,
+    /// Roles whose users are told through the step's push channels.
+    #[serde(default)]
+    pub roles: Vec<TargetRole>,
+}
+
+impl Step {
+    /// Whether the step names people (users or roles).
+    pub fn names_people(&self) -> bool {
+        !self.users.is_empty() || !self.roles.is_empty()
+    }
 }
 
 /// An escalation policy as stored and as the API takes it.
@@ -111,6 +149,10 @@ pub struct PolicySpec {
     /// How long a new group waits for more alerts before its first notice (default 30 s).
     #[serde(default = "default_group_wait")]
     pub group_wait_secs: u32,
+    /// Once a group has notified, how long alerts that join it wait, together, before they are told
+    /// (default 300 s, like Alertmanager's `group_interval`).
+    #[serde(default = "default_group_interval")]
+    pub group_interval_secs: u32,
     /// Whether the channels that were told of an alert hear of its resolution (default yes).
     #[serde(default = "yes")]
     pub notify_resolved: bool,
@@ -122,6 +164,10 @@ fn default_group_by() -> Vec<GroupBy> {
 
 fn default_group_wait() -> u32 {
     30
+}
+
+fn default_group_interval() -> u32 {
+    300
 }
 
 fn yes() -> bool {
@@ -150,12 +196,18 @@ impl PolicySpec {
             if s.delay_secs > MAX_SECS {
                 return Err(format!("steps[{i}].delay_secs: at most {MAX_SECS}"));
             }
+            if s.users.len() > 100 {
+                return Err(format!("steps[{i}].users: at most 100 users"));
+            }
         }
         if self.repeat_secs.is_some_and(|r| r == 0 || r > MAX_SECS) {
             return Err(format!("repeat_secs: 1 to {MAX_SECS}"));
         }
         if self.group_wait_secs > MAX_SECS {
             return Err(format!("group_wait_secs: at most {MAX_SECS}"));
+        }
+        if self.group_interval_secs > MAX_SECS {
+            return Err(format!("group_interval_secs: at most {MAX_SECS}"));
         }
         Ok(())
     }
@@ -191,7 +243,16 @@ impl PolicySpec {
 
     /// Seconds from an alert's arrival to its first firing.
     pub fn first_delay_secs(&self) -> u32 {
-        self.group_wait_secs + self.steps.first().map_or(0, |s| s.delay_secs)
+        self.group_wait_secs + self.first_step_delay()
+    }
+
+    /// Seconds from a group's last notice to the first firing of an alert that joined it since.
+    pub fn joining_delay_secs(&self) -> u32 {
+        self.group_interval_secs + self.first_step_delay()
+    }
+
+    fn first_step_delay(&self) -> u32 {
+        self.steps.first().map_or(0, |s| s.delay_secs)
     }
 }
 

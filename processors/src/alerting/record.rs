@@ -1,5 +1,5 @@
 //! Recording a notification before it is sent: the notification itself and one key per (alert,
-//! firing, channel), so nothing is notified twice whatever restarts, rebalances or replays happen.
+//! firing, channel, recipient), so nothing is notified twice whatever restarts, rebalances or replays happen.
 
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -19,7 +19,12 @@ pub struct Notice {
     pub message: Message,
     /// The key's firing: the escalation's firing number, or -1 for a resolution notice.
     pub firing: i32,
+    /// The push subscription it goes to, for a push channel telling one person's browser.
+    pub recipient: Option<Uuid>,
 }
+
+/// The key's recipient for channels that have none.
+pub const NO_RECIPIENT: Uuid = Uuid::nil();
 
 /// Records a notice: the keys of its alerts not yet notified on this channel for this firing, and the
 /// notification listing exactly those. Returns whether anything was left to send.
@@ -27,12 +32,13 @@ pub async fn record(tx: &mut PgConnection, mut n: Notice) -> Result<bool, Proces
     let ids: Vec<Uuid> = n.message.alerts.iter().map(|a| a.id).collect();
     let known: Vec<Uuid> = sqlx::query_scalar(
         "SELECT alert_id FROM notification_keys
-         WHERE tenant_id = $1 AND firing = $2 AND channel_id = $3 AND alert_id = ANY($4)",
+         WHERE tenant_id = $1 AND firing = $2 AND channel_id = $3 AND alert_id = ANY($4) AND recipient = $5",
     )
     .bind(n.tenant)
     .bind(n.firing)
     .bind(n.channel)
     .bind(&ids)
+    .bind(n.recipient.unwrap_or(NO_RECIPIENT))
     .fetch_all(&mut *tx)
     .await?;
     n.message.alerts.retain(|a| !known.contains(&a.id));
@@ -49,8 +55,8 @@ pub async fn record(tx: &mut PgConnection, mut n: Notice) -> Result<bool, Proces
     let message =
         serde_json::to_value(&n.message).map_err(|e| ProcessorError::Internal(e.to_string()))?;
     sqlx::query(
-        "INSERT INTO notifications (id, tenant_id, channel_id, kind, step, alert_ids, message)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO notifications (id, tenant_id, channel_id, kind, step, alert_ids, message, recipient)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(n.message.id)
     .bind(n.tenant)
@@ -59,17 +65,19 @@ pub async fn record(tx: &mut PgConnection, mut n: Notice) -> Result<bool, Proces
     .bind(n.message.step)
     .bind(&ids)
     .bind(message)
+    .bind(n.recipient)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO notification_keys (tenant_id, alert_id, firing, channel_id, notification_id)
-         SELECT $1, a, $2, $3, $4 FROM unnest($5::uuid[]) AS a",
+        "INSERT INTO notification_keys (tenant_id, alert_id, firing, channel_id, notification_id, recipient)
+         SELECT $1, a, $2, $3, $4, $6 FROM unnest($5::uuid[]) AS a",
     )
     .bind(n.tenant)
     .bind(n.firing)
     .bind(n.channel)
     .bind(n.message.id)
     .bind(&ids)
+    .bind(n.recipient.unwrap_or(NO_RECIPIENT))
     .execute(&mut *tx)
     .await?;
     metrics::counter!(haltless_schemas::metric_names::NOTIFICATIONS_RECORDED, "kind" => n.message.kind.as_str())

@@ -1,7 +1,7 @@
 //! The alert engine as tasks: the intake of the active generation's alerts (started by
 //! [`crate::detection::supervisor::follow_generations`], which moves it along with a replay's
-//! switch-over), and, once per process, the intake of the alert actions, the dispatcher's clock and
-//! the deliveries.
+//! switch-over), and, once per process, the intake of the alert actions, the dispatcher's clock, the
+//! deliveries and the connectivity watchdog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use super::delivery::Deliveries;
 use super::dispatch;
 use super::intake::{ActionIntake, AlertIntake};
 use super::secrets::ChannelSecrets;
+use super::watchdog::Watchdog;
 use crate::config::ProcessorsConfig;
 use crate::detection::generation::Generation;
 use crate::runtime::codecs::alerts_codec;
@@ -106,6 +107,10 @@ pub async fn run(
         recorded.clone(),
         token.clone(),
     ));
+    let watchdog = tokio::spawn(Watchdog::new(&settings, pool.clone()).await?.run(
+        Duration::from_secs(settings.alerting.watchdog_secs.max(1)),
+        token.clone(),
+    ));
     let deliveries = Deliveries::new(pool, settings.alerting.clone(), out, secrets);
     let sending = tokio::spawn({
         let token = token.clone();
@@ -114,7 +119,7 @@ pub async fn run(
             Ok(())
         }
     });
-    let result = until_all_end(vec![actions, clock, sending]).await;
+    let result = until_all_end(vec![actions, clock, sending, watchdog]).await;
     token.cancel();
     result
 }

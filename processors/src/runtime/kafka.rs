@@ -1,5 +1,5 @@
 //! Kafka client settings, built here only: consumers per delivery guarantee, readers that assign
-//! partitions themselves, transactional producers and admin clients.
+//! partitions themselves, transactional and plain producers, and admin clients.
 
 use rdkafka::ClientConfig;
 
@@ -48,6 +48,17 @@ pub fn transactional_producer_config(
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "lz4");
+    cfg
+}
+
+/// A plain producer (idempotent, `acks=all`) for messages that are not part of a consume-transform-produce
+/// transaction: their ids make a repeat harmless.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5");
     cfg
 }
 

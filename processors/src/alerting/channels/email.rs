@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
 
 use super::http::resolve;
-use super::{only_fields, text, Channel, Config, Outbound, SendError};
+use super::{only_fields, text, Channel, Config, Outbound, Recipient, SendError};
 use crate::alerting::message::Message;
 
 /// The email channel.
@@ -146,6 +146,7 @@ impl Channel for Email {
         out: &'a Outbound,
         config: &'a Config,
         message: &'a Message,
+        _to: Option<&'a Recipient>,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let bad = SendError::permanent;

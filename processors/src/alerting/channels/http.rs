@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{check_url, only_fields, text, Channel, Config, Outbound, SendError};
+use super::{check_url, only_fields, text, Channel, Config, Outbound, Recipient, SendError};
 use crate::alerting::message::Message;
 
 /// The addresses of `host` that the outbound policy allows.
@@ -110,6 +110,7 @@ impl Channel for ChatWebhook {
         out: &'a Outbound,
         config: &'a Config,
         message: &'a Message,
+        _to: Option<&'a Recipient>,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let url = text(config, "webhook_url").map_err(SendError::permanent)?;
@@ -134,6 +135,24 @@ pub async fn post_json(
     body: Vec<u8>,
     headers: &[(&'static str, String)],
 ) -> Result<(), SendError> {
+    let mut map = HeaderMap::new();
+    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in headers {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| SendError::permanent(format!("header {name} is not valid")))?;
+        map.insert(HeaderName::from_static(name), value);
+    }
+    post(out, url, map, body).await
+}
+
+/// POSTs `body` with `headers` to `url`, through a client pinned to addresses the outbound policy
+/// allows; a 2xx answer is a delivery.
+pub async fn post(
+    out: &Outbound,
+    url: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+) -> Result<(), SendError> {
     let url =
         reqwest::Url::parse(url).map_err(|_| SendError::permanent("the URL does not parse"))?;
     let host = url
@@ -142,22 +161,19 @@ pub async fn post_json(
         .trim_matches(['[', ']']);
     let port = url.port_or_known_default().unwrap_or(443);
     let client = client(out, host, port).await?;
-    let mut request = client
+    let answer = client
         .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .body(body);
-    for (name, value) in headers {
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| SendError::permanent(format!("header {name} is not valid")))?;
-        request = request.header(HeaderName::from_static(name), value);
-    }
-    let answer = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            SendError::retry("the receiver did not answer in time")
-        } else {
-            SendError::retry("could not connect to the receiver")
-        }
-    })?;
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                SendError::retry("the receiver did not answer in time")
+            } else {
+                SendError::retry("could not connect to the receiver")
+            }
+        })?;
     let status = answer.status();
     if status.is_success() {
         return Ok(());

@@ -1,12 +1,16 @@
 //! Notification channels: one file per kind, registered by one line in [`CHANNELS`]; the engine and the
 //! API know a kind only through [`Channel`].
 //!
+//! Kinds: `webhook` (signed JSON), `slack` and `teams` (chat webhooks), `email` (SMTP) and `push` (Web
+//! Push to the browsers people subscribed).
+//!
 //! A channel's configuration is one JSON object. The fields a kind names in [`Channel::secret_fields`]
 //! (webhook URLs that carry tokens, signing secrets, SMTP passwords) are sealed at rest, never shown
 //! back and never logged; the rest is stored and shown as it is.
 
 mod email;
 mod http;
+mod push;
 mod slack;
 mod teams;
 mod webhook;
@@ -20,6 +24,7 @@ use serde_json::{Map, Value};
 use super::message::Message;
 
 pub use http::post_json;
+pub use push::{check_keys as check_push_keys, NAME as PUSH};
 
 /// Every kind of channel.
 pub static CHANNELS: &[&dyn Channel] = &[
@@ -27,6 +32,7 @@ pub static CHANNELS: &[&dyn Channel] = &[
     &slack::SLACK,
     &teams::TEAMS,
     &email::Email,
+    &push::Push,
 ];
 
 /// The channel kind called `name`.
@@ -105,16 +111,41 @@ pub trait Channel: Send + Sync {
     /// The fields of the configuration that are secrets.
     fn secret_fields(&self) -> &'static [&'static str];
 
+    /// Fills in what a configuration leaves to the platform (a push channel's key pair), before
+    /// [`Channel::check`] on every create and update.
+    fn complete(&self, _config: &mut Config) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Checks a whole configuration (secrets included); the reason names the field.
     fn check(&self, config: &Config) -> Result<(), String>;
 
-    /// Delivers `message`; `config` passed [`Channel::check`].
+    /// Delivers `message`; `config` passed [`Channel::check`]. `to` is the browser a push channel
+    /// tells; other kinds have their receivers in `config`.
     fn send<'a>(
         &'a self,
         out: &'a Outbound,
         config: &'a Config,
         message: &'a Message,
+        to: Option<&'a Recipient>,
     ) -> BoxFuture<'a, Result<(), SendError>>;
+}
+
+/// One browser's push subscription, as the W3C `PushSubscription` gives it.
+#[derive(Clone, sqlx::FromRow)]
+pub struct Recipient {
+    /// The push service's URL for this browser (a capability: never logged).
+    pub endpoint: String,
+    /// The browser's P-256 public key, base64url.
+    pub p256dh: String,
+    /// The browser's 16-byte authentication secret, base64url.
+    pub auth: String,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient").finish_non_exhaustive()
+    }
 }
 
 /// A required string field.
@@ -136,7 +167,11 @@ pub(crate) fn only_fields(config: &Config, known: &[&str]) -> Result<(), String>
 
 /// Checks an `https://` (or, where the operator allows it, `http://`) URL's syntax.
 pub(crate) fn check_url(config: &Config, field: &str) -> Result<(), String> {
-    let url = text(config, field)?;
+    check_endpoint(field, text(config, field)?)
+}
+
+/// Checks the syntax of `url`, the value of `field`: an `https://` (or `http://`) URL with a plain host.
+pub fn check_endpoint(field: &str, url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{field} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err(format!("{field} must be an https:// URL"));

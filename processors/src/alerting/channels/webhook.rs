@@ -10,7 +10,9 @@ use futures::FutureExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{check_url, only_fields, post_json, text, Channel, Config, Outbound, SendError};
+use super::{
+    check_url, only_fields, post_json, text, Channel, Config, Outbound, Recipient, SendError,
+};
 use crate::alerting::message::Message;
 
 /// The webhook channel.
@@ -51,6 +53,7 @@ impl Channel for Webhook {
         out: &'a Outbound,
         config: &'a Config,
         message: &'a Message,
+        _to: Option<&'a Recipient>,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         async move {
             let url = text(config, "url").map_err(SendError::permanent)?;

@@ -1,12 +1,13 @@
 //! Bulk writes of reading batches: `COPY` into a staging table, then one `INSERT ... ON CONFLICT DO
 //! NOTHING`, so a reading already stored (same tenant, machine, metric and event time) is never doubled.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, SecondsFormat};
 use haltless_schemas::{Codec, Quality, ReadingBatch};
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::runtime::{Place, ProcessorError, Projection};
 
@@ -95,8 +96,39 @@ impl Projection for ReadingsProjection {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        heard(tx, items).await?;
         Ok(inserted)
     }
+}
+
+/// Records when each machine of the batches was last heard from (the gateway's arrival time), for the
+/// connectivity watchdog; a machine's row is rewritten at most every few seconds.
+async fn heard(tx: &mut PgConnection, items: &[ReadingBatch]) -> Result<(), ProcessorError> {
+    let mut last: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    for b in items {
+        let t = last
+            .entry((b.tenant_id, b.machine_id))
+            .or_insert(b.ingest_time_ms);
+        *t = (*t).max(b.ingest_time_ms);
+    }
+    let (mut tenants, mut machines, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for ((tenant, machine), ms) in last {
+        tenants.push(tenant);
+        machines.push(machine);
+        times.push(DateTime::from_timestamp_millis(ms).unwrap_or_default());
+    }
+    sqlx::query(
+        "INSERT INTO machine_heartbeats (tenant_id, machine_id, heard_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
+         ON CONFLICT (tenant_id, machine_id) DO UPDATE SET heard_at = EXCLUDED.heard_at
+         WHERE machine_heartbeats.heard_at < EXCLUDED.heard_at - interval '2 seconds'",
+    )
+    .bind(&tenants)
+    .bind(&machines)
+    .bind(&times)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The batches as rows of PostgreSQL's `COPY` text format, in the column order
