@@ -142,6 +142,10 @@ pub(crate) async fn create(
         return Err(ApiError::validation("endpoint: at most 2,000 characters"));
     }
     check_endpoint("endpoint", &body.endpoint).map_err(ApiError::validation)?;
+    // Stored as parsed: control characters come out percent-encoded.
+    let endpoint = reqwest::Url::parse(&body.endpoint)
+        .map_err(|e| ApiError::validation(format!("endpoint is not a URL: {e}")))?
+        .to_string();
     check_push_keys(&body.keys.p256dh, &body.keys.auth).map_err(ApiError::validation)?;
     let is_push: Option<bool> = sqlx::query_scalar(
         "SELECT kind = $3 FROM notification_channels WHERE id = $1 AND tenant_id = $2",
@@ -161,7 +165,7 @@ pub(crate) async fn create(
         "SELECT count(*) FROM push_subscriptions WHERE user_id = $1 AND endpoint <> $2",
     )
     .bind(user)
-    .bind(&body.endpoint)
+    .bind(&endpoint)
     .fetch_one(state.pool())
     .await?;
     if held >= MAX_PER_USER {
@@ -182,7 +186,7 @@ pub(crate) async fn create(
     .bind(caller.tenant_id)
     .bind(user)
     .bind(body.channel_id)
-    .bind(&body.endpoint)
+    .bind(&endpoint)
     .bind(&body.keys.p256dh)
     .bind(&body.keys.auth)
     .fetch_one(state.pool())
