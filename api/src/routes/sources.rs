@@ -94,6 +94,13 @@ impl Row {
         })
     }
 
+    /// Points in the stored definition.
+    fn points(&self) -> u64 {
+        self.definition["points"]
+            .as_array()
+            .map_or(0, |p| p.len() as u64)
+    }
+
     fn view(&self) -> Value {
         let definition = SourceSpec::from_json(self.definition.clone())
             .map(|spec| spec.redacted())
@@ -223,6 +230,75 @@ fn conflict(e: sqlx::Error) -> ApiError {
     }
 }
 
+/// A refusal for the tenant's tier (403 `tier_limit`, as for machines).
+fn tier_limit(key: &Caller, message: String, details: Value) -> ApiError {
+    let mut details = details;
+    details["tier"] = json!(key.limits.tier);
+    ApiError::new(StatusCode::FORBIDDEN, "tier_limit", message).with_details(details)
+}
+
+/// Refuses a definition of `points` points past the tier's sources and points. `replacing` is the source
+/// an update replaces: it is not counted as another source, and an update that adds no points passes
+/// (a tenant moved to a smaller tier can still edit what it has). Locks the tenant row first, so that
+/// concurrent creations cannot overshoot.
+async fn check_tier(
+    tx: &mut sqlx::PgConnection,
+    key: &Caller,
+    points: usize,
+    replacing: Option<&Row>,
+) -> Result<(), ApiError> {
+    let limits = &key.limits;
+    let tier = limits.tier.as_str();
+    let points = points as u64;
+    let before = replacing.map_or(0, Row::points);
+    if points > limits.max_points_per_source && points > before {
+        return Err(tier_limit(
+            key,
+            format!(
+                "the {tier} tier allows at most {} points per source and this definition has {points}; \
+                 split the source or upgrade the tier",
+                limits.max_points_per_source
+            ),
+            json!({ "limit": limits.max_points_per_source, "points": points }),
+        ));
+    }
+    sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+        .bind(key.tenant_id)
+        .execute(&mut *tx)
+        .await?;
+    let (others, other_points): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(jsonb_array_length(definition -> 'points')), 0)::bigint
+         FROM ingest_sources WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id <> $2)",
+    )
+    .bind(key.tenant_id)
+    .bind(replacing.map(|r| r.id))
+    .fetch_one(&mut *tx)
+    .await?;
+    if replacing.is_none() && others as u64 >= limits.max_sources {
+        return Err(tier_limit(
+            key,
+            format!(
+                "the {tier} tier allows at most {} ingest sources and this tenant has {others};                  upgrade the tier or delete a source",
+                limits.max_sources
+            ),
+            json!({ "limit": limits.max_sources, "sources": others }),
+        ));
+    }
+    let total = other_points as u64 + points;
+    if total > limits.max_points && points > before {
+        return Err(tier_limit(
+            key,
+            format!(
+                "the {tier} tier allows at most {} points over all sources and this tenant's would have {total}; \
+                 remove points or upgrade the tier",
+                limits.max_points
+            ),
+            json!({ "limit": limits.max_points, "points": total }),
+        ));
+    }
+    Ok(())
+}
+
 async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError> {
     let not_found = || ApiError::not_found(format!("no source `{id}`"));
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
@@ -234,7 +310,7 @@ async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError
         .ok_or_else(not_found)
 }
 
-#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of sources or points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -243,6 +319,8 @@ pub(crate) async fn create(
     authorize(&key, true)?;
     let (name, enabled, spec, stored) = parse(&state, &key, body).await?;
     let id = Uuid::new_v4();
+    let mut tx = state.pool().begin().await?;
+    check_tier(&mut tx, &key, spec.targets().len(), None).await?;
     sqlx::query(
         "INSERT INTO ingest_sources (id, tenant_id, name, protocol, definition, enabled) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -252,14 +330,15 @@ pub(crate) async fn create(
     .bind(spec.protocol.name())
     .bind(&stored)
     .bind(enabled.unwrap_or(true))
-    .execute(state.pool())
+    .execute(&mut *tx)
     .await
     .map_err(conflict)?;
+    tx.commit().await?;
     let row = fetch(&state, &key, &id.to_string()).await?;
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
-#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
@@ -269,6 +348,8 @@ pub(crate) async fn update(
     authorize(&key, true)?;
     let current = fetch(&state, &key, &id).await?;
     let (name, enabled, spec, stored) = parse(&state, &key, body).await?;
+    let mut tx = state.pool().begin().await?;
+    check_tier(&mut tx, &key, spec.targets().len(), Some(&current)).await?;
     sqlx::query(
         "UPDATE ingest_sources SET name = $3, protocol = $4, definition = $5, enabled = $6,
              version = version + 1, updated_at = now()
@@ -280,9 +361,10 @@ pub(crate) async fn update(
     .bind(spec.protocol.name())
     .bind(&stored)
     .bind(enabled.unwrap_or(current.enabled))
-    .execute(state.pool())
+    .execute(&mut *tx)
     .await
     .map_err(conflict)?;
+    tx.commit().await?;
     Ok(Json(fetch(&state, &key, &id).await?.view()))
 }
 
