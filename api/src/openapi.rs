@@ -102,6 +102,7 @@ impl Modify for Security {
         routes::sources::enable,
         routes::sources::disable,
         routes::sources::status,
+        routes::sources::trust,
         routes::channels::list,
         routes::channels::create,
         routes::channels::show,

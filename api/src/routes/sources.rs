@@ -1,7 +1,8 @@
 //! Ingest sources: OPC-UA and Modbus TCP devices the platform polls (`haltless connectors`).
 //!
 //! `GET/POST /api/v1/sources`, `GET/PUT/DELETE /api/v1/sources/{id}`, `POST /api/v1/sources/{id}/enable`
-//! and `/disable`, `GET /api/v1/sources/{id}/status`. A body is the source's `name`, optional `enabled`,
+//! and `/disable`, `GET /api/v1/sources/{id}/status`, `POST /api/v1/sources/{id}/trust` (an administrator
+//! accepts the certificate a server now presents in place of the one pinned). A body is the source's `name`, optional `enabled`,
 //! and its definition (protocol, endpoint, intervals, OPC-UA settings, points), checked whole by
 //! [`SourceSpec::from_json`]; every problem comes back in one 422 naming its field.
 
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/enable", post(enable))
         .route("/sources/{id}/disable", post(disable))
         .route("/sources/{id}/status", get(status))
+        .route("/sources/{id}/trust", post(trust))
 }
 
 /// A source definition in the OpenAPI document (the handlers read it as JSON and check it field by field).
@@ -66,11 +68,15 @@ struct Row {
     readings_per_minute: Option<i64>,
     polled_by: Option<String>,
     status_updated_at: Option<DateTime<Utc>>,
+    certificate_sha256: Option<String>,
+    certificate_pinned_at: Option<DateTime<Utc>>,
+    presented_certificate_sha256: Option<String>,
 }
 
 const SELECT: &str = "SELECT s.id, s.name, s.definition, s.enabled, s.version, s.created_at, s.updated_at,
         st.healthy, st.version AS status_version, st.last_success_at, st.last_error, st.last_error_at,
-        st.readings_per_minute, st.polled_by, st.updated_at AS status_updated_at
+        st.readings_per_minute, st.polled_by, st.updated_at AS status_updated_at,
+        s.certificate_sha256, s.certificate_pinned_at, st.presented_certificate_sha256
     FROM ingest_sources s LEFT JOIN ingest_source_status st ON st.source_id = s.id";
 
 impl Row {
@@ -91,6 +97,20 @@ impl Row {
             "polled_by": self.polled_by,
             "definition_version": self.status_version,
             "updated_at": self.status_updated_at.map(format_instant),
+            "certificate": self.certificate(),
+        })
+    }
+
+    /// The server certificate pinned (trust on first use) and the one presented last, as SHA-256
+    /// fingerprints; `trusted` is null until a server presented one.
+    fn certificate(&self) -> Value {
+        let pinned = self.certificate_sha256.as_deref();
+        let presented = self.presented_certificate_sha256.as_deref();
+        json!({
+            "pinned": pinned,
+            "pinned_at": self.certificate_pinned_at.map(format_instant),
+            "presented": presented,
+            "trusted": presented.map(|p| pinned.is_none_or(|pin| pin == p)),
         })
     }
 
@@ -446,6 +466,72 @@ pub(crate) async fn status(
     doc["id"] = json!(row.id);
     doc["name"] = json!(row.name);
     Ok(Json(doc))
+}
+
+/// The body of `POST /api/v1/sources/{id}/trust`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustCertificate {
+    /// The SHA-256 fingerprint (64 hexadecimal digits, colons allowed) of the certificate the source's
+    /// server presents now, as `status.certificate.presented` shows it: checked out of band, it is what
+    /// the administrator vouches for.
+    pub fingerprint: String,
+}
+
+/// A fingerprint in its stored form (64 lowercase hex digits), or `None` when it is not one.
+fn normal_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/trust", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body = TrustCertificate, responses((status = 200, description = "The source, its server's certificate pinned anew and the source restarted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The server presents no certificate, or another one than this fingerprint", body = crate::error::ErrorBody), (status = 422, description = "Not a SHA-256 fingerprint", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Only administrators accept certificates", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn trust(
+    State(state): State<AppState>,
+    key: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<TrustCertificate>,
+) -> Result<Json<Value>, ApiError> {
+    key.require(Permission::Admin)?;
+    let current = fetch(&state, &key, &id).await?;
+    let fingerprint = normal_fingerprint(&body.fingerprint).ok_or_else(|| {
+        ApiError::validation("fingerprint must be a SHA-256 fingerprint: 64 hexadecimal digits")
+    })?;
+    match current.presented_certificate_sha256.as_deref() {
+        None => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the source's server has presented no certificate yet: there is nothing to accept",
+            ))
+        }
+        Some(presented) if presented != fingerprint => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the source's server presents another certificate than this fingerprint",
+            )
+            .with_details(json!({ "presented": presented })))
+        }
+        Some(_) => {}
+    }
+    // A new version restarts the source with the new pin.
+    sqlx::query(
+        "UPDATE ingest_sources SET certificate_sha256 = $3, certificate_pinned_at = now(),
+             version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(key.tenant_id)
+    .bind(current.id)
+    .bind(&fingerprint)
+    .execute(state.pool())
+    .await?;
+    tracing::info!(source = %current.id, tenant = %key.tenant_id, %fingerprint, "server certificate accepted");
+    Ok(Json(fetch(&state, &key, &id).await?.view()))
 }
 
 #[utoipa::path(get, path = "/api/v1/sources", tag = "sources", responses((status = 200, description = "`{\"sources\": [...]}`, secrets redacted"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]

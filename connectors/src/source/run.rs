@@ -3,6 +3,7 @@
 //! Every source has its own task, so a slow or dead device delays nobody else.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use super::config::SourceSpec;
 use super::device::PointReading;
 use super::error::SourceError;
 use super::status::SharedStatus;
+use super::trust::CertificateTrust;
 
 /// Where a source's readings go: the Kafka path of the platform, or the edge agent's disk buffer.
 pub trait Outlet: Send + Sync + 'static {
@@ -23,7 +25,7 @@ pub trait Outlet: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
-/// Reconnect pacing and the outbound policy.
+/// Reconnect pacing, the outbound policy, and the source's certificate trust and key folder.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// First wait after a failure.
@@ -32,6 +34,10 @@ pub struct RunOptions {
     pub max_backoff: Duration,
     /// Which addresses the device may have (the default refuses every non-public address).
     pub outbound: Arc<OutboundPolicy>,
+    /// The server certificate pinned for the source ([`super::Connection::trust`]).
+    pub trust: Option<CertificateTrust>,
+    /// The tenant's private folder for client keys ([`super::Connection::state_dir`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -40,6 +46,8 @@ impl Default for RunOptions {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
             outbound: Arc::default(),
+            trust: None,
+            state_dir: None,
         }
     }
 }
@@ -53,7 +61,10 @@ pub async fn run_source<O: Outlet>(
     options: RunOptions,
     shutdown: CancellationToken,
 ) {
-    let mut device = spec.device.open(spec.connection(options.outbound.clone()));
+    let mut connection = spec.connection(options.outbound.clone());
+    connection.trust = options.trust.clone();
+    connection.state_dir = options.state_dir.clone();
+    let mut device = spec.device.open(connection);
     let mut backoff = options.min_backoff;
     let mut connected = false;
     loop {
