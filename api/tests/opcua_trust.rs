@@ -161,6 +161,13 @@ async fn a_changed_server_certificate_is_refused_until_an_administrator_accepts_
         .wait_source_status(&id, 30, |s| s["state"] == "ok")
         .await;
     assert_eq!(back["certificate"]["trusted"], true, "{back}");
+    // The source's metrics are labelled by protocol, never by the name the tenant chose.
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("haltless_source_readings_total{source=\"opcua\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("press-ua"), "{metrics}");
     server.stop().await;
     app.stop().await;
 }

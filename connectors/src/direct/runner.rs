@@ -222,6 +222,7 @@ impl Connectors {
             outbound: self.outbound.clone(),
             trust: Some(trust.clone()),
             state_dir: Some(self.config.state_dir.join(source.tenant_id.to_string())),
+            metrics_label: Some(spec.protocol.name().to_owned()),
         };
         tracing::info!(source = %source.name, id = %source.id, version = source.version, "polling source");
         tokio::spawn(run_source(

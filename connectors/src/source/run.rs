@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub trust: Option<CertificateTrust>,
     /// The tenant's private folder for client keys ([`super::Connection::state_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// The `source` label of the source's metrics; `None`: its name. The platform's pollers give the
+    /// protocol's name: source names are chosen by tenants, and a public `/metrics` must neither show
+    /// them nor grow a series per source.
+    pub metrics_label: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -48,6 +52,7 @@ impl Default for RunOptions {
             outbound: Arc::default(),
             trust: None,
             state_dir: None,
+            metrics_label: None,
         }
     }
 }
@@ -65,6 +70,10 @@ pub async fn run_source<O: Outlet>(
     connection.trust = options.trust.clone();
     connection.state_dir = options.state_dir.clone();
     let mut device = spec.device.open(connection);
+    let label = options
+        .metrics_label
+        .clone()
+        .unwrap_or_else(|| name.clone());
     let mut backoff = options.min_backoff;
     let mut connected = false;
     loop {
@@ -100,16 +109,16 @@ pub async fn run_source<O: Outlet>(
                 let problem = (!problems.is_empty()).then(|| problems.join("; "));
                 if let Some(p) = &problem {
                     tracing::warn!(source = %name, problem = %p, "some points could not be read");
-                    metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => name.clone())
+                    metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => label.clone())
                         .increment(1);
                 }
-                metrics::counter!(crate::metric_names::SOURCE_READINGS, "source" => name.clone())
+                metrics::counter!(crate::metric_names::SOURCE_READINGS, "source" => label.clone())
                     .increment(count as u64);
                 record(&status, now, count, problem);
             }
             Err(e) => {
                 tracing::warn!(source = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "source failed");
-                metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => name.clone())
+                metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => label.clone())
                     .increment(1);
                 record(&status, now, 0, Some(e.to_string()));
                 if !matches!(e, SourceError::Delivery(_)) {
