@@ -319,15 +319,26 @@ async fn check_tier(
     Ok(())
 }
 
+/// For an API key restricted to machines (`$R`, NULL otherwise): only the sources whose every point feeds
+/// one of them, since a source's point map names its machines. Others answer 404, as other machines do.
+const RESTRICTED: &str = "($R::uuid[] IS NULL OR NOT EXISTS (
+    SELECT 1 FROM jsonb_array_elements(s.definition -> 'points') p
+    WHERE NOT EXISTS (SELECT 1 FROM machines m
+                      WHERE m.tenant_id = s.tenant_id AND m.id = ANY($R::uuid[]) AND m.name = p ->> 'machine')))";
+
 async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError> {
     let not_found = || ApiError::not_found(format!("no source `{id}`"));
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    sqlx::query_as::<_, Row>(&format!("{SELECT} WHERE s.tenant_id = $1 AND s.id = $2"))
-        .bind(key.tenant_id)
-        .bind(id)
-        .fetch_optional(state.pool())
-        .await?
-        .ok_or_else(not_found)
+    sqlx::query_as::<_, Row>(&format!(
+        "{SELECT} WHERE s.tenant_id = $1 AND s.id = $2 AND {}",
+        RESTRICTED.replace("$R", "$3")
+    ))
+    .bind(key.tenant_id)
+    .bind(id)
+    .bind(key.machine_restriction())
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(not_found)
 }
 
 #[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of sources or points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
@@ -540,11 +551,14 @@ pub(crate) async fn list(
     key: Caller,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&key, false)?;
-    let rows: Vec<Row> =
-        sqlx::query_as(&format!("{SELECT} WHERE s.tenant_id = $1 ORDER BY s.name"))
-            .bind(key.tenant_id)
-            .fetch_all(state.pool())
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{SELECT} WHERE s.tenant_id = $1 AND {} ORDER BY s.name",
+        RESTRICTED.replace("$R", "$2")
+    ))
+    .bind(key.tenant_id)
+    .bind(key.machine_restriction())
+    .fetch_all(state.pool())
+    .await?;
     let sources: Vec<Value> = rows.iter().map(Row::view).collect();
     Ok(Json(json!({ "sources": sources })))
 }
