@@ -175,6 +175,9 @@ pub struct HttpConfig {
     /// Longest a request may take, body included, before it is answered 503 `timeout` (seconds; 0: no
     /// limit). Bounds what a slow client or a stuck dependency can hold.
     pub request_timeout_secs: u64,
+    /// When set, `GET /metrics` answers only requests with `Authorization: Bearer <this token>` (401
+    /// otherwise), for a listener that the internet reaches. Never logged.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Default for HttpConfig {
@@ -182,6 +185,7 @@ impl Default for HttpConfig {
         Self {
             bind: "127.0.0.1:8080".into(),
             request_timeout_secs: 30,
+            metrics_token: None,
         }
     }
 }

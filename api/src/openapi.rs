@@ -102,6 +102,7 @@ impl Modify for Security {
         routes::sources::enable,
         routes::sources::disable,
         routes::sources::status,
+        routes::sources::trust,
         routes::channels::list,
         routes::channels::create,
         routes::channels::show,
@@ -161,17 +162,44 @@ pub fn router() -> Router<AppState> {
         .route("/docs", get(docs))
 }
 
+/// The docs page's content policy: its own script and style only, by their SHA-256 (no `'unsafe-inline'`,
+/// so a script injected into the page would not run), and requests to this server only.
+static DOCS_POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'",
+        inline_hash(DOCS_PAGE, "script"),
+        inline_hash(DOCS_PAGE, "style")
+    )
+});
+
+/// The CSP source of the first inline `<tag>` block of `page`: `'sha256-<base64>'` of its text (`'none'`
+/// when the page has no such block).
+fn inline_hash(page: &str, tag: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let text = page
+        .find(&open)
+        .map(|start| &page[start + open.len()..])
+        .and_then(|rest| rest.find(&close).map(|end| &rest[..end]));
+    match text {
+        Some(text) => format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
+        ),
+        None => "'none'".into(),
+    }
+}
+
 async fn docs() -> impl axum::response::IntoResponse {
     use axum::http::header;
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             // The page may talk to this server only: nothing is loaded from elsewhere.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, DOCS_POLICY.as_str()),
         ],
         DOCS_PAGE,
     )

@@ -148,6 +148,17 @@ async fn every_endpoint_answers_each_role_as_documented() {
         )
         .await;
     let target = target["id"].as_str().unwrap().to_owned();
+    // A source whose server presented no certificate: accepting one is the administrators' (409 then).
+    let (_, source) = app
+        .call(
+            Method::POST,
+            "/api/v1/sources",
+            &app.admin,
+            Some(&json!({"name": "trusted", "protocol": "modbus_tcp", "endpoint": "127.0.0.1:1",
+                "points": [{"machine": "m-1", "metric": "t", "register": "holding", "address": 0, "data_type": "u16"}]})),
+        )
+        .await;
+    let source = source["id"].as_str().unwrap().to_owned();
     let mut keys_to_revoke = Vec::new();
     for _ in EVERYONE {
         keys_to_revoke.push(
@@ -187,6 +198,13 @@ async fn every_endpoint_answers_each_role_as_documented() {
             (Method::GET, "/api/v1/rules/r-1".into(), None, "read", 200),
             (Method::GET, "/api/v1/alerts".into(), None, "read", 200),
             (Method::GET, "/api/v1/sources".into(), None, "read", 200),
+            (
+                Method::POST,
+                format!("/api/v1/sources/{source}/trust"),
+                Some(json!({"fingerprint": "0".repeat(64)})),
+                "admin",
+                409,
+            ),
             (
                 Method::POST,
                 "/api/v1/sources".into(),
@@ -320,7 +338,7 @@ async fn every_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 25 * 6);
+    assert_eq!(checked, 26 * 6);
     // The public endpoints serve anonymous callers.
     let (s, _) = send(
         &app,
@@ -417,6 +435,7 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         ("post", "/api/v1/sources/{id}/enable"),
         ("post", "/api/v1/sources/{id}/disable"),
         ("get", "/api/v1/sources/{id}/status"),
+        ("post", "/api/v1/sources/{id}/trust"),
         ("get", "/api/v1/channels"),
         ("post", "/api/v1/channels"),
         ("get", "/api/v1/channels/{id}"),

@@ -212,6 +212,15 @@ async fn sources_are_validated_and_managed_per_tenant() {
     )
     .await;
     assert_eq!(status, 404);
+    let (status, _) = send(
+        &app,
+        &other_key,
+        Method::POST,
+        &format!("/sources/{id}/trust"),
+        Some(&json!({"fingerprint": "0".repeat(64)})),
+    )
+    .await;
+    assert_eq!(status, 404, "nor accept its server's certificate");
     let (_, list) = send(&app, &other_key, Method::GET, "/sources", None).await;
     assert_eq!(list["sources"], json!([]));
 

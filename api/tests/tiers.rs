@@ -1,5 +1,6 @@
-//! Tier limits: Free's third machine is refused, the 61st write of a minute gets 429 on any instance,
-//! overrides lift the limits, and readings older than a tenant's retention are really deleted.
+//! Tier limits: Free's third machine is refused, its third ingest source and its points past the tier's
+//! figures too, the 61st write of a minute gets 429 on any instance, overrides lift the limits, and
+//! readings older than a tenant's retention are really deleted.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -76,6 +77,127 @@ async fn the_free_tier_refuses_a_third_machine_until_upgraded() {
         )
         .await;
     assert_eq!(s, 201, "{body}");
+    app.stop().await;
+}
+
+/// A Modbus source of `points` points on machine `m-1` (metrics `p0`, `p1`, ...).
+fn source(name: &str, points: usize) -> Value {
+    let points: Vec<Value> = (0..points)
+        .map(|i| json!({"machine": "m-1", "metric": format!("p{i}"), "register": "holding", "address": i, "data_type": "u16"}))
+        .collect();
+    json!({"name": name, "protocol": "modbus_tcp", "endpoint": "plc.example.com:502", "points": points})
+}
+
+#[tokio::test]
+async fn the_free_tier_refuses_a_third_source_and_points_past_its_figures() {
+    let app = TestApp::spawn(&[]).await;
+    let (_, admin) = free_tenant_admin(&app, "small-plant").await;
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            &admin,
+            Some(&json!({"name": "m-1"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let post = |body: Value| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            app.call(Method::POST, "/api/v1/sources", admin, Some(&body))
+                .await
+        }
+    };
+
+    // 50 points per source on Free: the 51st is refused, with the reason.
+    let (s, body) = post(source("big", 51)).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(body["error"]["code"], "tier_limit");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("free tier allows at most 50 points per source and this definition has 51"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"]["limit"], 50);
+
+    // 80 points in all: a second source of 50 would make 100.
+    let (s, first) = post(source("plc-1", 50)).await;
+    assert_eq!(s, 201, "{first}");
+    let (s, body) = post(source("plc-2", 50)).await;
+    assert_eq!(s, 403, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "free tier allows at most 80 points over all sources and this tenant's would have 100"
+        ),
+        "{message}"
+    );
+    let (s, second) = post(source("plc-2", 30)).await;
+    assert_eq!(s, 201, "{second}");
+    // Updates: keeping or lowering the points passes, adding past a figure does not.
+    let path = format!("/api/v1/sources/{}", first["id"].as_str().unwrap());
+    let put = |path: String, body: Value| {
+        let app = &app;
+        let admin = &admin;
+        async move { app.call(Method::PUT, &path, admin, Some(&body)).await }
+    };
+    let (s, body) = put(path.clone(), source("plc-1", 50)).await;
+    assert_eq!(s, 200, "the same points: {body}");
+    let (s, body) = put(path.clone(), source("plc-1", 51)).await;
+    assert_eq!(s, 403, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("at most 50 points per source"),
+        "{message}"
+    );
+    let second_path = format!("/api/v1/sources/{}", second["id"].as_str().unwrap());
+    let (s, body) = put(second_path.clone(), source("plc-2", 31)).await;
+    assert_eq!(s, 403, "81 in all: {body}");
+    let (s, body) = put(second_path.clone(), source("plc-2", 20)).await;
+    assert_eq!(s, 200, "fewer points: {body}");
+
+    // A third source, even of one point, is refused: two sources on Free.
+    let (s, body) = post(source("plc-3", 1)).await;
+    assert_eq!(s, 403, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("free tier allows at most 2 ingest sources and this tenant has 2"),
+        "{message}"
+    );
+    let (_, me) = app.call(Method::GET, "/api/v1/me", &admin, None).await;
+    assert_eq!(me["tenant"]["usage"]["sources"], 2, "{me}");
+    assert_eq!(me["tenant"]["usage"]["points"], 70, "{me}");
+    assert_eq!(me["tenant"]["limits"]["max_points"], 80, "{me}");
+
+    // Deleting one makes room for one, within the points left.
+    let (s, _) = app.call(Method::DELETE, &second_path, &admin, None).await;
+    assert_eq!(s, 204);
+    let (s, body) = post(source("plc-3", 30)).await;
+    assert_eq!(s, 201, "{body}");
+
+    // Pro lifts the figures for the same token.
+    platform::set_tier(&app.iso.pool, "small-plant", Tier::Pro)
+        .await
+        .unwrap();
+    let (s, body) = post(source("plc-4", 1_000)).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = post(source("plc-5", 1_001)).await;
+    assert_eq!(s, 403, "{body}");
+    let (_, list) = app.call(Method::GET, "/api/v1/sources", &admin, None).await;
+    let names: Vec<&str> = list["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["plc-1", "plc-3", "plc-4"],
+        "nothing refused was stored"
+    );
     app.stop().await;
 }
 

@@ -7,11 +7,14 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
-    /// Free: 2 machines, 60 writes and 300 reads per minute, 7 days of readings.
+    /// Free: 2 machines, 60 writes and 300 reads per minute, 7 days of readings, 2 ingest sources of at
+    /// most 50 points, 80 points in all.
     Free,
-    /// Pro: 50 machines, 300 writes and 1,500 reads per minute, 365 days of readings.
+    /// Pro: 50 machines, 300 writes and 1,500 reads per minute, 365 days of readings, 50 ingest sources of
+    /// at most 1,000 points, 5,000 points in all.
     Pro,
-    /// Enterprise: 10,000 machines, 1,200 writes and 6,000 reads per minute, 3,650 days of readings.
+    /// Enterprise: 10,000 machines, 1,200 writes and 6,000 reads per minute, 3,650 days of readings, 5,000
+    /// ingest sources of at most 10,000 points, 500,000 points in all.
     Enterprise,
 }
 
@@ -69,6 +72,33 @@ impl Tier {
             Tier::Enterprise => 3_650,
         }
     }
+
+    /// Most ingest sources (devices the platform polls), enabled or not.
+    pub fn max_sources(self) -> u64 {
+        match self {
+            Tier::Free => 2,
+            Tier::Pro => 50,
+            Tier::Enterprise => 5_000,
+        }
+    }
+
+    /// Most points (values read) in one source's point map.
+    pub fn max_points_per_source(self) -> u64 {
+        match self {
+            Tier::Free => 50,
+            Tier::Pro => 1_000,
+            Tier::Enterprise => 10_000,
+        }
+    }
+
+    /// Most points over all of a tenant's sources.
+    pub fn max_points(self) -> u64 {
+        match self {
+            Tier::Free => 80,
+            Tier::Pro => 5_000,
+            Tier::Enterprise => 500_000,
+        }
+    }
 }
 
 /// A tenant's limits in force: its tier's figures unless a platform operator overrode them.
@@ -84,6 +114,12 @@ pub struct TenantLimits {
     pub reads_per_minute: u64,
     /// Days of readings kept.
     pub retention_days: u32,
+    /// Most ingest sources.
+    pub max_sources: u64,
+    /// Most points in one source.
+    pub max_points_per_source: u64,
+    /// Most points over all sources.
+    pub max_points: u64,
 }
 
 impl TenantLimits {
@@ -101,6 +137,9 @@ impl TenantLimits {
             writes_per_minute: or(writes, tier.writes_per_minute()),
             reads_per_minute: or(reads, tier.reads_per_minute()),
             retention_days: tier.retention_days(),
+            max_sources: tier.max_sources(),
+            max_points_per_source: tier.max_points_per_source(),
+            max_points: tier.max_points(),
         }
     }
 }

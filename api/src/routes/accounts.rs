@@ -514,14 +514,18 @@ pub(crate) async fn me(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, machines): (String, i64) = sqlx::query_as(
-        "SELECT name, (SELECT count(*) FROM machines WHERE tenant_id = $1) FROM tenants WHERE id = $1",
+    let (name, machines, sources, points): (String, i64, i64, i64) = sqlx::query_as(
+        "SELECT name, (SELECT count(*) FROM machines WHERE tenant_id = $1),
+             (SELECT count(*) FROM ingest_sources WHERE tenant_id = $1),
+             (SELECT COALESCE(sum(jsonb_array_length(definition -> 'points')), 0)::bigint
+              FROM ingest_sources WHERE tenant_id = $1)
+         FROM tenants WHERE id = $1",
     )
     .bind(caller.tenant_id)
     .fetch_one(state.pool())
     .await?;
     let tenant = json!({ "id": caller.tenant_id, "name": name, "limits": caller.limits,
-                         "usage": { "machines": machines } });
+                         "usage": { "machines": machines, "sources": sources, "points": points } });
     let who = match &caller.principal {
         Principal::User {
             user_id,

@@ -8,8 +8,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{extract::State, Router};
 use fred::prelude::ClientLike;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Each check's deadline: the checks run side by side, so readiness answers within it (and well within
@@ -97,9 +99,38 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
+/// The metrics, to anyone unless `http.metrics_token` is set, then to its bearers only.
+async fn render_metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &state.settings().http.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(given.as_bytes(), token.expose_secret().as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the metrics need the bearer token of http.metrics_token",
+            ));
+        }
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus().render(),
-    )
+    ))
+}
+
+/// Whether two secrets are equal, in a time that does not tell how much of them matched.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    // Comparing digests makes the lengths equal; the fold reads every byte whatever differs.
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }

@@ -238,16 +238,24 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// For an API key restricted to machines (`$R`, NULL otherwise): the rules that name only its machines,
+/// or none (a rule for every machine applies to its machines too and names no other). Others answer 404.
+const RESTRICTED: &str = "($R::uuid[] IS NULL OR rules.machines <@ ARRAY(
+    SELECT m.name FROM machines m WHERE m.tenant_id = rules.tenant_id AND m.id = ANY($R::uuid[])))";
+
 #[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
 ) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
-    let rows: Vec<RuleRow> = sqlx::query_as(
-        "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND NOT deleted ORDER BY id",
-    )
+    let rows: Vec<RuleRow> = sqlx::query_as(&format!(
+        "SELECT id, version, definition, machines, updated_at FROM rules
+         WHERE tenant_id = $1 AND NOT deleted AND {} ORDER BY id",
+        RESTRICTED.replace("$R", "$2")
+    ))
     .bind(key.tenant_id)
+    .bind(key.machine_restriction())
     .fetch_all(state.pool())
     .await?;
     let rules: Vec<Value> = rows
@@ -264,11 +272,14 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
-    let row: Option<RuleRow> = sqlx::query_as(
-        "SELECT id, version, definition, machines, updated_at FROM rules WHERE tenant_id = $1 AND id = $2 AND NOT deleted",
-    )
+    let row: Option<RuleRow> = sqlx::query_as(&format!(
+        "SELECT id, version, definition, machines, updated_at FROM rules
+         WHERE tenant_id = $1 AND id = $2 AND NOT deleted AND {}",
+        RESTRICTED.replace("$R", "$3")
+    ))
     .bind(key.tenant_id)
     .bind(&id)
+    .bind(key.machine_restriction())
     .fetch_optional(state.pool())
     .await?;
     let r = row.ok_or_else(|| ApiError::not_found(format!("no rule {id}")))?;

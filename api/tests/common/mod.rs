@@ -82,6 +82,9 @@ impl Isolation {
         // after the platform starts: that address, at any port but the stack's own services' ports.
         settings.outbound.allow = vec!["127.0.0.1".into()];
         settings.secrets.keys = vec![SecretString::from(TEST_KEY)];
+        // The tenants' client keys (OPC-UA) of this test only.
+        settings.connectors.state_dir =
+            std::env::temp_dir().join(format!("haltless-state-{suffix}"));
         tweak(&mut settings);
         let pool = PgPool::connect(settings.database.url.expose_secret())
             .await
@@ -184,6 +187,7 @@ impl Isolation {
     /// Drops the database and deletes the topic.
     pub async fn drop(self) {
         self.pool.close().await;
+        let _ = std::fs::remove_dir_all(&self.settings.connectors.state_dir);
         if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",

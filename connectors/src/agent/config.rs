@@ -48,6 +48,10 @@ pub struct CloudConfig {
     /// Longest wait between two pushes while the cloud is unreachable (milliseconds).
     #[serde(default = "default_max_backoff")]
     pub max_backoff_ms: u64,
+    /// A PEM file of CA certificates trusted, besides the public roots, for an `https://` platform whose
+    /// certificate a private CA issued. Without it only the public roots (Mozilla's list) are trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CloudConfig {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for CloudConfig {
         f.debug_struct("CloudConfig")
             .field("url", &self.url)
             .field("api_key", &"[redacted]")
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

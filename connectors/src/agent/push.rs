@@ -4,6 +4,7 @@
 //! instead of blocking everything behind them.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,71 @@ enum PushError {
     Refused(String),
 }
 
+/// Why the pusher could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PushSetupError {
+    /// `cloud.ca_file` is unreadable or holds no certificate.
+    #[error("cloud.ca_file {}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The HTTP client of the pusher: TLS by rustls, trusting the public roots and the CAs of `cloud.ca_file`.
+fn client(cloud: &CloudConfig) -> Result<reqwest::Client, PushSetupError> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_millis(cloud.timeout_ms));
+    if let Some(path) = &cloud.ca_file {
+        for certificate in read_ca_file(path)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| PushSetupError::Client(e.to_string()))
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, PushSetupError> {
+    let refused = |reason: String| PushSetupError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| refused(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| refused(format!("not PEM certificates: {e}")))?;
+    if certificates.is_empty() {
+        return Err(refused("holds no PEM certificate".into()));
+    }
+    Ok(certificates)
+}
+
+/// A request that got no answer, as the operator reads it: the chain of causes (reqwest's own text is
+/// only "error sending request"), and what to do when TLS refused the platform's certificate.
+fn describe(url: &str, e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    // rustls says e.g. "invalid peer certificate: UnknownIssuer".
+    if text.contains("certificate") {
+        format!(
+            "{url}: TLS refused the platform's certificate ({text}); if a private CA issued it, name that CA's PEM file in cloud.ca_file"
+        )
+    } else {
+        format!("{url}: {text}")
+    }
+}
+
 /// The pushing loop.
 pub struct Pusher {
     client: reqwest::Client,
@@ -46,17 +112,17 @@ pub struct Pusher {
 
 impl Pusher {
     /// A pusher of `buffer` to `cloud`, recording into `stats`.
-    pub fn new(cloud: CloudConfig, buffer: Arc<DiskBuffer>, stats: Arc<Mutex<PushStats>>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cloud.timeout_ms))
-            .build()
-            .unwrap_or_default();
-        Self {
-            client,
+    pub fn new(
+        cloud: CloudConfig,
+        buffer: Arc<DiskBuffer>,
+        stats: Arc<Mutex<PushStats>>,
+    ) -> Result<Self, PushSetupError> {
+        Ok(Self {
+            client: client(&cloud)?,
             cloud,
             buffer,
             stats,
-        }
+        })
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, PushStats> {
@@ -144,7 +210,7 @@ impl Pusher {
             .body(gz)
             .send()
             .await
-            .map_err(|e| PushError::Retry(format!("{url}: {e}")))?;
+            .map_err(|e| PushError::Retry(describe(&url, &e)))?;
         let status = response.status();
         if status.as_u16() == 202 {
             return Ok(());

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{BufferError, DiskBuffer};
 use super::config::{AgentConfig, AgentConfigError};
-use super::push::{PushStats, Pusher};
+use super::push::{PushSetupError, PushStats, Pusher};
 use crate::source::{
     run_source, Outlet, PointReading, RunOptions, SharedStatus, SourceError, SourceSpec,
 };
@@ -37,6 +37,9 @@ pub enum AgentError {
     /// The buffer folder is unusable.
     #[error(transparent)]
     Buffer(#[from] BufferError),
+    /// The pusher's HTTP client (e.g. `cloud.ca_file`).
+    #[error(transparent)]
+    Push(#[from] PushSetupError),
 }
 
 /// One source's health, as `/healthz` shows it.
@@ -83,11 +86,12 @@ impl Agent {
     /// Opens the buffer and starts the sources and the pusher; they stop when `shutdown` is cancelled.
     pub fn start(config: &AgentConfig, shutdown: CancellationToken) -> Result<Self, AgentError> {
         let specs: Vec<(String, SourceSpec)> = config.sources()?;
+        let push = Arc::new(Mutex::new(PushStats::default()));
         let buffer = Arc::new(DiskBuffer::open(
             &config.buffer.dir,
             config.buffer.max_readings,
         )?);
-        let push = Arc::new(Mutex::new(PushStats::default()));
+        let pusher = Pusher::new(config.cloud.clone(), buffer.clone(), push.clone())?;
         let mut tasks = JoinSet::new();
         let mut sources = Vec::new();
         // Devices are retried on their own pace, whatever the cloud's state. The agent's sources are the
@@ -109,7 +113,6 @@ impl Agent {
                 shutdown.clone(),
             ));
         }
-        let pusher = Pusher::new(config.cloud.clone(), buffer.clone(), push.clone());
         tasks.spawn(pusher.run(shutdown));
         tracing::info!(
             sources = sources.len(),

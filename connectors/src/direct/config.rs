@@ -1,5 +1,7 @@
 //! Settings of `haltless connectors`.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// How connectors instances share and poll sources.
@@ -16,6 +18,9 @@ pub struct ConnectorsConfig {
     pub min_backoff_ms: u64,
     /// Longest wait between two attempts to reach a failed device (milliseconds).
     pub max_backoff_ms: u64,
+    /// Where protocols keep their state, one folder per tenant (mode 0700), e.g. each tenant's OPC-UA
+    /// client key pair in `<state_dir>/<tenant id>/opcua/`.
+    pub state_dir: PathBuf,
 }
 
 impl Default for ConnectorsConfig {
@@ -26,6 +31,7 @@ impl Default for ConnectorsConfig {
             refresh_interval_ms: 2_000,
             min_backoff_ms: 250,
             max_backoff_ms: 10_000,
+            state_dir: PathBuf::from(".haltless/state"),
         }
     }
 }

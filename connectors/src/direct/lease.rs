@@ -19,6 +19,8 @@ pub struct LeasedSource {
     pub definition: serde_json::Value,
     /// Changes with every update of the source.
     pub version: i64,
+    /// The server certificate's fingerprint pinned for the source, if any.
+    pub certificate_sha256: Option<String>,
 }
 
 /// Renews this instance's heartbeat and leases, rebalances towards a fair share, and returns the
@@ -94,7 +96,7 @@ pub async fn refresh(
         .await?;
     }
     let sources = sqlx::query_as::<_, LeasedSource>(
-        "SELECT s.id, s.tenant_id, s.name, s.definition, s.version
+        "SELECT s.id, s.tenant_id, s.name, s.definition, s.version, s.certificate_sha256
          FROM ingest_sources s JOIN ingest_source_leases l ON l.source_id = s.id
          WHERE l.owner = $1 AND l.expires_at > now() AND s.enabled ORDER BY s.id",
     )

@@ -20,7 +20,7 @@ use super::outlet::KafkaOutlet;
 use crate::admission::Admission;
 use crate::gateway::GatewayConfig;
 use crate::protocols::PROTOCOLS;
-use crate::source::{run_source, secrets, RunOptions, SharedStatus, SourceSpec};
+use crate::source::{run_source, secrets, CertificateTrust, RunOptions, SharedStatus, SourceSpec};
 
 /// One running source.
 struct Running {
@@ -28,6 +28,7 @@ struct Running {
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
     status: SharedStatus,
+    trust: CertificateTrust,
 }
 
 /// The pollers of one `haltless connectors` instance.
@@ -148,8 +149,9 @@ impl Connectors {
             }
             let status = SharedStatus::default();
             let stop = CancellationToken::new();
+            let trust = CertificateTrust::new(source.certificate_sha256.clone());
             let task = match self.open(&source) {
-                Ok(spec) => Some(self.spawn(&source, spec, status.clone(), stop.clone())),
+                Ok(spec) => Some(self.spawn(&source, spec, status.clone(), &trust, stop.clone())),
                 Err(message) => {
                     if let Ok(mut s) = status.lock() {
                         s.record(crate::now_ms(), 0, Some(message));
@@ -164,6 +166,7 @@ impl Connectors {
                     stop,
                     task,
                     status,
+                    trust,
                 },
             );
         }
@@ -202,6 +205,7 @@ impl Connectors {
         source: &LeasedSource,
         spec: SourceSpec,
         status: SharedStatus,
+        trust: &CertificateTrust,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let outlet = KafkaOutlet::new(
@@ -216,6 +220,9 @@ impl Connectors {
                 self.config.max_backoff_ms.max(self.config.min_backoff_ms),
             ),
             outbound: self.outbound.clone(),
+            trust: Some(trust.clone()),
+            state_dir: Some(self.config.state_dir.join(source.tenant_id.to_string())),
+            metrics_label: Some(spec.protocol.name().to_owned()),
         };
         tracing::info!(source = %source.name, id = %source.id, version = source.version, "polling source");
         tokio::spawn(run_source(
@@ -248,23 +255,29 @@ impl Connectors {
             rows.errors.push(status.last_error);
             rows.error_at.push(at(status.last_error_ms));
             rows.per_minute.push(per_minute as i64);
+            let trust = running.trust.state();
+            rows.presented.push(trust.presented);
+            rows.pinned.push(trust.pinned);
         }
         if rows.ids.is_empty() {
             return;
         }
         let result = sqlx::query(
             "INSERT INTO ingest_source_status (source_id, version, healthy, last_success_at, last_error,
-                 last_error_at, readings_per_minute, polled_by, updated_at)
-             SELECT r.id, r.version, r.healthy, r.success, r.error, r.error_at, r.per_minute, $8, now()
+                 last_error_at, readings_per_minute, polled_by, updated_at, presented_certificate_sha256)
+             SELECT r.id, r.version, r.healthy, r.success, r.error, r.error_at, r.per_minute, $8, now(), r.presented
              FROM UNNEST($1::uuid[], $2::bigint[], $3::bool[], $4::timestamptz[], $5::text[], $6::timestamptz[],
-                         $7::bigint[]) AS r(id, version, healthy, success, error, error_at, per_minute)
+                         $7::bigint[], $9::text[])
+                 AS r(id, version, healthy, success, error, error_at, per_minute, presented)
              WHERE EXISTS (SELECT 1 FROM ingest_sources s WHERE s.id = r.id)
              ON CONFLICT (source_id) DO UPDATE SET version = EXCLUDED.version, healthy = EXCLUDED.healthy,
                  last_success_at = COALESCE(EXCLUDED.last_success_at, ingest_source_status.last_success_at),
                  last_error = COALESCE(EXCLUDED.last_error, ingest_source_status.last_error),
                  last_error_at = COALESCE(EXCLUDED.last_error_at, ingest_source_status.last_error_at),
                  readings_per_minute = EXCLUDED.readings_per_minute, polled_by = EXCLUDED.polled_by,
-                 updated_at = now()",
+                 updated_at = now(),
+                 presented_certificate_sha256 = COALESCE(EXCLUDED.presented_certificate_sha256,
+                     ingest_source_status.presented_certificate_sha256)",
         )
         .bind(&rows.ids)
         .bind(&rows.versions)
@@ -274,10 +287,25 @@ impl Connectors {
         .bind(&rows.error_at)
         .bind(&rows.per_minute)
         .bind(&self.me)
+        .bind(&rows.presented)
         .execute(&self.pool)
         .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, sources = rows.ids.len(), "publishing source health failed");
+        }
+        // Trust on first use: a certificate pinned by a task is stored where the source has none yet; a
+        // pin an administrator set meanwhile is never overwritten.
+        let pinned = sqlx::query(
+            "UPDATE ingest_sources s SET certificate_sha256 = r.pin, certificate_pinned_at = now()
+             FROM UNNEST($1::uuid[], $2::text[]) AS r(id, pin)
+             WHERE s.id = r.id AND r.pin IS NOT NULL AND s.certificate_sha256 IS NULL",
+        )
+        .bind(&rows.ids)
+        .bind(&rows.pinned)
+        .execute(&self.pool)
+        .await;
+        if let Err(e) = pinned {
+            tracing::warn!(error = %e, "storing pinned server certificates failed");
         }
     }
 }
@@ -292,4 +320,6 @@ struct StatusRows {
     errors: Vec<Option<String>>,
     error_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     per_minute: Vec<i64>,
+    presented: Vec<Option<String>>,
+    pinned: Vec<Option<String>>,
 }

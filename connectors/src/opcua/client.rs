@@ -1,6 +1,7 @@
 //! The OPC-UA client of one source, on `async-opcua`: a session per source, then either periodic reads
 //! of every node or a subscription whose monitored items report changes.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +25,7 @@ use tokio::time::{interval, timeout, timeout_at, Instant, Interval, MissedTickBe
 
 use super::config::{OpcUaAuth, OpcUaPoint, OpcUaSettings};
 use crate::source::outbound::resolve_checked;
-use crate::source::{Connection, Device, PointReading, PollOutcome, SourceError};
+use crate::source::{CertificateTrust, Connection, Device, PointReading, PollOutcome, SourceError};
 
 /// Publishing intervals without a change after which the server sends a keep-alive: a subscription that
 /// sends neither a change nor a keep-alive for this many intervals (plus the timeout) is dead.
@@ -81,6 +82,8 @@ pub struct OpcUaDevice {
     endpoint: String,
     settings: OpcUaSettings,
     outbound: Arc<OutboundPolicy>,
+    trust: Option<CertificateTrust>,
+    state_dir: Option<PathBuf>,
     timeout: Duration,
     poll_interval: Duration,
     points: Vec<OpcUaPoint>,
@@ -101,6 +104,8 @@ impl OpcUaDevice {
             endpoint: connection.endpoint,
             settings,
             outbound: connection.outbound,
+            trust: connection.trust,
+            state_dir: connection.state_dir,
             timeout: connection.timeout,
             poll_interval: connection.poll_interval,
             points,
@@ -144,6 +149,27 @@ impl OpcUaDevice {
         Ok(format!("opc.tcp://{addr}{path}"))
     }
 
+    /// The client's key folder: `opcua/` in the tenant's state folder, that folder and it readable by this
+    /// user only (0700), since they hold the client's private key; without a state folder, one under the
+    /// system's temporary folder (the edge agent).
+    fn pki_dir(&self) -> std::io::Result<PathBuf> {
+        let (dir, private) = match &self.state_dir {
+            Some(tenant) => {
+                let dir = tenant.join("opcua");
+                (dir.clone(), vec![tenant.clone(), dir])
+            }
+            None => {
+                let dir = std::env::temp_dir().join("haltless-opcua-pki");
+                (dir.clone(), vec![dir])
+            }
+        };
+        std::fs::create_dir_all(&dir)?;
+        for folder in &private {
+            make_private(folder)?;
+        }
+        Ok(dir)
+    }
+
     /// Opens a session (and, in subscription mode, creates the subscription and monitored items).
     pub async fn connect(&mut self) -> Result<(), SourceError> {
         if let Some(i) = self.node_ids.iter().position(NodeId::is_null) {
@@ -154,14 +180,20 @@ impl OpcUaDevice {
         }
         let url = self.checked_url().await?;
         let secure = self.settings.security_policy != "None";
-        // The first secure client of the process creates the key pair; the others must not race it.
+        // The first secure client of a tenant creates its key pair; the others must not race it.
         static PKI: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let pki = PKI.lock().await;
+        let pki_dir = self.pki_dir().map_err(|e| {
+            tracing::error!(error = %e, "the OPC-UA client key folder cannot be made private");
+            SourceError::Config("the OPC-UA client key folder cannot be created".into())
+        })?;
+        // The library's own trust list is not used: the server's certificate is pinned per source
+        // (`CertificateTrust`), which the library's list, shared by every source, could not express.
         let client = ClientBuilder::new()
             .application_name("Haltless")
             .application_uri("urn:haltless:connectors")
             .product_uri("urn:haltless")
-            .pki_dir(std::env::temp_dir().join("haltless-opcua-pki"))
+            .pki_dir(pki_dir)
             .create_sample_keypair(secure)
             .trust_server_certs(true)
             .session_retry_limit(0)
@@ -191,6 +223,9 @@ impl OpcUaDevice {
         .map_err(|_| SourceError::Timeout(ms))?
         .map_err(|e| self.library_error(&e))?;
         let endpoint = self.choose_endpoint(endpoints, mode, &url)?;
+        if let Some(trust) = &self.trust {
+            trust.check(endpoint.server_certificate.as_ref())?;
+        }
         let (session, event_loop) = client
             .connect_to_endpoint_directly(endpoint, identity)
             .map_err(|e| self.library_error(&e))?;
@@ -498,6 +533,18 @@ impl OpcUaDevice {
         }
         self.ticker = None;
     }
+}
+
+/// Makes `folder` readable, writable and searchable by this user only.
+fn make_private(folder: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    let _ = folder;
+    Ok(())
 }
 
 async fn close(connected: Connected) {

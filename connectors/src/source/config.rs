@@ -182,6 +182,8 @@ impl SourceSpec {
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             timeout: Duration::from_millis(self.timeout_ms),
             outbound,
+            trust: None,
+            state_dir: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! What the polling task sees of a device, whatever its protocol: connect, next poll, disconnect.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use haltless_schemas::outbound::OutboundPolicy;
 use haltless_schemas::Reading;
 
 use super::error::SourceError;
+use super::trust::CertificateTrust;
 
 /// A reading and the (machine, metric) it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +30,7 @@ pub struct PollOutcome {
 }
 
 /// Where a device is and how to pace it: the part of a definition every protocol shares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// The device's address, in the protocol's form (`host:port`, `opc.tcp://host:port/path`, ...).
     pub endpoint: String,
@@ -39,6 +41,12 @@ pub struct Connection {
     /// Which addresses the device may have: connect only to addresses this policy allows
     /// ([`super::outbound::resolve_checked`]).
     pub outbound: Arc<OutboundPolicy>,
+    /// The pinned server certificate, for a protocol whose servers present one; `None`: not pinned (the
+    /// edge agent's own devices).
+    pub trust: Option<CertificateTrust>,
+    /// A folder private to the source's tenant (mode 0700) where the protocol may keep its client keys;
+    /// `None`: a folder under the system's temporary folder.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A connected or connectable device. The polling task ([`super::run_source`]) calls `connect` until it

@@ -32,6 +32,10 @@ pub enum SourceError {
     /// The readings could not be delivered (Kafka or the cloud unavailable).
     #[error("delivery: {0}")]
     Delivery(String),
+    /// The server presented a certificate that is not the one pinned for the source
+    /// ([`super::trust`]).
+    #[error("untrusted certificate: {0}")]
+    Untrusted(String),
     /// The source's definition cannot work (e.g. an unknown machine).
     #[error("configuration: {0}")]
     Config(String),

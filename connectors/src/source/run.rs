@@ -3,6 +3,7 @@
 //! Every source has its own task, so a slow or dead device delays nobody else.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use super::config::SourceSpec;
 use super::device::PointReading;
 use super::error::SourceError;
 use super::status::SharedStatus;
+use super::trust::CertificateTrust;
 
 /// Where a source's readings go: the Kafka path of the platform, or the edge agent's disk buffer.
 pub trait Outlet: Send + Sync + 'static {
@@ -23,7 +25,7 @@ pub trait Outlet: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
-/// Reconnect pacing and the outbound policy.
+/// Reconnect pacing, the outbound policy, and the source's certificate trust and key folder.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// First wait after a failure.
@@ -32,6 +34,14 @@ pub struct RunOptions {
     pub max_backoff: Duration,
     /// Which addresses the device may have (the default refuses every non-public address).
     pub outbound: Arc<OutboundPolicy>,
+    /// The server certificate pinned for the source ([`super::Connection::trust`]).
+    pub trust: Option<CertificateTrust>,
+    /// The tenant's private folder for client keys ([`super::Connection::state_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// The `source` label of the source's metrics; `None`: its name. The platform's pollers give the
+    /// protocol's name: source names are chosen by tenants, and a public `/metrics` must neither show
+    /// them nor grow a series per source.
+    pub metrics_label: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -40,6 +50,9 @@ impl Default for RunOptions {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
             outbound: Arc::default(),
+            trust: None,
+            state_dir: None,
+            metrics_label: None,
         }
     }
 }
@@ -53,7 +66,14 @@ pub async fn run_source<O: Outlet>(
     options: RunOptions,
     shutdown: CancellationToken,
 ) {
-    let mut device = spec.device.open(spec.connection(options.outbound.clone()));
+    let mut connection = spec.connection(options.outbound.clone());
+    connection.trust = options.trust.clone();
+    connection.state_dir = options.state_dir.clone();
+    let mut device = spec.device.open(connection);
+    let label = options
+        .metrics_label
+        .clone()
+        .unwrap_or_else(|| name.clone());
     let mut backoff = options.min_backoff;
     let mut connected = false;
     loop {
@@ -89,16 +109,16 @@ pub async fn run_source<O: Outlet>(
                 let problem = (!problems.is_empty()).then(|| problems.join("; "));
                 if let Some(p) = &problem {
                     tracing::warn!(source = %name, problem = %p, "some points could not be read");
-                    metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => name.clone())
+                    metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => label.clone())
                         .increment(1);
                 }
-                metrics::counter!(crate::metric_names::SOURCE_READINGS, "source" => name.clone())
+                metrics::counter!(crate::metric_names::SOURCE_READINGS, "source" => label.clone())
                     .increment(count as u64);
                 record(&status, now, count, problem);
             }
             Err(e) => {
                 tracing::warn!(source = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "source failed");
-                metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => name.clone())
+                metrics::counter!(crate::metric_names::SOURCE_ERRORS, "source" => label.clone())
                     .increment(1);
                 record(&status, now, 0, Some(e.to_string()));
                 if !matches!(e, SourceError::Delivery(_)) {
