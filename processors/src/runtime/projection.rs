@@ -81,6 +81,16 @@ pub struct RunnerConfig {
 /// Next offset to apply per partition, as stored in PostgreSQL; cleared on every rebalance.
 type Positions = Arc<Mutex<HashMap<i32, i64>>>;
 
+/// A partition's lag: the messages between the consumer's fetch position and the last stable offset, plus
+/// those fetched and not yet taken. librdkafka's own `consumer_lag` counts from the last committed offset,
+/// which stops before a transaction's commit marker: a caught-up reader of a transactional topic would
+/// show 1 for ever. The fetch position is past the markers it has read, so this reaches 0. `None` while
+/// the partition has no position yet.
+fn lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+    (p.next_offset >= 0 && end >= 0).then(|| (end - p.next_offset).max(0) + p.fetchq_cnt.max(0))
+}
+
 /// Forgets the known positions when partitions move, so they are read again from the database.
 /// Also reports each partition's lag from librdkafka's periodic statistics.
 struct RebalanceContext {
@@ -92,9 +102,9 @@ impl ClientContext for RebalanceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         for topic in statistics.topics.values() {
             for (id, p) in &topic.partitions {
-                if *id >= 0 && p.consumer_lag >= 0 {
+                if let Some(lag) = lag(p).filter(|_| *id >= 0) {
                     metrics::gauge!(metric_names::PROJECTION_LAG, "projection" => self.projection.clone(), "partition" => id.to_string())
-                        .set(p.consumer_lag as f64);
+                        .set(lag as f64);
                 }
             }
         }
