@@ -87,7 +87,11 @@ type Positions = Arc<Mutex<HashMap<i32, i64>>>;
 /// show 1 for ever. The fetch position is past the markers it has read, so this reaches 0. `None` while
 /// the partition has no position yet.
 fn lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
-    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+    let end = if p.ls_offset >= 0 {
+        p.ls_offset
+    } else {
+        p.hi_offset
+    };
     (p.next_offset >= 0 && end >= 0).then(|| (end - p.next_offset).max(0) + p.fetchq_cnt.max(0))
 }
 
@@ -310,5 +314,32 @@ impl<P: Projection> ProjectionRunner<P> {
             *p = loaded.clone();
         }
         Ok(loaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag;
+    use rdkafka::statistics::Partition;
+
+    fn partition(next_offset: i64, ls_offset: i64, fetchq_cnt: i64) -> Partition {
+        Partition {
+            next_offset,
+            ls_offset,
+            hi_offset: ls_offset,
+            fetchq_cnt,
+            committed_offset: ls_offset - 1,
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn a_reader_past_the_last_commit_marker_has_no_lag() {
+        // Data up to offset 10, the transaction's marker at 11: the last stable offset is 12.
+        assert_eq!(lag(&partition(12, 12, 0)), Some(0));
+        // Behind: 7 messages not fetched yet and 3 fetched but not taken.
+        assert_eq!(lag(&partition(5, 12, 3)), Some(10));
+        // No position yet (just assigned).
+        assert_eq!(lag(&partition(-1001, 12, 0)), None);
     }
 }
