@@ -4,8 +4,9 @@
 //! A raised alert is routed to the first policy whose matchers hold and joins the group of its policy
 //! that is still waiting for its first notice (same group key), or starts one that waits
 //! `group_wait_secs`; when the group already notified and still has open alerts, the newcomers wait
-//! until `group_interval_secs` after its last notice, and are told together. The row is keyed by the alert's id alone: a replay or a new generation that
-//! raises the same alert again finds it and escalates nothing twice. Alerts written before the engine
+//! until `group_interval_secs` after its last notice, and are told together. The row is keyed by the
+//! alert's id alone: a replay or a new generation that raises the same alert again finds it and
+//! escalates nothing twice. Alerts written before the engine
 //! took the generation in (a replay's rebuilt history) are recorded as `history`.
 
 use std::collections::hash_map::Entry;
