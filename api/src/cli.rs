@@ -55,8 +55,9 @@ enum Command {
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
-    /// Run the alert engine: escalation policies, grouping, silences and maintenance, and delivery to
-    /// webhooks, Slack, Teams, email and Web Push, each notification once, and the connectivity watchdog (HTTP serves only health and metrics).
+    /// Run the alert engine: escalation policies, grouping, silences and maintenance, delivery to
+    /// webhooks, Slack, Teams, email and Web Push, each notification once, and the connectivity watchdog
+    /// (HTTP serves only health and metrics).
     Alerting,
     /// Poll every enabled OPC-UA and Modbus TCP source into Kafka; instances share the sources
     /// (HTTP serves only health and metrics).

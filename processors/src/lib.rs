@@ -7,7 +7,8 @@
 //!   exactly-once processor that runs them on `haltless.readings.v1` ([`detection::processor`]), and
 //!   backtests ([`detection::backtest`]).
 //! - [`alerting`]: the alert engine: escalation policies, grouping, silences and maintenance, and
-//!   delivery to webhooks, Slack, Teams, email and Web Push, each notification once, and the connectivity watchdog.
+//!   delivery to webhooks, Slack, Teams, email and Web Push, each notification once, and the
+//!   connectivity watchdog.
 //! - [`prediction`]: remaining-useful-life models as pure logic (C-MAPSS input, health features,
 //!   gradient-boosted trees with intervals, cross-validation by unit) and `haltless train`/`predict`.
 //! - [`projection`]: the projections themselves; [`projection::readings`] materialises
