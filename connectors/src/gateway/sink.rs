@@ -1,5 +1,11 @@
 //! Writes validated readings to `haltless.readings.v1` and waits for Kafka's acknowledgement.
+//!
+//! While Kafka is out, one write at a time probes it (waiting up to the produce timeout), at most one
+//! a second (`Retry-After: 1`); the others answer "unavailable" at once instead of each waiting the whole
+//! timeout. The first write that Kafka acknowledges ends the outage.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -38,6 +44,59 @@ pub struct ReadingsSink {
     topic: String,
     codec: Codec,
     timeout: Duration,
+    outage: Arc<Outage>,
+}
+
+/// How long after a failed write the next one may probe Kafka.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether Kafka is out: when its writes began to fail, when the last one failed, and whether a write
+/// is probing it.
+#[derive(Debug, Default)]
+struct Outage {
+    failing: Mutex<Option<(Instant, Instant)>>,
+    probing: AtomicBool,
+}
+
+/// Ends a probe however the write ends (completed, failed or dropped).
+struct Probe<'a>(&'a Outage);
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
+    }
+}
+
+impl Outage {
+    fn failing(&self) -> Option<(Instant, Instant)> {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a write's outcome.
+    fn record(&self, ok: bool) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        *failing = if ok {
+            None
+        } else {
+            let now = Instant::now();
+            Some((failing.map_or(now, |(since, _)| since), now))
+        };
+    }
+
+    /// `Ok(None)`: no outage, write; `Ok(Some(probe))`: write as the outage's probe; `Err`: answer at once
+    /// (a probe is under way, or the last failure is too recent).
+    fn admit(&self) -> Result<Option<Probe<'_>>, SinkError> {
+        let Some((since, last)) = self.failing() else {
+            return Ok(None);
+        };
+        if last.elapsed() < PROBE_EVERY || self.probing.swap(true, Ordering::AcqRel) {
+            return Err(SinkError::Unavailable(format!(
+                "kafka has been unreachable for {} s",
+                since.elapsed().as_secs()
+            )));
+        }
+        Ok(Some(Probe(self)))
+    }
 }
 
 impl std::fmt::Debug for ReadingsSink {
@@ -63,6 +122,7 @@ impl ReadingsSink {
             topic: topic.to_owned(),
             codec,
             timeout,
+            outage: Arc::default(),
         })
     }
 
@@ -71,6 +131,17 @@ impl ReadingsSink {
     /// On error some batches may have been written; a retry is safe because the readings store keys rows
     /// by (tenant, machine, metric, event time).
     pub async fn write(&self, batches: &[ReadingBatch]) -> Result<(), SinkError> {
+        let _probe = self.outage.admit()?;
+        let result = self.send(batches).await;
+        match &result {
+            Ok(()) => self.outage.record(true),
+            Err(SinkError::Unavailable(_)) => self.outage.record(false),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn send(&self, batches: &[ReadingBatch]) -> Result<(), SinkError> {
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -123,5 +194,26 @@ impl ReadingsSink {
     /// Waits up to `timeout` for queued records to be delivered (at shutdown).
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(Timeout::After(timeout));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_outage_is_probed_by_one_write_a_second_and_ends_with_a_success() {
+        let outage = Outage::default();
+        assert!(matches!(outage.admit(), Ok(None)), "no outage");
+        outage.record(false);
+        assert!(outage.admit().is_err(), "within a second of the failure");
+        *outage.failing.lock().unwrap_or_else(|e| e.into_inner()) =
+            outage.failing().map(|(s, l)| (s, l - PROBE_EVERY));
+        let probe = outage.admit();
+        assert!(matches!(probe, Ok(Some(_))), "one write probes");
+        assert!(outage.admit().is_err(), "the others do not, meanwhile");
+        drop(probe);
+        outage.record(true);
+        assert!(matches!(outage.admit(), Ok(None)), "the outage ended");
     }
 }
