@@ -309,7 +309,8 @@ async fn sweep_in_small_batches(storage: Storage) {
         assert_eq!(compressed, 34, "one chunk a day");
         for view in ["readings_1m", "readings_1h"] {
             sqlx::query(&format!(
-                "CALL refresh_continuous_aggregate('{view}', NULL, now() - interval '1 hour')"
+                "CALL refresh_continuous_aggregate('{view}', NULL, now() - interval '1 hour',
+                     options => '{{\"buckets_per_batch\": 0}}')"
             ))
             .execute(pool)
             .await

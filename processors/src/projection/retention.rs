@@ -104,7 +104,8 @@ async fn sweep_tenant(
     }
 }
 
-/// Recomputes the continuous aggregates (when there are any) up to the hour after `cutoff`, in one pass:
+/// Recomputes the continuous aggregates (when there are any) up to the hour after `cutoff`, in one pass
+/// (TimescaleDB's batched manual refresh, its default, may stop short of the window):
 /// their buckets of deleted readings shrink or disappear. A refresh recomputes only the ranges that
 /// changed. When a refresh policy is running at that moment, its run (which covers the whole history)
 /// does the work instead.
