@@ -12,6 +12,7 @@
 --   delivers late after an outage land in plain chunks, everything older shrinks about tenfold;
 -- - segment by (tenant_id, machine_id, metric), order by ts: a query reads only its machine's (and metric's)
 --   batches, each batch's min/max ts skips those outside the range, rows come out in time order;
+-- - indexes: the primary key (tenant_id, machine_id, metric, ts) only;
 -- - retention: chunks go whole once older than the longest tier's retention (Enterprise, 3650 days);
 --   shorter tiers are trimmed per tenant by the retention sweep with `DELETE ... WHERE tenant_id = $1 AND ts
 --   < $2`, which TimescaleDB applies to compressed chunks too (it decompresses only the tenant's batches
@@ -79,6 +80,9 @@ BEGIN
         RETURN 'partitions';
     END IF;
     PERFORM set_chunk_time_interval('readings', interval '1 day');
+    -- create_hypertable's own index on ts alone serves no query of ours (each filters by tenant and
+    -- machine first, which the primary key serves) and costs a fifth of the disk and of every insert.
+    DROP INDEX IF EXISTS readings_ts_idx;
     -- Compression settings can only change while no chunk is compressed (a database that ran 0001's
     -- hypertable for more than a week already has these same settings).
     IF NOT EXISTS (SELECT 1 FROM chunk_compression_stats('readings') WHERE compression_status = 'Compressed') THEN
