@@ -26,6 +26,8 @@ DECLARE
     first_ts timestamptz;
     last_ts timestamptz;
 BEGIN
+    -- The new table takes the old one's columns and checks, and the primary key alone (whose name the old
+    -- table hands over first).
     IF to_regclass('timescaledb_information.hypertables') IS NOT NULL THEN
         EXECUTE $q$SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
                                   WHERE hypertable_schema = 'public' AND hypertable_name = 'readings')$q$
@@ -36,16 +38,8 @@ BEGIN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
         ALTER TABLE readings RENAME TO readings_before_timescaledb;
         ALTER TABLE readings_before_timescaledb RENAME CONSTRAINT readings_pkey TO readings_before_timescaledb_pkey;
-        CREATE TABLE readings (
-            tenant_id    uuid NOT NULL,
-            machine_id   uuid NOT NULL,
-            metric       text NOT NULL,
-            ts           timestamptz NOT NULL,
-            value        double precision NOT NULL,
-            quality      text CHECK (quality IN ('good', 'uncertain', 'bad')),
-            ingested_at  timestamptz NOT NULL,
-            PRIMARY KEY (tenant_id, machine_id, metric, ts)
-        );
+        CREATE TABLE readings (LIKE readings_before_timescaledb INCLUDING CONSTRAINTS,
+                               PRIMARY KEY (tenant_id, machine_id, metric, ts));
         PERFORM create_hypertable('readings', 'ts', chunk_time_interval => interval '1 day');
         INSERT INTO readings SELECT tenant_id, machine_id, metric, ts, value, quality, ingested_at
                              FROM readings_before_timescaledb;
@@ -56,16 +50,8 @@ BEGIN
         DROP MATERIALIZED VIEW IF EXISTS readings_1m CASCADE;
         ALTER TABLE readings RENAME TO readings_before_partitions;
         ALTER TABLE readings_before_partitions RENAME CONSTRAINT readings_pkey TO readings_before_partitions_pkey;
-        CREATE TABLE readings (
-            tenant_id    uuid NOT NULL,
-            machine_id   uuid NOT NULL,
-            metric       text NOT NULL,
-            ts           timestamptz NOT NULL,
-            value        double precision NOT NULL,
-            quality      text CHECK (quality IN ('good', 'uncertain', 'bad')),
-            ingested_at  timestamptz NOT NULL,
-            PRIMARY KEY (tenant_id, machine_id, metric, ts)
-        ) PARTITION BY RANGE (ts);
+        CREATE TABLE readings (LIKE readings_before_partitions INCLUDING CONSTRAINTS,
+                               PRIMARY KEY (tenant_id, machine_id, metric, ts)) PARTITION BY RANGE (ts);
         CREATE TABLE readings_default PARTITION OF readings DEFAULT;
         SELECT min(ts), max(ts) INTO first_ts, last_ts FROM readings_before_partitions;
         PERFORM haltless_ensure_readings_partitions(least(first_ts, now() - interval '1 month'),

@@ -8,8 +8,9 @@
 -- 1-minute buckets every minute and the hourly ones every 10 minutes over the whole history
 -- (start_offset NULL): a refresh recomputes only the ranges that changed, so readings delivered late and
 -- the retention sweep's deletions reach the aggregates at the next run (the sweep also refreshes at once).
--- A run works through the changed ranges a day (1-minute aggregate) or a week (hourly) per transaction;
--- TimescaleDB's default of 10 buckets would take thousands of transactions after a month of late data.
+-- A run refreshes in one transaction (buckets_per_batch 0): TimescaleDB's batched refresh, newest batch
+-- first, moves the watermark before the older batches are materialized, and queries miss those meanwhile
+-- (seen after converting a table with rows: a day of hourly buckets was absent until the run finished).
 -- The aggregates keep the raw table's longest retention (3650 days).
 --
 -- Without TimescaleDB (natively partitioned readings) there are no aggregates and queries read raw rows.
@@ -36,7 +37,7 @@ BEGIN
         CREATE INDEX readings_1m_series ON readings_1m (tenant_id, machine_id, metric, bucket);
         PERFORM add_continuous_aggregate_policy('readings_1m', start_offset => NULL,
             end_offset => interval '1 minute', schedule_interval => interval '1 minute',
-            buckets_per_batch => 1440);
+            buckets_per_batch => 0);
         PERFORM add_retention_policy('readings_1m', interval '3650 days');
     END IF;
     IF to_regclass('readings_1h') IS NULL THEN
@@ -52,7 +53,7 @@ BEGIN
         CREATE INDEX readings_1h_series ON readings_1h (tenant_id, machine_id, metric, bucket);
         PERFORM add_continuous_aggregate_policy('readings_1h', start_offset => NULL,
             end_offset => interval '1 hour', schedule_interval => interval '10 minutes',
-            buckets_per_batch => 168);
+            buckets_per_batch => 0);
         PERFORM add_retention_policy('readings_1h', interval '3650 days');
     END IF;
     RETURN true;

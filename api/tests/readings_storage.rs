@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use common::{Isolation, Storage, TestApp};
+use common::{refresh_aggregates, Isolation, Storage, TestApp};
 use haltless_api::routes::series::{self, BucketSource, Range};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -56,17 +56,22 @@ async fn insert(pool: &PgPool, tenant: Uuid, machine: Uuid, rows: &[(&str, i64, 
     .unwrap();
 }
 
-/// (bucket start ms, metric) → (min, max, avg, count, last), computed here from the dataset.
+/// A bucket as (start ms, metric, min, max, avg, count, last).
+type BucketTuple = (i64, String, f64, f64, f64, i64, f64);
+/// A bucket being summed up: (min, max, sum, count, newest ms, its value).
+type Partial = (f64, f64, f64, i64, i64, f64);
+
+/// The buckets of `width_s` over `[from_ms, to_ms)`, computed here from the dataset.
 fn expected(
     rows: &[(&str, i64, f64)],
     width_s: i64,
     from_ms: i64,
     to_ms: i64,
     metric: Option<&str>,
-) -> Vec<(i64, String, f64, f64, f64, i64, f64)> {
+) -> Vec<BucketTuple> {
     const ORIGIN_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z, the API's bucket origin
     let w = width_s * 1_000;
-    let mut acc: BTreeMap<(i64, String), (f64, f64, f64, i64, i64, f64)> = BTreeMap::new();
+    let mut acc: BTreeMap<(i64, String), Partial> = BTreeMap::new();
     for &(m, ts, v) in rows {
         if ts < from_ms || ts >= to_ms || metric.is_some_and(|want| want != m) {
             continue;
@@ -99,7 +104,7 @@ fn iso_ms(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn as_tuples(body: &Value) -> Vec<(i64, String, f64, f64, f64, i64, f64)> {
+fn as_tuples(body: &Value) -> Vec<BucketTuple> {
     body["buckets"]
         .as_array()
         .unwrap_or_else(|| panic!("no buckets: {body}"))
@@ -117,20 +122,6 @@ fn as_tuples(body: &Value) -> Vec<(i64, String, f64, f64, f64, i64, f64)> {
             )
         })
         .collect()
-}
-
-/// Materializes the aggregates up to `to`, in one pass (TimescaleDB's batched manual refresh may stop
-/// short).
-async fn refresh(pool: &PgPool, to: &str) {
-    for view in ["readings_1m", "readings_1h"] {
-        sqlx::query(&format!(
-            "CALL refresh_continuous_aggregate('{view}', NULL, '{to}'::timestamptz,
-                 options => '{{\"buckets_per_batch\": 0}}')"
-        ))
-        .execute(pool)
-        .await
-        .unwrap();
-    }
 }
 
 async fn stored_as(pool: &PgPool) -> (bool, bool) {
@@ -187,7 +178,7 @@ async fn readings_queries_answer_the_same(storage: Storage) {
     insert(pool, Uuid::new_v4(), machine, &rows[..1_000]).await;
     if storage == Storage::Default {
         // The first two days materialized, the third only seen through real-time aggregation.
-        refresh(pool, "2026-11-22T00:00:00Z").await;
+        refresh_aggregates(pool, "'2026-11-22T00:00:00Z'").await;
     }
 
     let end = T0_MS + PER_METRIC * STEP_MS;
@@ -267,7 +258,7 @@ async fn readings_queries_answer_the_same(storage: Storage) {
             .get(&format!("/api/v1/machines/m-1/readings?bucket=30s&{hour}"))
             .await;
         assert_eq!(count(&raw), 0, "the raw path sees the deletion");
-        refresh(pool, "2026-11-22T00:00:00Z").await;
+        refresh_aggregates(pool, "'2026-11-22T00:00:00Z'").await;
         let (_, hourly) = app
             .get(&format!("/api/v1/machines/m-1/readings?bucket=1h&{hour}"))
             .await;
@@ -325,7 +316,7 @@ async fn a_partitioned_table_with_rows_becomes_a_hypertable_with_the_same_rows()
         hours_before,
         "hourly buckets through real-time aggregation, before any refresh"
     );
-    refresh(pool, "2026-11-24T00:00:00Z").await;
+    refresh_aggregates(pool, "'2026-11-24T00:00:00Z'").await;
     assert_eq!(
         series::buckets(pool, &range, 3_600, source).await.unwrap(),
         hours_before,

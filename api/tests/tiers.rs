@@ -307,15 +307,7 @@ async fn sweep_in_small_batches(storage: Storage) {
                 .await
                 .unwrap();
         assert_eq!(compressed, 34, "one chunk a day");
-        for view in ["readings_1m", "readings_1h"] {
-            sqlx::query(&format!(
-                "CALL refresh_continuous_aggregate('{view}', NULL, now() - interval '1 hour',
-                     options => '{{\"buckets_per_batch\": 0}}')"
-            ))
-            .execute(pool)
-            .await
-            .unwrap();
-        }
+        common::refresh_aggregates(pool, "now() - interval '1 hour'").await;
         assert_eq!(aggregated(free).await, 34);
     }
     let report = haltless_processors::projection::retention::sweep(pool, 5)

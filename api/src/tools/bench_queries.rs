@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
-use secrecy::ExposeSecret;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::app::MIGRATOR;
 use crate::config::Settings;
 use crate::routes::series::{self, BucketSource, Range};
+use crate::tools::scratch::ScratchDatabase;
 
 /// Parameters of the query benchmark.
 #[derive(Debug, Clone)]
@@ -52,28 +52,15 @@ pub async fn run(settings: &Settings, config: QueryBenchConfig) -> anyhow::Resul
         "--metrics must lie between 1 and {}",
         METRICS.len()
     );
-    let admin_url = settings.database.url.expose_secret().to_owned();
-    let db = format!("bench_queries_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .context("PostgreSQL")?;
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-        .execute(&mut admin)
-        .await?;
-    if config.partitions {
-        sqlx::query(&format!(
-            "ALTER DATABASE \"{db}\" SET haltless.readings_storage = 'partitions'"
-        ))
-        .execute(&mut admin)
-        .await?;
-    }
-    let base = &admin_url[..admin_url.rfind('/').unwrap_or(admin_url.len())];
-    let pool = PgPool::connect(&format!("{base}/{db}")).await?;
-    let result = measure(&pool, &config).await;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let name = format!("bench_queries_{}", Uuid::new_v4().simple());
+    let options: &[(&str, &str)] = if config.partitions {
+        &[("haltless.readings_storage", "partitions")]
+    } else {
+        &[]
+    };
+    let db = ScratchDatabase::create(settings, &name, options).await?;
+    let result = measure(&db.pool, &config).await;
+    db.remove().await?;
     result
 }
 
