@@ -15,6 +15,23 @@
 --
 -- Without TimescaleDB (natively partitioned readings) there are no aggregates and queries read raw rows.
 
+-- A refresh policy over the whole history, in one pass per run where TimescaleDB batches refreshes (recent
+-- releases; the Docker Compose file's image may predate that).
+CREATE FUNCTION haltless_add_refresh_policy(p_view regclass, p_end interval, p_schedule interval)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'add_continuous_aggregate_policy'
+               AND 'buckets_per_batch' = ANY (proargnames)) THEN
+        EXECUTE 'SELECT add_continuous_aggregate_policy($1, start_offset => NULL, end_offset => $2,
+                     schedule_interval => $3, buckets_per_batch => 0)'
+            USING p_view, p_end, p_schedule;
+    ELSE
+        PERFORM add_continuous_aggregate_policy(p_view, start_offset => NULL, end_offset => p_end,
+                                                schedule_interval => p_schedule);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION haltless_readings_aggregates() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     IF to_regclass('_timescaledb_catalog.hypertable') IS NULL THEN
@@ -35,9 +52,7 @@ BEGIN
         GROUP BY tenant_id, machine_id, metric, time_bucket(interval '1 minute', ts)
         WITH NO DATA;
         CREATE INDEX readings_1m_series ON readings_1m (tenant_id, machine_id, metric, bucket);
-        PERFORM add_continuous_aggregate_policy('readings_1m', start_offset => NULL,
-            end_offset => interval '1 minute', schedule_interval => interval '1 minute',
-            buckets_per_batch => 0);
+        PERFORM haltless_add_refresh_policy('readings_1m', interval '1 minute', interval '1 minute');
         PERFORM add_retention_policy('readings_1m', interval '3650 days');
     END IF;
     IF to_regclass('readings_1h') IS NULL THEN
@@ -51,9 +66,7 @@ BEGIN
         GROUP BY tenant_id, machine_id, metric, time_bucket(interval '1 hour', bucket)
         WITH NO DATA;
         CREATE INDEX readings_1h_series ON readings_1h (tenant_id, machine_id, metric, bucket);
-        PERFORM add_continuous_aggregate_policy('readings_1h', start_offset => NULL,
-            end_offset => interval '1 hour', schedule_interval => interval '10 minutes',
-            buckets_per_batch => 0);
+        PERFORM haltless_add_refresh_policy('readings_1h', interval '1 hour', interval '10 minutes');
         PERFORM add_retention_policy('readings_1h', interval '3650 days');
     END IF;
     RETURN true;

@@ -110,16 +110,26 @@ async fn sweep_tenant(
 /// changed. When a refresh policy is running at that moment, its run (which covers the whole history)
 /// does the work instead.
 async fn refresh_aggregates(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    let present: bool = sqlx::query_scalar("SELECT to_regclass('readings_1h') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
+    // Whether there are aggregates, and whether this TimescaleDB batches refreshes (recent releases).
+    let (present, batches): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('readings_1h') IS NOT NULL,
+                EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'refresh_continuous_aggregate'
+                        AND 'options' = ANY (proargnames))",
+    )
+    .fetch_one(pool)
+    .await?;
     if !present {
         return Ok(());
     }
+    let options = if batches {
+        ", options => '{\"buckets_per_batch\": 0}'"
+    } else {
+        ""
+    };
     for view in ["readings_1m", "readings_1h"] {
         let refreshed = sqlx::query(&format!(
             "CALL refresh_continuous_aggregate('{view}', NULL,
-                 date_trunc('hour', $1::timestamptz) + interval '1 hour', options => '{{\"buckets_per_batch\": 0}}')"
+                 date_trunc('hour', $1::timestamptz) + interval '1 hour'{options})"
         ))
         .bind(cutoff)
         .execute(pool)
