@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, bench_alerts, bench_detect, simulate};
+use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, simulate};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -124,6 +124,12 @@ enum Command {
     ///
     /// Uses a throw-away database and topic on the configured PostgreSQL and Kafka, removed afterwards.
     BenchAlerts(BenchAlertsArgs),
+    /// Benchmark the readings queries on a month of 1 Hz data of one machine with 5 metrics: p50/p99 of a
+    /// raw range, 1-minute and 1-hour buckets and the latest values, before and after continuous
+    /// aggregates, and bytes per reading uncompressed and compressed.
+    ///
+    /// Loads the data with COPY into a throw-away database on the configured PostgreSQL, removed afterwards.
+    BenchQueries(BenchQueriesArgs),
     /// Reprocess history into a new generation of detector state and alerts, then switch over.
     ///
     /// The platform keeps ingesting and detecting with the active generation meanwhile. Without --to, the
@@ -227,6 +233,22 @@ struct BenchAlertsArgs {
     /// Notifications queued for the slow receiver in the second phase.
     #[arg(long, default_value_t = 10_000)]
     backlog: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchQueriesArgs {
+    /// Days of data.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Metrics of the machine (1 to 8), a reading each per second.
+    #[arg(long, default_value_t = 5)]
+    metrics: usize,
+    /// Runs of each query.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Measure natively partitioned readings (as without TimescaleDB) instead.
+    #[arg(long)]
+    partitions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -446,6 +468,19 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
                 backlog: args.backlog,
             };
             bench_alerts::run(&settings, config).await?
+        }
+        Command::BenchQueries(args) => {
+            anyhow::ensure!(
+                args.days > 0 && args.runs > 0,
+                "--days and --runs must be positive"
+            );
+            let config = bench_queries::QueryBenchConfig {
+                days: args.days,
+                metrics: args.metrics,
+                runs: args.runs,
+                partitions: args.partitions,
+            };
+            bench_queries::run(&settings, config).await?
         }
         Command::Replay(args) => args.run(&settings).await?,
         Command::Backtest(args) => backtest::run(&args.into_config(), &settings.kafka).await?,

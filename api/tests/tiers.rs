@@ -1,6 +1,7 @@
 //! Tier limits: Free's third machine is refused, its third ingest source and its points past the tier's
 //! figures too, the 61st write of a minute gets 429 on any instance, overrides lift the limits, and
-//! readings older than a tenant's retention are really deleted.
+//! readings older than a tenant's retention are really deleted, from a TimescaleDB hypertable (compressed
+//! chunks included) and from plain partitions alike.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -8,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use common::{Storage, TestApp};
 use haltless_api::app::{Application, Roles};
 use haltless_api::auth::Scope;
 use haltless_api::platform::{self, Override};
@@ -340,8 +341,17 @@ async fn ages(pool: &sqlx::PgPool, tenant: Uuid) -> Vec<i32> {
 
 #[tokio::test]
 async fn readings_older_than_the_tiers_retention_are_deleted_per_tenant() {
+    retention_task_deletes_per_tenant(Storage::Default).await;
+}
+
+#[tokio::test]
+async fn readings_older_than_the_tiers_retention_are_deleted_per_tenant_on_plain_partitions() {
+    retention_task_deletes_per_tenant(Storage::Partitions).await;
+}
+
+async fn retention_task_deletes_per_tenant(storage: Storage) {
     // The project role sweeps every second here (hourly by default).
-    let app = TestApp::spawn_with(&[], |s| s.limits.retention_interval_secs = 1).await;
+    let app = TestApp::spawn_storage(storage, &[], |s| s.limits.retention_interval_secs = 1).await;
     let pool = &app.iso.pool;
     let free = create_tenant(pool, "free-keeps-7d", Tier::Free)
         .await
@@ -381,7 +391,16 @@ async fn readings_older_than_the_tiers_retention_are_deleted_per_tenant() {
 
 #[tokio::test]
 async fn a_sweep_in_small_batches_removes_everything_due_and_nothing_else() {
-    let iso = common::Isolation::create().await;
+    sweep_in_small_batches(Storage::Default).await;
+}
+
+#[tokio::test]
+async fn a_sweep_in_small_batches_removes_everything_due_and_nothing_else_on_plain_partitions() {
+    sweep_in_small_batches(Storage::Partitions).await;
+}
+
+async fn sweep_in_small_batches(storage: Storage) {
+    let iso = common::Isolation::create_with_storage(storage).await;
     let pool = &iso.pool;
     let free = create_tenant(pool, "free", Tier::Free).await.unwrap();
     let pro = create_tenant(pool, "pro", Tier::Pro).await.unwrap();
@@ -393,12 +412,40 @@ async fn a_sweep_in_small_batches_removes_everything_due_and_nothing_else() {
         reading_at(pool, free, machine, d).await;
         reading_at(pool, pro, machine, d).await;
     }
+    let aggregated = |tenant: Uuid| async move {
+        let q = "SELECT coalesce(sum(count), 0)::bigint FROM readings_1h WHERE tenant_id = $1";
+        sqlx::query_scalar::<_, i64>(q)
+            .bind(tenant)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    if storage == Storage::Default {
+        // Every chunk compressed, as the compression policy leaves chunks older than 3 days, and the
+        // aggregates materialized, as their refresh policies leave them.
+        let compressed: i64 =
+            sqlx::query_scalar("SELECT count(compress_chunk(c)) FROM show_chunks('readings') c")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(compressed, 34, "one chunk a day");
+        common::refresh_aggregates(pool, "now() - interval '1 hour'").await;
+        assert_eq!(aggregated(free).await, 34);
+    }
     let report = haltless_processors::projection::retention::sweep(pool, 5)
         .await
         .unwrap();
     assert_eq!((report.deleted, report.failed), (32, 0));
     assert_eq!(ages(pool, free).await, vec![1, 6]);
     assert_eq!(ages(pool, pro).await.len(), 32, "Pro keeps a year");
+    if storage == Storage::Default {
+        assert_eq!(
+            aggregated(free).await,
+            2,
+            "the hourly aggregate forgot them too"
+        );
+        assert_eq!(aggregated(pro).await, 32);
+    }
     assert_eq!(
         haltless_processors::projection::retention::sweep(pool, 5)
             .await

@@ -1,7 +1,8 @@
 //! HTTP endpoints, one module per group; each exports its `router()`, assembled in [`crate::app`].
 //!
 //! - [`ingest`]: `POST /api/v1/ingest`, into the one admission path of readings.
-//! - [`machines`], [`readings`]: machines, their readings (raw, bucketed, latest, CSV).
+//! - [`machines`], [`readings`]: machines, their readings (raw, bucketed, latest, CSV); [`series`] reads
+//!   the readings store (raw rows, or the continuous aggregates for buckets).
 //! - [`rules`], [`alerts`]: rules as events, alerts with their history, acks and snoozes.
 //! - [`channels`], [`policies`], [`silences`], [`push`]: the alert engine's notification channels,
 //!   escalation policies, silences, delivery log, and the browsers people subscribed for Web Push.
@@ -27,6 +28,7 @@ pub mod push;
 pub mod readings;
 pub mod reports;
 pub mod rules;
+pub mod series;
 pub mod settings;
 pub mod silences;
 pub mod sources;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{instant, machine_id, CsvDocument};
+use crate::routes::series::{self, Bucket, BucketSource, Range, RawRow};
 use crate::state::AppState;
 use crate::time::format_instant;
 
@@ -152,13 +153,7 @@ pub(crate) async fn latest(
 ) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
     let machine_id = machine_id(&state, &key, &machine).await?;
-    let rows: Vec<RawRow> = sqlx::query_as(
-        "SELECT metric, ts, value, quality FROM haltless_latest_readings($1, $2) ORDER BY metric",
-    )
-    .bind(key.tenant_id)
-    .bind(machine_id)
-    .fetch_all(state.pool())
-    .await?;
+    let rows = series::latest(state.pool(), key.tenant_id, machine_id).await?;
     let metrics: Vec<Value> = rows
         .into_iter()
         .map(|r| json!({ "metric": r.metric, "ts": format_instant(r.ts), "value": r.value, "quality": r.quality }))
@@ -217,74 +212,35 @@ enum Rows {
     Buckets(Vec<Bucket>, i64),
 }
 
-#[derive(sqlx::FromRow)]
-struct RawRow {
-    metric: String,
-    ts: DateTime<Utc>,
-    value: f64,
-    quality: Option<String>,
-}
-
-/// The rows of `r` and whether the limit cut them.
+/// The rows of `r` and whether the limit cut them. Buckets come from the continuous aggregates where the
+/// width allows (see [`series`]).
 async fn fetch(state: &AppState, tenant: Uuid, r: &Request) -> Result<(Rows, bool), ApiError> {
-    let limit = r.limit;
+    let pool = state.pool();
+    let range = Range {
+        tenant,
+        machine: r.machine_id,
+        metric: r.metric.clone(),
+        from: r.from,
+        to: r.to,
+        limit: r.limit + 1,
+    };
+    let limit = r.limit as usize;
     match r.bucket_seconds {
         None => {
-            let mut rows: Vec<RawRow> = sqlx::query_as(
-                "SELECT metric, ts, value, quality FROM readings
-                 WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
-                   AND ts >= $4 AND ts < $5
-                 ORDER BY ts, metric LIMIT $6",
-            )
-            .bind(tenant)
-            .bind(r.machine_id)
-            .bind(&r.metric)
-            .bind(r.from)
-            .bind(r.to)
-            .bind(limit + 1)
-            .fetch_all(state.pool())
-            .await?;
-            let truncated = rows.len() as i64 > limit;
-            rows.truncate(limit as usize);
+            let mut rows = series::raw(pool, &range).await?;
+            let truncated = rows.len() > limit;
+            rows.truncate(limit);
             Ok((Rows::Raw(rows), truncated))
         }
         Some(seconds) => {
-            // date_bin works on plain PostgreSQL and TimescaleDB alike (time_bucket would not).
-            let mut rows: Vec<Bucket> = sqlx::query_as(
-                "SELECT metric, date_bin(make_interval(secs => $6), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-                        min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS count,
-                        (array_agg(value ORDER BY ts DESC))[1] AS last
-                 FROM readings
-                 WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
-                   AND ts >= $4 AND ts < $5
-                 GROUP BY metric, bucket ORDER BY bucket, metric LIMIT $7",
-            )
-            .bind(tenant)
-            .bind(r.machine_id)
-            .bind(&r.metric)
-            .bind(r.from)
-            .bind(r.to)
-            .bind(seconds as f64)
-            .bind(limit + 1)
-            .fetch_all(state.pool())
-            .await?;
-            let truncated = rows.len() as i64 > limit;
-            rows.truncate(limit as usize);
+            let source =
+                BucketSource::for_width(seconds, series::aggregates_available(pool).await?);
+            let mut rows = series::buckets(pool, &range, seconds, source).await?;
+            let truncated = rows.len() > limit;
+            rows.truncate(limit);
             Ok((Rows::Buckets(rows, seconds), truncated))
         }
     }
-}
-
-/// One aggregated bucket of one metric.
-#[derive(sqlx::FromRow)]
-struct Bucket {
-    metric: String,
-    bucket: DateTime<Utc>,
-    min: f64,
-    max: f64,
-    avg: f64,
-    count: i64,
-    last: f64,
 }
 
 /// Parses a bucket width: a positive whole number with unit `s`, `m`, `h` or `d`.

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -28,14 +27,14 @@ use haltless_schemas::outbound::OutboundPolicy;
 use haltless_schemas::secrets::Keyring;
 use haltless_schemas::{AlertRecord, WireFormat};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::MIGRATOR;
 use crate::config::Settings;
+use crate::tools::scratch::ScratchDatabase;
 
 /// Parameters of the alert engine benchmark.
 #[derive(Debug, Clone)]
@@ -88,25 +87,13 @@ fn rss_mib() -> f64 {
 /// Runs the benchmark and prints its figures; the database and topic it made are removed whatever happens.
 pub async fn run(settings: &Settings, config: AlertBenchConfig) -> anyhow::Result<()> {
     let run = Uuid::new_v4().simple().to_string();
-    let admin_url = settings.database.url.expose_secret().to_owned();
-    let db = format!("bench_alerts_{run}");
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .context("PostgreSQL")?;
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-        .execute(&mut admin)
-        .await?;
-    let base = &admin_url[..admin_url.rfind('/').unwrap_or(admin_url.len())];
-    let pool = PgPool::connect(&format!("{base}/{db}")).await?;
+    let db = ScratchDatabase::create(settings, &format!("bench_alerts_{run}"), &[]).await?;
     let mut processors = settings.processors();
     processors.kafka.alerts_topic = format!("bench.alerts.{run}");
     processors.projection.group_prefix = format!("bench-alerts-{run}");
     processors.alerting.tick_ms = processors.alerting.tick_ms.min(100);
-    let result = measure(&pool, &processors, &config).await;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let result = measure(&db.pool, &processors, &config).await;
+    db.remove().await?;
     delete_topics(&processors.kafka.brokers, &[&processors.kafka.alerts_topic]).await;
     result
 }

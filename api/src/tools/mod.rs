@@ -4,8 +4,13 @@
 //! - [`bench`]: `haltless bench`, ingest end to end and the database's COPY ceiling.
 //! - [`bench_detect`]: `haltless bench-detect`, the detectors on Kafka with exactly-once on.
 //! - [`bench_alerts`]: `haltless bench-alerts`, alert raised → webhook received through the alert engine.
+//! - [`bench_queries`]: `haltless bench-queries`, the readings queries on a month of data, before and after
+//!   continuous aggregates and compression.
+//! - [`scratch`]: the throw-away database a benchmark runs in.
 
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_detect;
+pub mod bench_queries;
+pub mod scratch;
 pub mod simulate;

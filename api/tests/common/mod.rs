@@ -26,6 +26,17 @@ use uuid::Uuid;
 pub const TEST_KEY: &str =
     "test-1:5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
 
+/// How a test's database stores readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// What the migrations choose: a TimescaleDB hypertable with continuous aggregates where the
+    /// extension is installed (as `compose/` installs it).
+    Default,
+    /// A natively partitioned table, as for users without TimescaleDB: the database says
+    /// `haltless.readings_storage = 'partitions'`, which the migrations honour.
+    Partitions,
+}
+
 /// A database and a topic of one test.
 pub struct Isolation {
     pub settings: Settings,
@@ -48,6 +59,19 @@ impl Isolation {
     /// Like [`Isolation::create_with`], with the test's database on the PostgreSQL of `admin_url` (a
     /// database URL whose user may create databases) instead of the shared one.
     pub async fn create_on(admin_url: Option<String>, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::create_full(admin_url, Storage::Default, tweak).await
+    }
+
+    /// Like [`Isolation::create`], with readings stored as `storage` says.
+    pub async fn create_with_storage(storage: Storage) -> Self {
+        Self::create_full(None, storage, |_| {}).await
+    }
+
+    async fn create_full(
+        admin_url: Option<String>,
+        storage: Storage,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::load(None).expect("settings from the environment");
         let suffix = Uuid::new_v4().simple().to_string();
         let admin_url =
@@ -60,6 +84,14 @@ impl Isolation {
             .execute(&mut admin)
             .await
             .unwrap();
+        if storage == Storage::Partitions {
+            sqlx::query(&format!(
+                "ALTER DATABASE \"{db_name}\" SET haltless.readings_storage = 'partitions'"
+            ))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
         admin.close().await.ok();
         let base = &admin_url[..admin_url.rfind('/').unwrap()];
         settings.database.url = SecretString::from(format!("{base}/{db_name}"));
@@ -248,6 +280,15 @@ impl TestApp {
         Self::spawn_on(None, machines, tweak).await
     }
 
+    /// Like [`TestApp::spawn_with`], with readings stored as `storage` says.
+    pub async fn spawn_storage(
+        storage: Storage,
+        machines: &[&str],
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::start_full(None, storage, machines, Roles::all(), tweak).await
+    }
+
     /// Like [`TestApp::spawn_with`], with the test's database on the PostgreSQL of `admin_url`.
     pub async fn spawn_on(
         admin_url: Option<String>,
@@ -273,10 +314,20 @@ impl TestApp {
         roles: Roles,
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
+        Self::start_full(admin_url, Storage::Default, machines, roles, tweak).await
+    }
+
+    async fn start_full(
+        admin_url: Option<String>,
+        storage: Storage,
+        machines: &[&str],
+        roles: Roles,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         if std::env::var("TEST_LOG").is_ok() {
             haltless_api::telemetry::init_logs(false);
         }
-        let iso = Isolation::create_on(admin_url, tweak).await;
+        let iso = Isolation::create_full(admin_url, storage, tweak).await;
         let (tenant, key) = iso.tenant_with_machines(machines).await;
         let app = Application::build(iso.settings.clone(), roles)
             .await
@@ -431,5 +482,30 @@ impl TestApp {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
         self.iso.drop().await;
+    }
+}
+
+/// Materializes the continuous aggregates up to `to` (an SQL expression), in one pass (TimescaleDB's batched manual refresh may stop
+/// short), waiting while a refresh policy's run holds the aggregate.
+pub async fn refresh_aggregates(pool: &PgPool, to: &str) {
+    for view in ["readings_1m", "readings_1h"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let done = sqlx::query(&format!(
+                "CALL refresh_continuous_aggregate('{view}', NULL, {to},
+                     options => '{{\"buckets_per_batch\": 0}}')"
+            ))
+            .execute(pool)
+            .await;
+            match done {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("55P03")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                other => break other.map(|_| ()).unwrap(),
+            }
+        }
     }
 }
