@@ -54,6 +54,17 @@ async fn channel(app: &TestApp, name: &str, kind: &str, config: Value) -> String
     .await
 }
 
+/// A webhook channel called `hook`, posting to the receiver's `/hook`.
+async fn hook_channel(app: &TestApp, rx: &Receiver) -> String {
+    channel(
+        app,
+        "hook",
+        "webhook",
+        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
+    )
+    .await
+}
+
 /// A rule `id` raising a `severity` alert when `metric` goes above 90 on `machines`.
 async fn rule(app: &TestApp, id: &str, metric: &str, machines: &[&str]) {
     let body = json!({"rule": {"id": id, "name": format!("{metric} too high"), "severity": "critical",
@@ -310,13 +321,7 @@ async fn a_burst_is_one_grouped_message_escalated_until_acknowledged_then_resolv
 async fn silences_and_maintenance_mute_and_say_so_until_they_end() {
     let app = spawn(&["m-silenced", "m-serviced"]).await;
     let rx = Receiver::start().await;
-    let hook = channel(
-        &app,
-        "hook",
-        "webhook",
-        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
-    )
-    .await;
+    let hook = hook_channel(&app, &rx).await;
     create(&app, "/api/v1/escalation-policies", json!({
         "name": "all", "matchers": {"rules": ["hot"]}, "group_wait_secs": 0, "steps": [{"channels": [hook]}]})).await;
     rule(&app, "hot", "temp", &["m-silenced", "m-serviced"]).await;
@@ -441,13 +446,7 @@ async fn silences_and_maintenance_mute_and_say_so_until_they_end() {
 async fn a_machine_that_lost_power_says_so_once_not_through_every_sensor() {
     let app = spawn(&["press-07", "lathe-02"]).await;
     let rx = Receiver::start().await;
-    let hook = channel(
-        &app,
-        "hook",
-        "webhook",
-        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
-    )
-    .await;
+    let hook = hook_channel(&app, &rx).await;
     // A group wait gives the inhibiting alert time to arrive with the others.
     create(
         &app,
@@ -763,13 +762,7 @@ async fn an_engine_killed_mid_escalation_loses_and_repeats_nothing() {
     let rx = Receiver::start().await;
     // A slow receiver, so that kills land in the middle of deliveries.
     rx.set_delay(Duration::from_millis(300));
-    let hook = channel(
-        &app,
-        "hook",
-        "webhook",
-        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
-    )
-    .await;
+    let hook = hook_channel(&app, &rx).await;
     let rules: Vec<String> = (1..=8).map(|i| format!("r{i}")).collect();
     let metrics: Vec<String> = (1..=8).map(|i| format!("m{i}")).collect();
     create(&app, "/api/v1/escalation-policies", json!({
@@ -825,13 +818,7 @@ async fn an_engine_killed_mid_escalation_loses_and_repeats_nothing() {
 async fn a_replay_notifies_nothing_twice_and_the_engine_follows_the_switch_over() {
     let app = spawn(&["press-07"]).await;
     let rx = Receiver::start().await;
-    let hook = channel(
-        &app,
-        "hook",
-        "webhook",
-        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
-    )
-    .await;
+    let hook = hook_channel(&app, &rx).await;
     create(
         &app,
         "/api/v1/escalation-policies",
@@ -1108,13 +1095,7 @@ async fn people_are_told_on_their_browsers_by_role_then_by_name_encrypted_and_si
 async fn alerts_joining_a_group_that_notified_wait_its_interval_and_come_together() {
     let app = spawn(&["press-07"]).await;
     let rx = Receiver::start().await;
-    let hook = channel(
-        &app,
-        "hook",
-        "webhook",
-        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
-    )
-    .await;
+    let hook = hook_channel(&app, &rx).await;
     create(
         &app,
         "/api/v1/escalation-policies",
@@ -1158,13 +1139,7 @@ async fn alerts_joining_a_group_that_notified_wait_its_interval_and_come_togethe
 async fn a_silent_machine_raises_one_connectivity_alert_that_mutes_its_sensors_until_it_is_back() {
     let app = spawn(&["press-07"]).await;
     let rx = Receiver::start().await;
-    let hook = channel(
-        &app,
-        "hook",
-        "webhook",
-        json!({"url": rx.url("hook"), "signing_secret": SECRET}),
-    )
-    .await;
+    let hook = hook_channel(&app, &rx).await;
     create(
         &app,
         "/api/v1/escalation-policies",
