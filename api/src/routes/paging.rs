@@ -156,6 +156,25 @@ pub async fn machine_ids(
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE` pattern.
+/// A 422 `code` listing, under `field`, the ids a request named that are not the tenant's `noun`s (none:
+/// `Ok`).
+pub fn refuse_unknown<T: serde::Serialize>(
+    unknown: &[T],
+    code: &'static str,
+    noun: &str,
+    field: &str,
+) -> Result<(), ApiError> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        format!("{} {noun}(s) are not this tenant's", unknown.len()),
+    )
+    .with_details(serde_json::json!({ field: unknown })))
+}
+
 pub fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
-use crate::routes::paging::delete_owned;
+use crate::routes::paging::{delete_owned, refuse_unknown};
 use crate::state::AppState;
 use crate::time::format_instant;
 
@@ -160,14 +160,7 @@ async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(
         .filter(|c| !known.contains_key(c))
         .collect();
     unknown.dedup();
-    if !unknown.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_channel",
-            format!("{} channel(s) are not this tenant's", unknown.len()),
-        )
-        .with_details(json!({ "channels": unknown })));
-    }
+    refuse_unknown(&unknown, "unknown_channel", "channel", "channels")?;
     for (i, step) in spec.steps.iter().enumerate() {
         let has_push = step
             .channels
@@ -195,15 +188,7 @@ async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(
         .filter(|u| !known_users.contains(u))
         .collect();
     unknown.dedup();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_user",
-        format!("{} user(s) are not this tenant's", unknown.len()),
-    )
-    .with_details(json!({ "users": unknown })))
+    refuse_unknown(&unknown, "unknown_user", "user", "users")
 }
 
 const RETURNING: &str = "RETURNING id, spec, created_at, updated_at";

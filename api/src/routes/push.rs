@@ -141,10 +141,9 @@ pub(crate) async fn create(
     if body.endpoint.len() > 2000 {
         return Err(ApiError::validation("endpoint: at most 2,000 characters"));
     }
-    check_endpoint("endpoint", &body.endpoint).map_err(ApiError::validation)?;
     // Stored as parsed: control characters come out percent-encoded.
-    let endpoint = reqwest::Url::parse(&body.endpoint)
-        .map_err(|e| ApiError::validation(format!("endpoint is not a URL: {e}")))?
+    let endpoint = check_endpoint("endpoint", &body.endpoint)
+        .map_err(ApiError::validation)?
         .to_string();
     check_push_keys(&body.keys.p256dh, &body.keys.auth).map_err(ApiError::validation)?;
     let is_push: Option<bool> = sqlx::query_scalar(

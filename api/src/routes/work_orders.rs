@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
-use crate::routes::paging::{machine_ids, one_of, Page};
+use crate::routes::paging::{machine_ids, one_of, refuse_unknown, Page};
 use crate::state::AppState;
 use crate::time::format_instant;
 
@@ -187,14 +187,7 @@ async fn check_alerts(
             .fetch_all(state.pool())
             .await?;
     let unknown: Vec<&Uuid> = alerts.iter().filter(|a| !found.contains(a)).collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_alert",
-            format!("{} alert(s) are not this tenant's", unknown.len()),
-        )
-        .with_details(json!({ "alerts": unknown })));
-    }
+    refuse_unknown(&unknown, "unknown_alert", "alert", "alerts")?;
     let mut ids = alerts.to_vec();
     ids.sort();
     ids.dedup();

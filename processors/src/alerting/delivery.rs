@@ -49,7 +49,7 @@ impl StoredChannel {
 }
 
 /// Sends `message` through `channel` (to the browser `to`, for a push channel).
-pub async fn send(
+async fn send(
     out: &Outbound,
     secrets: &ChannelSecrets,
     channel: &StoredChannel,

@@ -167,21 +167,21 @@ pub(crate) fn only_fields(config: &Config, known: &[&str]) -> Result<(), String>
 
 /// Checks an `https://` (or, where the operator allows it, `http://`) URL's syntax.
 pub(crate) fn check_url(config: &Config, field: &str) -> Result<(), String> {
-    check_endpoint(field, text(config, field)?)
+    check_endpoint(field, text(config, field)?).map(|_| ())
 }
 
-/// Checks the syntax of `url`, the value of `field`: an `https://` (or `http://`) URL with a plain host.
-pub fn check_endpoint(field: &str, url: &str) -> Result<(), String> {
+/// Checks the syntax of `url`, the value of `field`: an `https://` (or `http://`) URL with a plain host;
+/// returns it parsed.
+pub fn check_endpoint(field: &str, url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{field} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err(format!("{field} must be an https:// URL"));
     }
-    match parsed.host_str() {
-        Some(host) => {
-            haltless_schemas::outbound::check_host(host).map_err(|e| format!("{field}: {e}"))
-        }
-        None => Err(format!("{field} has no host")),
-    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| format!("{field} has no host"))?;
+    haltless_schemas::outbound::check_host(host).map_err(|e| format!("{field}: {e}"))?;
+    Ok(parsed)
 }
 
 #[cfg(test)]

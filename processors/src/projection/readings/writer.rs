@@ -17,6 +17,8 @@ pub struct ReadingsProjection {
     codec: Codec,
     /// Months (year * 12 + month) whose partition is known to exist.
     months: BTreeSet<i32>,
+    /// Per machine, the arrival time (ms) this instance last recorded in `machine_heartbeats`.
+    heard: HashMap<(Uuid, Uuid), i64>,
 }
 
 impl ReadingsProjection {
@@ -25,6 +27,7 @@ impl ReadingsProjection {
         Self {
             codec,
             months: BTreeSet::new(),
+            heard: HashMap::new(),
         }
     }
 }
@@ -96,14 +99,20 @@ impl Projection for ReadingsProjection {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        heard(tx, items).await?;
+        heard(tx, &mut self.heard, items).await?;
         Ok(inserted)
     }
 }
 
 /// Records when each machine of the batches was last heard from (the gateway's arrival time), for the
-/// connectivity watchdog; a machine's row is rewritten at most every few seconds.
-async fn heard(tx: &mut PgConnection, items: &[ReadingBatch]) -> Result<(), ProcessorError> {
+/// connectivity watchdog; a machine's row is rewritten at most every few seconds, and a batch whose
+/// machines were all recorded within them costs no query.
+async fn heard(
+    tx: &mut PgConnection,
+    recorded: &mut HashMap<(Uuid, Uuid), i64>,
+    items: &[ReadingBatch],
+) -> Result<(), ProcessorError> {
+    const EVERY_MS: i64 = 2_000;
     let mut last: HashMap<(Uuid, Uuid), i64> = HashMap::new();
     for b in items {
         let t = last
@@ -111,8 +120,14 @@ async fn heard(tx: &mut PgConnection, items: &[ReadingBatch]) -> Result<(), Proc
             .or_insert(b.ingest_time_ms);
         *t = (*t).max(b.ingest_time_ms);
     }
+    last.retain(|k, ms| recorded.get(k).is_none_or(|r| *ms >= r + EVERY_MS));
+    if last.is_empty() {
+        return Ok(());
+    }
     let (mut tenants, mut machines, mut times) = (Vec::new(), Vec::new(), Vec::new());
     for ((tenant, machine), ms) in last {
+        // Remembered before the commit: a batch rolled back delays the next record by EVERY_MS at most.
+        recorded.insert((tenant, machine), ms);
         tenants.push(tenant);
         machines.push(machine);
         times.push(DateTime::from_timestamp_millis(ms).unwrap_or_default());
@@ -121,7 +136,7 @@ async fn heard(tx: &mut PgConnection, items: &[ReadingBatch]) -> Result<(), Proc
         "INSERT INTO machine_heartbeats (tenant_id, machine_id, heard_at)
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
          ON CONFLICT (tenant_id, machine_id) DO UPDATE SET heard_at = EXCLUDED.heard_at
-         WHERE machine_heartbeats.heard_at < EXCLUDED.heard_at - interval '2 seconds'",
+         WHERE machine_heartbeats.heard_at < EXCLUDED.heard_at",
     )
     .bind(&tenants)
     .bind(&machines)
