@@ -167,11 +167,11 @@ impl From<sqlx::Error> for ApiError {
                         "an inhibition rule with this name already exists",
                     )
                 }
-                Some("users_email_key") => {
+                Some("users_tenant_email_key") => {
                     return Self::new(
                         StatusCode::CONFLICT,
                         "conflict",
-                        "a user with this email already exists",
+                        "this tenant already has a user with this email",
                     )
                 }
                 Some(name) if db.is_check_violation() => {

@@ -59,7 +59,7 @@ pub async fn upsert_user(
 ) -> anyhow::Result<Uuid> {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO users (id, tenant_id, email, password_hash, role) VALUES ($1, $2, lower($3), $4, $5)
-         ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role
+         ON CONFLICT (tenant_id, email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role
          RETURNING id",
     )
     .bind(Uuid::new_v4())

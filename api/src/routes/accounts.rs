@@ -102,7 +102,7 @@ pub struct Signup {
     pub password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "Name or email taken", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "Tenant name taken", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn signup(
     State(state): State<AppState>,
     client: Client,
@@ -131,15 +131,9 @@ pub(crate) async fn signup(
         .await
         .map_err(ApiError::internal)?;
     let (tenant, user) = (Uuid::new_v4(), Uuid::new_v4());
+    // An email is an identity within a tenant (migration 0019): signing up never conflicts with, and so
+    // never reveals, an account the address has elsewhere. Only a taken tenant name is refused.
     let mut tx = state.pool().begin().await?;
-    // An invitation nobody accepted does not own the address: otherwise any tenant could squat an email
-    // by inviting it. The person signing up with it takes it, and the pending invitation goes.
-    sqlx::query(
-        "DELETE FROM users WHERE email = $1 AND password_hash = '!' AND invite_hash IS NOT NULL",
-    )
-    .bind(&email)
-    .execute(&mut *tx)
-    .await?;
     sqlx::query("INSERT INTO tenants (id, name, tier) VALUES ($1, $2, 'free')")
         .bind(tenant)
         .bind(name)
@@ -170,6 +164,9 @@ pub struct Login {
     pub email: String,
     /// Password.
     pub password: String,
+    /// The tenant's name; needed only when the address has accounts in more than one tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -217,12 +214,21 @@ pub(crate) async fn login(
             ));
         }
     }
-    let row: Option<LoginRow> = sqlx::query_as(
-        "SELECT id, tenant_id, password_hash, role, active FROM users WHERE email = $1",
+    // Only usable accounts are candidates (a pending invitation or a deactivated user elsewhere never gets
+    // in the way). At most two are read and exactly one hash is checked whatever they are: no account, one
+    // account, or an address with accounts in several tenants (which needs `tenant` to pick one) all cost
+    // the same and fail with the same answer.
+    let mut rows: Vec<LoginRow> = sqlx::query_as(
+        "SELECT u.id, u.tenant_id, u.password_hash, u.role, u.active FROM users u
+         JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.email = $1 AND ($2::text IS NULL OR t.name = $2)
+           AND u.active AND u.password_hash <> '!' LIMIT 2",
     )
     .bind(&email)
-    .fetch_optional(state.pool())
+    .bind(body.tenant.as_deref().map(str::trim))
+    .fetch_all(state.pool())
     .await?;
+    let row = if rows.len() == 1 { rows.pop() } else { None };
     let stored = row.as_ref().map(|r| r.password_hash.clone());
     let matches = verify_password_async(body.password, stored).await;
     let user = match row {
@@ -232,7 +238,7 @@ pub(crate) async fn login(
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
-                "wrong email or password",
+                "wrong email or password (an address with accounts in several tenants also needs `tenant`)",
             ));
         }
     };

@@ -90,7 +90,7 @@ pub(crate) async fn show(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// Email address, unique on the platform.
+    /// Email address, unique within the tenant (the same person may belong to other tenants too).
     pub email: String,
     /// `admin`, `operator` or `viewer`.
     pub role: String,
