@@ -133,8 +133,13 @@ async fn heard(
         times.push(DateTime::from_timestamp_millis(ms).unwrap_or_default());
     }
     sqlx::query(
+        // Only machines that still exist: readings of a machine or tenant deleted while they waited in
+        // Kafka are stored like any (the log is the truth) but leave no heartbeat, whose foreign key would
+        // otherwise fail the batch again on every retry and stall the projection for everyone.
         "INSERT INTO machine_heartbeats (tenant_id, machine_id, heard_at)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
+         SELECT h.tenant_id, h.machine_id, h.heard_at
+         FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS h (tenant_id, machine_id, heard_at)
+         JOIN machines m ON m.tenant_id = h.tenant_id AND m.id = h.machine_id
          ON CONFLICT (tenant_id, machine_id) DO UPDATE SET heard_at = EXCLUDED.heard_at
          WHERE machine_heartbeats.heard_at < EXCLUDED.heard_at",
     )
