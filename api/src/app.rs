@@ -455,10 +455,18 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::reports::router())
             .merge(crate::openapi::router());
     }
-    let api = api.layer(middleware::from_fn_with_state(
+    let mut api = api.layer(middleware::from_fn_with_state(
         state.clone(),
         crate::auth::enforce,
     ));
+    if roles.gateway {
+        let gateway = &state.settings().gateway;
+        api = routes::ingest::limit_concurrency(
+            api,
+            gateway.max_concurrent_requests,
+            gateway.max_body_bytes,
+        );
+    }
     let deadline = Duration::from_secs(state.settings().http.request_timeout_secs);
     Router::new()
         .nest("/api/v1", api)

@@ -204,6 +204,11 @@ struct BenchArgs {
     /// Machines the readings are spread over.
     #[arg(long, default_value_t = 20)]
     machines: usize,
+    /// The platform's process id on this machine: its resident and peak memory are printed. With a
+    /// `--concurrency` above the gateway's `gateway.max_concurrent_requests` this measures overload: shed
+    /// requests (503 `overloaded`) are counted, timed and retried after `Retry-After`.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -586,6 +591,7 @@ impl BenchArgs {
             batch: self.batch,
             concurrency: self.concurrency,
             machines: self.machines,
+            pid: self.pid,
         };
         bench::run(&pool, config).await
     }

@@ -387,3 +387,104 @@ async fn health_readiness_and_metrics() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn past_its_concurrency_the_gateway_sheds_at_once_and_loses_nothing_acknowledged() {
+    let app = TestApp::spawn_with(&["press-09"], |s| s.gateway.max_concurrent_requests = 2).await;
+    // The tenant's rate limit is not what this measures.
+    sqlx::query("UPDATE tenants SET writes_per_minute = 2147483647 WHERE id = $1")
+        .bind(app.tenant)
+        .execute(&app.iso.pool)
+        .await
+        .unwrap();
+    let per_request = 200;
+    let (mut accepted, mut shed, mut round) = (0usize, 0usize, 0i64);
+    // Bursts of 40 requests at once against 2 slots, until some were shed (the first burst, in practice).
+    while shed == 0 {
+        assert!(round < 5, "five bursts of 40 and nothing was shed");
+        let bodies: Vec<Value> = (0..40)
+            .map(|r| {
+                let readings: Vec<Value> = (0..per_request)
+                    .map(|i| {
+                        let ts = T0 + (round * 40 + r) * 1_000_000 + i * 1_000;
+                        json!({"machine": "press-09", "metric": "load", "ts": ts, "value": i as f64})
+                    })
+                    .collect();
+                json!({ "readings": readings })
+            })
+            .collect();
+        let burst = bodies.iter().map(|body| app.ingest(body));
+        for response in futures::future::join_all(burst).await {
+            match response.status().as_u16() {
+                202 => accepted += 1,
+                503 => {
+                    assert_eq!(response.headers()["retry-after"], "1");
+                    let body: Value = response.json().await.unwrap();
+                    assert_eq!(body["error"]["code"], json!("overloaded"), "{body}");
+                    shed += 1;
+                }
+                other => panic!("ingest answered {other}"),
+            }
+        }
+        round += 1;
+    }
+    assert!(accepted > 0, "the slots served some requests");
+    // It recovers by itself: a lone request afterwards is served.
+    let lone: Vec<Value> = (0..per_request)
+        .map(|i| json!({"machine": "press-09", "metric": "load", "ts": T0 - 1_000_000 + i * 1_000, "value": 1.0}))
+        .collect();
+    assert_eq!(app.ingest(&json!({ "readings": lone })).await.status(), 202);
+    accepted += 1;
+    // Every acknowledged reading is stored, and nothing of a shed request.
+    let expected = accepted * per_request as usize;
+    let rows = app.wait_for_readings("press-09", expected).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let rows_after = app.wait_for_readings("press-09", expected).await;
+    assert_eq!((rows.len(), rows_after.len()), (expected, expected));
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("haltless_gateway_requests_shed_total"),
+        "the shed requests are counted"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readings_of_a_tenant_deleted_while_they_waited_in_kafka_do_not_stall_the_projection() {
+    use haltless_connectors::gateway::ReadingsSink;
+    use haltless_schemas::{Reading, ReadingBatch, Source, WireFormat};
+    let app = TestApp::spawn(&["press-10"]).await;
+    let kafka = &app.iso.settings.kafka;
+    let sink = ReadingsSink::new(
+        &kafka.brokers,
+        &kafka.readings_topic,
+        ReadingBatch::codec(WireFormat::SingleObject).unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    // A batch whose tenant no longer exists (deleted after the gateway acknowledged it).
+    let orphan = ReadingBatch {
+        tenant_id: uuid::Uuid::new_v4(),
+        machine_id: uuid::Uuid::new_v4(),
+        machine: "gone".into(),
+        source: Source::Gateway,
+        ingest_time_ms: T0,
+        readings: vec![Reading {
+            metric: "load".into(),
+            event_time_ms: T0,
+            value: 1.0,
+            quality: None,
+        }],
+    };
+    sink.write(&[orphan]).await.unwrap();
+    let readings: Vec<Value> = (0..10)
+        .map(|i| json!({"machine": "press-10", "metric": "load", "ts": T0 + i * 1_000, "value": i}))
+        .collect();
+    assert_eq!(
+        app.ingest(&json!({ "readings": readings })).await.status(),
+        202
+    );
+    // The live tenant's readings behind it arrive.
+    app.wait_for_readings("press-10", 10).await;
+    app.stop().await;
+}

@@ -5,17 +5,22 @@
 //! and writes the readings; answers 202 only after Kafka acknowledged every record.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use flate2::read::GzDecoder;
+use futures::StreamExt;
 use haltless_connectors::admission::{source_label, Charge, Delivery, Refusal};
 use haltless_connectors::gateway::IngestError;
 use haltless_schemas::{metric_names, Source};
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
@@ -30,6 +35,58 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ingest", post(ingest))
         .layer(DefaultBodyLimit::disable())
+}
+
+/// Wraps `api` (outside authentication and rate limits) so that at most `max_concurrent` ingest requests
+/// are handled at once; one more is shed at once.
+pub fn limit_concurrency(
+    api: Router<AppState>,
+    max_concurrent: usize,
+    max_body_bytes: usize,
+) -> Router<AppState> {
+    let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
+    api.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let is_ingest =
+            request.method() == Method::POST && request.uri().path().ends_with("/ingest");
+        let slot = is_ingest.then(|| slots.clone().try_acquire_owned());
+        async move {
+            match slot {
+                Some(Err(_)) => {
+                    discard(request.into_body(), max_body_bytes).await;
+                    shed()
+                }
+                // The slot, if any, is held until the answer is ready.
+                _slot => next.run(request).await,
+            }
+        }
+    }))
+}
+
+/// Reads and drops a shed request's body (up to `limit` bytes), holding none of it: a client still sending
+/// when the answer comes would otherwise see its connection reset instead of the 503 and its Retry-After.
+async fn discard(body: Body, limit: usize) {
+    let mut frames = body.into_data_stream();
+    let mut seen = 0;
+    while let Some(Ok(chunk)) = frames.next().await {
+        seen += chunk.len();
+        if seen > limit {
+            break;
+        }
+    }
+}
+
+/// The answer past the concurrency limit: immediate, before authentication, rate limits or the body, so
+/// that an overloaded gateway spends nothing on requests it cannot serve (nor charges them to the tenant)
+/// and clients back off.
+fn shed() -> Response {
+    metrics::counter!(metric_names::INGEST_SHED).increment(1);
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the gateway is at capacity; retry shortly",
+    )
+    .retry_after(1)
+    .into_response()
 }
 
 #[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = serde_json::Value, description = "`{\"readings\": [{\"machine\", \"metric\", \"ts\", \"value\", \"quality\"?}]}`, optionally gzip"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]

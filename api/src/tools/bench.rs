@@ -28,6 +28,8 @@ pub struct BenchConfig {
     pub concurrency: usize,
     /// Machines the readings are spread over.
     pub machines: usize,
+    /// The platform's process, whose memory is reported (same machine only).
+    pub pid: Option<u32>,
 }
 
 /// Runs the benchmark against the platform at `config.url` and the database behind it, printing results.
@@ -86,7 +88,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
             config.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let mut latencies = Latencies::default();
             loop {
                 let r = next.fetch_add(1, Ordering::Relaxed);
                 if r >= requests {
@@ -99,25 +101,37 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
                                "ts": start_ms + i as i64, "value": (i % 1000) as f64 / 10.0})
                     })
                     .collect();
-                let t = Instant::now();
-                let response = client
-                    .post(format!("{base}/api/v1/ingest"))
-                    .header("x-api-key", &secret)
-                    .json(&json!({ "readings": readings }))
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    response.status().as_u16() == 202,
-                    "ingest answered {}",
-                    response.status()
-                );
-                latencies.push(t.elapsed());
+                let body = json!({ "readings": readings });
+                // A shed request (503 `overloaded`) is retried after its Retry-After, as a client should.
+                loop {
+                    let t = Instant::now();
+                    let response = client
+                        .post(format!("{base}/api/v1/ingest"))
+                        .header("x-api-key", &secret)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    match response.status().as_u16() {
+                        202 => {
+                            latencies.accepted.push(t.elapsed());
+                            break;
+                        }
+                        503 => {
+                            latencies.shed.push(t.elapsed());
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        other => anyhow::bail!("ingest answered {other}"),
+                    }
+                }
             }
         }));
     }
-    let mut latencies = Vec::new();
+    let server_memory_before = config.pid.map(memory_of).transpose()?;
+    let mut latencies = Latencies::default();
     for w in workers {
-        latencies.extend(w.await??);
+        let l = w.await??;
+        latencies.accepted.extend(l.accepted);
+        latencies.shed.extend(l.shed);
     }
     let accepted_in = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -136,8 +150,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stored_in = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let server_memory_after = config.pid.map(memory_of).transpose()?;
     let copy = copy_ceiling(pool, config.readings).await?;
     let n = config.readings as f64;
     println!(
@@ -149,11 +162,23 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
         n / accepted_in.as_secs_f64(),
         accepted_in.as_secs_f64()
     );
-    println!(
-        "  request latency:                  p50 {:.1} ms, p99 {:.1} ms",
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3
-    );
+    let (p50, p99) = percentiles(&mut latencies.accepted);
+    println!("  request latency (202):            p50 {p50:.1} ms, p99 {p99:.1} ms");
+    if !latencies.shed.is_empty() {
+        let (p50, p99) = percentiles(&mut latencies.shed);
+        println!(
+            "  shed (503 overloaded, retried):   {} answers, p50 {p50:.1} ms, p99 {p99:.1} ms",
+            latencies.shed.len()
+        );
+    }
+    if let (Some(before), Some(after)) = (server_memory_before, server_memory_after) {
+        println!(
+            "  server memory (pid {}):         resident {:.0} MiB after sending, peak {:.0} MiB (was {:.0} MiB, peak {:.0} MiB, before)",
+            config.pid.unwrap_or_default(),
+            after.0 as f64 / 1024.0, after.1 as f64 / 1024.0,
+            before.0 as f64 / 1024.0, before.1 as f64 / 1024.0
+        );
+    }
     println!("  gateway → Kafka → projection:     {:>10.0} readings/s  ({:.2} s until the last row was queryable)",
         n / stored_in.as_secs_f64(), stored_in.as_secs_f64());
     println!(
@@ -162,6 +187,38 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
         copy.as_secs_f64()
     );
     Ok(())
+}
+
+/// Request latencies of one run: answered 202, and shed with 503 `overloaded`.
+#[derive(Default)]
+struct Latencies {
+    accepted: Vec<Duration>,
+    shed: Vec<Duration>,
+}
+
+/// The median and 99th percentile of `latencies`, in milliseconds.
+fn percentiles(latencies: &mut [Duration]) -> (f64, f64) {
+    latencies.sort();
+    let at = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    (at(0.50), at(0.99))
+}
+
+/// The resident and peak resident memory of process `pid`, in KiB (Linux `/proc`).
+fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading the memory of process {pid}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
 /// Times a plain `COPY` of `n` readings into a table with the same columns and key as `readings`.

@@ -14,6 +14,10 @@ pub struct GatewayConfig {
     pub max_future_skew_secs: u64,
     /// How long to wait for Kafka to acknowledge a request's records before answering 503 (milliseconds).
     pub produce_timeout_ms: u64,
+    /// Ingest requests one process handles at once. One more is answered 503 `overloaded` at once, before
+    /// its body is read: past the machine's capacity, waiting requests would only add latency and memory
+    /// (at most this many × `max_body_bytes` of bodies are held).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for GatewayConfig {
@@ -23,6 +27,7 @@ impl Default for GatewayConfig {
             max_readings_per_request: 10_000,
             max_future_skew_secs: 300,
             produce_timeout_ms: 5_000,
+            max_concurrent_requests: 64,
         }
     }
 }
