@@ -124,6 +124,18 @@ async fn gzip_bodies_are_accepted_and_reposts_do_not_double_rows() {
     let (_, body) = app.get("/api/v1/machines/pump-1/readings").await;
     assert_eq!(body["readings"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(rows[0]["quality"], json!("uncertain"));
+    // A later request mixing the stored reading (another value) with a new one: the new one is stored,
+    // the stored one is kept as it was.
+    let mixed = json!({"readings": [
+        {"machine": "pump-1", "metric": "flow", "ts": T0, "value": 99.0},
+        {"machine": "pump-1", "metric": "flow", "ts": T0 + 1_000, "value": 13.0}]});
+    assert_eq!(app.ingest(&mixed).await.status(), 202);
+    let rows = app.wait_for_readings("pump-1", 2).await;
+    let values: Vec<f64> = rows.iter().map(|r| r["value"].as_f64().unwrap()).collect();
+    assert!(
+        values.contains(&12.5) && values.contains(&13.0) && values.len() == 2,
+        "{values:?}"
+    );
     app.stop().await;
 }
 

@@ -151,7 +151,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     }
     let stored_in = started.elapsed();
     let server_memory_after = config.pid.map(memory_of).transpose()?;
-    let copy = copy_ceiling(pool, config.readings).await?;
+    let copy = copy_ceiling(pool, tenant, config.readings).await?;
     let n = config.readings as f64;
     println!(
         "end-to-end ingest benchmark: {} readings, {} per request, {} in flight, {} machines",
@@ -182,9 +182,10 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     println!("  gateway → Kafka → projection:     {:>10.0} readings/s  ({:.2} s until the last row was queryable)",
         n / stored_in.as_secs_f64(), stored_in.as_secs_f64());
     println!(
-        "  ceiling: raw COPY, same table:    {:>10.0} readings/s  ({:.2} s)",
+        "  ceiling: raw COPY, same table:    {:>10.0} readings/s  ({:.2} s); the projection reaches {:.0} % of it",
         n / copy.as_secs_f64(),
-        copy.as_secs_f64()
+        copy.as_secs_f64(),
+        100.0 * copy.as_secs_f64() / stored_in.as_secs_f64()
     );
     Ok(())
 }
@@ -221,10 +222,13 @@ fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-/// Times a plain `COPY` of `n` readings into a table with the same columns and key as `readings`.
-async fn copy_ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
+/// Times a plain `COPY` of `n` readings of `tenant` straight into `readings` (the same hypertable, its
+/// key, indexes and write-ahead log), with event times like the run's: the ceiling the projection is
+/// measured against. The rows go with the benchmark's tenant.
+async fn copy_ceiling(pool: &PgPool, tenant: Uuid, n: usize) -> anyhow::Result<Duration> {
+    let start_ms = crate::time::now_ms() - n as i64 * 10;
     let batch = ReadingBatch {
-        tenant_id: Uuid::new_v4(),
+        tenant_id: tenant,
         machine_id: Uuid::new_v4(),
         machine: "ceiling".into(),
         source: Source::Gateway,
@@ -232,26 +236,19 @@ async fn copy_ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
         readings: (0..n)
             .map(|i| Reading {
                 metric: "load".into(),
-                event_time_ms: 1_700_000_000_000 + i as i64,
-                value: i as f64,
+                event_time_ms: start_ms + i as i64,
+                value: (i % 1000) as f64 / 10.0,
                 quality: None,
             })
             .collect(),
     };
     let rows = copy_text_rows(&[batch]);
     let mut conn = pool.acquire().await?;
-    sqlx::query("CREATE TEMP TABLE bench_ceiling (LIKE readings INCLUDING ALL)")
-        .execute(&mut *conn)
-        .await?;
     let started = Instant::now();
     let mut copy = conn
-        .copy_in_raw("COPY bench_ceiling (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN")
+        .copy_in_raw("COPY readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN")
         .await?;
     copy.send(rows.as_bytes()).await?;
     copy.finish().await?;
-    let elapsed = started.elapsed();
-    sqlx::query("DROP TABLE bench_ceiling")
-        .execute(&mut *conn)
-        .await?;
-    Ok(elapsed)
+    Ok(started.elapsed())
 }

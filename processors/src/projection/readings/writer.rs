@@ -1,5 +1,6 @@
-//! Bulk writes of reading batches: `COPY` into a staging table, then one `INSERT ... ON CONFLICT DO
-//! NOTHING`, so a reading already stored (same tenant, machine, metric and event time) is never doubled.
+//! Bulk writes of reading batches: `COPY` straight into `readings`; when a reading of the batch is
+//! already stored (same tenant, machine, metric and event time), the attempt is undone and the batch goes
+//! through a staging table and one `INSERT ... ON CONFLICT DO NOTHING`, so nothing is ever doubled.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -77,20 +78,35 @@ impl Projection for ReadingsProjection {
         if items.is_empty() {
             return Ok(0);
         }
+        let data = copy_text_rows(items);
+        // The fast path: straight into `readings`. A reading already stored (a client re-posting after a
+        // lost answer, a batch replayed) breaks the key and undoes only this attempt; the batch then goes
+        // the slow way, which skips what is there.
+        sqlx::query("SAVEPOINT readings_copy")
+            .execute(&mut *tx)
+            .await?;
+        match copy_into(tx, "readings", &data).await {
+            Ok(copied) => {
+                sqlx::query("RELEASE SAVEPOINT readings_copy")
+                    .execute(&mut *tx)
+                    .await?;
+                heard(tx, &mut self.heard, items).await?;
+                return Ok(copied);
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                sqlx::query("ROLLBACK TO SAVEPOINT readings_copy")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS readings_stage
                (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
         )
         .execute(&mut *tx)
         .await?;
-        let data = copy_text_rows(items);
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY readings_stage (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN",
-            )
-            .await?;
-        copy.send(data.as_bytes()).await?;
-        copy.finish().await?;
+        copy_into(tx, "readings_stage", &data).await?;
         let inserted = sqlx::query(
             "INSERT INTO readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at)
              SELECT tenant_id, machine_id, metric, ts, value, quality, ingested_at FROM readings_stage
@@ -102,6 +118,17 @@ impl Projection for ReadingsProjection {
         heard(tx, &mut self.heard, items).await?;
         Ok(inserted)
     }
+}
+
+/// Copies `data` (rows of [`copy_text_rows`]) into `table`: the number of rows.
+async fn copy_into(tx: &mut PgConnection, table: &str, data: &str) -> Result<u64, sqlx::Error> {
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY {table} (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN"
+        ))
+        .await?;
+    copy.send(data.as_bytes()).await?;
+    copy.finish().await
 }
 
 /// Records when each machine of the batches was last heard from (the gateway's arrival time), for the
