@@ -8,7 +8,8 @@
 //! - [`routes`]: the HTTP endpoints, one module per resource group.
 //! - [`auth`]: the `Caller` extractor (access tokens or API keys), roles, the rate-limit middleware.
 //! - [`error`]: the one error type every endpoint answers with.
-//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations, and the docs page.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
+//! - [`assets`]: the browser assets built with npm and embedded at build time (the docs page, Swagger UI).
 //! - [`pdf`]: the PDF report writer (tables and vector bar charts).
 //! - [`events`]: publishing the API's own events (rule changes, alert actions) to Kafka.
 //! - [`tenants`]: creation of tenants, users and keys (demo, CLI, sign-up) and a tenant's limits in force.
@@ -18,6 +19,7 @@
 //! - [`tools`]: the plant simulator and the benchmarks.
 
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod config;

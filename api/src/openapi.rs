@@ -1,5 +1,5 @@
 //! The OpenAPI document of the endpoints, generated from the handlers' `#[utoipa::path]` annotations and
-//! served at `GET /api/v1/openapi.json`.
+//! served at `GET /api/v1/openapi.json`; [`crate::assets`] serves the docs page that renders it.
 
 use axum::routing::get;
 use axum::Router;
@@ -148,59 +148,12 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The interactive docs page: self-contained HTML and script that read `openapi.json` from the same
-/// server, list the operations and send requests (no asset is fetched from anywhere else).
-const DOCS_PAGE: &str = include_str!("docs.html");
-
-/// `GET /api/v1/openapi.json` and the docs page `GET /api/v1/docs` (both public).
+/// `GET /api/v1/openapi.json` and the docs page `GET /api/v1/docs` (Swagger UI, embedded; both public).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
-        .route("/docs", get(docs))
-}
-
-/// The docs page's content policy: its own script and style only, by their SHA-256 (no `'unsafe-inline'`,
-/// so a script injected into the page would not run), and requests to this server only.
-static DOCS_POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
-         frame-ancestors 'none'",
-        inline_hash(DOCS_PAGE, "script"),
-        inline_hash(DOCS_PAGE, "style")
-    )
-});
-
-/// The CSP source of the first inline `<tag>` block of `page`: `'sha256-<base64>'` of its text (`'none'`
-/// when the page has no such block).
-fn inline_hash(page: &str, tag: &str) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let text = page
-        .find(&open)
-        .map(|start| &page[start + open.len()..])
-        .and_then(|rest| rest.find(&close).map(|end| &rest[..end]));
-    match text {
-        Some(text) => format!(
-            "'sha256-{}'",
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
-        ),
-        None => "'none'".into(),
-    }
-}
-
-async fn docs() -> impl axum::response::IntoResponse {
-    use axum::http::header;
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // The page may talk to this server only: nothing is loaded from elsewhere.
-            (header::CONTENT_SECURITY_POLICY, DOCS_POLICY.as_str()),
-        ],
-        DOCS_PAGE,
-    )
+        .merge(crate::assets::docs_router())
 }
