@@ -94,11 +94,14 @@ fn policy(password: &str) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Signup {
-    /// The new tenant's name, unique on the platform.
+    /// The new tenant's name, unique on the platform (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub tenant: String,
     /// The first admin's email.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// The first admin's password (10 to 256 characters).
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 

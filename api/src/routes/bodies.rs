@@ -387,3 +387,30 @@ pub struct OpcUaPoint {
     #[schema(format = Double, default = 0.0)]
     pub offset: f64,
 }
+
+/// A machine tag: 1 to 64 letters, digits, `_ . : - = /`.
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_.:=/-]{1,64}$")]
+pub struct Tag(String);
+
+/// An API key's scope.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// Post readings.
+    Ingest,
+    /// Read machines, readings, rules and alerts.
+    Read,
+}
+
+/// A user's role.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    /// Everything, users and keys included.
+    Admin,
+    /// Machines, rules, alerts, work orders.
+    Operator,
+    /// Reads only.
+    Viewer,
+}
