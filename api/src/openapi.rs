@@ -127,6 +127,7 @@ impl Modify for Security {
         routes::push::list,
         routes::push::create,
         routes::push::remove,
+        crate::live::socket::dashboard,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&Security),
@@ -144,6 +145,7 @@ impl Modify for Security {
         (name = "fleet", description = "Machine statuses and KPIs"),
         (name = "settings", description = "The tenant's fleet and detection defaults"),
         (name = "reports", description = "CSV and PDF exports, the fleet summary"),
+        (name = "live", description = "The dashboard WebSocket: live readings, alerts, actions and machine statuses"),
     )
 )]
 pub struct ApiDoc;

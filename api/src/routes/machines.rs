@@ -30,7 +30,11 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
     /// Unique name within the tenant.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", min_length = 1, max_length = 128)]
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: String,
     /// Free labels (letters, digits, `_ . : - = /`, up to 64 characters; at most 32).
     #[serde(default)]
@@ -50,7 +54,11 @@ pub struct NewMachine {
 #[serde(deny_unknown_fields)]
 pub struct MachineChange {
     /// A new name, unique within the tenant. Readings and alerts follow the machine's id, not its name.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", min_length = 1, max_length = 128)]
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: Option<String>,
     /// Replaces the tags.
     #[schema(value_type = Option<Vec<super::bodies::Tag>>, max_items = 32)]
