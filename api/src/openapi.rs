@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes;
+use crate::routes::bodies::{AlertState, FleetStatus, MaintenanceKind, Severity, WorkOrderStatus};
 use crate::state::AppState;
 
 struct Security;
@@ -31,7 +32,8 @@ impl Modify for Security {
     }
 }
 
-/// The document.
+/// The document. The schemas listed are query parameters' types, which utoipa does not collect from
+/// `IntoParams` by itself.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Haltless API", description = "Multi-tenant industrial predictive maintenance."),
@@ -129,7 +131,15 @@ impl Modify for Security {
         routes::push::remove,
         crate::live::socket::dashboard,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        Severity,
+        AlertState,
+        FleetStatus,
+        MaintenanceKind,
+        WorkOrderStatus
+    )),
     modifiers(&Security),
     tags(
         (name = "accounts", description = "Sign-up, login, tokens, sessions"),

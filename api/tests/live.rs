@@ -416,3 +416,34 @@ async fn alerts_their_acks_and_the_machine_status_arrive_live() {
     assert_eq!(acked["action"], "ack", "{acked}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_api_instance_serves_sockets_with_the_readings_the_first_took_in() {
+    // Instances of one platform share the token secret.
+    let app = TestApp::spawn_with(&["m-1"], |s| {
+        s.auth.jwt_secret = secrecy::SecretString::from("live-test-secret-".repeat(3));
+    })
+    .await;
+    // Another process of the same platform, running only the API: its sockets see what the first ingests.
+    let roles = haltless_api::app::Roles {
+        gateway: false,
+        api: true,
+        projection: false,
+        detector: false,
+        connectors: false,
+        alerting: false,
+    };
+    let second = haltless_api::app::Application::build(app.iso.settings.clone(), roles)
+        .await
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/api/v1/ws/dashboard", second.port());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(second.run(shutdown.clone()));
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    sign_in(&mut ws, &app.admin).await;
+    command(&mut ws, json!({"type": "subscribe", "machines": ["m-1"]})).await;
+    until_seen(&app, &app.key, &mut ws, "m-1", 7.0).await;
+    shutdown.cancel();
+    let _ = task.await;
+    app.stop().await;
+}

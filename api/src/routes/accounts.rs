@@ -459,8 +459,10 @@ pub(crate) async fn logout(
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvite {
     /// The invitation token an admin received when inviting the user.
+    #[schema(min_length = 1)]
     pub token: String,
     /// The password to set (10 to 256 characters).
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 

@@ -14,6 +14,14 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
+/// An instant as the API takes it (`crate::routes::paging::instant`): epoch milliseconds, or RFC 3339 with
+/// seconds (years 1000 to 9999).
+#[derive(ToSchema)]
+#[schema(
+    pattern = "^([0-9]{1,14}|[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]))$"
+)]
+pub struct Instant(String);
+
 /// `POST /api/v1/ingest`'s body (`Content-Encoding: gzip` allowed). Unknown fields are refused.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -413,4 +421,82 @@ pub enum RoleName {
     Operator,
     /// Reads only.
     Viewer,
+}
+
+/// A calendar date, `YYYY-MM-DD`.
+#[derive(ToSchema)]
+#[schema(pattern = "^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$")]
+pub struct Date(String);
+
+/// A name of a machine (or metric) of the tenant.
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+pub struct MachineName(String);
+
+/// An alert's severity.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+/// An alert's state.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Its rule holds.
+    Open,
+    /// It cleared.
+    Resolved,
+}
+
+/// A work order's status.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkOrderStatus {
+    /// Planned.
+    Open,
+    /// Being worked on.
+    InProgress,
+    /// Finished.
+    Done,
+    /// Dropped.
+    Cancelled,
+}
+
+/// A kind of maintenance event.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceKind {
+    /// Looked at.
+    Inspection,
+    /// Fixed.
+    Repair,
+    /// A part replaced.
+    Replacement,
+    /// Calibrated.
+    Calibration,
+    /// Lubricated.
+    Lubrication,
+    /// Cleaned.
+    Cleaning,
+    /// Anything else.
+    Other,
+}
+
+/// A machine's status in the fleet.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetStatus {
+    /// Readings arrive, no open alert.
+    Running,
+    /// Open alerts.
+    Alerting,
+    /// No reading for the tenant's `silent_after_minutes`.
+    Silent,
 }

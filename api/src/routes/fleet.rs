@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct StatusFilter {
     /// `running`, `alerting` or `silent`.
+    #[param(value_type = Option<super::bodies::FleetStatus>)]
     pub status: Option<String>,
     /// Machines of this site.
     pub site: Option<String>,
@@ -190,8 +191,10 @@ pub(crate) async fn status(
 #[into_params(parameter_in = Query)]
 pub struct KpiWindow {
     /// Start (RFC 3339 or epoch ms); default 30 days before `to`.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// End; default now.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
 }
 
