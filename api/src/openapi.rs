@@ -169,3 +169,57 @@ pub fn router() -> Router<AppState> {
         )
         .merge(crate::assets::docs_router())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => out.push(r.to_owned()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_of_the_document_resolves() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let path = r.trim_start_matches('#');
+            assert!(doc.pointer(path).is_some(), "{r} does not resolve");
+        }
+    }
+
+    #[test]
+    fn request_bodies_that_handlers_check_field_by_field_are_typed() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, method) in [
+            ("/api/v1/ingest", "post"),
+            ("/api/v1/sources", "post"),
+            ("/api/v1/rules", "post"),
+        ] {
+            let schema =
+                &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            let body = &doc["components"]["schemas"][name];
+            assert!(
+                body["properties"].is_object() || body["oneOf"].is_array(),
+                "{path}: {body}"
+            );
+        }
+        let rule = &doc["components"]["schemas"]["Rule"];
+        assert!(rule["properties"]["when"].is_object(), "{rule}");
+    }
+}

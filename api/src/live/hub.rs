@@ -29,8 +29,8 @@ pub type SeriesKey = (Uuid, String);
 /// What a log entry says changed.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    /// The series' latest value (read when sent, so it is always the newest).
-    Series(SeriesKey),
+    /// The series' value as published, serialized once for every socket.
+    Series(SeriesKey, Arc<str>),
     /// An alert transition or action of a machine, for the sockets subscribed to it.
     Event(Uuid, Arc<str>),
     /// A machine's status changed, for every socket that may see the machine.
@@ -44,6 +44,8 @@ struct Series {
     value: f64,
     quality: Option<Quality>,
     published_at: Option<Instant>,
+    /// The value last published, as the JSON object a `readings` message lists.
+    published: Option<Arc<str>>,
     pending: bool,
 }
 
@@ -77,8 +79,8 @@ pub struct FeedState {
 pub struct Changes {
     /// The number to read from next time.
     pub seq: u64,
-    /// Latest values of changed series (one per series).
-    pub readings: Vec<LiveReading>,
+    /// Latest published values of changed series (one per series), as JSON objects.
+    pub readings: Vec<Arc<str>>,
     /// Events and status messages, in order.
     pub messages: Vec<(Uuid, Arc<str>, bool)>,
     /// The socket was behind the log: `readings` holds every series, and statuses are whole.
@@ -99,8 +101,8 @@ impl FeedState {
         if since + 1 < first {
             out.resync = true;
             for (key, series) in &self.series {
-                if series.published_at.is_some() && wanted(key.0, false) {
-                    out.readings.push(reading(key, series));
+                if let Some(text) = series.published.as_ref().filter(|_| wanted(key.0, false)) {
+                    out.readings.push(text.clone());
                 }
             }
             for (machine, status) in &self.statuses {
@@ -112,14 +114,17 @@ impl FeedState {
             return out;
         }
         let start = self.log.partition_point(|(s, _)| *s <= since);
+        // Newest first, so that a series published twice since is sent once, with its newer value.
         let mut seen = std::collections::HashSet::new();
+        for (_, entry) in self.log.range(start..).rev() {
+            if let Entry::Series(key, text) = entry {
+                if wanted(key.0, false) && seen.insert(key) {
+                    out.readings.push(text.clone());
+                }
+            }
+        }
         for (_, entry) in self.log.range(start..) {
             match entry {
-                Entry::Series(key) if wanted(key.0, false) && seen.insert(key) => {
-                    if let Some(series) = self.series.get(key) {
-                        out.readings.push(reading(key, series));
-                    }
-                }
                 Entry::Event(machine, text) if wanted(*machine, false) => {
                     out.messages.push((*machine, text.clone(), false))
                 }
@@ -133,11 +138,11 @@ impl FeedState {
     }
 
     /// The latest value of every series of the machines `wanted` keeps.
-    pub fn latest(&self, wanted: impl Fn(Uuid) -> bool) -> Vec<LiveReading> {
+    pub fn latest(&self, wanted: impl Fn(Uuid) -> bool) -> Vec<Arc<str>> {
         self.series
             .iter()
-            .filter(|(key, s)| s.published_at.is_some() && wanted(key.0))
-            .map(|(key, s)| reading(key, s))
+            .filter(|(key, _)| wanted(key.0))
+            .filter_map(|(_, s)| s.published.clone())
             .collect()
     }
 
@@ -167,11 +172,16 @@ impl FeedState {
                     .is_none_or(|t| now.duration_since(t) >= interval)
             });
             if due {
-                if let Some(s) = self.series.get_mut(&key) {
-                    s.published_at = Some(now);
-                    s.pending = false;
-                }
-                self.push(Entry::Series(key));
+                let Some(s) = self.series.get_mut(&key) else {
+                    continue;
+                };
+                let text: Arc<str> = serde_json::to_string(&reading(&key, s))
+                    .unwrap_or_default()
+                    .into();
+                s.published_at = Some(now);
+                s.published = Some(text.clone());
+                s.pending = false;
+                self.push(Entry::Series(key, text));
             } else {
                 waiting.push(key);
             }
@@ -312,6 +322,7 @@ impl Hub {
                 value: 0.0,
                 quality: None,
                 published_at: None,
+                published: None,
                 pending: false,
             });
             // Late readings (older than the value shown) do not replace it.
@@ -433,6 +444,12 @@ mod tests {
         }
     }
 
+    fn value(text: &str) -> f64 {
+        serde_json::from_str::<serde_json::Value>(text).unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    }
+
     #[test]
     fn a_series_is_published_at_most_once_per_interval_with_its_latest_value() {
         let hub = Hub::default();
@@ -443,7 +460,7 @@ mod tests {
         hub.tick(interval);
         let first = feed.lock().changes(0, |_, _| true);
         assert_eq!(first.readings.len(), 1);
-        assert_eq!(first.readings[0].value, 2.0);
+        assert_eq!(value(&first.readings[0]), 2.0);
         // Within the interval, newer values wait, then the newest is published once.
         hub.on_readings(&batch(tenant, machine, &[(3, 3.0)]));
         hub.on_readings(&batch(tenant, machine, &[(4, 4.0), (0, 9.0)]));
@@ -458,7 +475,8 @@ mod tests {
         let second = feed.lock().changes(first.seq, |_, _| true);
         assert_eq!(second.readings.len(), 1);
         assert_eq!(
-            second.readings[0].value, 4.0,
+            value(&second.readings[0]),
+            4.0,
             "the latest, not the late one"
         );
         // Another tenant's socket sees nothing of it.

@@ -28,6 +28,8 @@ pub mod close {
     pub const BAD_MESSAGE: u16 = 4400;
     /// The server is shutting down or lost its services; reconnect.
     pub const GOING_AWAY: u16 = 1001;
+    /// The token could not be checked (PostgreSQL or Redis unreachable or overloaded); reconnect shortly.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// A command from the client.

@@ -28,7 +28,7 @@ const MAX_COMMAND_BYTES: usize = 64 * 1024;
 const RECHECK: Duration = Duration::from_secs(1);
 
 #[utoipa::path(get, path = "/api/v1/ws/dashboard", tag = "live",
-    description = "A WebSocket (protocol version 1) of the tenant's live data. Send the access token (or an API key with the `read` scope) as the first text message within 5 s. Then send `{\"type\": \"subscribe\", \"machines\": [\"press-01\"] | \"*\"}` or `unsubscribe`. The server sends JSON objects, each with `\"v\": 1` and a `type`: `ready` (after sign-in, with the statuses of every machine the caller may see), `subscribed` (the machines followed now), `readings` (the latest value of each series of the subscribed machines that changed, at most one per series per second), `alert` (raised / updated / resolved), `alert_action` (ack / snooze), `machine_status` (running / alerting / silent, for every machine the caller may see), `error` (a command refused; the socket stays open). Close codes: 4408 no token within 5 s; 4401 the token is invalid, expired, logged out or revoked (checked every second); 4403 the key lacks the `read` scope; 4400 a message that is not a command; 4429 the client left a ping unanswered for `live.slow_client_secs` (it did not keep up); 1001 the server is going away. See the README.",
+    description = "A WebSocket (protocol version 1) of the tenant's live data. Send the access token (or an API key with the `read` scope) as the first text message within 5 s. Then send `{\"type\": \"subscribe\", \"machines\": [\"press-01\"] | \"*\"}` or `unsubscribe`. The server sends JSON objects, each with `\"v\": 1` and a `type`: `ready` (after sign-in, with the statuses of every machine the caller may see), `subscribed` (the machines followed now), `readings` (the latest value of each series of the subscribed machines that changed, at most one per series per second), `alert` (raised / updated / resolved), `alert_action` (ack / snooze), `machine_status` (running / alerting / silent, for every machine the caller may see), `error` (a command refused; the socket stays open). Close codes: 4408 no token within 5 s; 4401 the token is invalid, expired, logged out or revoked (checked every second); 4403 the key lacks the `read` scope; 4400 a message that is not a command; 4429 the client left a ping unanswered for `live.slow_client_secs` (it did not keep up); 1001 the server is going away; 1013 the token could not be checked now (a service is unreachable), reconnect shortly. See the README.",
     responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 400, description = "Not a WebSocket upgrade request", body = crate::error::ErrorBody)))]
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
@@ -108,6 +108,14 @@ async fn serve(state: AppState, mut socket: WebSocket) {
     };
     let (caller, credential) = match sign_in(&state, text.as_str()).await {
         Ok(signed) => signed,
+        Err(e) if e.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            return close_with(
+                socket,
+                close::TRY_AGAIN_LATER,
+                "the token cannot be checked now; reconnect shortly",
+            )
+            .await
+        }
         Err(e) => return close_with(socket, close::UNAUTHORIZED, e.message()).await,
     };
     if !caller.allows(Permission::Read) {
@@ -133,6 +141,24 @@ async fn serve(state: AppState, mut socket: WebSocket) {
         Ok(()) => {}
         Err((code, reason)) => close_with(socket, code, reason).await,
     }
+}
+
+/// A `readings` message of values serialized once by the hub, for every socket that sends them.
+fn readings_message(readings: &[Arc<str>], resync: bool) -> String {
+    let size: usize = readings.iter().map(|r| r.len() + 1).sum();
+    let mut text = String::with_capacity(size + 64);
+    text.push_str(&format!(
+        "{{\"v\":{},\"type\":\"readings\",\"resync\":{resync},\"readings\":[",
+        super::protocol::VERSION
+    ));
+    for (i, r) in readings.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(r);
+    }
+    text.push_str("]}");
+    text
 }
 
 /// The machines a socket follows.
@@ -251,10 +277,7 @@ impl Session {
             self.send(socket, text.to_string()).await?;
         }
         if !changes.readings.is_empty() {
-            let text = message(
-                "readings",
-                json!({ "readings": changes.readings, "resync": changes.resync }),
-            );
+            let text = readings_message(&changes.readings, changes.resync);
             self.send(socket, text).await?;
         }
         self.pings += 1;
@@ -335,8 +358,7 @@ impl Session {
         // The latest values of the machines just followed, so a chart starts at once.
         let latest = self.feed.lock().latest(|m| newly.contains(&m));
         if !latest.is_empty() {
-            let text = message("readings", json!({ "readings": latest, "resync": false }));
-            self.send(socket, text).await?;
+            self.send(socket, readings_message(&latest, false)).await?;
         }
         Ok(())
     }
