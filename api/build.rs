@@ -1,5 +1,5 @@
-//! Embeds the browser assets that `compose/assets` builds into `api/portal/dist/` (the API docs page and
-//! Swagger UI): writes `$OUT_DIR/assets.rs`, a table of `(path, content type, bytes)` with every file
+//! Embeds the browser assets that `compose/assets` builds into `api/portal/dist/` (the portal, the API docs
+//! page and Swagger UI): writes `$OUT_DIR/assets.rs`, a table of `(path, content type, bytes)` with every file
 //! `include_bytes!`-ed, so that the binary serves them without reading the disk or the network.
 
 use std::fmt::Write as _;
@@ -10,10 +10,13 @@ fn main() {
     let dist = manifest.join("portal").join("dist");
     println!("cargo:rerun-if-changed={}", dist.display());
     println!("cargo:rerun-if-changed=build.rs");
-    if !dist.join("docs").join("index.html").is_file() {
+    let missing = ["docs/index.html", "portal/index.html"]
+        .into_iter()
+        .find(|f| !dist.join(f).is_file());
+    if let Some(missing) = missing {
         // A build script has no other way to refuse than a panic; its message is what cargo prints.
         panic!(
-            "\n\nthe browser assets are missing: {} has no docs/index.html.\n\
+            "\n\nthe browser assets are missing: {} has no {missing}.\n\
              Run `compose/assets` (npm ci && npm run build in api/portal/) once, then build again.\n\n",
             dist.display()
         );

@@ -465,9 +465,15 @@ pub fn router(state: AppState, roles: Roles) -> Router {
         state.clone(),
         crate::auth::enforce,
     ));
+    let portal = if roles.api {
+        crate::assets::portal_router()
+    } else {
+        Router::new()
+    };
     let deadline = Duration::from_secs(state.settings().http.request_timeout_secs);
     Router::new()
         .nest("/api/v1", api)
+        .merge(portal)
         .merge(routes::health::router())
         .fallback(crate::error::not_found_fallback)
         .layer(middleware::from_fn(move |request: Request, next: Next| {

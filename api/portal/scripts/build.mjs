@@ -1,13 +1,16 @@
-// Writes the assets the haltless binary embeds (api/build.rs reads dist/): the docs page, Swagger UI's
-// bundle and stylesheet from node_modules, and the page's own script and style. Nothing here is fetched at
-// run time: the binary serves every file from itself.
+// Writes the assets the haltless binary embeds (api/build.rs reads dist/): the portal built by Vite into
+// dist/portal/, and the docs page with Swagger UI's bundle and stylesheet from node_modules into dist/docs/.
+// Nothing here is fetched at run time: the binary serves every file from itself.
 import { copyFileSync, mkdirSync, rmSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "vite";
 
 const here = dirname(dirname(fileURLToPath(import.meta.url)));
 const dist = join(here, "dist");
 rmSync(dist, { recursive: true, force: true });
+
+await build({ root: here, configFile: join(here, "vite.config.mjs"), logLevel: "warn" });
 
 const docs = join(dist, "docs");
 mkdirSync(docs, { recursive: true });
