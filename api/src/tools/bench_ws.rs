@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::app::{Application, Roles};
 use crate::auth::Scope;
 use crate::config::Settings;
+use crate::tools::bench_alerts::rss_mib;
 use crate::tools::scratch::ScratchDatabase;
 
 /// Parameters of the socket benchmark.
@@ -50,18 +51,6 @@ struct Batch {
 #[derive(Deserialize)]
 struct Value {
     value: f64,
-}
-
-/// The resident memory of this process, in MiB (Linux).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// What every socket shares: when each second's readings were acknowledged (µs since the start, 0 while
