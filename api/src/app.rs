@@ -240,6 +240,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.http.bind))?;
         let key_cache = KeyCache::new(cache_max_age, admission.machines().breaker().clone());
+        let live = crate::live::Live::new(&settings.live);
         let state = AppState::new(Inner {
             pool,
             admission,
@@ -254,6 +255,7 @@ impl Application {
             settings,
             prometheus: telemetry::prometheus(),
             keyring,
+            live,
         });
         Ok(Self {
             listener,
@@ -364,6 +366,9 @@ impl Application {
                 },
             ));
         }
+        if self.roles.api {
+            tokio::spawn(crate::live::run(state.clone(), shutdown.clone()));
+        }
         let connectors = if self.roles.connectors {
             let settings = state.settings();
             let runtime = Connectors::new(
@@ -453,6 +458,7 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::fleet::router())
             .merge(routes::settings::router())
             .merge(routes::reports::router())
+            .merge(crate::live::router())
             .merge(crate::openapi::router());
     }
     let mut api = api.layer(middleware::from_fn_with_state(
@@ -467,9 +473,15 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             gateway.max_body_bytes,
         );
     }
+    let portal = if roles.api {
+        crate::assets::portal_router()
+    } else {
+        Router::new()
+    };
     let deadline = Duration::from_secs(state.settings().http.request_timeout_secs);
     Router::new()
         .nest("/api/v1", api)
+        .merge(portal)
         .merge(routes::health::router())
         .fallback(crate::error::not_found_fallback)
         .layer(middleware::from_fn(move |request: Request, next: Next| {

@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, simulate};
+use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, bench_ws, simulate};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -130,6 +130,12 @@ enum Command {
     ///
     /// Loads the data with COPY into a throw-away database on the configured PostgreSQL, removed afterwards.
     BenchQueries(BenchQueriesArgs),
+    /// Benchmark the dashboard WebSocket: many sockets on one API instance, every machine's metrics at
+    /// 1 Hz; ingest 202 → socket receipt p50/p99, readings per socket, and the process's memory.
+    ///
+    /// Runs the gateway and the API in this process on a throw-away database and topics of the configured
+    /// PostgreSQL and Kafka, removed afterwards.
+    BenchWs(BenchWsArgs),
     /// Reprocess history into a new generation of detector state and alerts, then switch over.
     ///
     /// The platform keeps ingesting and detecting with the active generation meanwhile. Without --to, the
@@ -254,6 +260,22 @@ struct BenchQueriesArgs {
     /// Measure natively partitioned readings (as without TimescaleDB) instead.
     #[arg(long)]
     partitions: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchWsArgs {
+    /// Sockets.
+    #[arg(long, default_value_t = 1_000)]
+    clients: usize,
+    /// Machines.
+    #[arg(long, default_value_t = 100)]
+    machines: usize,
+    /// Metrics per machine, a reading each per second.
+    #[arg(long, default_value_t = 5)]
+    metrics: usize,
+    /// Seconds of readings.
+    #[arg(long, default_value_t = 30)]
+    secs: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -486,6 +508,19 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
                 partitions: args.partitions,
             };
             bench_queries::run(&settings, config).await?
+        }
+        Command::BenchWs(args) => {
+            anyhow::ensure!(
+                args.clients > 0 && args.machines > 0 && args.metrics > 0 && args.secs > 0,
+                "--clients, --machines, --metrics and --secs must be positive"
+            );
+            let config = bench_ws::WsBenchConfig {
+                clients: args.clients,
+                machines: args.machines,
+                metrics: args.metrics,
+                secs: args.secs,
+            };
+            bench_ws::run(&settings, config).await?
         }
         Command::Replay(args) => args.run(&settings).await?,
         Command::Backtest(args) => backtest::run(&args.into_config(), &settings.kafka).await?,

@@ -49,6 +49,8 @@ pub struct Settings {
     pub outbound: OutboundConfig,
     /// The keys that seal secrets at rest (OPC-UA passwords, channel secrets).
     pub secrets: SecretsConfig,
+    /// The dashboard WebSocket.
+    pub live: crate::live::config::LiveConfig,
 }
 
 impl Settings {

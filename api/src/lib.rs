@@ -8,8 +8,10 @@
 //! - [`routes`]: the HTTP endpoints, one module per resource group.
 //! - [`auth`]: the `Caller` extractor (access tokens or API keys), roles, the rate-limit middleware.
 //! - [`error`]: the one error type every endpoint answers with.
-//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations, and the docs page.
+//! - [`openapi`]: the OpenAPI document, generated from the handlers' annotations.
+//! - [`assets`]: the browser assets built with npm and embedded at build time (the docs page, Swagger UI).
 //! - [`pdf`]: the PDF report writer (tables and vector bar charts).
+//! - [`live`]: the dashboard WebSocket and the per-instance hub of live data behind it.
 //! - [`events`]: publishing the API's own events (rule changes, alert actions) to Kafka.
 //! - [`tenants`]: creation of tenants, users and keys (demo, CLI, sign-up) and a tenant's limits in force.
 //! - [`platform`]: the `haltless tenant` commands of platform operators.
@@ -18,11 +20,13 @@
 //! - [`tools`]: the plant simulator and the benchmarks.
 
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod live;
 pub mod openapi;
 pub mod pdf;
 pub mod platform;

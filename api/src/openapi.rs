@@ -1,5 +1,5 @@
 //! The OpenAPI document of the endpoints, generated from the handlers' `#[utoipa::path]` annotations and
-//! served at `GET /api/v1/openapi.json`.
+//! served at `GET /api/v1/openapi.json`; [`crate::assets`] serves the docs page that renders it.
 
 use axum::routing::get;
 use axum::Router;
@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes;
+use crate::routes::bodies::{AlertState, FleetStatus, MaintenanceKind, Severity, WorkOrderStatus};
 use crate::state::AppState;
 
 struct Security;
@@ -31,7 +32,8 @@ impl Modify for Security {
     }
 }
 
-/// The document.
+/// The document. The schemas listed are query parameters' types, which utoipa does not collect from
+/// `IntoParams` by itself.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Haltless API", description = "Multi-tenant industrial predictive maintenance."),
@@ -127,8 +129,17 @@ impl Modify for Security {
         routes::push::list,
         routes::push::create,
         routes::push::remove,
+        crate::live::socket::dashboard,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        Severity,
+        AlertState,
+        FleetStatus,
+        MaintenanceKind,
+        WorkOrderStatus
+    )),
     modifiers(&Security),
     tags(
         (name = "accounts", description = "Sign-up, login, tokens, sessions"),
@@ -144,63 +155,71 @@ impl Modify for Security {
         (name = "fleet", description = "Machine statuses and KPIs"),
         (name = "settings", description = "The tenant's fleet and detection defaults"),
         (name = "reports", description = "CSV and PDF exports, the fleet summary"),
+        (name = "live", description = "The dashboard WebSocket: live readings, alerts, actions and machine statuses"),
     )
 )]
 pub struct ApiDoc;
 
-/// The interactive docs page: self-contained HTML and script that read `openapi.json` from the same
-/// server, list the operations and send requests (no asset is fetched from anywhere else).
-const DOCS_PAGE: &str = include_str!("docs.html");
-
-/// `GET /api/v1/openapi.json` and the docs page `GET /api/v1/docs` (both public).
+/// `GET /api/v1/openapi.json` and the docs page `GET /api/v1/docs` (Swagger UI, embedded; both public).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
-        .route("/docs", get(docs))
+        .merge(crate::assets::docs_router())
 }
 
-/// The docs page's content policy: its own script and style only, by their SHA-256 (no `'unsafe-inline'`,
-/// so a script injected into the page would not run), and requests to this server only.
-static DOCS_POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
-         frame-ancestors 'none'",
-        inline_hash(DOCS_PAGE, "script"),
-        inline_hash(DOCS_PAGE, "style")
-    )
-});
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
 
-/// The CSP source of the first inline `<tag>` block of `page`: `'sha256-<base64>'` of its text (`'none'`
-/// when the page has no such block).
-fn inline_hash(page: &str, tag: &str) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let text = page
-        .find(&open)
-        .map(|start| &page[start + open.len()..])
-        .and_then(|rest| rest.find(&close).map(|end| &rest[..end]));
-    match text {
-        Some(text) => format!(
-            "'sha256-{}'",
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text.as_bytes()))
-        ),
-        None => "'none'".into(),
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => out.push(r.to_owned()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
     }
-}
 
-async fn docs() -> impl axum::response::IntoResponse {
-    use axum::http::header;
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // The page may talk to this server only: nothing is loaded from elsewhere.
-            (header::CONTENT_SECURITY_POLICY, DOCS_POLICY.as_str()),
-        ],
-        DOCS_PAGE,
-    )
+    #[test]
+    fn every_reference_of_the_document_resolves() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let path = r.trim_start_matches('#');
+            assert!(doc.pointer(path).is_some(), "{r} does not resolve");
+        }
+    }
+
+    #[test]
+    fn request_bodies_that_handlers_check_field_by_field_are_typed() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, method) in [
+            ("/api/v1/ingest", "post"),
+            ("/api/v1/sources", "post"),
+            ("/api/v1/rules", "post"),
+        ] {
+            let schema =
+                &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            let body = &doc["components"]["schemas"][name];
+            assert!(
+                body["properties"].is_object() || body["oneOf"].is_array(),
+                "{path}: {body}"
+            );
+        }
+        let rule = &doc["components"]["schemas"]["Rule"];
+        assert!(rule["properties"]["when"].is_object(), "{rule}");
+    }
 }

@@ -19,6 +19,7 @@ use crate::auth::KeyCache;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::events::EventPublisher;
+use crate::live::hub::Live;
 
 /// State shared by every request handler.
 #[derive(Clone)]
@@ -52,6 +53,8 @@ pub struct Inner {
     pub channel_secrets: ChannelSecrets,
     /// Seals and opens secrets at rest; `None` when no key is configured.
     pub keyring: Option<Arc<Keyring>>,
+    /// The dashboard sockets' hub.
+    pub live: Live,
 }
 
 impl AppState {
@@ -134,6 +137,10 @@ impl AppState {
     /// Seals and opens secrets at rest; `None` when no key is configured.
     pub fn keyring(&self) -> Option<&Keyring> {
         self.0.keyring.as_deref()
+    }
+    /// The dashboard sockets' hub.
+    pub fn live(&self) -> &Live {
+        &self.0.live
     }
     /// The keyring, to share with a role.
     pub fn keyring_shared(&self) -> Option<Arc<Keyring>> {

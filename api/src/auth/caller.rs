@@ -253,42 +253,52 @@ async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Caller, A
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let claims = state
-            .tokens()
-            .verify(token.trim())
-            .map_err(|_| unauthorized("invalid or expired access token"))?;
-        if state
-            .auth_store()
-            .is_revoked(&claims)
-            .await
-            .map_err(unavailable)?
-        {
-            return Err(unauthorized("this access token has been revoked"));
-        }
-        let limits = crate::tenants::load_limits(state.pool(), claims.tid)
-            .await?
-            .ok_or_else(|| unauthorized("the tenant no longer exists"))?;
-        return Ok(Caller {
-            tenant_id: claims.tid,
-            principal: Principal::User {
-                user_id: claims.sub,
-                role: claims.role,
-                session_id: claims.sid,
-                jti: claims.jti,
-                expires_at: claims.exp,
-            },
-            limits,
-            machine_ids: None,
-        });
+        return authenticate_token(token.trim(), state).await;
     }
     let secret = headers
         .get(API_KEY_HEADER)
         .ok_or_else(|| unauthorized("sign in (Authorization: Bearer) or send an X-API-Key"))?
         .to_str()
         .map_err(|_| unauthorized("unknown API key"))?;
+    authenticate_key(secret.trim(), state).await
+}
+
+/// The caller an access token names: signed by this platform, not expired, not logged out or revoked.
+pub async fn authenticate_token(token: &str, state: &AppState) -> Result<Caller, ApiError> {
+    let claims = state
+        .tokens()
+        .verify(token)
+        .map_err(|_| unauthorized("invalid or expired access token"))?;
+    if state
+        .auth_store()
+        .is_revoked(&claims)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(unauthorized("this access token has been revoked"));
+    }
+    let limits = crate::tenants::load_limits(state.pool(), claims.tid)
+        .await?
+        .ok_or_else(|| unauthorized("the tenant no longer exists"))?;
+    Ok(Caller {
+        tenant_id: claims.tid,
+        principal: Principal::User {
+            user_id: claims.sub,
+            role: claims.role,
+            session_id: claims.sid,
+            jti: claims.jti,
+            expires_at: claims.exp,
+        },
+        limits,
+        machine_ids: None,
+    })
+}
+
+/// The caller an API key names, unless it is unknown or revoked.
+pub async fn authenticate_key(secret: &str, state: &AppState) -> Result<Caller, ApiError> {
     let row = state
         .key_cache()
-        .lookup(state.pool(), hash_key(secret.trim()))
+        .lookup(state.pool(), hash_key(secret))
         .await?
         .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
     Ok(Caller {

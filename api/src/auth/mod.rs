@@ -18,7 +18,10 @@ pub mod tokens;
 
 mod caller;
 
-pub use caller::{client_address, enforce, Caller, KeyCache, Permission, Principal};
+pub use caller::{
+    authenticate_key, authenticate_token, client_address, enforce, Caller, KeyCache, Permission,
+    Principal,
+};
 pub use keys::{generate_key, hash_key, random_token, NewKey, Scope, API_KEY_HEADER};
 
 /// The former key-only extractor's name, kept so that handlers written against it still compile: it is

@@ -94,11 +94,14 @@ fn policy(password: &str) -> Result<(), ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Signup {
-    /// The new tenant's name, unique on the platform.
+    /// The new tenant's name, unique on the platform (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub tenant: String,
     /// The first admin's email.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// The first admin's password (10 to 256 characters).
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 
@@ -462,8 +465,10 @@ pub(crate) async fn logout(
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvite {
     /// The invitation token an admin received when inviting the user.
+    #[schema(min_length = 1)]
     pub token: String,
     /// The password to set (10 to 256 characters).
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
 }
 

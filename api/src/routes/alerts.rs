@@ -32,16 +32,21 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AlertFilter {
     /// Machine name.
+    #[param(value_type = Option<super::bodies::MachineName>)]
     pub machine: Option<String>,
     /// `open` or `resolved`.
+    #[param(value_type = Option<super::bodies::AlertState>)]
     pub state: Option<String>,
     /// `info`, `warning` or `critical`.
+    #[param(value_type = Option<super::bodies::Severity>)]
     pub severity: Option<String>,
     /// Detector name.
     pub detector: Option<String>,
     /// Raised at or after (RFC 3339 or epoch ms).
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// Raised before.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,
@@ -263,6 +268,7 @@ pub(crate) async fn ack(
 #[serde(deny_unknown_fields)]
 pub struct Snooze {
     /// End of the snooze (RFC 3339 or epoch ms), in the future.
+    #[schema(value_type = super::bodies::Instant)]
     pub until: String,
 }
 

@@ -26,9 +26,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
-    /// A label to tell keys apart.
+    /// A label to tell keys apart (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// `ingest` and/or `read`.
+    #[schema(value_type = Vec<super::bodies::KeyScope>, min_items = 1)]
     pub scopes: Vec<String>,
     /// Machine names the key is restricted to; every machine when absent.
     pub machines: Option<Vec<String>>,

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct StatusFilter {
     /// `running`, `alerting` or `silent`.
+    #[param(value_type = Option<super::bodies::FleetStatus>)]
     pub status: Option<String>,
     /// Machines of this site.
     pub site: Option<String>,
@@ -93,7 +94,17 @@ const OPEN_ALERTS: &str =
 
 /// Every active machine of the caller's tenant with its status, ordered by name.
 pub async fn statuses(state: &AppState, key: &Caller) -> Result<Vec<MachineStatus>, ApiError> {
-    let settings = TenantSettings::load(state.pool(), key.tenant_id).await?;
+    statuses_of(state, key.tenant_id, key.machine_restriction()).await
+}
+
+/// Every active machine of `tenant` (of `only` these, when given) with its status, ordered by name; the
+/// dashboard socket follows the same statuses.
+pub async fn statuses_of(
+    state: &AppState,
+    tenant: Uuid,
+    only: Option<&[Uuid]>,
+) -> Result<Vec<MachineStatus>, ApiError> {
+    let settings = TenantSettings::load(state.pool(), tenant).await?;
     let now = Utc::now();
     let silent_after = Duration::minutes(i64::from(settings.silent_after_minutes));
     let rows: Vec<Row> = sqlx::query_as(&format!(
@@ -105,8 +116,8 @@ pub async fn statuses(state: &AppState, key: &Caller) -> Result<Vec<MachineStatu
          WHERE m.tenant_id = $1 AND m.status = 'active' AND ($2::uuid[] IS NULL OR m.id = ANY($2))
          ORDER BY m.name"
     ))
-    .bind(key.tenant_id)
-    .bind(key.machine_restriction())
+    .bind(tenant)
+    .bind(only)
     .fetch_all(state.pool())
     .await?;
     Ok(rows
@@ -180,8 +191,10 @@ pub(crate) async fn status(
 #[into_params(parameter_in = Query)]
 pub struct KpiWindow {
     /// Start (RFC 3339 or epoch ms); default 30 days before `to`.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// End; default now.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
 }
 

@@ -30,13 +30,21 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
     /// Unique name within the tenant.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: String,
     /// Free labels (letters, digits, `_ . : - = /`, up to 64 characters; at most 32).
     #[serde(default)]
+    #[schema(value_type = Vec<super::bodies::Tag>, max_items = 32)]
     pub tags: Vec<String>,
     /// Where the machine stands (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub site: Option<String>,
     /// Up to 2,000 characters.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -46,16 +54,22 @@ pub struct NewMachine {
 #[serde(deny_unknown_fields)]
 pub struct MachineChange {
     /// A new name, unique within the tenant. Readings and alerts follow the machine's id, not its name.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: Option<String>,
     /// Replaces the tags.
+    #[schema(value_type = Option<Vec<super::bodies::Tag>>, max_items = 32)]
     pub tags: Option<Vec<String>>,
     /// Where the machine stands.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub site: Option<Option<String>>,
     /// Description.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
 }
 

@@ -48,15 +48,20 @@ pub const KINDS: [&str; 7] = [
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Machine name.
+    #[schema(value_type = super::bodies::MachineName)]
     pub machine: String,
     /// inspection, repair, replacement, calibration, lubrication, cleaning or other.
+    #[schema(value_type = super::bodies::MaintenanceKind)]
     pub kind: String,
     /// Up to 10,000 characters.
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub notes: String,
     /// When it was done (RFC 3339 or epoch ms), not in the future.
+    #[schema(value_type = super::bodies::Instant)]
     pub performed_at: String,
     /// Who did it (1 to 200 characters); the caller when absent.
+    #[schema(min_length = 1, max_length = 200)]
     pub by: Option<String>,
 }
 
@@ -66,12 +71,16 @@ pub struct NewEvent {
 #[into_params(parameter_in = Query)]
 pub struct EventFilter {
     /// Machine name.
+    #[param(value_type = Option<super::bodies::MachineName>)]
     pub machine: Option<String>,
     /// Kind.
+    #[param(value_type = Option<super::bodies::MaintenanceKind>)]
     pub kind: Option<String>,
     /// Performed at or after.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// Performed before.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,
@@ -210,6 +219,7 @@ pub(crate) async fn list_events(
 #[serde(deny_unknown_fields)]
 pub struct ChecklistItem {
     /// What was checked (1 to 500 characters).
+    #[schema(min_length = 1, max_length = 500)]
     pub item: String,
     /// Whether it passed.
     pub ok: bool,
@@ -223,10 +233,13 @@ pub struct ChecklistItem {
 #[serde(deny_unknown_fields)]
 pub struct SignoffBody {
     /// Name of the checklist (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub checklist: Option<String>,
     /// The machine it concerns (name), if any.
+    #[schema(value_type = Option<super::bodies::MachineName>)]
     pub machine: Option<String>,
     /// The items (1 to 500).
+    #[schema(min_items = 1, max_items = 500)]
     pub items: Option<Vec<ChecklistItem>>,
     /// Remarks.
     pub notes: Option<String>,

@@ -11,11 +11,13 @@
 //! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
 //! - [`fleet`], [`reports`], [`settings`]: fleet status and KPIs, CSV and PDF exports, tenant settings.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`bodies`]: the JSON bodies handlers check field by field, described for the OpenAPI document.
 //! - [`paging`]: what the handlers share: pages, filters, machine lookups, CSV documents.
 
 pub mod accounts;
 pub mod alerts;
 pub mod api_keys;
+pub mod bodies;
 pub mod channels;
 pub mod fleet;
 pub mod health;

@@ -34,8 +34,10 @@ pub struct ReadingsQuery {
     /// Only this metric; all metrics when absent.
     pub metric: Option<String>,
     /// Inclusive lower bound (RFC 3339 or epoch ms).
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// Exclusive upper bound (RFC 3339 or epoch ms).
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Bucket width such as `30s`, `1m`, `15m`, `1h`, `1d`: aggregates instead of raw rows.
     pub bucket: Option<String>,

@@ -155,14 +155,19 @@ pub(crate) async fn machines_pdf(
 #[into_params(parameter_in = Query)]
 pub struct AlertReportFilter {
     /// Machine name.
+    #[param(value_type = Option<super::bodies::MachineName>)]
     pub machine: Option<String>,
     /// `open` or `resolved`.
+    #[param(value_type = Option<super::bodies::AlertState>)]
     pub state: Option<String>,
     /// `info`, `warning` or `critical`.
+    #[param(value_type = Option<super::bodies::Severity>)]
     pub severity: Option<String>,
     /// Raised at or after (RFC 3339 or epoch ms).
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// Raised before.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Most rows (default and at most 10,000).
     pub limit: Option<i64>,

@@ -30,11 +30,12 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleBody {
-    /// The rule: `{"id"?, "name", "severity", "when", "hold", "clear_ratio", "clear_after", "max_age_secs"}`.
-    #[schema(value_type = Object)]
+    /// The rule.
+    #[schema(value_type = haltless_processors::detection::logic::rules::Rule)]
     pub rule: Value,
     /// Machine names; every machine of the tenant when empty.
     #[serde(default)]
+    #[schema(value_type = Vec<super::bodies::MachineName>)]
     pub machines: Vec<String>,
 }
 

@@ -39,11 +39,14 @@ pub struct NewSilence {
     #[serde(default)]
     pub matchers: Matchers,
     /// From when (RFC 3339 or epoch ms; default now).
+    #[schema(value_type = Option<super::bodies::Instant>)]
     pub starts_at: Option<String>,
     /// Until when, after the start and at most a year ahead.
+    #[schema(value_type = super::bodies::Instant)]
     pub ends_at: String,
     /// Why, up to 1,000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub comment: String,
 }
 
@@ -159,8 +162,10 @@ pub struct NotificationFilter {
     /// alert, resolved or test.
     pub kind: Option<String>,
     /// Created at or after.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// Created before.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,

@@ -33,14 +33,6 @@ pub fn router() -> Router<AppState> {
         .route("/sources/{id}/trust", post(trust))
 }
 
-/// A source definition in the OpenAPI document (the handlers read it as JSON and check it field by field).
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(value_type = Object)]
-pub struct SourceDefinition(
-    #[allow(dead_code)] // only its schema is used
-    serde_json::Value,
-);
-
 /// What a caller needs to touch sources: admins and operators change them, every role and read keys see them.
 fn authorize(key: &Caller, write: bool) -> Result<(), ApiError> {
     key.require(if write {
@@ -341,7 +333,7 @@ async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError
     .ok_or_else(not_found)
 }
 
-#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of sources or points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = super::bodies::SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of sources or points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -369,7 +361,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
-#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = super::bodies::SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,

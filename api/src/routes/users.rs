@@ -91,10 +91,14 @@ pub(crate) async fn show(
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Email address, unique within the tenant (the same person may belong to other tenants too).
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// `admin`, `operator` or `viewer`.
+    /// The role.
+    #[schema(value_type = super::bodies::RoleName)]
     pub role: String,
-    /// The password; without one the user is invited and the answer carries a one-time `invite_token`.
+    /// The password (10 to 256 characters); without one the user is invited and the answer carries a
+    /// one-time `invite_token`.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -147,6 +151,7 @@ pub(crate) async fn create(
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     /// New role.
+    #[schema(value_type = Option<super::bodies::RoleName>)]
     pub role: Option<String>,
     /// `false` deactivates the user (ending their sessions), `true` reactivates them.
     pub active: Option<bool>,

@@ -41,6 +41,7 @@ pub fn next_statuses(from: &str) -> &'static [&'static str] {
 #[serde(deny_unknown_fields)]
 pub struct NewWorkOrder {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// Free text.
     #[serde(default)]
@@ -48,9 +49,11 @@ pub struct NewWorkOrder {
     /// A user of the tenant.
     pub assignee: Option<Uuid>,
     /// `YYYY-MM-DD`.
+    #[schema(value_type = Option<super::bodies::Date>)]
     pub due_date: Option<String>,
     /// Names of the tenant's machines.
     #[serde(default)]
+    #[schema(value_type = Vec<super::bodies::MachineName>)]
     pub machines: Vec<String>,
     /// Ids of the tenant's alerts.
     #[serde(default)]
@@ -63,6 +66,7 @@ pub struct NewWorkOrder {
 #[serde(deny_unknown_fields)]
 pub struct WorkOrderChange {
     /// New title.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     /// New description.
     pub description: Option<String>,
@@ -72,13 +76,15 @@ pub struct WorkOrderChange {
     pub assignee: Option<Option<Uuid>>,
     /// `YYYY-MM-DD`, or `null`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::bodies::Date>)]
     pub due_date: Option<Option<String>>,
     /// Replaces the linked machines.
+    #[schema(value_type = Option<Vec<super::bodies::MachineName>>)]
     pub machines: Option<Vec<String>>,
     /// Replaces the linked alerts.
     pub alerts: Option<Vec<Uuid>>,
     /// `in_progress`, `done` or `cancelled`, as the lifecycle allows.
+    #[schema(value_type = Option<super::bodies::WorkOrderStatus>)]
     pub status: Option<String>,
     /// Why, for the history.
     pub note: Option<String>,
@@ -96,12 +102,15 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[into_params(parameter_in = Query)]
 pub struct WorkOrderFilter {
     /// `open`, `in_progress`, `done` or `cancelled`.
+    #[param(value_type = Option<super::bodies::WorkOrderStatus>)]
     pub status: Option<String>,
     /// Assigned to this user.
     pub assignee: Option<Uuid>,
     /// Linked to this machine (name).
+    #[param(value_type = Option<super::bodies::MachineName>)]
     pub machine: Option<String>,
     /// Due on or before this date (`YYYY-MM-DD`).
+    #[param(value_type = Option<super::bodies::Date>)]
     pub due_before: Option<String>,
     /// Page size (default 50, at most 500).
     pub limit: Option<i64>,

@@ -73,7 +73,7 @@ async fn slow(Path(_): Path<String>) -> StatusCode {
 }
 
 /// The resident memory of this process, in MiB (Linux).
-fn rss_mib() -> f64 {
+pub(crate) fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

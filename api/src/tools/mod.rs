@@ -6,11 +6,13 @@
 //! - [`bench_alerts`]: `haltless bench-alerts`, alert raised → webhook received through the alert engine.
 //! - [`bench_queries`]: `haltless bench-queries`, the readings queries on a month of data, before and after
 //!   continuous aggregates and compression.
+//! - [`bench_ws`]: `haltless bench-ws`, many dashboard sockets while machines send readings at 1 Hz.
 //! - [`scratch`]: the throw-away database a benchmark runs in.
 
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_detect;
 pub mod bench_queries;
+pub mod bench_ws;
 pub mod scratch;
 pub mod simulate;

@@ -11,7 +11,7 @@ use super::{Detector, Sample, Verdict};
 const HOUR_MS: i64 = 3_600_000;
 
 /// Settings of the static baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BaselineConfig {
     /// Length of the sliding window in hours of event time.

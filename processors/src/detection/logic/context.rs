@@ -53,7 +53,7 @@ const TRANSITION_KEEP: f64 = 1.0 - 1.0 / 512.0;
 const TRANSITION_PRIOR: f64 = 0.1;
 
 /// Settings of the context detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContextConfig {
     /// Fires above this score: `-log10` of how often a reading this unusual is expected (5: one in 100,000).

@@ -16,7 +16,7 @@ const DAY_MS: i64 = 86_400_000;
 pub const MAX_DAYS: usize = 8;
 
 /// Settings of the drift detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriftConfig {
     /// Consecutive day-to-day moves in one direction needed (2 to 7).

@@ -7,7 +7,7 @@ use super::stats::EwStats;
 use super::{Detector, Sample, Verdict};
 
 /// Settings of the EWMA detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EwmaConfig {
     /// Half-life of the mean and variance in seconds of event time: how fast they forget.

@@ -7,7 +7,7 @@ use super::stats::EwStats;
 use super::{Detector, Sample, Verdict};
 
 /// Settings of the rate-of-change detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateConfig {
     /// Absolute limit on |velocity| (units per second). When unset, the learned band is used.

@@ -12,16 +12,19 @@ use super::rate::RateConfig;
 pub use haltless_schemas::alerts::Severity;
 
 /// A rule for one machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// Stable id; alert ids derive from it.
+    /// Stable id; alert ids derive from it. The API generates one when a new rule has none, and refuses
+    /// ids starting with `default:`.
+    #[schema(required = false, pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
     pub id: String,
     /// Human name.
     #[serde(default)]
     pub name: String,
-    /// Severity of the alerts it raises.
+    /// Severity of the alerts it raises: `info`, `warning` (default) or `critical`.
     #[serde(default = "default_severity")]
+    #[schema(value_type = String, pattern = "^(info|warning|critical)$")]
     pub severity: Severity,
     /// The condition tree.
     pub when: Expr,
@@ -31,6 +34,7 @@ pub struct Rule {
     /// Hysteresis of detector conditions: once raised, a condition stays on until its score falls below this
     /// fraction of its limit.
     #[serde(default = "default_clear_ratio")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub clear_ratio: f64,
     /// Consecutive evaluations with the tree off before the alert resolves.
     #[serde(default = "default_clear_after")]
@@ -54,7 +58,7 @@ fn default_max_age() -> u64 {
 }
 
 /// How long a rule's tree must be true before it raises.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hold {
     /// Seconds of event time.
@@ -64,17 +68,19 @@ pub struct Hold {
 }
 
 /// A condition tree.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Expr {
     /// True when every branch is.
     All {
         /// The branches.
+        #[schema(no_recursion)]
         all: Vec<Expr>,
     },
     /// True when any branch is.
     Any {
         /// The branches.
+        #[schema(no_recursion)]
         any: Vec<Expr>,
     },
     /// A leaf.
@@ -82,7 +88,7 @@ pub enum Expr {
 }
 
 /// A test on one metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Condition {
     /// The metric it looks at.
     pub metric: String,
@@ -92,7 +98,7 @@ pub struct Condition {
 }
 
 /// What a condition tests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "detector", rename_all = "snake_case")]
 pub enum Test {
     /// The value is above `value`.

@@ -1,0 +1,114 @@
+//! The instance's one Kafka reader behind the dashboard sockets: it reads the readings, the active
+//! generation's alerts and the alert actions from their ends (every instance reads every partition, with
+//! no group and no commits: each instance serves its own sockets) and hands them to the [`Hub`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use haltless_processors::detection::generation;
+use haltless_processors::runtime::codecs::{alerts_codec, readings_codec};
+use haltless_processors::runtime::kafka::reader_config;
+use haltless_schemas::actions::AlertAction;
+use haltless_schemas::{AlertRecord, ReadingBatch};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::hub::Hub;
+use crate::state::AppState;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the reader checks whether a replay made another generation of alerts active.
+const GENERATION_CHECK: Duration = Duration::from_secs(30);
+
+/// Reads until `shutdown`, or until the active generation changes (the caller starts it again).
+pub async fn run(
+    state: AppState,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let kafka = &state.settings().kafka;
+    let readings_codec = readings_codec(kafka).await?;
+    let alerts_codec = alerts_codec(kafka).await?;
+    let actions_codec = AlertAction::codec()?;
+    let active = generation::active(state.pool()).await?;
+    let alerts_topic = active.name(&kafka.alerts_topic);
+    let consumer: StreamConsumer = reader_config(
+        &kafka.brokers,
+        &format!("haltless-live-{}", Uuid::new_v4().simple()),
+    )
+    .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in [
+        &kafka.readings_topic,
+        &alerts_topic,
+        &kafka.alert_actions_topic,
+    ] {
+        let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                assignment.add_partition_offset(t.name(), p.id(), Offset::End)?;
+            }
+        }
+    }
+    consumer.assign(&assignment)?;
+    tracing::info!(alerts = %alerts_topic, "live feed reading");
+    let mut checked = Instant::now();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            m = tokio::time::timeout(GENERATION_CHECK, consumer.recv()) => m,
+        };
+        if checked.elapsed() >= GENERATION_CHECK {
+            checked = Instant::now();
+            if generation::active(state.pool())
+                .await
+                .is_ok_and(|g| g != active)
+            {
+                tracing::info!("live feed following the new active generation");
+                return Ok(());
+            }
+        }
+        let Ok(message) = message else { continue };
+        let message = message?;
+        let Some(payload) = message.payload() else {
+            continue;
+        };
+        let topic = message.topic();
+        if topic == kafka.readings_topic {
+            match ReadingBatch::decode(&readings_codec, payload) {
+                Ok(batch) => hub.on_readings(&batch),
+                Err(e) => tracing::warn!(error = %e, "live feed: undecodable reading batch"),
+            }
+        } else if topic == alerts_topic {
+            match AlertRecord::decode(&alerts_codec, payload) {
+                Ok(alert) => hub.on_alert(&alert),
+                Err(e) => tracing::warn!(error = %e, "live feed: undecodable alert"),
+            }
+        } else if let Ok(action) = AlertAction::decode(&actions_codec, payload) {
+            on_action(&state, &hub, &action).await;
+        }
+    }
+}
+
+/// An action names only its alert: the machine comes from the alert the hub saw, else the database.
+async fn on_action(state: &AppState, hub: &Hub, action: &AlertAction) {
+    let machine = match hub.alert_machine(action.tenant_id, action.alert_id) {
+        // No socket of the tenant is open here.
+        None => return,
+        Some(Some(machine)) => Some(machine),
+        Some(None) => sqlx::query_scalar(
+            "SELECT machine_id FROM alerts WHERE tenant_id = $1 AND id = $2 LIMIT 1",
+        )
+        .bind(action.tenant_id)
+        .bind(action.alert_id)
+        .fetch_optional(state.pool())
+        .await
+        .ok()
+        .flatten(),
+    };
+    if let Some(machine) = machine {
+        hub.on_action(action, machine);
+    }
+}
