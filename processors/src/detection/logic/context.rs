@@ -103,6 +103,7 @@ impl ContextConfig {
             learn: self.learn,
             memory_secs: self.memory_secs,
             min_spread: 0.05,
+            clip: CLIP,
         }
     }
 }
@@ -229,6 +230,13 @@ impl Context {
                 if slot.n >= SLOT_WARM {
                     out[PROFILE] = Some((((x - slot.mean) / slot_std).abs(), slot.mean));
                     y = clip(slot.mean, slot_std, x);
+                    // The level is judged against the larger of its own spread and this hour's: a value
+                    // that this hour of the day often reaches is not unusual for the level either.
+                    if slot_std > std {
+                        if let Some(level) = out[LEVEL].as_mut() {
+                            level.0 = ((x - self.level.mean) / slot_std).abs();
+                        }
+                    }
                 }
                 // Within the hour the slot's step is the series' step, whose decay is known.
                 let by = if slot.n == 0 {
