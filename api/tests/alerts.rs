@@ -151,6 +151,23 @@ async fn a_rule_raises_and_resolves_one_alert_and_actions_show_in_its_history() 
     let raised = &detail["history"][0]["details"];
     assert_eq!(raised["observed"], json!(95.0));
     assert_eq!(raised["readings"].as_array().unwrap().len(), 1);
+    // Every alert says why, in words and numbers, on the alert and on each step of its history.
+    assert_eq!(
+        detail["explanation"],
+        json!("spindle_temp 95 is above the limit 90"),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["contributions"][0]["feature"],
+        json!("threshold_above")
+    );
+    assert_eq!(raised["explanation"], detail["explanation"]);
+    let resolved = &detail["history"][1]["details"];
+    assert_eq!(
+        resolved["explanation"],
+        json!("back to normal: spindle_temp 70, expected 90"),
+        "{detail}"
+    );
 
     // Filters, unknown ids, and another tenant.
     assert_eq!(

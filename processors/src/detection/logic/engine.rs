@@ -14,6 +14,7 @@ use super::baseline::Baseline;
 use super::context::Context;
 use super::drift::Drift;
 use super::ewma::Ewma;
+use super::explain::explain;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
 use super::rules::{default_rules, Condition, Rule, Severity, Test};
@@ -62,6 +63,10 @@ pub struct AlertEvent {
     pub event_time_ms: i64,
     /// The readings behind the conditions that held.
     pub offsets: Vec<Offset>,
+    /// Which feature fired and why, in words.
+    pub explanation: String,
+    /// Each feature's score (`-log10` of how often that is expected), strongest first.
+    pub contributions: Vec<(String, f64)>,
 }
 
 /// Detector state of one condition.
@@ -250,6 +255,13 @@ impl MachineState {
                 .enumerate()
                 .find_map(|(i, l)| l.map(|l| (i, l)))
         })?;
+        let why = explain(
+            leaves[leaf].test.name(),
+            &leaves[leaf].metric,
+            &last.verdict,
+            last.ts_ms,
+            transition == Transition::Resolved,
+        );
         Some(AlertEvent {
             alert_id,
             transition,
@@ -269,6 +281,8 @@ impl MachineState {
             } else {
                 on.iter().filter_map(|(_, l)| l.offset).collect()
             },
+            explanation: why.text,
+            contributions: why.contributions,
         })
     }
 
@@ -299,6 +313,7 @@ impl MachineState {
                 .and_then(|rest| rest.strip_suffix(suffix.as_str()))
                 .unwrap_or_default()
                 .to_owned();
+            let why = explain(&detector, metric, &last.verdict, last.ts_ms, true);
             events.push(AlertEvent {
                 alert_id: alert,
                 transition: Transition::Resolved,
@@ -313,6 +328,8 @@ impl MachineState {
                 limit: last.verdict.limit,
                 event_time_ms: ts,
                 offsets: last.offset.into_iter().collect(),
+                explanation: why.text,
+                contributions: why.contributions,
             });
         }
         events
@@ -444,6 +461,16 @@ mod tests {
             (spike.expected - 60.0).abs() < 1.0 && spike.observed > 70.0,
             "{spike:?}"
         );
+        // It says why in words a person reads, and each feature's share in numbers.
+        println!("{}", spike.explanation);
+        assert!(
+            spike.explanation.starts_with("spindle_temp 7")
+                && spike.explanation.contains("usually 60")
+                && spike.explanation.contains("readings"),
+            "{spike:?}"
+        );
+        assert!(spike.contributions.len() >= 3, "{spike:?}");
+        assert!(spike.contributions[0].1 >= spike.contributions[1].1);
     }
 
     #[test]

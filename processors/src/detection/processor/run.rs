@@ -425,7 +425,8 @@ impl DetectorRuntime {
     }
 }
 
-fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
+/// The alert topic's record of an alert transition of the machine of `readings`.
+pub fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
     AlertRecord {
         alert_id: e.alert_id,
         transition: e.transition,
@@ -443,6 +444,8 @@ fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
         limit: e.limit,
         event_time_ms: e.event_time_ms,
         readings: e.offsets,
+        explanation: e.explanation,
+        contributions: e.contributions,
     }
 }
 
