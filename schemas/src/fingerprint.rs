@@ -241,7 +241,7 @@ mod tests {
             (crate::readings::HISTORY[0], "ac3103a61efefa05"),
             (crate::readings::SCHEMA, "07d4c633c3361250"),
             (crate::rules::HISTORY[0], "a23043e7314fa1f2"),
-            (crate::rules::SCHEMA, "0cae93a78c20a96d"),
+            (crate::rules::HISTORY[1], "0cae93a78c20a96d"),
             (crate::detector_state::HISTORY[0], "f03aa747926a8407"),
             (crate::detector_state::HISTORY[1], "0243e045dbe40dfc"),
         ];

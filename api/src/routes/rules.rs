@@ -149,6 +149,7 @@ async fn store(
         machines: machines.clone(),
         rule: rule.clone(),
         deleted,
+        reset: None,
     };
     let codec = RuleChange::codec().map_err(ApiError::internal)?;
     let payload = change.encode(&codec).map_err(ApiError::internal)?;

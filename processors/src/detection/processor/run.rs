@@ -267,7 +267,14 @@ impl DetectorRuntime {
                     },
                     offset: Some((msg.partition(), msg.offset())),
                 };
-                for event in machine.observe(&tenant, &readings.machine, &rules[..], input) {
+                let resets = book.resets(readings.tenant_id);
+                for event in machine.observe_after_resets(
+                    &tenant,
+                    &readings.machine,
+                    &rules[..],
+                    resets,
+                    input,
+                ) {
                     out.alerts.push(alert_record(&readings, event));
                 }
             }
