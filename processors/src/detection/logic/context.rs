@@ -322,9 +322,11 @@ impl Context {
         if self.level.n == 1 {
             (self.low, self.high) = (x, x);
         } else {
+            // The range holds the values seen, spikes included (unclipped): a value reached before is not
+            // a new maximum, however far it lies from the level.
             let m = self.level.mean;
-            self.high = finite_or(m + (self.high - m) * keep, m).max(learnt);
-            self.low = finite_or(m + (self.low - m) * keep, m).min(learnt);
+            self.high = finite_or(m + (self.high - m) * keep, m).max(x);
+            self.low = finite_or(m + (self.low - m) * keep, m).min(x);
         }
         out
     }
