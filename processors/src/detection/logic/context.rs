@@ -45,8 +45,11 @@ const LOG10_COUNT: [f64; 6] = [
     1.0 - std::f64::consts::LOG10_2,
 ];
 /// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
-/// while a lasting change is still learned, gradually.
-const CLIP: f64 = 5.0;
+/// while a lasting change is still learned, gradually. (Compared at 5, 6, 8, 10 and 12 on the tuning streams
+/// of the README's leave-some-out table; 8 scored best there.)
+const CLIP: f64 = 8.0;
+/// The calibration's learning clips an averaged raw score to this many of its spreads.
+const CALIBRATION_CLIP: f64 = 5.0;
 /// The weight the transition counts keep per visit of their row (a memory of about 500 visits).
 const TRANSITION_KEEP: f64 = 1.0 - 1.0 / 512.0;
 /// Pseudo-count of every transition, so an unseen one is rare rather than impossible.
@@ -103,7 +106,7 @@ impl ContextConfig {
             learn: self.learn,
             memory_secs: self.memory_secs,
             min_spread: 0.05,
-            clip: CLIP,
+            clip: CALIBRATION_CLIP,
         }
     }
 }
