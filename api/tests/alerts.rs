@@ -165,7 +165,7 @@ async fn a_rule_raises_and_resolves_one_alert_and_actions_show_in_its_history() 
     let resolved = &detail["history"][1]["details"];
     assert_eq!(
         resolved["explanation"],
-        json!("back to normal: spindle_temp 70, expected 90"),
+        json!("cleared (no longer unusual to the detector): spindle_temp 70, expected 90"),
         "{detail}"
     );
 

@@ -12,5 +12,6 @@ pub mod bench;
 pub mod bench_alerts;
 pub mod bench_detect;
 pub mod bench_queries;
+pub mod faults;
 pub mod scratch;
 pub mod simulate;

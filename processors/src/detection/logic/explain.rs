@@ -90,7 +90,9 @@ pub fn explain(
     contributions.sort_by(|a, b| b.1.total_cmp(&a.1));
     if cleared {
         return Explanation {
-            text: format!("back to normal: {metric} {obs}, expected {exp}"),
+            text: format!(
+                "cleared (no longer unusual to the detector): {metric} {obs}, expected {exp}"
+            ),
             contributions,
         };
     }
@@ -221,7 +223,7 @@ mod tests {
         assert_eq!(names, ["profile", "level", "range"]);
         assert!((e.contributions[0].1 - 5.6).abs() < 0.02, "{e:?}");
         let cleared = explain("context", "spindle_temp", &v, ts, true);
-        assert!(cleared.text.starts_with("back to normal"), "{cleared:?}");
+        assert!(cleared.text.starts_with("cleared"), "{cleared:?}");
     }
 
     #[test]
