@@ -171,12 +171,7 @@ pub(crate) async fn create_event(
             metrics: body.metrics.clone(),
         };
         let change = RuleChange::maintenance(key.tenant_id, &body.machine, at, reset);
-        let codec = RuleChange::codec().map_err(ApiError::internal)?;
-        let payload = change.encode(&codec).map_err(ApiError::internal)?;
-        state
-            .events()
-            .publish(&state.settings().kafka.rules_topic, &change.key(), &payload)
-            .await?;
+        crate::routes::rules::publish(&state, &change).await?;
     }
     tx.commit().await?;
     Ok((

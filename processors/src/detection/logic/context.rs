@@ -572,6 +572,21 @@ mod tests {
     }
 
     #[test]
+    fn the_state_is_bounded_whatever_the_series() {
+        let mut d = Context::default();
+        let c = ContextConfig::default();
+        for s in noisy(20_000, 50.0, 1.0, 1_000) {
+            d.observe(&c, s);
+        }
+        let heap = d.slots.capacity() * std::mem::size_of::<EwStats>()
+            + d.transitions.capacity() * std::mem::size_of::<f64>()
+            + d.calibrators.capacity() * std::mem::size_of::<Calibrator>();
+        let bytes = std::mem::size_of::<Context>() + heap;
+        println!("context state: {bytes} bytes");
+        assert!(bytes < 3_000, "{bytes}");
+    }
+
+    #[test]
     fn a_stuck_sensor_that_comes_back_fires() {
         let c = ContextConfig::default();
         let series: Vec<Sample> = (0..2_000)
