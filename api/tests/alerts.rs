@@ -151,6 +151,23 @@ async fn a_rule_raises_and_resolves_one_alert_and_actions_show_in_its_history() 
     let raised = &detail["history"][0]["details"];
     assert_eq!(raised["observed"], json!(95.0));
     assert_eq!(raised["readings"].as_array().unwrap().len(), 1);
+    // Every alert says why, in words and numbers, on the alert and on each step of its history.
+    assert_eq!(
+        detail["explanation"],
+        json!("spindle_temp 95 is above the limit 90"),
+        "{detail}"
+    );
+    assert_eq!(
+        detail["contributions"][0]["feature"],
+        json!("threshold_above")
+    );
+    assert_eq!(raised["explanation"], detail["explanation"]);
+    let resolved = &detail["history"][1]["details"];
+    assert_eq!(
+        resolved["explanation"],
+        json!("cleared (no longer unusual to the detector): spindle_temp 70, expected 90"),
+        "{detail}"
+    );
 
     // Filters, unknown ids, and another tenant.
     assert_eq!(
@@ -290,4 +307,54 @@ async fn rule_changes_apply_from_the_event_time_they_were_made() {
         "{list}"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_replacement_makes_the_machines_detectors_start_afresh() {
+    let app = TestApp::spawn(&["press-07", "lathe-02"]).await;
+    let rule = json!({"rule": {"id": "shaking", "clear_after": 1,
+        "when": {"metric": "vib", "detector": "ewma", "band": 4, "warmup": 5}}});
+    let (status, body) = send(&app, reqwest::Method::POST, "/api/v1/rules", Some(rule)).await;
+    assert_eq!(status, 201, "{body}");
+    let readings = |t0: i64, values: &[f64]| -> Value {
+        let r: Vec<Value> = ["press-07", "lathe-02"]
+            .iter()
+            .flat_map(|m| {
+                values.iter().enumerate().map(move |(i, v)| {
+                    json!({"machine": m, "metric": "vib", "ts": t0 + i as i64 * 10, "value": v})
+                })
+            })
+            .collect();
+        json!({ "readings": r })
+    };
+    // Both machines learn a steady vibration.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let quiet: Vec<f64> = (0..20).map(|i| 2.0 + 0.01 * f64::from(i % 2)).collect();
+    let t0 = chrono::Utc::now().timestamp_millis();
+    assert_eq!(app.ingest(&readings(t0, &quiet)).await.status(), 202);
+    // press-07's bearing is replaced: it runs at another level from now on, and its detectors relearn.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replacement = json!({"machine": "press-07", "kind": "replacement",
+        "performed_at": chrono::Utc::now().to_rfc3339(), "notes": "new bearing"});
+    let (status, body) = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/maintenance-events",
+        Some(replacement),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t1 = chrono::Utc::now().timestamp_millis() + 100;
+    assert_eq!(app.ingest(&readings(t1, &[5.0; 10])).await.status(), 202);
+    // lathe-02, not maintained, alerts on the new level; press-07 does not.
+    wait_for(&app, "/api/v1/alerts?machine=lathe-02", |b| {
+        b["alerts"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.get("/api/v1/alerts?machine=press-07").await.1["alerts"],
+        json!([])
+    );
 }

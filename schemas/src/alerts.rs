@@ -14,7 +14,10 @@ pub const ALERTS_TOPIC: &str = "haltless.alerts.v1";
 pub const SCHEMA: &str = include_str!("../avro/haltless.alerts.v1.avsc");
 
 /// Every released version, oldest first.
-pub const HISTORY: &[&str] = &[include_str!("../avro/history/haltless.alerts.v1/001.avsc")];
+pub const HISTORY: &[&str] = &[
+    include_str!("../avro/history/haltless.alerts.v1/001.avsc"),
+    include_str!("../avro/history/haltless.alerts.v1/002.avsc"),
+];
 
 /// What happened to the alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -88,6 +91,10 @@ pub struct AlertRecord {
     pub event_time_ms: i64,
     /// (partition, offset) of the readings behind it.
     pub readings: Vec<(i32, i64)>,
+    /// Which feature fired and why, in words (empty in records written before version 2 of the schema).
+    pub explanation: String,
+    /// Each feature's score, strongest first.
+    pub contributions: Vec<(String, f64)>,
 }
 
 impl AlertRecord {
@@ -136,6 +143,24 @@ impl AlertRecord {
                 Value::TimestampMillis(self.event_time_ms),
             ),
             ("readings".into(), Value::Array(readings)),
+            (
+                "explanation".into(),
+                Value::String(self.explanation.clone()),
+            ),
+            (
+                "contributions".into(),
+                Value::Array(
+                    self.contributions
+                        .iter()
+                        .map(|(feature, score)| {
+                            Value::Record(vec![
+                                ("feature".into(), Value::String(feature.clone())),
+                                ("score".into(), Value::Double(*score)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
         ]))
     }
 
@@ -151,6 +176,16 @@ impl AlertRecord {
                 })
                 .collect::<Result<Vec<_>, CodecError>>()?,
             other => return Err(shape("readings", &other)),
+        };
+        let contributions = match f.take("contributions")? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| {
+                    let mut c = Fields::of(item)?;
+                    Ok((c.string("feature")?, c.double("score")?))
+                })
+                .collect::<Result<Vec<_>, CodecError>>()?,
+            other => return Err(shape("contributions", &other)),
         };
         Ok(Self {
             alert_id: f.uuid("alert_id")?,
@@ -169,6 +204,8 @@ impl AlertRecord {
             limit: f.double("limit")?,
             event_time_ms: f.long("event_time")?,
             readings,
+            explanation: f.string("explanation")?,
+            contributions,
         })
     }
 }
@@ -197,9 +234,41 @@ mod tests {
             limit: 5.0,
             event_time_ms: 1_795_687_200_000,
             readings: vec![(3, 17), (3, 18)],
+            explanation: "temp 91.5, usually 70.25 ± 2; about 1 in 100,000 readings".into(),
+            contributions: vec![("level".into(), 5.6), ("profile".into(), 1.25)],
         };
         let codec = AlertRecord::codec(WireFormat::SingleObject).unwrap();
         let bytes = record.encode(&codec).unwrap();
         assert_eq!(AlertRecord::decode(&codec, &bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn a_record_written_before_explanations_reads_with_none() {
+        let old = Codec::new(HISTORY[0], &[], WireFormat::SingleObject).unwrap();
+        let bytes = old
+            .encode_value(Value::Record(vec![
+                ("alert_id".into(), Value::Uuid(Uuid::from_u128(7))),
+                ("transition".into(), Value::Enum(0, "RAISED".into())),
+                ("tenant_id".into(), Value::Uuid(Uuid::from_u128(1))),
+                ("machine_id".into(), Value::Uuid(Uuid::from_u128(2))),
+                ("machine".into(), Value::String("press-07".into())),
+                ("rule_id".into(), Value::String("r".into())),
+                ("rule_name".into(), Value::String("r".into())),
+                ("severity".into(), Value::Enum(1, "WARNING".into())),
+                ("detector".into(), Value::String("ewma".into())),
+                ("metric".into(), Value::String("temp".into())),
+                ("observed".into(), Value::Double(1.0)),
+                ("expected".into(), Value::Double(0.0)),
+                ("score".into(), Value::Double(6.0)),
+                ("limit".into(), Value::Double(5.0)),
+                ("event_time".into(), Value::TimestampMillis(5)),
+                ("readings".into(), Value::Array(vec![])),
+            ]))
+            .unwrap();
+        let codec = AlertRecord::codec(WireFormat::SingleObject).unwrap();
+        let record = AlertRecord::decode(&codec, &bytes).unwrap();
+        assert_eq!(record.explanation, "");
+        assert!(record.contributions.is_empty());
+        assert_eq!(record.detector, "ewma");
     }
 }

@@ -237,13 +237,13 @@ mod tests {
     fn fingerprints_are_the_specifications() {
         // What Java's SchemaNormalization.parsingFingerprint64 and fastavro give, in wire order.
         let cases = [
-            (crate::alerts::SCHEMA, "65216241ae07b30d"),
+            (crate::alerts::HISTORY[0], "65216241ae07b30d"),
             (crate::readings::HISTORY[0], "ac3103a61efefa05"),
             (crate::readings::SCHEMA, "07d4c633c3361250"),
             (crate::rules::HISTORY[0], "a23043e7314fa1f2"),
-            (crate::rules::SCHEMA, "0cae93a78c20a96d"),
+            (crate::rules::HISTORY[1], "0cae93a78c20a96d"),
             (crate::detector_state::HISTORY[0], "f03aa747926a8407"),
-            (crate::detector_state::SCHEMA, "0243e045dbe40dfc"),
+            (crate::detector_state::HISTORY[1], "0243e045dbe40dfc"),
         ];
         for (schema, expected) in cases {
             assert_eq!(hex(&fingerprint(schema).unwrap()), expected);
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_legacy_fingerprints_are_what_the_topics_carry_from_before_the_fix() {
-        let alerts = Schema::parse_str(crate::alerts::SCHEMA).unwrap();
+        let alerts = Schema::parse_str(crate::alerts::HISTORY[0]).unwrap();
         let readings = Schema::parse_str(crate::readings::HISTORY[0]).unwrap();
         assert_eq!(hex(&legacy_fingerprint(&alerts)), "488d4d7f65cc2fad");
         assert_eq!(hex(&legacy_fingerprint(&readings)), "5ca622aad84d03f6");

@@ -20,6 +20,7 @@ pub const SCHEMA: &str = include_str!("../avro/haltless.rules.v1.avsc");
 pub const HISTORY: &[&str] = &[
     include_str!("../avro/history/haltless.rules.v1/001.avsc"),
     include_str!("../avro/history/haltless.rules.v1/002.avsc"),
+    include_str!("../avro/history/haltless.rules.v1/003.avsc"),
 ];
 
 /// One version of one rule: one Kafka message.
@@ -37,6 +38,19 @@ pub struct RuleChange {
     pub deleted: bool,
     /// The rule.
     pub rule: Rule,
+    /// Not a rule but a maintenance event that resets detector state (since version 3 of the schema).
+    pub reset: Option<StateReset>,
+}
+
+/// A maintenance event the detectors see in order: they forget what they learned of some metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateReset {
+    /// The maintenance event.
+    pub maintenance_id: Uuid,
+    /// replacement, repair or calibration.
+    pub kind: String,
+    /// The metrics whose detectors start afresh; all when empty.
+    pub metrics: Vec<String>,
 }
 
 /// A rule for one machine.
@@ -226,6 +240,19 @@ impl RuleChange {
             ),
             ("deleted", Value::Boolean(self.deleted)),
             ("rule", self.rule.to_value()),
+            (
+                "reset",
+                optional(self.reset.as_ref().map(|r| {
+                    record([
+                        ("maintenance_id", Value::Uuid(r.maintenance_id)),
+                        ("kind", Value::String(r.kind.clone())),
+                        (
+                            "metrics",
+                            Value::Array(r.metrics.iter().cloned().map(Value::String).collect()),
+                        ),
+                    ])
+                })),
+            ),
         ]))
     }
 
@@ -247,6 +274,24 @@ impl RuleChange {
             machines,
             deleted: f.boolean("deleted")?,
             rule: Rule::from_value(f.take("rule")?)?,
+            reset: match f.optional("reset")? {
+                None => None,
+                Some(v) => {
+                    let mut r = Fields::of(v)?;
+                    Some(StateReset {
+                        maintenance_id: r.uuid("maintenance_id")?,
+                        kind: r.string("kind")?,
+                        metrics: r
+                            .array("metrics")?
+                            .into_iter()
+                            .map(|m| match m {
+                                Value::String(s) => Ok(s),
+                                other => Err(shape("metrics", &other)),
+                            })
+                            .collect::<Result<_, _>>()?,
+                    })
+                }
+            },
         })
     }
 }
@@ -508,6 +553,7 @@ mod tests {
             effective_from_ms: 1_795_943_292_699,
             machines: vec!["press-01".into(), "press-02".into()],
             deleted: false,
+            reset: None,
             rule: Rule {
                 id: "shaky".into(),
                 name: "Hot and shaking".into(),
@@ -609,6 +655,22 @@ mod tests {
         let bytes = sample().encode(&codec).unwrap();
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
         assert_eq!(RuleChange::decode(&codec, &bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_maintenance_reset_round_trips() {
+        let codec = RuleChange::codec().unwrap();
+        let reset = RuleChange {
+            deleted: true,
+            reset: Some(StateReset {
+                maintenance_id: Uuid::from_u128(9),
+                kind: "replacement".into(),
+                metrics: vec!["vibration".into()],
+            }),
+            ..sample()
+        };
+        let bytes = reset.encode(&codec).unwrap();
+        assert_eq!(RuleChange::decode(&codec, &bytes).unwrap(), reset);
     }
 
     #[test]

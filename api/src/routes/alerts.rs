@@ -74,6 +74,8 @@ struct AlertRow {
     acked_at: Option<DateTime<Utc>>,
     acked_by: Option<String>,
     snoozed_until: Option<DateTime<Utc>>,
+    explanation: String,
+    contributions: Value,
 }
 
 impl AlertRow {
@@ -85,13 +87,14 @@ impl AlertRow {
             "raised_at": format_instant(self.raised_at), "updated_at": format_instant(self.updated_at),
             "resolved_at": self.resolved_at.map(format_instant), "acked_at": self.acked_at.map(format_instant),
             "acked_by": self.acked_by, "snoozed_until": self.snoozed_until.map(format_instant),
+            "explanation": self.explanation, "contributions": self.contributions,
         })
     }
 }
 
 const COLUMNS: &str =
     "id, machine, rule_id, rule_name, severity, detector, metric, state, observed, expected, score,
-    score_limit, raised_at, updated_at, resolved_at, acked_at, acked_by, snoozed_until";
+    score_limit, raised_at, updated_at, resolved_at, acked_at, acked_by, snoozed_until, explanation, contributions";
 
 fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
     match value {
@@ -103,7 +106,7 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts: `{alerts, next_offset}`. Each alert has `explanation` (which feature fired and why, in words: \"spindle_temp 40.1 at 14:00 UTC, usually 80 ± 2 at this hour on weekdays; about 1 in 100,000 readings\") and `contributions` (`[{feature, score}]`, strongest first; a score is -log10 of how often a reading that unusual is expected)"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
@@ -169,7 +172,7 @@ async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiE
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert with its history and `notification`: the alert engine's state for it (escalation state, policy, steps fired, next step, what mutes it)"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert (with `explanation` and `contributions`, as in the list) with its history (each raise, update and resolution with its own explanation and contributions in `details`) and `notification`: the alert engine's state for it (escalation state, policy, steps fired, next step, what mutes it)"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use haltless_processors::detection::processor::{RuleChange, StateReset};
+
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
 use crate::routes::paging::{instant, machine_id, one_of, Page};
@@ -63,7 +65,15 @@ pub struct NewEvent {
     /// Who did it (1 to 200 characters); the caller when absent.
     #[schema(min_length = 1, max_length = 200)]
     pub by: Option<String>,
+    /// For a replacement, repair or calibration: the metrics whose detectors start afresh (all of the
+    /// machine's when absent or empty).
+    #[serde(default)]
+    pub metrics: Vec<String>,
 }
+
+/// The kinds of maintenance after which the machine is another for its detectors: they forget what they
+/// learned (of the metrics named, or all), from the moment the event is recorded (or performed, if later).
+pub const RESETTING_KINDS: [&str; 3] = ["replacement", "repair", "calibration"];
 
 /// Filters of the maintenance event list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -133,8 +143,19 @@ pub(crate) async fn create_event(
     if !(1..=200).contains(&by.trim().chars().count()) || by.chars().count() > 200 {
         return Err(ApiError::validation("by must be 1 to 200 characters"));
     }
+    if body.metrics.len() > 100
+        || body
+            .metrics
+            .iter()
+            .any(|m| !(1..=200).contains(&m.chars().count()))
+    {
+        return Err(ApiError::validation(
+            "metrics: at most 100 names of 1 to 200 characters",
+        ));
+    }
     let machine = machine_id(&state, &key, &body.machine).await?;
     let id = Uuid::new_v4();
+    let mut tx = state.pool().begin().await?;
     sqlx::query(
         "INSERT INTO maintenance_events (id, tenant_id, machine_id, kind, notes, performed_at, performed_by, recorded_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -147,8 +168,21 @@ pub(crate) async fn create_event(
     .bind(performed_at)
     .bind(&by)
     .bind(key.actor())
-    .execute(state.pool())
+    .execute(&mut *tx)
     .await?;
+    if RESETTING_KINDS.contains(&body.kind.as_str()) {
+        // The detectors see it on the rules topic, in event-time order with the readings, so a replay
+        // resets at the same point; the row is committed only once Kafka has the event.
+        let at = performed_at.timestamp_millis().max(crate::time::now_ms());
+        let reset = StateReset {
+            maintenance_id: id,
+            kind: body.kind.clone(),
+            metrics: body.metrics.clone(),
+        };
+        let change = RuleChange::maintenance(key.tenant_id, &body.machine, at, reset);
+        crate::routes::rules::publish(&state, &change).await?;
+    }
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(find_event(&state, &key, id).await?),

@@ -150,14 +150,21 @@ async fn store(
         machines: machines.clone(),
         rule: rule.clone(),
         deleted,
+        reset: None,
     };
+    publish(state, &change).await?;
+    Ok(view(&rule.id, version, &definition, &machines, updated_at))
+}
+
+/// Publishes `change` on the rules topic (rules, and maintenance events that reset detectors).
+pub(crate) async fn publish(state: &AppState, change: &RuleChange) -> Result<(), ApiError> {
     let codec = RuleChange::codec().map_err(ApiError::internal)?;
     let payload = change.encode(&codec).map_err(ApiError::internal)?;
     state
         .events()
         .publish(&state.settings().kafka.rules_topic, &change.key(), &payload)
         .await?;
-    Ok(view(&rule.id, version, &definition, &machines, updated_at))
+    Ok(())
 }
 
 async fn current(tx: &mut PgConnection, key: &Caller, id: &str) -> Result<(i64, bool), ApiError> {

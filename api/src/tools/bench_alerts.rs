@@ -173,6 +173,8 @@ async fn raise(
             limit: 0.5,
             event_time_ms: chrono::Utc::now().timestamp_millis(),
             readings: vec![],
+            explanation: String::new(),
+            contributions: vec![],
         };
         let payload = record.encode(&codec)?;
         let key = record.key();

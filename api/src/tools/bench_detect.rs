@@ -232,6 +232,7 @@ async fn alert_latencies(
         machines: vec![],
         rule,
         deleted: false,
+        reset: None,
     };
     let producer: FutureProducer = producer_config(
         &kafka.brokers,

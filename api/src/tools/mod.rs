@@ -7,6 +7,7 @@
 //! - [`bench_queries`]: `haltless bench-queries`, the readings queries on a month of data, before and after
 //!   continuous aggregates and compression.
 //! - [`bench_ws`]: `haltless bench-ws`, many dashboard sockets while machines send readings at 1 Hz.
+//! - [`faults`]: the demo's fault schedule, which `simulate` plays on its machines.
 //! - [`scratch`]: the throw-away database a benchmark runs in.
 
 pub mod bench;
@@ -14,5 +15,6 @@ pub mod bench_alerts;
 pub mod bench_detect;
 pub mod bench_queries;
 pub mod bench_ws;
+pub mod faults;
 pub mod scratch;
 pub mod simulate;

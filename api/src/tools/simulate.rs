@@ -1,5 +1,5 @@
 //! A small plant simulator: registers demo machines and posts their readings through the gateway, as an
-//! edge agent would.
+//! edge agent would, with faults on a schedule ([`super::faults`]).
 
 use std::time::Duration;
 
@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+use super::faults;
 
 /// What to simulate and where to send it.
 #[derive(Debug, Clone)]
@@ -80,11 +82,17 @@ pub async fn run(config: SimulatorConfig, shutdown: CancellationToken) -> anyhow
             _ = tick.tick() => {}
         }
         let ts = crate::time::now_ms();
+        let elapsed = step as f64 * config.interval.as_secs_f64();
         let readings: Vec<_> = config
             .machines
             .iter()
             .enumerate()
-            .flat_map(|(i, m)| machine_readings(m, i as f64, step, ts))
+            .flat_map(|(i, m)| {
+                faults::apply(
+                    faults::fault_at(i, elapsed),
+                    machine_readings(m, i as f64, step, ts),
+                )
+            })
             .collect();
         match client
             .post(format!("{base}/api/v1/ingest"))
@@ -101,8 +109,13 @@ pub async fn run(config: SimulatorConfig, shutdown: CancellationToken) -> anyhow
     }
 }
 
-/// Readings of one machine at one step: a warm spindle with a daily swing, vibration and speed.
-fn machine_readings(machine: &str, phase: f64, step: u64, ts: i64) -> Vec<serde_json::Value> {
+/// Readings of one machine at one step: a warm spindle with a slow swing, vibration and speed.
+pub(crate) fn machine_readings(
+    machine: &str,
+    phase: f64,
+    step: u64,
+    ts: i64,
+) -> Vec<serde_json::Value> {
     let t = step as f64;
     let wobble = ((t * 12.9898 + phase * 78.233).sin() * 43_758.547).fract();
     vec![

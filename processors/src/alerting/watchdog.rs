@@ -178,6 +178,17 @@ impl Watchdog {
             limit: 1.0,
             event_time_ms: now.timestamp_millis(),
             readings: Vec::new(),
+            explanation: if transition == Transition::Resolved {
+                format!("{} reports again", w.name)
+            } else {
+                format!(
+                    "no reading from {} for {} s (silent after {} s)",
+                    w.name,
+                    silent_for.round(),
+                    w.silent_after_secs
+                )
+            },
+            contributions: vec![("watchdog".into(), silent_for / w.silent_after_secs.max(1.0))],
         };
         let payload = record.encode(&self.codec)?;
         let key = record.key();

@@ -32,6 +32,13 @@ pub fn severity_name(s: Severity) -> &'static str {
     }
 }
 
+/// Contributions as stored: `[{"feature": .., "score": ..}]`, strongest first.
+fn contributions(c: &[(String, f64)]) -> serde_json::Value {
+    c.iter()
+        .map(|(feature, score)| json!({ "feature": feature, "score": score }))
+        .collect()
+}
+
 /// One line of an alert's history.
 struct HistoryEntry<'a> {
     tenant: uuid::Uuid,
@@ -120,8 +127,9 @@ impl Projection for AlertsProjection {
             if a.transition == Transition::Raised {
                 sqlx::query(
                     "INSERT INTO alerts (id, tenant_id, machine_id, machine, rule_id, rule_name, severity, detector,
-                        metric, state, observed, expected, score, score_limit, raised_at, updated_at, generation)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $14, $15
+                        metric, state, observed, expected, score, score_limit, raised_at, updated_at, generation,
+                        explanation, contributions)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $11, $12, $13, $14, $14, $15, $16, $17
                      WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2) -- a deleted tenant's late alerts are dropped
                      ON CONFLICT (generation, id) DO NOTHING",
                 )
@@ -140,6 +148,8 @@ impl Projection for AlertsProjection {
                 .bind(a.limit)
                 .bind(at)
                 .bind(self.generation.0)
+                .bind(&a.explanation)
+                .bind(contributions(&a.contributions))
                 .execute(&mut *tx)
                 .await?;
             } else {
@@ -170,6 +180,7 @@ impl Projection for AlertsProjection {
             let details = json!({
                 "detector": a.detector, "metric": a.metric, "observed": a.observed, "expected": a.expected,
                 "score": a.score, "limit": a.limit, "readings": a.readings,
+                "explanation": a.explanation, "contributions": contributions(&a.contributions),
             });
             let entry = HistoryEntry {
                 tenant: a.tenant_id,

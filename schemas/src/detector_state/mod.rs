@@ -22,6 +22,7 @@ pub const SCHEMA: &str = include_str!("../../avro/haltless.detector-state.v1.avs
 pub const HISTORY: &[&str] = &[
     include_str!("../../avro/history/haltless.detector-state.v1/001.avsc"),
     include_str!("../../avro/history/haltless.detector-state.v1/002.avsc"),
+    include_str!("../../avro/history/haltless.detector-state.v1/003.avsc"),
 ];
 
 /// The meaning of the state this code writes (the record's `version` field; see the schema).
@@ -180,6 +181,23 @@ pub struct Last {
     pub anomalous: bool,
     /// (partition, offset) of the reading.
     pub reading: Option<(i32, i64)>,
+    /// What decided the verdict (absent in states written before version 3 of the schema).
+    pub why: Option<LastWhy>,
+}
+
+/// What decided a verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastWhy {
+    /// 0 level, 1 profile, 2 transitions, 3 range, 4 rate, 5 drift.
+    pub reason: i32,
+    /// Per feature of the context detector, its calibrated z (`f32::MIN` when not judged).
+    pub scores: [f64; 5],
+    /// The spread around the expectation.
+    pub spread: f64,
+    /// Transitions: how often the step happened before; drift: the latest whole day's mean.
+    pub detail: f64,
+    /// Transitions: the level stepped from, to, and the number of levels.
+    pub levels: [i32; 3],
 }
 
 /// The alert lifecycle of one rule.
@@ -343,7 +361,43 @@ impl ConditionState {
                         Some((r.int("partition")?, r.long("offset")?))
                     }
                 };
+                let why = match l.optional("why")? {
+                    None => None,
+                    Some(w) => {
+                        let mut w = Fields::of(w)?;
+                        let doubles = |items: Vec<Value>| -> Result<Vec<f64>, CodecError> {
+                            items
+                                .into_iter()
+                                .map(|v| match v {
+                                    Value::Double(x) => Ok(x),
+                                    other => Err(shape("scores", &other)),
+                                })
+                                .collect()
+                        };
+                        let ints = |items: Vec<Value>| -> Result<Vec<i32>, CodecError> {
+                            items
+                                .into_iter()
+                                .map(|v| match v {
+                                    Value::Int(x) => Ok(x),
+                                    other => Err(shape("levels", &other)),
+                                })
+                                .collect()
+                        };
+                        Some(LastWhy {
+                            reason: w.int("reason")?,
+                            scores: doubles(w.array("scores")?)?
+                                .try_into()
+                                .map_err(|_| CodecError::Shape("why.scores: not 5".into()))?,
+                            spread: w.double("spread")?,
+                            detail: w.double("detail")?,
+                            levels: ints(w.array("levels")?)?
+                                .try_into()
+                                .map_err(|_| CodecError::Shape("why.levels: not 3".into()))?,
+                        })
+                    }
+                };
                 Some(Last {
+                    why,
                     ts_ms: l.long("ts_ms")?,
                     observed: l.double("observed")?,
                     expected: l.double("expected")?,
@@ -599,6 +653,13 @@ fn wire_condition(c: &ConditionState) -> wire::ConditionState<'_> {
             reading: l
                 .reading
                 .map(|(partition, offset)| wire::ReadingRef { partition, offset }),
+            why: l.why.as_ref().map(|w| wire::Why {
+                reason: w.reason,
+                scores: w.scores.to_vec(),
+                spread: w.spread,
+                detail: w.detail,
+                levels: w.levels.to_vec(),
+            }),
         }),
         context,
         drift,
@@ -690,6 +751,13 @@ mod tests {
                 limit: -10.0,
                 anomalous: false,
                 reading: Some((1, 5)),
+                why: Some(LastWhy {
+                    reason: 2,
+                    scores: [1.5, f64::from(f32::MIN), 7.25, 0.0, f64::from(f32::MIN)],
+                    spread: 0.5,
+                    detail: 1e-4,
+                    levels: [5, 2, 8],
+                }),
             }),
         }
     }

@@ -139,6 +139,16 @@ pub(super) struct Last {
     pub(super) limit: f64,
     pub(super) anomalous: bool,
     pub(super) reading: Option<ReadingRef>,
+    pub(super) why: Option<Why>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Why {
+    pub(super) reason: i32,
+    pub(super) scores: Vec<f64>,
+    pub(super) spread: f64,
+    pub(super) detail: f64,
+    pub(super) levels: Vec<i32>,
 }
 
 #[derive(Serialize)]

@@ -14,8 +14,9 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::nab::{self, Profile};
-use super::series::{run_corpus, run_series};
+use super::series::{run_corpus, run_series, SeriesRun};
 use crate::config::KafkaConfig;
+use crate::detection::logic::lifecycle::Transition;
 use crate::detection::logic::rules::Rule;
 use crate::runtime::codecs::readings_codec;
 use crate::runtime::kafka::reader_config;
@@ -112,6 +113,17 @@ pub async fn run(config: &BacktestConfig, kafka: &KafkaConfig) -> anyhow::Result
         series.len(),
         run.detections()
     );
+    for e in run
+        .events
+        .iter()
+        .filter(|e| e.transition == Transition::Raised)
+    {
+        let at = DateTime::from_timestamp_millis(e.event_time_ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!("  raised at {at}: {}", e.explanation);
+    }
+    print_by_feature(std::iter::once(&run));
     if config.labels.is_some() {
         let s = run.score(&windows, &profile);
         let (null, perfect) = (
@@ -271,8 +283,26 @@ fn run_nab(
         "{} streams: {tp} windows detected, {fn_} missed, {fp} false positives",
         runs.len()
     );
+    print_by_feature(runs.iter().map(|(_, run, _)| run));
     println!("NAB score (standard profile): {:.1}", tally.normalized());
     Ok(())
+}
+
+/// Prints how many alerts each feature (or detector) raised, and how many of them inside a labelled window.
+fn print_by_feature<'a>(runs: impl Iterator<Item = &'a SeriesRun>) {
+    let mut total: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for run in runs {
+        for (feature, (raised, labelled)) in run.by_feature() {
+            let t = total.entry(feature).or_default();
+            t.0 += raised;
+            t.1 += labelled;
+        }
+    }
+    let parts: Vec<String> = total
+        .iter()
+        .map(|(f, (raised, labelled))| format!("{f} {raised} ({labelled} in a labelled window)"))
+        .collect();
+    println!("alerts raised by feature: {}", parts.join(", "));
 }
 
 /// `<parent>/<file>` of a path, the form of NAB's stream keys.

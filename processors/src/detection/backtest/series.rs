@@ -27,6 +27,32 @@ impl SeriesRun {
         self.raised.iter().filter(|r| **r).count()
     }
 
+    /// Per feature (or detector) that raised alerts: (alerts raised, of them inside a labelled window), by
+    /// name. A context alert is counted under its strongest feature.
+    pub fn by_feature(&self) -> std::collections::BTreeMap<String, (usize, usize)> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in self
+            .events
+            .iter()
+            .filter(|e| e.transition == Transition::Raised)
+        {
+            let feature = match (e.detector.as_str(), e.contributions.first()) {
+                ("context", Some((name, _))) => name.clone(),
+                (detector, _) => detector.to_owned(),
+            };
+            let labelled = e
+                .offsets
+                .first()
+                .and_then(|o| usize::try_from(o.1).ok())
+                .and_then(|i| self.rows.get(i))
+                .is_some_and(|r| r.label == 1);
+            let entry = out.entry(feature).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += usize::from(labelled);
+        }
+        out
+    }
+
     /// NAB's score of the raised alerts against `windows`.
     pub fn score(&self, windows: &[(i64, i64)], profile: &Profile) -> StreamScore {
         let ts: Vec<i64> = self.rows.iter().map(|r| r.ts_ms).collect();

@@ -23,6 +23,8 @@ pub struct Calibration {
     pub memory_secs: f64,
     /// Smallest spread assumed for the averages, in the raw score's units (keeps a flat history sane).
     pub min_spread: f64,
+    /// Learning clips an average to this many spreads above the learned mean.
+    pub clip: f64,
 }
 
 /// What one feature's calibration remembers.
@@ -57,7 +59,15 @@ impl Calibrator {
         let warm = self.dist.n >= c.learn;
         let spread = self.dist.std(c.min_spread.max(1e-300));
         let z = (self.short - self.dist.mean) / spread;
-        self.dist.update_by(ts_ms, self.short, by_time);
+        // Learning clips the average at `clip` spreads above the mean learned so far: one huge event must
+        // not widen the distribution so much that nothing after it looks unusual for weeks, while scores
+        // that stay high are still learned, gradually.
+        let learnt = if self.dist.n >= 2 {
+            self.short.min(self.dist.mean + c.clip * spread)
+        } else {
+            self.short
+        };
+        self.dist.update_by(ts_ms, learnt, by_time);
         if !self.dist.mean.is_finite() || !self.dist.var.is_finite() {
             // Magnitudes near f64's limits: start over rather than carry an infinity.
             self.dist = EwStats {
@@ -132,6 +142,7 @@ mod tests {
             learn: 100,
             memory_secs: 7.0 * 86_400.0,
             min_spread: 0.05,
+            clip: 5.0,
         };
         let (mut calm, mut spiky) = (Calibrator::default(), Calibrator::default());
         let w = 1.0 - (-60.0 * std::f64::consts::LN_2 / c.memory_secs).exp();

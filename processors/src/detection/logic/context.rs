@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibrate::{tail_score, Calibration, Calibrator, MAX_SCORE};
 use super::stats::EwStats;
-use super::{Detector, Sample, Verdict};
+use super::{Detector, Sample, Verdict, Why, NOT_JUDGED};
 
 /// Hourly slots of the profile: 24 for weekdays, 24 for weekends.
 pub const SLOTS: usize = 48;
@@ -45,8 +45,11 @@ const LOG10_COUNT: [f64; 6] = [
     1.0 - std::f64::consts::LOG10_2,
 ];
 /// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
-/// while a lasting change is still learned, gradually.
-const CLIP: f64 = 5.0;
+/// while a lasting change is still learned, gradually. (Compared at 5, 6, 8, 10 and 12 on the tuning streams
+/// of the README's leave-some-out table; 8 scored best there.)
+const CLIP: f64 = 8.0;
+/// The calibration's learning clips an averaged raw score to this many of its spreads.
+const CALIBRATION_CLIP: f64 = 5.0;
 /// The weight the transition counts keep per visit of their row (a memory of about 500 visits).
 const TRANSITION_KEEP: f64 = 1.0 - 1.0 / 512.0;
 /// Pseudo-count of every transition, so an unseen one is rare rather than impossible.
@@ -103,6 +106,7 @@ impl ContextConfig {
             learn: self.learn,
             memory_secs: self.memory_secs,
             min_spread: 0.05,
+            clip: CALIBRATION_CLIP,
         }
     }
 }
@@ -131,6 +135,12 @@ pub struct Context {
     /// The feature that decided the last verdict (an index into [`FEATURES`]).
     #[serde(skip)]
     pub(crate) last_feature: usize,
+    /// Per feature of the last reading: the spread around its expectation (for explanations).
+    #[serde(skip)]
+    pub(crate) spreads: [f64; 5],
+    /// The last transition judged: (from, to, levels), and how often it happened before.
+    #[serde(skip)]
+    pub(crate) step: ([u8; 3], f64),
     /// The decays of the last time step, reused while the readings come at a steady rate (a pure function of
     /// its key, so leaving it out of the state changes nothing).
     #[serde(skip)]
@@ -162,6 +172,8 @@ impl Default for Context {
             velocity: EwStats::default(),
             calibrators: vec![Calibrator::default(); FEATURES.len()],
             last_feature: LEVEL,
+            spreads: [0.0; 5],
+            step: ([0; 3], 1.0),
             decays: Decays::default(),
         }
     }
@@ -207,6 +219,7 @@ impl Context {
         let level_z = (x - self.level.mean) / std;
         if warm {
             out[LEVEL] = Some((level_z.abs(), self.level.mean));
+            self.spreads[LEVEL] = std;
         }
         let clip = |mean: f64, std: f64, x: f64| {
             if ((x - mean) / std).abs() > CLIP {
@@ -228,7 +241,16 @@ impl Context {
                 let mut y = x;
                 if slot.n >= SLOT_WARM {
                     out[PROFILE] = Some((((x - slot.mean) / slot_std).abs(), slot.mean));
+                    self.spreads[PROFILE] = slot_std;
                     y = clip(slot.mean, slot_std, x);
+                    // The level is judged against the larger of its own spread and this hour's: a value
+                    // that this hour of the day often reaches is not unusual for the level either.
+                    if slot_std > std {
+                        if let Some(level) = out[LEVEL].as_mut() {
+                            level.0 = ((x - self.level.mean) / slot_std).abs();
+                            self.spreads[LEVEL] = slot_std;
+                        }
+                    }
                 }
                 // Within the hour the slot's step is the series' step, whose decay is known.
                 let by = if slot.n == 0 {
@@ -247,6 +269,7 @@ impl Context {
             let excess = (x - self.high).max(self.low - x).max(0.0) / width;
             let nearest = if x > self.high { self.high } else { self.low };
             out[RANGE] = Some((excess, nearest));
+            self.spreads[RANGE] = width;
         }
         let levels = c.levels.min(MAX_LEVELS) as usize;
         if levels > 1 && warm {
@@ -265,6 +288,8 @@ impl Context {
                 let total: f64 = row.iter().sum();
                 let freq = (row[q] + TRANSITION_PRIOR) / (total + TRANSITION_PRIOR * levels as f64);
                 out[TRANSITIONS] = Some((-freq.ln(), self.level.mean));
+                // Both below MAX_LEVELS (16): they fit in a byte.
+                self.step = ([p as u8, q as u8, levels as u8], freq);
                 row.iter_mut().for_each(|n| *n *= TRANSITION_KEEP);
                 row[q] += 1.0;
             }
@@ -279,6 +304,7 @@ impl Context {
                 let z = (v - self.velocity.mean) / vstd;
                 let y = if self.velocity.n >= 2 {
                     out[RATE] = Some((z.abs(), self.velocity.mean));
+                    self.spreads[RATE] = vstd;
                     clip(self.velocity.mean, vstd, v)
                 } else {
                     v
@@ -299,9 +325,11 @@ impl Context {
         if self.level.n == 1 {
             (self.low, self.high) = (x, x);
         } else {
+            // The range holds the values seen, spikes included (unclipped): a value reached before is not
+            // a new maximum, however far it lies from the level.
             let m = self.level.mean;
-            self.high = finite_or(m + (self.high - m) * keep, m).max(learnt);
-            self.low = finite_or(m + (self.low - m) * keep, m).min(learnt);
+            self.high = finite_or(m + (self.high - m) * keep, m).max(x);
+            self.low = finite_or(m + (self.low - m) * keep, m).min(x);
         }
         out
     }
@@ -357,6 +385,12 @@ impl Detector for Context {
         if !any_warm {
             return None;
         }
+        let mut scores = [NOT_JUDGED; 5];
+        for (i, z) in zs.iter().enumerate() {
+            if let (Some(z), Some(_), Some(slot)) = (z, features[i], scores.get_mut(i)) {
+                *slot = *z as f32;
+            }
+        }
         // The chance that any of `judged` features is this unusual: at most `judged` times the smallest.
         let score = (tail_score(best)
             - LOG10_COUNT
@@ -364,12 +398,21 @@ impl Detector for Context {
                 .copied()
                 .unwrap_or(f64::from(judged).log10()))
         .clamp(0.0, MAX_SCORE);
-        Some(Verdict::new(
-            s.value,
-            finite_or(expected, 0.0),
-            score,
-            c.limit,
-        ))
+        let feature = self.last_feature;
+        let (levels, freq) = self.step;
+        let why = Why {
+            // `feature < FEATURES.len()`: it fits.
+            reason: feature as u8,
+            scores,
+            spread: finite_or(self.spreads.get(feature).copied().unwrap_or(0.0), 0.0),
+            detail: if feature == TRANSITIONS { freq } else { 0.0 },
+            levels: if feature == TRANSITIONS {
+                levels
+            } else {
+                [0; 3]
+            },
+        };
+        Some(Verdict::new(s.value, finite_or(expected, 0.0), score, c.limit).because(why))
     }
 }
 
@@ -526,6 +569,21 @@ mod tests {
                 .collect();
             assert_sane(&series, &c);
         }
+    }
+
+    #[test]
+    fn the_state_is_bounded_whatever_the_series() {
+        let mut d = Context::default();
+        let c = ContextConfig::default();
+        for s in noisy(20_000, 50.0, 1.0, 1_000) {
+            d.observe(&c, s);
+        }
+        let heap = d.slots.capacity() * std::mem::size_of::<EwStats>()
+            + d.transitions.capacity() * std::mem::size_of::<f64>()
+            + d.calibrators.capacity() * std::mem::size_of::<Calibrator>();
+        let bytes = std::mem::size_of::<Context>() + heap;
+        println!("context state: {bytes} bytes");
+        assert!(bytes < 3_000, "{bytes}");
     }
 
     #[test]

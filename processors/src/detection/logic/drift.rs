@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stats::{EwStats, Moments};
-use super::{Detector, Sample, Verdict};
+use super::{Detector, Sample, Verdict, Why, NOT_JUDGED, REASONS};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -132,12 +132,23 @@ impl Drift {
         let score = if up || down { weakest } else { 0.0 };
         let score = if score.is_finite() { score } else { 0.0 };
         let expected = recent[0].1;
-        Some(Verdict::new(
-            value,
-            if expected.is_finite() { expected } else { 0.0 },
-            score,
-            c.min_slope,
-        ))
+        let why = Why {
+            // The last reason: drift; REASONS has six entries, so the index fits.
+            reason: (REASONS.len() - 1) as u8,
+            scores: [NOT_JUDGED; 5],
+            spread: sigma,
+            detail: if level.is_finite() { level } else { 0.0 },
+            levels: [0; 3],
+        };
+        Some(
+            Verdict::new(
+                value,
+                if expected.is_finite() { expected } else { 0.0 },
+                score,
+                c.min_slope,
+            )
+            .because(why),
+        )
     }
 }
 

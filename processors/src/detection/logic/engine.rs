@@ -14,6 +14,7 @@ use super::baseline::Baseline;
 use super::context::Context;
 use super::drift::Drift;
 use super::ewma::Ewma;
+use super::explain::explain;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
 use super::rules::{default_rules, Condition, Rule, Severity, Test};
@@ -62,6 +63,35 @@ pub struct AlertEvent {
     pub event_time_ms: i64,
     /// The readings behind the conditions that held.
     pub offsets: Vec<Offset>,
+    /// Which feature fired and why, in words.
+    pub explanation: String,
+    /// Each feature's score (`-log10` of how often that is expected), strongest first.
+    pub contributions: Vec<(String, f64)>,
+}
+
+/// A maintenance event (replacement, repair, calibration) that makes detectors forget what they learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reset {
+    /// Event time from which the machine is another (ms).
+    pub at_ms: i64,
+    /// The machines it applies to (names); all of the tenant's when empty.
+    pub machines: Vec<String>,
+    /// The metrics whose detectors start afresh; all when empty.
+    pub metrics: Vec<String>,
+}
+
+/// Whether one of `resets` (sorted by time) falls after `previous` and at or before `ts` for `metric` of
+/// `machine`: its detectors then start afresh with the reading at `ts`. Readings arrive in order per metric,
+/// and the newest time of each is part of the state, so a reset applies exactly once, in a replay too.
+fn reset_due(resets: &[Reset], machine: &str, metric: &str, previous: i64, ts: i64) -> bool {
+    let from = resets.partition_point(|r| r.at_ms <= previous);
+    resets[from..]
+        .iter()
+        .take_while(|r| r.at_ms <= ts)
+        .any(|r| {
+            (r.machines.is_empty() || r.machines.iter().any(|m| m == machine))
+                && (r.metrics.is_empty() || r.metrics.iter().any(|m| m == metric))
+        })
 }
 
 /// Detector state of one condition.
@@ -117,6 +147,19 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
+        self.observe_after_resets(tenant, machine, rules, &[], input)
+    }
+
+    /// [`Self::observe`], after the maintenance `resets` (of the tenant, by time) that fall between the
+    /// metric's previous reading and this one: the detectors of the metric start afresh.
+    pub fn observe_after_resets(
+        &mut self,
+        tenant: &str,
+        machine: &str,
+        rules: &[Rule],
+        resets: &[Reset],
+        input: Input<'_>,
+    ) -> Vec<AlertEvent> {
         if !input.sample.value.is_finite() {
             return Vec::new(); // NaN and infinities never reach a detector
         }
@@ -126,6 +169,8 @@ impl MachineState {
             .entry(input.metric.to_owned())
             .or_insert(i64::MIN);
         let late = ts < *newest;
+        let reset =
+            !resets.is_empty() && !late && reset_due(resets, machine, input.metric, *newest, ts);
         *newest = (*newest).max(ts);
         let named = rules
             .iter()
@@ -163,6 +208,9 @@ impl MachineState {
                 .filter(|(_, c)| c.metric == input.metric)
             {
                 let state = states.entry(i).or_default();
+                if reset {
+                    *state = ConditionState::default();
+                }
                 if let Some(verdict) = judge(state, leaf, input.sample) {
                     self.last_ratio = self.last_ratio.max(verdict.severity_ratio());
                     state.last = Some(Last {
@@ -250,6 +298,13 @@ impl MachineState {
                 .enumerate()
                 .find_map(|(i, l)| l.map(|l| (i, l)))
         })?;
+        let why = explain(
+            leaves[leaf].test.name(),
+            &leaves[leaf].metric,
+            &last.verdict,
+            last.ts_ms,
+            transition == Transition::Resolved,
+        );
         Some(AlertEvent {
             alert_id,
             transition,
@@ -269,6 +324,8 @@ impl MachineState {
             } else {
                 on.iter().filter_map(|(_, l)| l.offset).collect()
             },
+            explanation: why.text,
+            contributions: why.contributions,
         })
     }
 
@@ -299,6 +356,7 @@ impl MachineState {
                 .and_then(|rest| rest.strip_suffix(suffix.as_str()))
                 .unwrap_or_default()
                 .to_owned();
+            let why = explain(&detector, metric, &last.verdict, last.ts_ms, true);
             events.push(AlertEvent {
                 alert_id: alert,
                 transition: Transition::Resolved,
@@ -313,6 +371,8 @@ impl MachineState {
                 limit: last.verdict.limit,
                 event_time_ms: ts,
                 offsets: last.offset.into_iter().collect(),
+                explanation: why.text,
+                contributions: why.contributions,
             });
         }
         events
@@ -423,7 +483,12 @@ mod tests {
             raised.iter().any(|s| s.2 == 600),
             "step raised: {summary:?}"
         );
-        for e in events.iter().filter(|e| e.transition == Transition::Raised) {
+        // The spike's and the step's alerts resolve; one open when the drift (from reading 900 to the end)
+        // goes on may stay open, as a drift's alert should.
+        for e in events
+            .iter()
+            .filter(|e| e.transition == Transition::Raised && e.event_time_ms < 800 * 300_000)
+        {
             let resolved = events
                 .iter()
                 .filter(|r| r.alert_id == e.alert_id && r.transition == Transition::Resolved)
@@ -439,6 +504,16 @@ mod tests {
             (spike.expected - 60.0).abs() < 1.0 && spike.observed > 70.0,
             "{spike:?}"
         );
+        // It says why in words a person reads, and each feature's share in numbers.
+        println!("{}", spike.explanation);
+        assert!(
+            spike.explanation.starts_with("spindle_temp 7")
+                && spike.explanation.contains("usually 60")
+                && spike.explanation.contains("readings"),
+            "{spike:?}"
+        );
+        assert!(spike.contributions.len() >= 3, "{spike:?}");
+        assert!(spike.contributions[0].1 >= spike.contributions[1].1);
     }
 
     #[test]
@@ -536,6 +611,83 @@ mod tests {
         };
         events.extend(run(&mut restored, &[], &tail).into_iter().map(offset_fix));
         assert_eq!(events, whole);
+    }
+
+    #[test]
+    fn a_replacement_resets_the_metrics_detectors_once_in_order() {
+        // Two quiet days, then the bearing is replaced: the temperature runs 8 degrees lower from then on.
+        let mut series = noisy(3 * 288, 60.0, 0.5, 300_000);
+        for x in series.iter_mut().skip(576) {
+            x.value -= 8.0;
+        }
+        let series: Vec<_> = series.into_iter().map(|x| ("spindle_temp", x)).collect();
+        let raised = |events: &[AlertEvent]| {
+            events
+                .iter()
+                .filter(|e| e.transition == Transition::Raised)
+                .count()
+        };
+        assert!(raised(&run(&mut MachineState::default(), &[], &series)) >= 1);
+        let replaced = [Reset {
+            at_ms: 576 * 300_000 - 60_000,
+            machines: vec!["press-07".into()],
+            metrics: Vec::new(),
+        }];
+        let with_resets = |state: &mut MachineState, from: usize, to: usize| {
+            let mut events = Vec::new();
+            for (i, (metric, s)) in series.iter().enumerate().take(to).skip(from) {
+                let input = Input {
+                    metric,
+                    sample: *s,
+                    offset: Some((0, i as i64)),
+                };
+                events.extend(state.observe_after_resets("t1", "press-07", &[], &replaced, input));
+            }
+            events
+        };
+        let whole = with_resets(&mut MachineState::default(), 0, series.len());
+        assert_eq!(
+            raised(&whole),
+            0,
+            "the new part is learnt afresh: {whole:?}"
+        );
+        // Restored after the reset, the state does not reset again: the same (no) alerts, the same state.
+        let mut first = MachineState::default();
+        with_resets(&mut first, 0, 700);
+        let mut restored: MachineState =
+            serde_json::from_str(&serde_json::to_string(&first).unwrap()).unwrap();
+        assert!(with_resets(&mut restored, 700, series.len()).is_empty());
+        let mut straight = MachineState::default();
+        with_resets(&mut straight, 0, series.len());
+        assert_eq!(
+            serde_json::to_string(&restored).unwrap(),
+            serde_json::to_string(&straight).unwrap()
+        );
+        // A reset of another machine or another metric changes nothing here.
+        let elsewhere = [
+            Reset {
+                machines: vec!["lathe-02".into()],
+                ..replaced[0].clone()
+            },
+            Reset {
+                metrics: vec!["vibration".into()],
+                ..replaced[0].clone()
+            },
+        ];
+        let mut state = MachineState::default();
+        let events: Vec<_> = series
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (metric, s))| {
+                let input = Input {
+                    metric,
+                    sample: *s,
+                    offset: Some((0, i as i64)),
+                };
+                state.observe_after_resets("t1", "press-07", &[], &elsewhere, input)
+            })
+            .collect();
+        assert!(raised(&events) >= 1);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod context;
 pub mod drift;
 pub mod engine;
 pub mod ewma;
+pub mod explain;
 pub mod lifecycle;
 pub mod rate;
 pub mod rules;
@@ -44,6 +45,33 @@ pub struct Verdict {
     pub limit: f64,
     /// `score > limit`.
     pub anomalous: bool,
+    /// What decided it, for the detectors that explain themselves (context and drift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
+}
+
+/// The reasons a verdict can give, in [`Why::reason`] order: the context detector's features, then drift.
+pub const REASONS: [&str; 6] = ["level", "profile", "transitions", "range", "rate", "drift"];
+
+/// A feature that was not judged (still learning, or switched off), in [`Why::scores`].
+pub const NOT_JUDGED: f32 = f32::MIN;
+
+/// What decided a verdict, in numbers an explanation is written from.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Why {
+    /// The deciding reason, an index into [`REASONS`].
+    pub reason: u8,
+    /// Per feature of the context detector (in [`context::FEATURES`] order): its calibrated z (how many
+    /// learned spreads its averaged raw score lies above the usual; [`calibrate::tail_score`] turns it into
+    /// `-log10` of a probability), or [`NOT_JUDGED`].
+    pub scores: [f32; 5],
+    /// The spread around the expectation (a standard deviation, or the range's width).
+    pub spread: f64,
+    /// Reason-specific: for transitions how often the step happened before (a share of the steps from that
+    /// level), for drift the latest whole day's mean.
+    pub detail: f64,
+    /// For transitions: the quantised level stepped from, the level stepped to, and the number of levels.
+    pub levels: [u8; 3],
 }
 
 impl Verdict {
@@ -55,6 +83,15 @@ impl Verdict {
             score,
             limit,
             anomalous: score > limit,
+            why: None,
+        }
+    }
+
+    /// The verdict with what decided it.
+    pub fn because(self, why: Why) -> Self {
+        Self {
+            why: Some(why),
+            ..self
         }
     }
 

@@ -12,7 +12,7 @@ mod run;
 mod state;
 
 pub use config::DetectorConfig;
-pub use rulebook::{RuleBook, RuleChange};
-pub use run::{DetectorRuntime, DetectorTopics};
+pub use rulebook::{RuleBook, RuleChange, StateReset};
+pub use run::{alert_record, DetectorRuntime, DetectorTopics};
 /// The changelog's record format: for tools and tests that read or write it without Kafka.
 pub use state::{codec as state_codec, decode as decode_state, encode as encode_state};

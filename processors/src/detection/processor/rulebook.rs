@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::detection::logic::baseline::BaselineConfig;
 use crate::detection::logic::context::ContextConfig;
 use crate::detection::logic::drift::DriftConfig;
+use crate::detection::logic::engine::Reset;
 use crate::detection::logic::ewma::EwmaConfig;
 use crate::detection::logic::rate::RateConfig;
 use crate::detection::logic::rules::{Condition, Expr, Hold, Rule, Test};
@@ -38,9 +39,54 @@ pub struct RuleChange {
     /// The rule was deleted from `effective_from_ms` on.
     #[serde(default)]
     pub deleted: bool,
+    /// Not a rule but a maintenance event: the machines' detectors forget what they learned of some metrics
+    /// at `effective_from_ms` (the rule is then `maintenance:<id>`, deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<StateReset>,
+}
+
+/// A maintenance event (replacement, repair, calibration) on the rules topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateReset {
+    /// The maintenance event.
+    pub maintenance_id: Uuid,
+    /// replacement, repair or calibration.
+    pub kind: String,
+    /// The metrics whose detectors start afresh; all when empty.
+    #[serde(default)]
+    pub metrics: Vec<String>,
 }
 
 impl RuleChange {
+    /// The rules-topic record of a maintenance event that resets the detectors of `machine` (the metrics
+    /// named, all when empty) from event time `at_ms` on.
+    pub fn maintenance(
+        tenant_id: Uuid,
+        machine: &str,
+        at_ms: i64,
+        reset: StateReset,
+    ) -> RuleChange {
+        RuleChange {
+            tenant_id,
+            version: 1,
+            effective_from_ms: at_ms,
+            machines: vec![machine.to_owned()],
+            rule: Rule {
+                id: format!("maintenance:{}", reset.maintenance_id),
+                name: format!("{} of {machine}", reset.kind),
+                severity: crate::detection::logic::rules::Severity::Info,
+                when: Expr::Any { any: Vec::new() },
+                hold: Hold::default(),
+                clear_ratio: 1.0,
+                clear_after: 1,
+                max_age_secs: 0,
+            },
+            deleted: true,
+            reset: Some(reset),
+        }
+    }
+
     /// The record key on the rules topic.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.tenant_id, self.rule.id, self.version)
@@ -73,6 +119,11 @@ impl RuleChange {
             effective_from_ms: self.effective_from_ms,
             machines: self.machines.clone(),
             deleted: self.deleted,
+            reset: self.reset.as_ref().map(|r| avro::StateReset {
+                maintenance_id: r.maintenance_id,
+                kind: r.kind.clone(),
+                metrics: r.metrics.clone(),
+            }),
             rule: avro::Rule {
                 id: r.id.clone(),
                 name: r.name.clone(),
@@ -95,6 +146,11 @@ impl RuleChange {
             effective_from_ms: c.effective_from_ms,
             machines: c.machines,
             deleted: c.deleted,
+            reset: c.reset.map(|r| StateReset {
+                maintenance_id: r.maintenance_id,
+                kind: r.kind,
+                metrics: r.metrics,
+            }),
             rule: Rule {
                 id: r.id,
                 name: r.name,
@@ -236,6 +292,8 @@ type Resolved = (usize, Arc<Vec<Rule>>);
 #[derive(Debug, Default)]
 pub struct RuleBook {
     changes: HashMap<Uuid, Vec<RuleChange>>,
+    /// The maintenance resets of each tenant, by event time.
+    resets: HashMap<Uuid, Vec<Reset>>,
     /// The rules of a (tenant, machine) given how many of the tenant's changes are in force: they stay the
     /// same between two changes' effective times, so most readings reuse them.
     resolved: HashMap<Uuid, HashMap<String, Resolved>>,
@@ -244,6 +302,19 @@ pub struct RuleBook {
 impl RuleBook {
     /// Records a change (idempotent: a version seen twice is kept once).
     pub fn apply(&mut self, change: RuleChange) {
+        if let Some(reset) = &change.reset {
+            let list = self.resets.entry(change.tenant_id).or_default();
+            let r = Reset {
+                at_ms: change.effective_from_ms,
+                machines: change.machines.clone(),
+                metrics: reset.metrics.clone(),
+            };
+            if !list.contains(&r) {
+                list.push(r);
+                list.sort_by_key(|r| r.at_ms);
+            }
+            return;
+        }
         let list = self.changes.entry(change.tenant_id).or_default();
         if list
             .iter()
@@ -256,6 +327,11 @@ impl RuleBook {
             (a.effective_from_ms, a.version).cmp(&(b.effective_from_ms, b.version))
         });
         self.resolved.clear();
+    }
+
+    /// The maintenance resets of `tenant`'s machines, by event time.
+    pub fn resets(&self, tenant: Uuid) -> &[Reset] {
+        self.resets.get(&tenant).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The rules of `machine` of `tenant` in force at event time `ts_ms`.
@@ -310,6 +386,7 @@ mod tests {
                 "when": {"metric": "t", "detector": "above", "value": version * 10}}))
             .unwrap(),
             deleted,
+            reset: None,
         }
     }
 

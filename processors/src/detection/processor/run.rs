@@ -267,7 +267,14 @@ impl DetectorRuntime {
                     },
                     offset: Some((msg.partition(), msg.offset())),
                 };
-                for event in machine.observe(&tenant, &readings.machine, &rules[..], input) {
+                let resets = book.resets(readings.tenant_id);
+                for event in machine.observe_after_resets(
+                    &tenant,
+                    &readings.machine,
+                    &rules[..],
+                    resets,
+                    input,
+                ) {
                     out.alerts.push(alert_record(&readings, event));
                 }
             }
@@ -425,7 +432,8 @@ impl DetectorRuntime {
     }
 }
 
-fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
+/// The alert topic's record of an alert transition of the machine of `readings`.
+pub fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
     AlertRecord {
         alert_id: e.alert_id,
         transition: e.transition,
@@ -443,6 +451,8 @@ fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
         limit: e.limit,
         event_time_ms: e.event_time_ms,
         readings: e.offsets,
+        explanation: e.explanation,
+        contributions: e.contributions,
     }
 }
 

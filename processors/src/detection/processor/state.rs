@@ -22,7 +22,7 @@ use crate::detection::logic::ewma::Ewma;
 use crate::detection::logic::lifecycle::Phase;
 use crate::detection::logic::rate::Rate;
 use crate::detection::logic::stats::{EwStats, Moments};
-use crate::detection::logic::{Sample, Verdict};
+use crate::detection::logic::{Sample, Verdict, Why};
 use crate::runtime::kafka::reader_config;
 use crate::runtime::ProcessorError;
 
@@ -116,6 +116,13 @@ fn to_record(state: &MachineState) -> Result<avro::MachineState, CodecError> {
                     limit: l.verdict.limit,
                     anomalous: l.verdict.anomalous,
                     reading: l.offset,
+                    why: l.verdict.why.map(|w| avro::LastWhy {
+                        reason: i32::from(w.reason),
+                        scores: w.scores.map(f64::from),
+                        spread: w.spread,
+                        detail: w.detail,
+                        levels: w.levels.map(i32::from),
+                    }),
                 }),
             });
         }
@@ -176,6 +183,14 @@ fn from_record(record: avro::MachineState) -> Result<MachineState, CodecError> {
                     score: l.score,
                     limit: l.limit,
                     anomalous: l.anomalous,
+                    why: l.why.map(|w| Why {
+                        reason: u8::try_from(w.reason).unwrap_or(0),
+                        // Scores were written from f32: they convert back exactly.
+                        scores: w.scores.map(|z| z as f32),
+                        spread: w.spread,
+                        detail: w.detail,
+                        levels: w.levels.map(|l| u8::try_from(l).unwrap_or(0)),
+                    }),
                 },
                 offset: l.reading,
             }),
