@@ -19,9 +19,11 @@ use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::alerting;
 use haltless_processors::alerting::secrets::{rewrap_stored, ChannelSecrets};
 use haltless_processors::detection::supervisor::{follow_generations, GenerationParts};
+use haltless_processors::prediction::predictor::PredictorRuntime;
+use haltless_processors::projection::predictions::PredictionsProjection;
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
-use haltless_processors::runtime::codecs::readings_codec;
+use haltless_processors::runtime::codecs::{predictions_codec, readings_codec};
 use haltless_processors::runtime::tasks::{spawn_projection, supervise, Backoff, Fatal, RoleBoard};
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
 use haltless_schemas::metric_names;
@@ -43,6 +45,9 @@ use crate::{routes, telemetry};
 /// How long the roles may take to stop at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
+/// The largest message of the models topic (and of a producer writing a model).
+pub const MODEL_MESSAGE_BYTES: usize = 32 << 20;
+
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -57,6 +62,8 @@ pub struct Roles {
     pub projection: bool,
     /// The detectors.
     pub detector: bool,
+    /// The RUL predictor.
+    pub predictor: bool,
     /// The pollers of OPC-UA and Modbus TCP sources.
     pub connectors: bool,
     /// The alert engine.
@@ -71,6 +78,7 @@ impl Roles {
             api: true,
             projection: true,
             detector: true,
+            predictor: true,
             connectors: true,
             alerting: true,
         }
@@ -149,6 +157,16 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
             topic(&k.detector_changelog_topic, k.partitions, true),
             topic(&k.rules_topic, 1, true),
             topic(&k.alert_actions_topic, k.partitions, false),
+            topic(&k.predictions_topic, k.partitions, false),
+            topic(&k.predictor_changelog_topic, k.partitions, true),
+            TopicSpec {
+                // A model is a few hundred kB to a few MB of JSON.
+                config: vec![
+                    ("cleanup.policy".into(), "compact".into()),
+                    ("max.message.bytes".into(), MODEL_MESSAGE_BYTES.to_string()),
+                ],
+                ..topic(&k.models_topic, 1, true)
+            },
         ],
     )
     .await
@@ -159,6 +177,7 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     // The detectors keep a machine's state in the changelog partition of its readings partition.
     let readings = ensure_partition_count(&k.brokers, &k.readings_topic, 0).await?;
     ensure_partition_count(&k.brokers, &k.detector_changelog_topic, readings).await?;
+    ensure_partition_count(&k.brokers, &k.predictor_changelog_topic, readings).await?;
     seal_secrets(settings, pool).await?;
     Ok(())
 }
@@ -313,6 +332,45 @@ impl Application {
                 shutdown.clone(),
             ));
         }
+        if self.roles.projection {
+            let codec = predictions_codec(&settings.kafka).await?;
+            let processors = settings.processors();
+            let topic = settings.kafka.predictions_topic.clone();
+            let (pool, token) = (state.pool().clone(), shutdown.clone());
+            tasks.spawn(supervise(
+                "projection predictions".into(),
+                board.clone(),
+                Backoff::default(),
+                shutdown.clone(),
+                move || {
+                    let task = spawn_projection(
+                        &processors,
+                        &pool,
+                        PredictionsProjection::new(codec.clone()),
+                        &topic,
+                        &token,
+                    )
+                    .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
+                    async move { task?.await? }
+                },
+            ));
+        }
+        if self.roles.predictor {
+            let (processors, token) = (settings.processors(), shutdown.clone());
+            tasks.spawn(supervise(
+                "predictor".into(),
+                board.clone(),
+                Backoff::default(),
+                shutdown.clone(),
+                move || {
+                    let (processors, token) = (processors.clone(), token.clone());
+                    async move {
+                        let runtime = PredictorRuntime::from_settings(&processors).await?;
+                        runtime.run(token).await.context("predictor")
+                    }
+                },
+            ));
+        }
         if self.roles.projection || self.roles.detector || self.roles.alerting {
             let name = match (self.roles.detector, self.roles.projection) {
                 (true, true) => "detection",
@@ -452,6 +510,8 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::work_orders::router())
             .merge(routes::fleet::router())
             .merge(routes::settings::router())
+            .merge(routes::predictions::router())
+            .merge(routes::models::router())
             .merge(routes::reports::router())
             .merge(crate::openapi::router());
     }

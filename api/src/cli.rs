@@ -42,8 +42,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, API, projections, retention, detectors, the alert
-    /// engine and source pollers.
+    /// Run every role in one process: ingest gateway, API, projections, retention, detectors, the RUL
+    /// predictor, the alert engine and source pollers.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
@@ -55,6 +55,9 @@ enum Command {
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
+    /// Run the RUL predictor: readings in, remaining-useful-life predictions out, exactly once, with the
+    /// model each tenant activated for each machine (HTTP serves only health and metrics).
+    Predictor,
     /// Run the alert engine: escalation policies, grouping, silences and maintenance, delivery to
     /// webhooks, Slack, Teams, email and Web Push, each notification once, and the connectivity watchdog
     /// (HTTP serves only health and metrics).
@@ -401,6 +404,7 @@ impl Cli {
             Command::Api => only(|r| r.api = true),
             Command::Project => only(|r| r.projection = true),
             Command::Process => only(|r| r.detector = true),
+            Command::Predictor => only(|r| r.predictor = true),
             Command::Connectors => only(|r| r.connectors = true),
             Command::Alerting => only(|r| r.alerting = true),
             other => return run_tool(other, settings).await,
@@ -489,6 +493,7 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         | Command::Api
         | Command::Project
         | Command::Process
+        | Command::Predictor
         | Command::Connectors
         | Command::Alerting
         | Command::Agent

@@ -9,6 +9,8 @@
 //! - [`sources`]: OPC-UA and Modbus TCP ingest sources and their status.
 //! - [`accounts`], [`users`], [`api_keys`]: sign-up, login, sessions, users, API keys.
 //! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
+//! - [`predictions`], [`models`]: remaining-useful-life predictions (a machine's history, the fleet ranked
+//!   by remaining life) and the tenant's models (training jobs, metrics, activation).
 //! - [`fleet`], [`reports`], [`settings`]: fleet status and KPIs, CSV and PDF exports, tenant settings.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`paging`]: what the handlers share: pages, filters, machine lookups, CSV documents.
@@ -22,8 +24,10 @@ pub mod health;
 pub mod ingest;
 pub mod machines;
 pub mod maintenance;
+pub mod models;
 pub mod paging;
 pub mod policies;
+pub mod predictions;
 pub mod push;
 pub mod readings;
 pub mod reports;
