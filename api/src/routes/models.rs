@@ -58,6 +58,10 @@ pub struct NewModel {
     /// Train from the tenant's own readings: each machine's lives end at its maintenance events of kind
     /// replacement or repair.
     pub history: Option<HistorySource>,
+    /// The quick recipe (25 larger boosting steps, 3 folds): seconds instead of minutes, for small fleets
+    /// and trials; the default is the full recipe.
+    #[serde(default)]
+    pub quick: bool,
 }
 
 /// Which of the tenant's metrics a model trained from history reads.
@@ -155,10 +159,12 @@ pub(crate) async fn train(
             ))
         }
     };
-    let options = TrainOptions {
-        layout,
-        ..TrainOptions::default()
+    let recipe = if body.quick {
+        TrainOptions::quick()
+    } else {
+        TrainOptions::default()
     };
+    let options = TrainOptions { layout, ..recipe };
     let id = start_training(
         state.pool(),
         key.tenant_id,

@@ -21,7 +21,7 @@ use crate::time::format_instant;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/predictions", get(fleet))
-        .route("/machines/{name}/predictions", get(history))
+        .route("/machines/{machine}/predictions", get(history))
 }
 
 /// One prediction as served.
@@ -161,7 +161,7 @@ pub struct HistoryFilter {
     pub limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{name}/predictions", tag = "predictions", params(("name" = String, Path, description = "Machine name"), HistoryFilter), responses((status = 200, description = "`{\"machine\", \"predictions\": [...]}`, newest first", body = [PredictionView]), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/predictions", tag = "predictions", params(("machine" = String, Path, description = "Machine name"), HistoryFilter), responses((status = 200, description = "`{\"machine\", \"predictions\": [...]}`, newest first", body = [PredictionView]), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn history(
     State(state): State<AppState>,
     key: Caller,
