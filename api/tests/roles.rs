@@ -460,6 +460,12 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         ("get", "/api/v1/push/subscriptions"),
         ("post", "/api/v1/push/subscriptions"),
         ("delete", "/api/v1/push/subscriptions/{id}"),
+        ("get", "/api/v1/predictions"),
+        ("get", "/api/v1/machines/{machine}/predictions"),
+        ("get", "/api/v1/models"),
+        ("post", "/api/v1/models"),
+        ("get", "/api/v1/models/{id}"),
+        ("post", "/api/v1/models/{id}/activate"),
     ];
     for (method, path) in public.iter().chain(&protected) {
         let op = &doc["paths"][path][method];
