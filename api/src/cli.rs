@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, simulate};
+use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, engines, simulate};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -114,6 +114,13 @@ enum Command {
         /// Milliseconds between two readings of a machine.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// Turbofan engines (machines engine-01 …, tagged turbofan) that degrade to failure under a RUL
+        /// model the simulator trains at start; needs --admin-email. 0: none.
+        #[arg(long, default_value_t = 4)]
+        engines: usize,
+        /// Milliseconds between two cycles of an engine.
+        #[arg(long, default_value_t = 2000)]
+        cycle_ms: u64,
     },
     /// Benchmark sustained ingest: readings/s through gateway → Kafka → projection, and the raw COPY
     /// ceiling of the database, against a running platform (`haltless all`).
@@ -449,6 +456,8 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
             admin_password,
             machines,
             interval_ms,
+            engines: engine_count,
+            cycle_ms,
         } => {
             let config = simulate::SimulatorConfig {
                 url,
@@ -457,7 +466,24 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
                 machines,
                 interval: Duration::from_millis(interval_ms.max(1)),
             };
-            simulate::run(config, shutdown_on_signal()).await?;
+            let shutdown = shutdown_on_signal();
+            let turbofans = match (&config.login, engine_count) {
+                (Some(login), 1..) => Some(engines::EnginesConfig {
+                    url: config.url.clone(),
+                    api_key: config.api_key.clone(),
+                    login: login.clone(),
+                    engines: engine_count,
+                    cycle: Duration::from_millis(cycle_ms.max(1)),
+                }),
+                _ => None,
+            };
+            let plant = simulate::run(config, shutdown.clone());
+            match turbofans {
+                Some(c) => {
+                    tokio::try_join!(plant, engines::run(c, shutdown))?;
+                }
+                None => plant.await?,
+            }
         }
         Command::Bench(args) => args.run(&settings).await?,
         Command::BenchDetect(args) => args.run(&settings).await?,

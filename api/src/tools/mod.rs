@@ -1,6 +1,7 @@
 //! Commands for trying and measuring the platform from outside, like a client would.
 //!
 //! - [`simulate`]: `haltless simulate`, the demo plant: registers machines and posts their readings.
+//! - [`engines`]: the demo's turbofan engines, degrading to failure under a RUL model trained at start.
 //! - [`bench`]: `haltless bench`, ingest end to end and the database's COPY ceiling.
 //! - [`bench_detect`]: `haltless bench-detect`, the detectors on Kafka with exactly-once on.
 //! - [`bench_alerts`]: `haltless bench-alerts`, alert raised → webhook received through the alert engine.
@@ -12,5 +13,6 @@ pub mod bench;
 pub mod bench_alerts;
 pub mod bench_detect;
 pub mod bench_queries;
+pub mod engines;
 pub mod scratch;
 pub mod simulate;
