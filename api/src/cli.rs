@@ -20,7 +20,9 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, engines, simulate};
+use crate::tools::{
+    bench, bench_alerts, bench_detect, bench_predict, bench_queries, engines, simulate,
+};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -129,6 +131,11 @@ enum Command {
     ///
     /// Uses throw-away topics on the configured Kafka and removes them afterwards.
     BenchDetect(BenchDetectArgs),
+    /// Benchmark remaining-useful-life prediction: training time, streaming inference readings/s on one
+    /// core, and reading-to-prediction latency through the predictor on Kafka with exactly-once on.
+    ///
+    /// Uses throw-away topics on the configured Kafka and removes them afterwards.
+    BenchPredict(BenchPredictArgs),
     /// Benchmark the alert engine: alert raised → webhook received, alone and beside another tenant's
     /// backlog for a receiver that answers in 5 s; and the process's memory.
     ///
@@ -214,6 +221,19 @@ struct BenchArgs {
     /// Machines the readings are spread over.
     #[arg(long, default_value_t = 20)]
     machines: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchPredictArgs {
+    /// Train on this C-MAPSS run-to-failure file (e.g. train_FD001.txt); by default on 100 simulated engines.
+    #[arg(long)]
+    cmapss: Option<PathBuf>,
+    /// The quick recipe (25 trees, 3 folds) instead of the full one.
+    #[arg(long)]
+    quick: bool,
+    /// Predictions to time end to end.
+    #[arg(long, default_value_t = 200)]
+    latencies: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -487,6 +507,14 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Bench(args) => args.run(&settings).await?,
         Command::BenchDetect(args) => args.run(&settings).await?,
+        Command::BenchPredict(args) => {
+            let config = bench_predict::PredictBenchConfig {
+                cmapss: args.cmapss,
+                quick: args.quick,
+                latencies: args.latencies.max(1),
+            };
+            bench_predict::run(&settings.kafka, config).await?
+        }
         Command::BenchAlerts(args) => {
             anyhow::ensure!(
                 args.rate > 0 && args.secs > 0,
