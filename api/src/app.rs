@@ -26,6 +26,7 @@ use haltless_processors::projection::retention;
 use haltless_processors::runtime::codecs::{predictions_codec, readings_codec};
 use haltless_processors::runtime::tasks::{spawn_projection, supervise, Backoff, Fatal, RoleBoard};
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
+use haltless_processors::runtime::Projection;
 use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -303,26 +304,20 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         if self.roles.projection {
             let codec = readings_codec(&settings.kafka).await?;
-            let processors = settings.processors();
+            let readings = move || ReadingsProjection::new(codec.clone());
             let topic = settings.kafka.readings_topic.clone();
-            let (pool, token) = (state.pool().clone(), shutdown.clone());
-            tasks.spawn(supervise(
-                "projection readings".into(),
-                board.clone(),
-                Backoff::default(),
-                shutdown.clone(),
-                move || {
-                    // The consumer's settings are checked here: a refusal is a configuration error.
-                    let task = spawn_projection(
-                        &processors,
-                        &pool,
-                        ReadingsProjection::new(codec.clone()),
-                        &topic,
-                        &token,
-                    )
-                    .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
-                    async move { task?.await? }
-                },
+            tasks.spawn(supervised_projection(
+                &state, "readings", readings, topic, &shutdown,
+            ));
+            let codec = predictions_codec(&settings.kafka).await?;
+            let predictions = move || PredictionsProjection::new(codec.clone());
+            let topic = settings.kafka.predictions_topic.clone();
+            tasks.spawn(supervised_projection(
+                &state,
+                "predictions",
+                predictions,
+                topic,
+                &shutdown,
             ));
             let limits = &settings.limits;
             tokio::spawn(retention::run(
@@ -330,29 +325,6 @@ impl Application {
                 Duration::from_secs(limits.retention_interval_secs),
                 limits.retention_batch,
                 shutdown.clone(),
-            ));
-        }
-        if self.roles.projection {
-            let codec = predictions_codec(&settings.kafka).await?;
-            let processors = settings.processors();
-            let topic = settings.kafka.predictions_topic.clone();
-            let (pool, token) = (state.pool().clone(), shutdown.clone());
-            tasks.spawn(supervise(
-                "projection predictions".into(),
-                board.clone(),
-                Backoff::default(),
-                shutdown.clone(),
-                move || {
-                    let task = spawn_projection(
-                        &processors,
-                        &pool,
-                        PredictionsProjection::new(codec.clone()),
-                        &topic,
-                        &token,
-                    )
-                    .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
-                    async move { task?.await? }
-                },
             ));
         }
         if self.roles.predictor {
@@ -484,6 +456,33 @@ impl Application {
         state.admission().sink().flush(Duration::from_secs(5));
         result
     }
+}
+
+/// A projection of `topic` as a supervised role, `projection <name>`, made afresh by `make` at each start.
+fn supervised_projection<P: Projection>(
+    state: &AppState,
+    name: &str,
+    make: impl Fn() -> P + Send + 'static,
+    topic: String,
+    shutdown: &CancellationToken,
+) -> impl std::future::Future<Output = anyhow::Result<()>> {
+    let (processors, pool, token) = (
+        state.settings().processors(),
+        state.pool().clone(),
+        shutdown.clone(),
+    );
+    supervise(
+        format!("projection {name}"),
+        state.roles().clone(),
+        Backoff::default(),
+        shutdown.clone(),
+        move || {
+            // The consumer's settings are checked here: a refusal is a configuration error.
+            let task = spawn_projection(&processors, &pool, make(), &topic, &token)
+                .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
+            async move { task?.await? }
+        },
+    )
 }
 
 /// The HTTP routes of the given roles, with request metrics and the uniform 404.

@@ -10,12 +10,14 @@
 //! - [`accounts`], [`users`], [`api_keys`]: sign-up, login, sessions, users, API keys.
 //! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
 //! - [`predictions`], [`models`]: remaining-useful-life predictions (a machine's history, the fleet ranked
-//!   by remaining life) and the tenant's models (training jobs, metrics, activation).
+//!   by remaining life) and the tenant's models (training jobs, metrics, activation); [`activations`]
+//!   publishes activations to the predictor.
 //! - [`fleet`], [`reports`], [`settings`]: fleet status and KPIs, CSV and PDF exports, tenant settings.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`paging`]: what the handlers share: pages, filters, machine lookups, CSV documents.
 
 pub mod accounts;
+pub mod activations;
 pub mod alerts;
 pub mod api_keys;
 pub mod channels;

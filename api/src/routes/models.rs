@@ -15,7 +15,6 @@ use haltless_processors::prediction::features::Layout;
 use haltless_processors::prediction::model::MIN_TRAINING_CYCLES;
 use haltless_processors::prediction::table::{lives, parse_upload};
 use haltless_processors::prediction::{cmapss, PredictionError, RulModel, TrainOptions};
-use haltless_schemas::models::ModelChange;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -23,6 +22,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
+use crate::routes::activations::publish_activations;
 use crate::routes::paging::machine_ids;
 use crate::routes::settings::TenantSettings;
 use crate::state::AppState;
@@ -442,54 +442,12 @@ pub(crate) async fn activate(
     .bind(key.actor())
     .execute(state.pool())
     .await?;
-    publish_activations(&state, key.tenant_id, Some(id)).await?;
+    let threshold = TenantSettings::load(state.pool(), key.tenant_id)
+        .await?
+        .ai
+        .alert_threshold();
+    publish_activations(&state, key.tenant_id, Some(id), threshold).await?;
     Ok(Json(
         json!({ "model_id": id, "all": machines.is_empty(), "machines": machines }),
     ))
-}
-
-/// Publishes the newest activation of the tenant's models (of `only` that model, when given) to the models
-/// topic, with the tenant's alert threshold in force now.
-pub async fn publish_activations(
-    state: &AppState,
-    tenant: Uuid,
-    only: Option<Uuid>,
-) -> Result<(), ApiError> {
-    let settings = TenantSettings::load(state.pool(), tenant).await?;
-    let active: Vec<(Uuid, String, String, Vec<String>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (a.model_id) a.model_id, r.version, r.model, a.machines
-         FROM rul_model_activations a JOIN rul_models r ON r.id = a.model_id AND r.tenant_id = a.tenant_id
-         WHERE a.tenant_id = $1 AND ($2::uuid IS NULL OR a.model_id = $2) AND r.status = 'ready'
-         ORDER BY a.model_id, a.activated_at DESC",
-    )
-    .bind(tenant)
-    .bind(only)
-    .fetch_all(state.pool())
-    .await?;
-    let codec = ModelChange::codec().map_err(|e| ApiError::internal(e.to_string()))?;
-    let now = Utc::now().timestamp_millis();
-    for (model_id, version, model, machines) in active {
-        let change = ModelChange {
-            tenant_id: tenant,
-            model_id,
-            version,
-            effective_from_ms: now,
-            active: true,
-            machines,
-            model,
-            alert_below: settings.ai.alert_threshold(),
-        };
-        let payload = change
-            .encode(&codec)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        state
-            .events()
-            .publish(
-                &state.settings().kafka.models_topic,
-                &change.key(),
-                &payload,
-            )
-            .await?;
-    }
-    Ok(())
 }

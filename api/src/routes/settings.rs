@@ -253,7 +253,13 @@ pub(crate) async fn replace(
     }
     if ai.model != before.model || ai.alert_threshold() != before.alert_threshold() {
         // The predictor learns of the fleet's model and of the threshold with the activations.
-        crate::routes::models::publish_activations(&state, key.tenant_id, None).await?;
+        crate::routes::activations::publish_activations(
+            &state,
+            key.tenant_id,
+            None,
+            ai.alert_threshold(),
+        )
+        .await?;
     }
     answer(&state, key.tenant_id).await
 }

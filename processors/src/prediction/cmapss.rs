@@ -83,25 +83,40 @@ pub fn parse(text: &str) -> Result<Vec<Run>, PredictionError> {
                     text: (*text).to_owned(),
                 })?;
         }
-        let settings = values[..SETTINGS].to_vec();
-        let sensors = values[SETTINGS..].to_vec();
-        let cycles = units.entry(unit).or_default();
-        if let Some(previous) = cycles.last() {
-            if cycle <= previous.cycle {
-                return Err(PredictionError::CycleOrder {
-                    line: line_no,
-                    unit,
-                    previous: previous.cycle,
-                    cycle,
-                });
-            }
-        }
-        cycles.push(Cycle {
+        let c = Cycle {
             cycle,
-            settings,
-            sensors,
-        });
+            settings: values[..SETTINGS].to_vec(),
+            sensors: values[SETTINGS..].to_vec(),
+        };
+        push_cycle(&mut units, unit, c, line_no)?;
     }
+    into_runs(units)
+}
+
+/// Adds a unit's next cycle, refusing one that does not come after the unit's last (naming `line`).
+pub(crate) fn push_cycle(
+    units: &mut BTreeMap<u32, Vec<Cycle>>,
+    unit: u32,
+    c: Cycle,
+    line: usize,
+) -> Result<(), PredictionError> {
+    let cycles = units.entry(unit).or_default();
+    if let Some(previous) = cycles.last() {
+        if c.cycle <= previous.cycle {
+            return Err(PredictionError::CycleOrder {
+                line,
+                unit,
+                previous: previous.cycle,
+                cycle: c.cycle,
+            });
+        }
+    }
+    cycles.push(c);
+    Ok(())
+}
+
+/// The units' runs in unit order; no units is [`PredictionError::Empty`].
+pub(crate) fn into_runs(units: BTreeMap<u32, Vec<Cycle>>) -> Result<Vec<Run>, PredictionError> {
     if units.is_empty() {
         return Err(PredictionError::Empty);
     }

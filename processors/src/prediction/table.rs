@@ -122,33 +122,14 @@ pub fn parse_csv(text: &str) -> Result<(Layout, Vec<Run>), PredictionError> {
                 sensors.push(value);
             }
         }
-        let cycles = units.entry(unit).or_default();
-        if let Some(previous) = cycles.last() {
-            if cycle <= previous.cycle {
-                return Err(PredictionError::CycleOrder {
-                    line: line_no,
-                    unit,
-                    previous: previous.cycle,
-                    cycle,
-                });
-            }
-        }
-        cycles.push(Cycle {
+        let c = Cycle {
             cycle,
             settings,
             sensors,
-        });
+        };
+        cmapss::push_cycle(&mut units, unit, c, line_no)?;
     }
-    if units.is_empty() {
-        return Err(PredictionError::Empty);
-    }
-    Ok((
-        layout,
-        units
-            .into_iter()
-            .map(|(unit, cycles)| Run { unit, cycles })
-            .collect(),
-    ))
+    Ok((layout, cmapss::into_runs(units)?))
 }
 
 /// A machine's history as training runs: `cycles` (event time, sensor values in the order of the layout's

@@ -35,6 +35,26 @@ pub async fn predictions_codec(kafka: &KafkaConfig) -> Result<Codec, ProcessorEr
     Ok(PredictionRecord::codec(format)?)
 }
 
+/// A readings message's batch; a message that does not decode is logged and skipped (`None`): it would
+/// fail the same way on every retry.
+pub fn decode_readings(
+    codec: &Codec,
+    msg: &rdkafka::message::OwnedMessage,
+) -> Option<ReadingBatch> {
+    use rdkafka::Message as _;
+    match msg.payload().map(|p| ReadingBatch::decode(codec, p)) {
+        Some(Ok(readings)) => Some(readings),
+        _ => {
+            tracing::error!(
+                partition = msg.partition(),
+                offset = msg.offset(),
+                "skipping a readings message that does not decode"
+            );
+            None
+        }
+    }
+}
+
 async fn wire_format(
     kafka: &KafkaConfig,
     topic: &str,

@@ -17,6 +17,7 @@ use super::rulebook::{RuleBook, RuleChange};
 use super::state;
 use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
 use crate::detection::logic::Sample;
+use crate::runtime::codecs::decode_readings;
 use crate::runtime::follow::Follower;
 use crate::runtime::transactional::{LoopTopics, Outgoing, TransactionalLoop, Transform};
 use crate::runtime::ProcessorError;
@@ -151,15 +152,7 @@ impl Transform for Detectors {
         let mut alerts = Vec::new();
         let mut dirty = HashSet::new();
         for msg in batch {
-            let Some(Ok(readings)) = msg
-                .payload()
-                .map(|p| ReadingBatch::decode(&self.readings_codec, p))
-            else {
-                tracing::error!(
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    "skipping a readings message that does not decode"
-                );
+            let Some(readings) = decode_readings(&self.readings_codec, msg) else {
                 continue;
             };
             let key = readings.key();

@@ -17,7 +17,7 @@ use crate::config::ProcessorsConfig;
 use crate::detection::logic::lifecycle::alert_id;
 use crate::prediction::stream::{AlertChange, ModelBook, Observed, Window};
 use crate::prediction::Prediction;
-use crate::runtime::codecs::{alerts_codec, predictions_codec, readings_codec};
+use crate::runtime::codecs::{alerts_codec, decode_readings, predictions_codec, readings_codec};
 use crate::runtime::follow::Follower;
 use crate::runtime::transactional::{LoopTopics, Outgoing, TransactionalLoop, Transform};
 use crate::runtime::ProcessorError;
@@ -226,15 +226,7 @@ impl Transform for Predictor {
         let mut out = Vec::new();
         let mut dirty = HashSet::new();
         for msg in batch {
-            let Some(Ok(readings)) = msg
-                .payload()
-                .map(|p| ReadingBatch::decode(&self.readings_codec, p))
-            else {
-                tracing::error!(
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    "skipping a readings message that does not decode"
-                );
+            let Some(readings) = decode_readings(&self.readings_codec, msg) else {
                 continue;
             };
             let key = readings.key();
