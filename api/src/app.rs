@@ -59,7 +59,7 @@ pub struct Roles {
     pub gateway: bool,
     /// Machines, readings, rules, alerts, accounts, users and API keys.
     pub api: bool,
-    /// The projections (readings, alerts, alert actions) and the retention sweep.
+    /// The projections (readings, alerts, alert actions, predictions) and the retention sweep.
     pub projection: bool,
     /// The detectors.
     pub detector: bool,

@@ -49,11 +49,11 @@ enum Command {
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
-    /// Serve the API: accounts, users, API keys, machines, readings, rules, alerts (plus /healthz, /readyz,
-    /// /metrics).
+    /// Serve the API: accounts, users, API keys, machines, readings, rules, alerts, predictions and RUL
+    /// models (plus /healthz, /readyz, /metrics).
     Api,
-    /// Run the projections, Kafka → PostgreSQL, exactly once, and the retention sweep (HTTP serves only
-    /// health and metrics).
+    /// Run the projections (readings, alerts, alert actions, predictions), Kafka → PostgreSQL, exactly once,
+    /// and the retention sweep (HTTP serves only health and metrics).
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
