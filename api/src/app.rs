@@ -19,11 +19,14 @@ use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::alerting;
 use haltless_processors::alerting::secrets::{rewrap_stored, ChannelSecrets};
 use haltless_processors::detection::supervisor::{follow_generations, GenerationParts};
+use haltless_processors::prediction::predictor::PredictorRuntime;
+use haltless_processors::projection::predictions::PredictionsProjection;
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
-use haltless_processors::runtime::codecs::readings_codec;
+use haltless_processors::runtime::codecs::{predictions_codec, readings_codec};
 use haltless_processors::runtime::tasks::{spawn_projection, supervise, Backoff, Fatal, RoleBoard};
 use haltless_processors::runtime::topics::{ensure_partition_count, ensure_topics, TopicSpec};
+use haltless_processors::runtime::Projection;
 use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -43,6 +46,9 @@ use crate::{routes, telemetry};
 /// How long the roles may take to stop at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
+/// The largest message of the models topic (and of a producer writing a model).
+pub const MODEL_MESSAGE_BYTES: usize = 32 << 20;
+
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -53,10 +59,12 @@ pub struct Roles {
     pub gateway: bool,
     /// Machines, readings, rules, alerts, accounts, users and API keys.
     pub api: bool,
-    /// The projections (readings, alerts, alert actions) and the retention sweep.
+    /// The projections (readings, alerts, alert actions, predictions) and the retention sweep.
     pub projection: bool,
     /// The detectors.
     pub detector: bool,
+    /// The RUL predictor.
+    pub predictor: bool,
     /// The pollers of OPC-UA and Modbus TCP sources.
     pub connectors: bool,
     /// The alert engine.
@@ -71,6 +79,7 @@ impl Roles {
             api: true,
             projection: true,
             detector: true,
+            predictor: true,
             connectors: true,
             alerting: true,
         }
@@ -149,6 +158,16 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
             topic(&k.detector_changelog_topic, k.partitions, true),
             topic(&k.rules_topic, 1, true),
             topic(&k.alert_actions_topic, k.partitions, false),
+            topic(&k.predictions_topic, k.partitions, false),
+            topic(&k.predictor_changelog_topic, k.partitions, true),
+            TopicSpec {
+                // A model is a few hundred kB to a few MB of JSON.
+                config: vec![
+                    ("cleanup.policy".into(), "compact".into()),
+                    ("max.message.bytes".into(), MODEL_MESSAGE_BYTES.to_string()),
+                ],
+                ..topic(&k.models_topic, 1, true)
+            },
         ],
     )
     .await
@@ -159,6 +178,7 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     // The detectors keep a machine's state in the changelog partition of its readings partition.
     let readings = ensure_partition_count(&k.brokers, &k.readings_topic, 0).await?;
     ensure_partition_count(&k.brokers, &k.detector_changelog_topic, readings).await?;
+    ensure_partition_count(&k.brokers, &k.predictor_changelog_topic, readings).await?;
     seal_secrets(settings, pool).await?;
     Ok(())
 }
@@ -286,26 +306,20 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         if self.roles.projection {
             let codec = readings_codec(&settings.kafka).await?;
-            let processors = settings.processors();
+            let readings = move || ReadingsProjection::new(codec.clone());
             let topic = settings.kafka.readings_topic.clone();
-            let (pool, token) = (state.pool().clone(), shutdown.clone());
-            tasks.spawn(supervise(
-                "projection readings".into(),
-                board.clone(),
-                Backoff::default(),
-                shutdown.clone(),
-                move || {
-                    // The consumer's settings are checked here: a refusal is a configuration error.
-                    let task = spawn_projection(
-                        &processors,
-                        &pool,
-                        ReadingsProjection::new(codec.clone()),
-                        &topic,
-                        &token,
-                    )
-                    .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
-                    async move { task?.await? }
-                },
+            tasks.spawn(supervised_projection(
+                &state, "readings", readings, topic, &shutdown,
+            ));
+            let codec = predictions_codec(&settings.kafka).await?;
+            let predictions = move || PredictionsProjection::new(codec.clone());
+            let topic = settings.kafka.predictions_topic.clone();
+            tasks.spawn(supervised_projection(
+                &state,
+                "predictions",
+                predictions,
+                topic,
+                &shutdown,
             ));
             let limits = &settings.limits;
             tokio::spawn(retention::run(
@@ -313,6 +327,22 @@ impl Application {
                 Duration::from_secs(limits.retention_interval_secs),
                 limits.retention_batch,
                 shutdown.clone(),
+            ));
+        }
+        if self.roles.predictor {
+            let (processors, token) = (settings.processors(), shutdown.clone());
+            tasks.spawn(supervise(
+                "predictor".into(),
+                board.clone(),
+                Backoff::default(),
+                shutdown.clone(),
+                move || {
+                    let (processors, token) = (processors.clone(), token.clone());
+                    async move {
+                        let runtime = PredictorRuntime::from_settings(&processors).await?;
+                        runtime.run(token).await.context("predictor")
+                    }
+                },
             ));
         }
         if self.roles.projection || self.roles.detector || self.roles.alerting {
@@ -433,6 +463,33 @@ impl Application {
     }
 }
 
+/// A projection of `topic` as a supervised role, `projection <name>`, made afresh by `make` at each start.
+fn supervised_projection<P: Projection>(
+    state: &AppState,
+    name: &str,
+    make: impl Fn() -> P + Send + 'static,
+    topic: String,
+    shutdown: &CancellationToken,
+) -> impl std::future::Future<Output = anyhow::Result<()>> {
+    let (processors, pool, token) = (
+        state.settings().processors(),
+        state.pool().clone(),
+        shutdown.clone(),
+    );
+    supervise(
+        format!("projection {name}"),
+        state.roles().clone(),
+        Backoff::default(),
+        shutdown.clone(),
+        move || {
+            // The consumer's settings are checked here: a refusal is a configuration error.
+            let task = spawn_projection(&processors, &pool, make(), &topic, &token)
+                .map_err(|e| anyhow::Error::new(Fatal(format!("{e:#}"))));
+            async move { task?.await? }
+        },
+    )
+}
+
 /// The HTTP routes of the given roles, with request metrics and the uniform 404.
 pub fn router(state: AppState, roles: Roles) -> Router {
     let mut api = Router::new();
@@ -457,6 +514,8 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::work_orders::router())
             .merge(routes::fleet::router())
             .merge(routes::settings::router())
+            .merge(routes::predictions::router())
+            .merge(routes::models::router())
             .merge(routes::reports::router())
             .merge(crate::live::router())
             .merge(crate::openapi::router());

@@ -20,7 +20,9 @@ use crate::config::Settings;
 use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
-use crate::tools::{bench, bench_alerts, bench_detect, bench_queries, bench_ws, simulate};
+use crate::tools::{
+    bench, bench_alerts, bench_detect, bench_predict, bench_queries, bench_ws, engines, simulate,
+};
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
 ///
@@ -42,19 +44,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every role in one process: ingest gateway, API, projections, retention, detectors, the alert
-    /// engine and source pollers.
+    /// Run every role in one process: ingest gateway, API, projections, retention, detectors, the RUL
+    /// predictor, the alert engine and source pollers.
     All,
     /// Serve the ingest gateway: POST /api/v1/ingest (plus /healthz, /readyz, /metrics).
     Gateway,
-    /// Serve the API: accounts, users, API keys, machines, readings, rules, alerts (plus /healthz, /readyz,
-    /// /metrics).
+    /// Serve the API: accounts, users, API keys, machines, readings, rules, alerts, predictions and RUL
+    /// models (plus /healthz, /readyz, /metrics).
     Api,
-    /// Run the projections, Kafka → PostgreSQL, exactly once, and the retention sweep (HTTP serves only
-    /// health and metrics).
+    /// Run the projections (readings, alerts, alert actions, predictions), Kafka → PostgreSQL, exactly once,
+    /// and the retention sweep (HTTP serves only health and metrics).
     Project,
     /// Run the detectors: readings in, alerts out, exactly once (HTTP serves only health and metrics).
     Process,
+    /// Run the RUL predictor: readings in, remaining-useful-life predictions out, exactly once, with the
+    /// model each tenant activated for each machine (HTTP serves only health and metrics).
+    Predictor,
     /// Run the alert engine: escalation policies, grouping, silences and maintenance, delivery to
     /// webhooks, Slack, Teams, email and Web Push, each notification once, and the connectivity watchdog
     /// (HTTP serves only health and metrics).
@@ -111,6 +116,13 @@ enum Command {
         /// Milliseconds between two readings of a machine.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// Turbofan engines (machines engine-01 …, tagged turbofan) that degrade to failure under a RUL
+        /// model the simulator trains at start; needs --admin-email. 0: none.
+        #[arg(long, default_value_t = 4)]
+        engines: usize,
+        /// Milliseconds between two cycles of an engine.
+        #[arg(long, default_value_t = 2000)]
+        cycle_ms: u64,
     },
     /// Benchmark sustained ingest: readings/s through gateway → Kafka → projection, and the raw COPY
     /// ceiling of the database, against a running platform (`haltless all`).
@@ -119,6 +131,11 @@ enum Command {
     ///
     /// Uses throw-away topics on the configured Kafka and removes them afterwards.
     BenchDetect(BenchDetectArgs),
+    /// Benchmark remaining-useful-life prediction: training time, streaming inference readings/s on one
+    /// core, and reading-to-prediction latency through the predictor on Kafka with exactly-once on.
+    ///
+    /// Uses throw-away topics on the configured Kafka and removes them afterwards.
+    BenchPredict(BenchPredictArgs),
     /// Benchmark the alert engine: alert raised → webhook received, alone and beside another tenant's
     /// backlog for a receiver that answers in 5 s; and the process's memory.
     ///
@@ -215,6 +232,19 @@ struct BenchArgs {
     /// requests (503 `overloaded`) are counted, timed and retried after `Retry-After`.
     #[arg(long)]
     pid: Option<u32>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchPredictArgs {
+    /// Train on this C-MAPSS run-to-failure file (e.g. train_FD001.txt); by default on 100 simulated engines.
+    #[arg(long)]
+    cmapss: Option<PathBuf>,
+    /// The quick recipe (25 trees, 3 folds) instead of the full one.
+    #[arg(long)]
+    quick: bool,
+    /// Predictions to time end to end.
+    #[arg(long, default_value_t = 200)]
+    latencies: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -428,6 +458,7 @@ impl Cli {
             Command::Api => only(|r| r.api = true),
             Command::Project => only(|r| r.projection = true),
             Command::Process => only(|r| r.detector = true),
+            Command::Predictor => only(|r| r.predictor = true),
             Command::Connectors => only(|r| r.connectors = true),
             Command::Alerting => only(|r| r.alerting = true),
             other => return run_tool(other, settings).await,
@@ -472,6 +503,8 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
             admin_password,
             machines,
             interval_ms,
+            engines: engine_count,
+            cycle_ms,
         } => {
             let config = simulate::SimulatorConfig {
                 url,
@@ -480,10 +513,35 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
                 machines,
                 interval: Duration::from_millis(interval_ms.max(1)),
             };
-            simulate::run(config, shutdown_on_signal()).await?;
+            let shutdown = shutdown_on_signal();
+            let turbofans = match (&config.login, engine_count) {
+                (Some(login), 1..) => Some(engines::EnginesConfig {
+                    url: config.url.clone(),
+                    api_key: config.api_key.clone(),
+                    login: login.clone(),
+                    engines: engine_count,
+                    cycle: Duration::from_millis(cycle_ms.max(1)),
+                }),
+                _ => None,
+            };
+            let plant = simulate::run(config, shutdown.clone());
+            match turbofans {
+                Some(c) => {
+                    tokio::try_join!(plant, engines::run(c, shutdown))?;
+                }
+                None => plant.await?,
+            }
         }
         Command::Bench(args) => args.run(&settings).await?,
         Command::BenchDetect(args) => args.run(&settings).await?,
+        Command::BenchPredict(args) => {
+            let config = bench_predict::PredictBenchConfig {
+                cmapss: args.cmapss,
+                quick: args.quick,
+                latencies: args.latencies.max(1),
+            };
+            bench_predict::run(&settings.kafka, config).await?
+        }
         Command::BenchAlerts(args) => {
             anyhow::ensure!(
                 args.rate > 0 && args.secs > 0,
@@ -529,6 +587,7 @@ async fn run_tool(command: Command, settings: Settings) -> anyhow::Result<()> {
         | Command::Api
         | Command::Project
         | Command::Process
+        | Command::Predictor
         | Command::Connectors
         | Command::Alerting
         | Command::Agent

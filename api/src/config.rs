@@ -11,6 +11,7 @@ use haltless_connectors::gateway::GatewayConfig;
 use haltless_processors::alerting::AlertingConfig;
 use haltless_processors::config::{KafkaConfig, ProcessorsConfig};
 use haltless_processors::detection::processor::DetectorConfig;
+use haltless_processors::prediction::predictor::PredictorConfig;
 use haltless_processors::projection::ProjectionConfig;
 use haltless_schemas::outbound::{Cidr, OutboundPolicy};
 use haltless_schemas::secrets::Keyring;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub projection: ProjectionConfig,
     /// Detector processor.
     pub detector: DetectorConfig,
+    /// RUL predictor processor.
+    pub predictor: PredictorConfig,
     /// Query limits.
     pub query: QueryConfig,
     /// Logins, tokens and throttles.
@@ -111,11 +114,12 @@ impl Settings {
         Ok(Some(Keyring::parse(&entries)?))
     }
 
-    /// The sections the processors' roles read (Kafka, detectors, projections, the alert engine).
+    /// The sections the processors' roles read (Kafka, detectors, predictor, projections, the alert engine).
     pub fn processors(&self) -> ProcessorsConfig {
         ProcessorsConfig {
             kafka: self.kafka.clone(),
             detector: self.detector.clone(),
+            predictor: self.predictor.clone(),
             projection: self.projection.clone(),
             alerting: self.alerting.clone(),
         }

@@ -1,4 +1,4 @@
-//! Publishing the API's own events (rule changes, alert actions) to Kafka, answered only once acknowledged.
+//! Publishing the API's own events (rule changes, alert actions, model activations) to Kafka, answered only once acknowledged.
 
 use std::time::Duration;
 
@@ -24,8 +24,14 @@ impl std::fmt::Debug for EventPublisher {
 impl EventPublisher {
     /// A publisher to `brokers`, giving up after `timeout`.
     pub fn new(brokers: &str, timeout: Duration) -> Result<Self, rdkafka::error::KafkaError> {
-        let producer =
-            producer_config(brokers, Delivery::AtLeastOnceIdempotent, timeout).create()?;
+        let producer = producer_config(brokers, Delivery::AtLeastOnceIdempotent, timeout)
+            // A model activation carries the model (a few MB of JSON at most).
+            .set(
+                "message.max.bytes",
+                crate::app::MODEL_MESSAGE_BYTES.to_string(),
+            )
+            .set("compression.type", "lz4")
+            .create()?;
         Ok(Self { producer, timeout })
     }
 

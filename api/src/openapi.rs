@@ -130,6 +130,12 @@ impl Modify for Security {
         routes::push::create,
         routes::push::remove,
         crate::live::socket::dashboard,
+        routes::predictions::history,
+        routes::predictions::fleet,
+        routes::models::train,
+        routes::models::list,
+        routes::models::show,
+        routes::models::activate,
     ),
     components(schemas(
         ErrorBody,
@@ -153,7 +159,8 @@ impl Modify for Security {
         (name = "alerting", description = "Notification channels, escalation policies, silences and the delivery log"),
         (name = "maintenance", description = "Maintenance events, work orders, compliance sign-offs"),
         (name = "fleet", description = "Machine statuses and KPIs"),
-        (name = "settings", description = "The tenant's fleet and detection defaults"),
+        (name = "settings", description = "The tenant's fleet, detection and AI defaults"),
+        (name = "predictions", description = "Predictions: remaining useful life per machine, the fleet ranked by it, and the tenant's RUL models (training, metrics, activation)"),
         (name = "reports", description = "CSV and PDF exports, the fleet summary"),
         (name = "live", description = "The dashboard WebSocket: live readings, alerts, actions and machine statuses"),
     )

@@ -1,5 +1,5 @@
 //! The endpoint × caller matrix of the resource groups (machines, sensor data, maintenance, fleet, reports,
-//! settings, the alert engine's channels, policies, silences and delivery log): every endpoint called as admin, operator, viewer, an ingest key, a read key and anonymously.
+//! settings, predictions and RUL models, the alert engine's channels, policies, silences and delivery log): every endpoint called as admin, operator, viewer, an ingest key, a read key and anonymously.
 //! (The accounts endpoints' matrix is in `roles.rs`.)
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -50,6 +50,26 @@ fn template(method: &Method, path: &str, ids: &[&String]) -> String {
         })
         .collect();
     format!("{} {}", method.as_str().to_lowercase(), parts.join("/"))
+}
+
+/// Trains a model (the quick recipe) and waits until it is ready; returns its id.
+async fn create_model(app: &TestApp, token: &str, body: &Value) -> String {
+    let (s, m) = app
+        .call(Method::POST, "/api/v1/models", token, Some(body))
+        .await;
+    assert_eq!(s, 202, "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+    for _ in 0..600 {
+        let (_, m) = app
+            .call(Method::GET, &format!("/api/v1/models/{id}"), token, None)
+            .await;
+        match m["status"].as_str() {
+            Some("ready") => return id,
+            Some("training") => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            _ => panic!("training failed: {m}"),
+        }
+    }
+    panic!("model {id} still training");
 }
 
 #[tokio::test]
@@ -190,6 +210,10 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         ));
     }
 
+    // A ready RUL model to read and activate.
+    let upload = json!({"name": "m", "csv": haltless_processors::prediction::cmapss::simulate(3, 1), "quick": true});
+    let model = create_model(&app, t, &upload).await;
+
     let mut failures = Vec::new();
     let mut checked = 0;
     let mut covered = std::collections::HashSet::new();
@@ -265,6 +289,38 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
             ),
             (Method::GET, "/api/v1/fleet/kpis".into(), None, "read", 200),
             (Method::GET, "/api/v1/settings".into(), None, "read", 200),
+            (Method::GET, "/api/v1/predictions".into(), None, "read", 200),
+            (
+                Method::GET,
+                "/api/v1/machines/m-1/predictions".into(),
+                None,
+                "read",
+                200,
+            ),
+            (Method::GET, "/api/v1/models".into(), None, "read", 200),
+            (
+                Method::GET,
+                format!("/api/v1/models/{model}"),
+                None,
+                "read",
+                200,
+            ),
+            (
+                Method::POST,
+                "/api/v1/models".into(),
+                Some(
+                    json!({"name": format!("new-{who}"), "csv": haltless_processors::prediction::cmapss::simulate(3, 2), "quick": true}),
+                ),
+                "admin",
+                202,
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/models/{model}/activate"),
+                Some(json!({"machines": ["m-1"]})),
+                "admin",
+                200,
+            ),
             (
                 Method::GET,
                 "/api/v1/reports/machines.csv".into(),
@@ -568,6 +624,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                     &inhibition,
                     gone_inhibition,
                     gone_subscription,
+                    &model,
                 ],
             ));
             let want = if *who == "anonymous" {
@@ -611,7 +668,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 55 * 6);
+    assert_eq!(checked, 61 * 6);
 
     // Driven from the OpenAPI document: every operation of these groups is in the matrix above (the
     // machine registration, list and readings query are in `roles.rs`).
@@ -641,6 +698,7 @@ async fn every_resource_endpoint_answers_each_role_as_documented() {
                 "reports",
                 "settings",
                 "alerting",
+                "predictions",
             ]
             .contains(&tag)
             {

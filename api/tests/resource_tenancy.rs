@@ -1,6 +1,6 @@
 //! Tenant isolation of the resource groups: two tenants signed up from scratch; tenant A's credentials on
 //! tenant B's machines, maintenance events, work orders, sign-offs, channels, escalation policies, silences,
-//! notifications and push subscriptions answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
+//! notifications, push subscriptions, RUL models and predictions answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
 //! fleet view, report or setting of A shows B's data.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -99,6 +99,51 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         )
         .await;
     assert_eq!(s, 200);
+
+    // B's RUL model, ready and activated, and a prediction of B's machine.
+    let (s, model) = app
+        .call(
+            Method::POST,
+            "/api/v1/models",
+            &b,
+            Some(&json!({"name": "b-model", "csv": haltless_processors::prediction::cmapss::simulate(3, 1), "quick": true})),
+        )
+        .await;
+    assert_eq!(s, 202, "{model}");
+    let model = id(&model);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while app
+        .call(Method::GET, &format!("/api/v1/models/{model}"), &b, None)
+        .await
+        .1["status"]
+        == "training"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b-model still training"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (s, answer) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/models/{model}/activate"),
+            &b,
+            Some(&json!({"tags": ["b-tag"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{answer}");
+    sqlx::query(
+        "INSERT INTO predictions (tenant_id, machine_id, ts, cycle, rul, rul_lower, rul_upper, interval, health,
+            model_id, model_version, contributors)
+         VALUES ($1, $2, now(), 7, 42.5, 30, 50, 0.8, 0.34, $3, 'b-version', '[{\"sensor\": \"b-sensor\", \"effect\": -3}]')",
+    )
+    .bind(tenant_b)
+    .bind(machine_id)
+    .bind(model.parse::<Uuid>().unwrap())
+    .execute(&app.iso.pool)
+    .await
+    .unwrap();
 
     // B's alert engine: a channel, a policy, a silence, a notification (a test send, refused by the
     // outbound policy: it is logged all the same).
@@ -286,6 +331,17 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
             "/api/v1/reports/work-orders.csv?machine=b-press".into(),
             None,
         ),
+        (Method::GET, format!("/api/v1/models/{model}"), None),
+        (
+            Method::POST,
+            format!("/api/v1/models/{model}/activate"),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/machines/b-press/predictions".into(),
+            None,
+        ),
     ];
     for (method, path, body) in &cases {
         let (s, answer) = app.call(method.clone(), path, &a, body.as_ref()).await;
@@ -316,6 +372,51 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         )
         .await;
     assert_eq!(s, 422, "{answer}");
+    // B's machines cannot be served by A's models, and B's history (its repair) trains nothing of A's.
+    let (s, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/models",
+            &a,
+            Some(&json!({"name": "a-model", "csv": haltless_processors::prediction::cmapss::simulate(3, 1), "quick": true})),
+        )
+        .await;
+    assert_eq!(s, 202, "{answer}");
+    let a_model = id(&answer);
+    let (s, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/models",
+            &a,
+            Some(&json!({"name": "a-history", "history": {"metrics": ["t"]}})),
+        )
+        .await;
+    assert_eq!(s, 422, "{answer}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while app
+        .call(Method::GET, &format!("/api/v1/models/{a_model}"), &a, None)
+        .await
+        .1["status"]
+        == "training"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a-model still training"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    for body in [json!({"machines": ["b-press"]}), json!({"tags": ["b-tag"]})] {
+        let (s, answer) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/models/{a_model}/activate"),
+                &a,
+                Some(&body),
+            )
+            .await;
+        assert_eq!(s, 422, "{body}: {answer}");
+    }
+
     // B's machines, alerts and users cannot be linked to A's work orders.
     for (body, code) in [
         (
@@ -358,6 +459,10 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         push.clone(),
         "b-push".into(),
         subscription.clone(),
+        model.clone(),
+        "b-model".into(),
+        "b-version".into(),
+        "b-sensor".into(),
     ];
     for path in [
         "/api/v1/machines",
@@ -381,6 +486,8 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
         "/api/v1/inhibition-rules",
         "/api/v1/push/channels",
         "/api/v1/push/subscriptions",
+        "/api/v1/models",
+        "/api/v1/predictions",
     ] {
         let r = app
             .client

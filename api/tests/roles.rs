@@ -462,6 +462,12 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         ("get", "/api/v1/push/subscriptions"),
         ("post", "/api/v1/push/subscriptions"),
         ("delete", "/api/v1/push/subscriptions/{id}"),
+        ("get", "/api/v1/predictions"),
+        ("get", "/api/v1/machines/{machine}/predictions"),
+        ("get", "/api/v1/models"),
+        ("post", "/api/v1/models"),
+        ("get", "/api/v1/models/{id}"),
+        ("post", "/api/v1/models/{id}/activate"),
     ];
     for (method, path) in public.iter().chain(&protected) {
         let op = &doc["paths"][path][method];
@@ -491,6 +497,28 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         public.len() + protected.len(),
         "nothing undocumented, nothing extra"
     );
+    // Every schema a document refers to is in it (clients and schemathesis resolve them).
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    for r in &found {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
     app.stop().await;

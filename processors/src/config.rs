@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::alerting::AlertingConfig;
 use crate::detection::processor::DetectorConfig;
+use crate::prediction::predictor::PredictorConfig;
 use crate::projection::ProjectionConfig;
 
 /// What the processors' roles need of the platform's settings.
@@ -14,6 +15,8 @@ pub struct ProcessorsConfig {
     pub kafka: KafkaConfig,
     /// The detectors.
     pub detector: DetectorConfig,
+    /// The RUL predictor.
+    pub predictor: PredictorConfig,
     /// The projections.
     pub projection: ProjectionConfig,
     /// The alert engine.
@@ -36,6 +39,13 @@ pub struct KafkaConfig {
     pub rules_topic: String,
     /// Compacted changelog of the detectors' state (as many partitions as the readings topic).
     pub detector_changelog_topic: String,
+    /// Topic of remaining-useful-life predictions.
+    pub predictions_topic: String,
+    /// Compacted topic of RUL model changes (which model serves which machines).
+    pub models_topic: String,
+    /// Compacted changelog of the RUL predictor's machine windows (as many partitions as the readings
+    /// topic).
+    pub predictor_changelog_topic: String,
     /// Partitions of topics the platform creates.
     pub partitions: i32,
     /// Replication factor of topics the platform creates (3 on a production cluster).
@@ -54,6 +64,10 @@ impl Default for KafkaConfig {
             alert_actions_topic: haltless_schemas::actions::ALERT_ACTIONS_TOPIC.into(),
             rules_topic: haltless_schemas::rules::RULES_TOPIC.into(),
             detector_changelog_topic: haltless_schemas::detector_state::DETECTOR_STATE_TOPIC.into(),
+            predictions_topic: haltless_schemas::predictions::PREDICTIONS_TOPIC.into(),
+            models_topic: haltless_schemas::models::MODELS_TOPIC.into(),
+            predictor_changelog_topic: haltless_schemas::predictor_state::PREDICTOR_STATE_TOPIC
+                .into(),
             partitions: 6,
             replication: 1,
             schema_registry_url: None,

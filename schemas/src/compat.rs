@@ -44,6 +44,21 @@ pub const TOPICS: &[TopicSchemas] = &[
         current: crate::detector_state::SCHEMA,
         history: crate::detector_state::HISTORY,
     },
+    TopicSchemas {
+        topic: crate::predictions::PREDICTIONS_TOPIC,
+        current: crate::predictions::SCHEMA,
+        history: crate::predictions::HISTORY,
+    },
+    TopicSchemas {
+        topic: crate::models::MODELS_TOPIC,
+        current: crate::models::SCHEMA,
+        history: crate::models::HISTORY,
+    },
+    TopicSchemas {
+        topic: crate::predictor_state::PREDICTOR_STATE_TOPIC,
+        current: crate::predictor_state::SCHEMA,
+        history: crate::predictor_state::HISTORY,
+    },
 ];
 
 /// Checks that `reader` (the new schema) can read data written with `writer` (an older one).

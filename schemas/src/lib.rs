@@ -4,6 +4,9 @@
 //! - [`alerts`]: `haltless.alerts.v1`, alert transitions written exactly once by the detectors.
 //! - [`actions`]: `haltless.alert-actions.v1`, acknowledgements and snoozes of alerts, as events.
 //! - [`rules`]: `haltless.rules.v1`, every version of every rule, as events.
+//! - [`predictions`]: `haltless.predictions.v1`, remaining useful life per machine cycle, exactly once.
+//! - [`models`]: `haltless.models.v1`, each tenant's RUL models and the machines they serve, as events.
+//! - [`predictor_state`]: `haltless.predictor-state.v1`, the RUL predictor's changelog: each machine's window.
 //! - [`detector_state`]: `haltless.detector-state.v1`, the detectors' changelog: each machine's state.
 //! - [`codec`]: Avro encoding of a topic's records, framed as Avro single-object encoding (the default)
 //!   or the Confluent schema-registry wire format, so standard tools can decode every message.
@@ -31,7 +34,10 @@ pub mod error;
 mod fields;
 pub mod fingerprint;
 pub mod metric_names;
+pub mod models;
 pub mod outbound;
+pub mod predictions;
+pub mod predictor_state;
 pub mod readings;
 pub mod rules;
 pub mod secrets;

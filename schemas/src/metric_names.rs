@@ -27,6 +27,8 @@ pub const PROJECTION_UNDECODABLE: &str = "haltless_projection_undecodable_messag
 pub const DETECTOR_ALERTS: &str = "haltless_detector_alerts_total";
 /// Histogram of readings messages per detector transaction.
 pub const DETECTOR_BATCH_MESSAGES: &str = "haltless_detector_batch_messages";
+/// Counter of remaining-useful-life predictions the predictor committed.
+pub const PREDICTOR_PREDICTIONS: &str = "haltless_predictor_predictions_total";
 /// Counter of login attempts, labelled `outcome` (`ok`, `invalid`, `throttled`).
 pub const AUTH_LOGINS: &str = "haltless_auth_logins_total";
 /// Counter of argon2 runs, labelled `kind` (`verify`: a login's check, dummy ones included; `hash`: a

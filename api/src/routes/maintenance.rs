@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use haltless_processors::prediction::stream::LIFE_RESTART;
+use haltless_schemas::{Reading, ReadingBatch, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -154,6 +156,9 @@ pub(crate) async fn create_event(
         ));
     }
     let machine = machine_id(&state, &key, &body.machine).await?;
+    if body.kind == "replacement" {
+        restart_life(&state, &key, machine, &body.machine, performed_at).await?;
+    }
     let id = Uuid::new_v4();
     let mut tx = state.pool().begin().await?;
     sqlx::query(
@@ -187,6 +192,39 @@ pub(crate) async fn create_event(
         StatusCode::CREATED,
         Json(find_event(&state, &key, id).await?),
     ))
+}
+
+/// A replacement starts the machine's new life at `at`: the mark goes into its readings stream, where the
+/// RUL predictor sees it in order with the readings (and a replay sees it again).
+async fn restart_life(
+    state: &AppState,
+    key: &Caller,
+    machine_id: Uuid,
+    machine: &str,
+    at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let batch = ReadingBatch {
+        tenant_id: key.tenant_id,
+        machine_id,
+        machine: machine.to_owned(),
+        source: Source::Gateway,
+        ingest_time_ms: Utc::now().timestamp_millis(),
+        readings: vec![Reading {
+            metric: LIFE_RESTART.into(),
+            event_time_ms: at.timestamp_millis(),
+            value: 1.0,
+            quality: None,
+        }],
+    };
+    state.admission().sink().write(&[batch]).await.map_err(|e| {
+        tracing::warn!(error = %e, "the replacement's restart mark was not stored");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the replacement could not be stored durably in time; retry",
+        )
+        .retry_after(1)
+    })
 }
 
 async fn find_event(state: &AppState, key: &Caller, id: Uuid) -> Result<EventRow, ApiError> {

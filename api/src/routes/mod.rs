@@ -9,12 +9,16 @@
 //! - [`sources`]: OPC-UA and Modbus TCP ingest sources and their status.
 //! - [`accounts`], [`users`], [`api_keys`]: sign-up, login, sessions, users, API keys.
 //! - [`maintenance`], [`work_orders`]: maintenance events and sign-offs, work orders.
+//! - [`predictions`], [`models`]: remaining-useful-life predictions (a machine's history, the fleet ranked
+//!   by remaining life) and the tenant's models (training jobs, metrics, activation); [`activations`]
+//!   publishes activations to the predictor.
 //! - [`fleet`], [`reports`], [`settings`]: fleet status and KPIs, CSV and PDF exports, tenant settings.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`bodies`]: the JSON bodies handlers check field by field, described for the OpenAPI document.
 //! - [`paging`]: what the handlers share: pages, filters, machine lookups, CSV documents.
 
 pub mod accounts;
+pub mod activations;
 pub mod alerts;
 pub mod api_keys;
 pub mod bodies;
@@ -24,8 +28,10 @@ pub mod health;
 pub mod ingest;
 pub mod machines;
 pub mod maintenance;
+pub mod models;
 pub mod paging;
 pub mod policies;
+pub mod predictions;
 pub mod push;
 pub mod readings;
 pub mod reports;

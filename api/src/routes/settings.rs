@@ -28,6 +28,40 @@ pub struct TenantSettings {
     pub silent_after_minutes: u32,
     /// The defaults of the detectors that watch a metric no rule names.
     pub detection: DetectionDefaults,
+    /// Remaining-useful-life predictions.
+    pub ai: AiSettings,
+}
+
+/// AI config: how predictions are shown, which model serves the fleet, and when they raise an alert.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiSettings {
+    /// Unit of remaining life in predictions: `cycles` (default), `hours` or `days` (at each machine's
+    /// recent pace of cycles).
+    pub horizon_unit: String,
+    /// The model (id of a ready model of the tenant) serving every machine no activation names; saving
+    /// it activates it for the fleet.
+    pub model: Option<Uuid>,
+    /// A prediction whose remaining life falls below this many cycles raises an alert, resolved when it
+    /// rises a fifth above or the machine is replaced (0 to 100,000; 0: never; default 20).
+    pub alert_below_cycles: f64,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        Self {
+            horizon_unit: "cycles".into(),
+            model: None,
+            alert_below_cycles: 20.0,
+        }
+    }
+}
+
+impl AiSettings {
+    /// The threshold the predictor applies, if any.
+    pub fn alert_threshold(&self) -> Option<f64> {
+        (self.alert_below_cycles > 0.0).then_some(self.alert_below_cycles)
+    }
 }
 
 /// Defaults of the default detectors (EWMA and rate of change).
@@ -51,6 +85,7 @@ impl Default for TenantSettings {
         Self {
             silent_after_minutes: 15,
             detection: DetectionDefaults::default(),
+            ai: AiSettings::default(),
         }
     }
 }
@@ -106,6 +141,17 @@ impl TenantSettings {
             ["info", "warning", "critical"].contains(&d.severity.as_str()),
             "detection.severity",
             "must be info, warning or critical",
+        );
+        check(
+            ["cycles", "hours", "days"].contains(&self.ai.horizon_unit.as_str()),
+            "ai.horizon_unit",
+            "must be cycles, hours or days",
+        );
+        check(
+            self.ai.alert_below_cycles.is_finite()
+                && (0.0..=100_000.0).contains(&self.ai.alert_below_cycles),
+            "ai.alert_below_cycles",
+            "must lie between 0 and 100000",
         );
         out
     }
@@ -165,6 +211,24 @@ pub(crate) async fn replace(
             ApiError::validation(summary.join("; ")).with_details(json!({ "fields": fields }))
         );
     }
+    if let Some(model) = body.ai.model {
+        let ready: Option<bool> = sqlx::query_scalar(
+            "SELECT status = 'ready' FROM rul_models WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(key.tenant_id)
+        .bind(model)
+        .fetch_optional(state.pool())
+        .await?;
+        if ready != Some(true) {
+            return Err(ApiError::validation(format!(
+                "ai.model: the tenant has no ready model {model}"
+            ))
+            .with_details(
+                json!({ "fields": { "ai.model": "must be a ready model of the tenant" } }),
+            ));
+        }
+    }
+    let before = TenantSettings::load(state.pool(), key.tenant_id).await?.ai;
     sqlx::query(
         "INSERT INTO tenant_settings (tenant_id, settings, updated_by, updated_at) VALUES ($1, $2, $3, now())
          ON CONFLICT (tenant_id) DO UPDATE SET settings = $2, updated_by = $3, updated_at = now()",
@@ -174,6 +238,29 @@ pub(crate) async fn replace(
     .bind(key.actor())
     .execute(state.pool())
     .await?;
+    let ai = &body.ai;
+    if ai.model.is_some() && ai.model != before.model {
+        sqlx::query(
+            "INSERT INTO rul_model_activations (id, tenant_id, model_id, machines, activated_by)
+             VALUES ($1, $2, $3, '{}', $4)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(key.tenant_id)
+        .bind(ai.model)
+        .bind(key.actor())
+        .execute(state.pool())
+        .await?;
+    }
+    if ai.model != before.model || ai.alert_threshold() != before.alert_threshold() {
+        // The predictor learns of the fleet's model and of the threshold with the activations.
+        crate::routes::activations::publish_activations(
+            &state,
+            key.tenant_id,
+            None,
+            ai.alert_threshold(),
+        )
+        .await?;
+    }
     answer(&state, key.tenant_id).await
 }
 

@@ -1,8 +1,11 @@
 //! Commands for trying and measuring the platform from outside, like a client would.
 //!
 //! - [`simulate`]: `haltless simulate`, the demo plant: registers machines and posts their readings.
+//! - [`engines`]: the demo's turbofan engines, degrading to failure under a RUL model trained at start.
 //! - [`bench`]: `haltless bench`, ingest end to end and the database's COPY ceiling.
 //! - [`bench_detect`]: `haltless bench-detect`, the detectors on Kafka with exactly-once on.
+//! - [`bench_predict`]: `haltless bench-predict`, RUL training time, streaming inference on one core and
+//!   reading → prediction latency through the predictor on Kafka.
 //! - [`bench_alerts`]: `haltless bench-alerts`, alert raised → webhook received through the alert engine.
 //! - [`bench_queries`]: `haltless bench-queries`, the readings queries on a month of data, before and after
 //!   continuous aggregates and compression.
@@ -13,8 +16,10 @@
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_detect;
+pub mod bench_predict;
 pub mod bench_queries;
 pub mod bench_ws;
 pub mod faults;
+pub mod engines;
 pub mod scratch;
 pub mod simulate;

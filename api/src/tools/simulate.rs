@@ -26,7 +26,7 @@ pub struct SimulatorConfig {
 }
 
 /// Signs in as `email` and returns an access token.
-async fn sign_in(
+pub(crate) async fn sign_in(
     client: &reqwest::Client,
     base: &str,
     email: &str,

@@ -105,8 +105,12 @@ impl Isolation {
         settings.kafka.rules_topic = format!("test.rules.{suffix}");
         settings.kafka.alert_actions_topic = format!("test.alert-actions.{suffix}");
         settings.kafka.detector_changelog_topic = format!("test.detector-state.{suffix}");
+        settings.kafka.predictions_topic = format!("test.predictions.{suffix}");
+        settings.kafka.models_topic = format!("test.models.{suffix}");
+        settings.kafka.predictor_changelog_topic = format!("test.predictor-state.{suffix}");
         settings.projection.group_prefix = format!("test-projection-{suffix}");
         settings.detector.group = format!("test-detector-{suffix}");
+        settings.predictor.group = format!("test-predictor-{suffix}");
         settings.http.bind = "127.0.0.1:0".into();
         // Throttles, rate limits and the token blocklist of this test only.
         settings.redis.key_prefix = format!("test:{suffix}:");
@@ -170,6 +174,22 @@ impl Isolation {
                 s.kafka.detector_changelog_topic.clone(),
             ),
             ("HALTLESS__DETECTOR__GROUP".into(), s.detector.group.clone()),
+            (
+                "HALTLESS__KAFKA__PREDICTIONS_TOPIC".into(),
+                s.kafka.predictions_topic.clone(),
+            ),
+            (
+                "HALTLESS__KAFKA__MODELS_TOPIC".into(),
+                s.kafka.models_topic.clone(),
+            ),
+            (
+                "HALTLESS__KAFKA__PREDICTOR_CHANGELOG_TOPIC".into(),
+                s.kafka.predictor_changelog_topic.clone(),
+            ),
+            (
+                "HALTLESS__PREDICTOR__GROUP".into(),
+                s.predictor.group.clone(),
+            ),
             (
                 "HALTLESS__REDIS__KEY_PREFIX".into(),
                 s.redis.key_prefix.clone(),
@@ -239,6 +259,9 @@ impl Isolation {
                 &k.rules_topic,
                 &k.detector_changelog_topic,
                 &k.alert_actions_topic,
+                &k.predictions_topic,
+                &k.models_topic,
+                &k.predictor_changelog_topic,
             ];
             // Replays add generations of the alert and state topics.
             let generations: Vec<String> = (2..5)

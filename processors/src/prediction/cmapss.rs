@@ -16,10 +16,12 @@ const COLUMNS: usize = 2 + SETTINGS + SENSORS;
 pub struct Cycle {
     /// The cycle number, increasing within a unit.
     pub cycle: u32,
-    /// The operational settings (altitude, Mach number, throttle resolver angle in C-MAPSS).
-    pub settings: [f64; SETTINGS],
-    /// The sensor measurements s1 … s21.
-    pub sensors: [f64; SENSORS],
+    /// The operational settings (altitude, Mach number, throttle resolver angle in C-MAPSS), in the order
+    /// of [`Layout::settings`](super::features::Layout).
+    pub settings: Vec<f64>,
+    /// The sensor measurements (s1 … s21 in C-MAPSS), in the order of
+    /// [`Layout::sensors`](super::features::Layout).
+    pub sensors: Vec<f64>,
 }
 
 /// A unit's cycles in order: a whole run to failure in training data, a partial run in test data.
@@ -36,11 +38,16 @@ pub fn sensor_name(i: usize) -> String {
     format!("s{}", i + 1)
 }
 
+/// The name of operational setting `i` (0-based): `setting1` … `setting3`.
+pub fn setting_name(i: usize) -> String {
+    format!("setting{}", i + 1)
+}
+
 fn column_name(column: usize) -> String {
     match column {
         0 => "unit".into(),
         1 => "cycle".into(),
-        c if c < 2 + SETTINGS => format!("setting{}", c - 1),
+        c if c < 2 + SETTINGS => setting_name(c - 2),
         c => sensor_name(c - 2 - SETTINGS),
     }
 }
@@ -76,27 +83,40 @@ pub fn parse(text: &str) -> Result<Vec<Run>, PredictionError> {
                     text: (*text).to_owned(),
                 })?;
         }
-        let mut settings = [0.0; SETTINGS];
-        settings.copy_from_slice(&values[..SETTINGS]);
-        let mut sensors = [0.0; SENSORS];
-        sensors.copy_from_slice(&values[SETTINGS..]);
-        let cycles = units.entry(unit).or_default();
-        if let Some(previous) = cycles.last() {
-            if cycle <= previous.cycle {
-                return Err(PredictionError::CycleOrder {
-                    line: line_no,
-                    unit,
-                    previous: previous.cycle,
-                    cycle,
-                });
-            }
-        }
-        cycles.push(Cycle {
+        let c = Cycle {
             cycle,
-            settings,
-            sensors,
-        });
+            settings: values[..SETTINGS].to_vec(),
+            sensors: values[SETTINGS..].to_vec(),
+        };
+        push_cycle(&mut units, unit, c, line_no)?;
     }
+    into_runs(units)
+}
+
+/// Adds a unit's next cycle, refusing one that does not come after the unit's last (naming `line`).
+pub(crate) fn push_cycle(
+    units: &mut BTreeMap<u32, Vec<Cycle>>,
+    unit: u32,
+    c: Cycle,
+    line: usize,
+) -> Result<(), PredictionError> {
+    let cycles = units.entry(unit).or_default();
+    if let Some(previous) = cycles.last() {
+        if c.cycle <= previous.cycle {
+            return Err(PredictionError::CycleOrder {
+                line,
+                unit,
+                previous: previous.cycle,
+                cycle: c.cycle,
+            });
+        }
+    }
+    cycles.push(c);
+    Ok(())
+}
+
+/// The units' runs in unit order; no units is [`PredictionError::Empty`].
+pub(crate) fn into_runs(units: BTreeMap<u32, Vec<Cycle>>) -> Result<Vec<Run>, PredictionError> {
     if units.is_empty() {
         return Err(PredictionError::Empty);
     }

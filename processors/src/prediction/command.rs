@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use super::cmapss::{self, sensor_name, SENSORS};
+use super::cmapss;
 use super::{PredictionError, RulModel, TrainOptions};
 
 fn read(path: &Path) -> Result<String, PredictionError> {
@@ -32,7 +32,10 @@ fn report(model: &RulModel, units: usize, cycles: usize, seconds: f64, out: &Pat
     let m = &model.metrics;
     let t = &m.truncated;
     let names = |sensors: &mut dyn Iterator<Item = usize>| {
-        sensors.map(sensor_name).collect::<Vec<_>>().join(" ")
+        sensors
+            .map(|j| model.normaliser.sensor_name(j))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let kept = &model.normaliser.sensors;
     let pct = (model.interval * 100.0).round();
@@ -48,7 +51,7 @@ fn report(model: &RulModel, units: usize, cycles: usize, seconds: f64, out: &Pat
         s,
         "sensors used: {}; dropped as constant: {}; operating conditions: {}",
         names(&mut kept.iter().copied()),
-        names(&mut (0..SENSORS).filter(|j| !kept.contains(j))),
+        names(&mut (0..model.normaliser.layout.sensors.len()).filter(|j| !kept.contains(j))),
         model.normaliser.conditions.centroids.len()
     );
     let _ = writeln!(s, "cross-validation, {} folds by unit:", m.folds);

@@ -47,6 +47,14 @@ pub enum PredictionError {
         /// The cycle on this line.
         cycle: u32,
     },
+    /// An uploaded table is malformed.
+    #[error("line {line}: {message}")]
+    Table {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// The file holds no rows.
     #[error("the data holds no rows")]
     Empty,
@@ -70,6 +78,9 @@ pub enum PredictionError {
         /// Units needed.
         min: usize,
     },
+    /// A failure (end of life) recorded before any data of its machine.
+    #[error("{0}")]
+    History(String),
     /// Every sensor is constant: nothing to learn from.
     #[error("every sensor is constant in the training data (within each operating condition); nothing to learn from")]
     AllSensorsConstant,

@@ -4,11 +4,11 @@
 //! Everything here is fitted on training data and stored in the model, so training, `haltless predict` and
 //! the streaming predictor compute the same features through the same [`History`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::cmapss::{sensor_name, Cycle, Run, SENSORS, SETTINGS};
+use super::cmapss::{sensor_name, setting_name, Cycle, Run, SENSORS, SETTINGS};
 use super::PredictionError;
 
 /// Cycles of the main window (its mean and least-squares slope).
@@ -27,34 +27,63 @@ const MAX_CONDITIONS: usize = 8;
 /// conditions (FD002: six, far apart) leave about 1e-8, while merging two of them leaves about 1e-2.
 const UNEXPLAINED: f64 = 1e-4;
 
-/// The operating conditions: clusters of the three operational settings (C-MAPSS FD002 and FD004 have six,
-/// FD001 and FD003 one, whose settings only jitter).
+/// The names of a data set's columns: operational settings (which define operating conditions) and
+/// sensors. C-MAPSS has `setting1` … `setting3` and `s1` … `s21`; a platform machine has its metric names
+/// and usually no settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// Operational settings, in the order of [`Cycle::settings`].
+    pub settings: Vec<String>,
+    /// Sensors, in the order of [`Cycle::sensors`].
+    pub sensors: Vec<String>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self::cmapss()
+    }
+}
+
+impl Layout {
+    /// C-MAPSS's 3 settings and 21 sensors.
+    pub fn cmapss() -> Self {
+        Self {
+            settings: (0..SETTINGS).map(setting_name).collect(),
+            sensors: (0..SENSORS).map(sensor_name).collect(),
+        }
+    }
+}
+
+/// The operating conditions: clusters of the operational settings (C-MAPSS FD002 and FD004 have six,
+/// FD001 and FD003 one, whose settings only jitter; data without settings has one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
     /// Multiplier per setting that standardises it (0 for a setting that never changes).
-    pub scale: [f64; SETTINGS],
+    pub scale: Vec<f64>,
     /// Cluster centres in standardised units.
-    pub centroids: Vec<[f64; SETTINGS]>,
+    pub centroids: Vec<Vec<f64>>,
 }
 
 impl Conditions {
     /// Finds the fewest clusters (up to eight) that leave under 0.01 % of the settings' variance unexplained;
     /// when none does, the settings are noise around a single condition.
-    pub fn fit(settings: &[[f64; SETTINGS]]) -> Self {
+    pub fn fit(settings: &[Vec<f64>]) -> Self {
         let n = settings.len().max(1) as f64;
-        let mut scale = [0.0; SETTINGS];
-        for (j, s) in scale.iter_mut().enumerate() {
-            let mean = settings.iter().map(|r| r[j]).sum::<f64>() / n;
-            let var = settings.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
-            *s = if var.sqrt() > 1e-12 {
-                1.0 / var.sqrt()
-            } else {
-                0.0
-            };
-        }
-        let points: Vec<[f64; SETTINGS]> = settings.iter().map(|r| scaled(r, &scale)).collect();
-        let total = within(&points, &[mean_of(&points)]);
-        let mut centroids = vec![mean_of(&points)];
+        let dims = settings.first().map_or(0, Vec::len);
+        let scale: Vec<f64> = (0..dims)
+            .map(|j| {
+                let mean = settings.iter().map(|r| r[j]).sum::<f64>() / n;
+                let var = settings.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
+                if var.sqrt() > 1e-12 {
+                    1.0 / var.sqrt()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let points: Vec<Vec<f64>> = settings.iter().map(|r| scaled(r, &scale)).collect();
+        let total = within(&points, &[mean_of(&points, dims)]);
+        let mut centroids = vec![mean_of(&points, dims)];
         if total > 0.0 {
             for k in 2..=MAX_CONDITIONS.min(points.len()) {
                 let candidate = kmeans(&points, k);
@@ -68,30 +97,30 @@ impl Conditions {
     }
 
     /// The condition nearest to these settings.
-    pub fn assign(&self, settings: &[f64; SETTINGS]) -> usize {
+    pub fn assign(&self, settings: &[f64]) -> usize {
         nearest(&scaled(settings, &self.scale), &self.centroids)
     }
 }
 
-fn scaled(r: &[f64; SETTINGS], scale: &[f64; SETTINGS]) -> [f64; SETTINGS] {
-    [r[0] * scale[0], r[1] * scale[1], r[2] * scale[2]]
+fn scaled(r: &[f64], scale: &[f64]) -> Vec<f64> {
+    r.iter().zip(scale).map(|(v, s)| v * s).collect()
 }
 
-fn mean_of(points: &[[f64; SETTINGS]]) -> [f64; SETTINGS] {
-    let mut m = [0.0; SETTINGS];
+fn mean_of(points: &[Vec<f64>], dims: usize) -> Vec<f64> {
+    let mut m = vec![0.0; dims];
     for p in points {
         for (s, v) in m.iter_mut().zip(p) {
             *s += v;
         }
     }
-    m.map(|v| v / points.len().max(1) as f64)
+    m.iter().map(|v| v / points.len().max(1) as f64).collect()
 }
 
-fn distance2(a: &[f64; SETTINGS], b: &[f64; SETTINGS]) -> f64 {
-    (0..SETTINGS).map(|j| (a[j] - b[j]).powi(2)).sum()
+fn distance2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
 }
 
-fn nearest(p: &[f64; SETTINGS], centroids: &[[f64; SETTINGS]]) -> usize {
+fn nearest(p: &[f64], centroids: &[Vec<f64>]) -> usize {
     let mut best = (0, f64::INFINITY);
     for (i, c) in centroids.iter().enumerate() {
         let d = distance2(p, c);
@@ -102,7 +131,7 @@ fn nearest(p: &[f64; SETTINGS], centroids: &[[f64; SETTINGS]]) -> usize {
     best.0
 }
 
-fn within(points: &[[f64; SETTINGS]], centroids: &[[f64; SETTINGS]]) -> f64 {
+fn within(points: &[Vec<f64>], centroids: &[Vec<f64>]) -> f64 {
     points
         .iter()
         .map(|p| distance2(p, &centroids[nearest(p, centroids)]))
@@ -110,8 +139,9 @@ fn within(points: &[[f64; SETTINGS]], centroids: &[[f64; SETTINGS]]) -> f64 {
 }
 
 /// Lloyd's k-means from a farthest-point start: deterministic, and right for well-separated conditions.
-fn kmeans(points: &[[f64; SETTINGS]], k: usize) -> Vec<[f64; SETTINGS]> {
-    let mut centroids = vec![points[0]];
+fn kmeans(points: &[Vec<f64>], k: usize) -> Vec<Vec<f64>> {
+    let dims = points.first().map_or(0, Vec::len);
+    let mut centroids = vec![points[0].clone()];
     while centroids.len() < k {
         let far = points
             .iter()
@@ -121,10 +151,10 @@ fn kmeans(points: &[[f64; SETTINGS]], k: usize) -> Vec<[f64; SETTINGS]> {
                 (0, -1.0),
                 |best, (i, d)| if d > best.1 { (i, d) } else { best },
             );
-        centroids.push(points[far.0]);
+        centroids.push(points[far.0].clone());
     }
     for _ in 0..50 {
-        let mut sums = vec![([0.0; SETTINGS], 0usize); k];
+        let mut sums = vec![(vec![0.0; dims], 0usize); k];
         for p in points {
             let c = nearest(p, &centroids);
             for (s, v) in sums[c].0.iter_mut().zip(p) {
@@ -132,14 +162,14 @@ fn kmeans(points: &[[f64; SETTINGS]], k: usize) -> Vec<[f64; SETTINGS]> {
             }
             sums[c].1 += 1;
         }
-        let next: Vec<[f64; SETTINGS]> = sums
+        let next: Vec<Vec<f64>> = sums
             .iter()
             .zip(&centroids)
             .map(|((sum, n), old)| {
                 if *n == 0 {
-                    *old
+                    old.clone()
                 } else {
-                    sum.map(|v| v / *n as f64)
+                    sum.iter().map(|v| v / *n as f64).collect()
                 }
             })
             .collect();
@@ -154,23 +184,39 @@ fn kmeans(points: &[[f64; SETTINGS]], k: usize) -> Vec<[f64; SETTINGS]> {
 /// Sensor statistics per operating condition, and which sensors carry information at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normaliser {
+    /// The names of the settings and sensors of the data it was fitted on (models written before names
+    /// existed were trained on C-MAPSS).
+    #[serde(default)]
+    pub layout: Layout,
     /// The operating conditions.
     pub conditions: Conditions,
-    /// The sensors kept (0-based indices into s1 … s21): those that vary within some condition.
+    /// The sensors kept (0-based indices into [`Layout::sensors`]): those that vary within some condition.
     pub sensors: Vec<usize>,
     /// Per condition, per kept sensor: mean and standard deviation in the training data.
     pub stats: Vec<Vec<(f64, f64)>>,
 }
 
 impl Normaliser {
-    /// Fits conditions and per-condition statistics on training runs; drops sensors that are constant
-    /// within every condition.
-    pub fn fit(runs: &[&Run]) -> Result<Self, PredictionError> {
+    /// Fits conditions and per-condition statistics on training runs whose columns `layout` names; drops
+    /// sensors that are constant within every condition.
+    pub fn fit(runs: &[&Run], layout: &Layout) -> Result<Self, PredictionError> {
         let rows: Vec<&Cycle> = runs.iter().flat_map(|r| &r.cycles).collect();
-        let settings: Vec<[f64; SETTINGS]> = rows.iter().map(|c| c.settings).collect();
+        let (n_settings, n_sensors) = (layout.settings.len(), layout.sensors.len());
+        if let Some(bad) = rows
+            .iter()
+            .find(|c| c.settings.len() != n_settings || c.sensors.len() != n_sensors)
+        {
+            return Err(PredictionError::Model(format!(
+                "cycle {} has {} settings and {} sensors; the data names {n_settings} and {n_sensors}",
+                bad.cycle,
+                bad.settings.len(),
+                bad.sensors.len()
+            )));
+        }
+        let settings: Vec<Vec<f64>> = rows.iter().map(|c| c.settings.clone()).collect();
         let conditions = Conditions::fit(&settings);
         let k = conditions.centroids.len();
-        let mut sums = vec![([0.0; SENSORS], [0.0; SENSORS], 0usize); k];
+        let mut sums = vec![(vec![0.0; n_sensors], vec![0.0; n_sensors], 0usize); k];
         for c in &rows {
             let at = &mut sums[conditions.assign(&c.settings)];
             for (j, v) in c.sensors.iter().enumerate() {
@@ -178,9 +224,9 @@ impl Normaliser {
             }
             at.2 += 1;
         }
-        let means: Vec<[f64; SENSORS]> = sums
+        let means: Vec<Vec<f64>> = sums
             .iter()
-            .map(|(s, _, n)| s.map(|v| v / (*n).max(1) as f64))
+            .map(|(s, _, n)| s.iter().map(|v| v / (*n).max(1) as f64).collect())
             .collect();
         for c in &rows {
             let cond = conditions.assign(&c.settings);
@@ -188,11 +234,11 @@ impl Normaliser {
                 sums[cond].1[j] += (v - means[cond][j]).powi(2);
             }
         }
-        let stds: Vec<[f64; SENSORS]> = sums
+        let stds: Vec<Vec<f64>> = sums
             .iter()
-            .map(|(_, ss, n)| ss.map(|v| (v / (*n).max(1) as f64).sqrt()))
+            .map(|(_, ss, n)| ss.iter().map(|v| (v / (*n).max(1) as f64).sqrt()).collect())
             .collect();
-        let sensors: Vec<usize> = (0..SENSORS)
+        let sensors: Vec<usize> = (0..n_sensors)
             .filter(|&j| {
                 (0..k).any(|c| sums[c].2 >= 2 && stds[c][j] > 1e-9 * means[c][j].abs().max(1.0))
             })
@@ -204,6 +250,7 @@ impl Normaliser {
             .map(|c| sensors.iter().map(|&j| (means[c][j], stds[c][j])).collect())
             .collect();
         Ok(Self {
+            layout: layout.clone(),
             conditions,
             sensors,
             stats,
@@ -217,13 +264,58 @@ impl Normaliser {
             .iter()
             .zip(stats)
             .map(|(&j, &(mean, std))| {
+                let value = cycle.sensors.get(j).copied().unwrap_or(mean);
                 if std > 1e-12 {
-                    (cycle.sensors[j] - mean) / std
+                    (value - mean) / std
                 } else {
                     0.0
                 }
             })
             .collect()
+    }
+
+    /// The name of sensor `j` (an index into [`Layout::sensors`]).
+    pub fn sensor_name(&self, j: usize) -> String {
+        self.layout
+            .sensors
+            .get(j)
+            .cloned()
+            .unwrap_or_else(|| sensor_name(j))
+    }
+
+    /// The names a cycle needs: every setting and every kept sensor. A machine's readings with these metric
+    /// names at one event time make one cycle.
+    pub fn inputs(&self) -> Vec<&str> {
+        self.layout
+            .settings
+            .iter()
+            .map(String::as_str)
+            .chain(
+                self.sensors
+                    .iter()
+                    .filter_map(|&j| self.layout.sensors.get(j).map(String::as_str)),
+            )
+            .collect()
+    }
+
+    /// A cycle from named values (a machine's metrics at one event time) when every input is there;
+    /// sensors the model dropped are left at 0 (they take no part).
+    pub fn cycle_from(&self, cycle: u32, values: &BTreeMap<String, f64>) -> Option<Cycle> {
+        let settings = self
+            .layout
+            .settings
+            .iter()
+            .map(|n| values.get(n).copied())
+            .collect::<Option<Vec<f64>>>()?;
+        let mut sensors = vec![0.0; self.layout.sensors.len()];
+        for &j in &self.sensors {
+            sensors[j] = *values.get(self.layout.sensors.get(j)?)?;
+        }
+        Some(Cycle {
+            cycle,
+            settings,
+            sensors,
+        })
     }
 
     /// The names of the features [`History::features`] returns, in order.
@@ -232,16 +324,15 @@ impl Normaliser {
             .sensors
             .iter()
             .flat_map(|&j| {
-                PER_SENSOR
-                    .iter()
-                    .map(move |s| format!("{}.{s}", sensor_name(j)))
+                let name = self.sensor_name(j);
+                PER_SENSOR.iter().map(move |s| format!("{name}.{s}"))
             })
             .collect();
         names.push("cycles".into());
         names
     }
 
-    /// The sensor (0-based index into s1 … s21) feature `f` describes, if any.
+    /// The sensor (0-based index into [`Layout::sensors`]) feature `f` describes, if any.
     pub fn sensor_of_feature(&self, f: usize) -> Option<usize> {
         self.sensors.get(f / PER_SENSOR.len()).copied()
     }
@@ -345,8 +436,8 @@ mod tests {
     fn cycle(cycle: u32, settings: [f64; 3], sensors: [f64; SENSORS]) -> Cycle {
         Cycle {
             cycle,
-            settings,
-            sensors,
+            settings: settings.to_vec(),
+            sensors: sensors.to_vec(),
         }
     }
 
@@ -387,14 +478,14 @@ mod tests {
         let settings: Vec<_> = runs
             .iter()
             .flat_map(|r| &r.cycles)
-            .map(|c| c.settings)
+            .map(|c| c.settings.clone())
             .collect();
         assert_eq!(Conditions::fit(&settings).centroids.len(), 6);
-        let noise: Vec<[f64; 3]> = (0..500)
+        let noise: Vec<Vec<f64>> = (0..500)
             .map(|i| {
                 let x = ((i * 7919) % 1000) as f64 / 1000.0 - 0.5;
                 let y = ((i * 104_729) % 997) as f64 / 997.0 - 0.5;
-                [x * 0.002, y * 0.0003, 100.0]
+                vec![x * 0.002, y * 0.0003, 100.0]
             })
             .collect();
         assert_eq!(Conditions::fit(&noise).centroids.len(), 1);
@@ -403,7 +494,7 @@ mod tests {
     #[test]
     fn constant_sensors_are_dropped_and_the_rest_normalised_per_condition() {
         let runs = six_condition_runs();
-        let norm = Normaliser::fit(&runs.iter().collect::<Vec<_>>()).unwrap();
+        let norm = Normaliser::fit(&runs.iter().collect::<Vec<_>>(), &Layout::cmapss()).unwrap();
         // s1, s4 … s21 are 5.0 everywhere; s2 and s3 vary within their conditions.
         assert_eq!(norm.sensors, vec![1, 2]);
         // Per condition, the normalised sensors average to zero: the condition's level is gone.
@@ -426,7 +517,7 @@ mod tests {
         let cycles = (1..=10)
             .map(|t| cycle(t, [0.0, 0.0, 100.0], [1.0; SENSORS]))
             .collect();
-        let err = Normaliser::fit(&[&Run { unit: 1, cycles }]).unwrap_err();
+        let err = Normaliser::fit(&[&Run { unit: 1, cycles }], &Layout::cmapss()).unwrap_err();
         assert!(matches!(err, PredictionError::AllSensorsConstant));
     }
 

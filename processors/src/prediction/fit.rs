@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cmapss::Run;
-use super::features::{History, Normaliser};
+use super::features::{History, Layout, Normaliser};
 use super::gbt::{Dataset, Gbt, Loss, Params};
 use super::PredictionError;
 
@@ -24,6 +24,9 @@ pub struct TrainOptions {
     pub truncations: usize,
     /// The trees (the seed there also seeds the folds and truncations).
     pub params: Params,
+    /// The names of the data's settings and sensors (C-MAPSS's unless the data names its own).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl Default for TrainOptions {
@@ -34,6 +37,7 @@ impl Default for TrainOptions {
             interval: 0.8,
             truncations: 5,
             params: Params::default(),
+            layout: Layout::cmapss(),
         }
     }
 }
@@ -93,7 +97,7 @@ pub(crate) struct Fitted {
 
 impl Fitted {
     pub(crate) fn fit(runs: &[&Run], options: &TrainOptions) -> Result<Self, PredictionError> {
-        let normaliser = Normaliser::fit(runs)?;
+        let normaliser = Normaliser::fit(runs, &options.layout)?;
         let (x, y): (Vec<Vec<f64>>, Vec<f64>) = rows(&normaliser, runs, options.cap)
             .into_iter()
             .map(|(x, y, _)| (x, y))

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cmapss::{self, sensor_name, Run};
+use super::cmapss::{self, Run};
 use super::evaluate::{self, Metrics};
 use super::features::{History, Normaliser};
 use super::fit::{Fitted, Prediction, Raw, TrainOptions};
@@ -142,7 +142,7 @@ impl RulModel {
         per_sensor
             .into_iter()
             .take(top)
-            .map(|(s, e)| (sensor_name(s), e))
+            .map(|(s, e)| (self.normaliser.sensor_name(s), e))
             .collect()
     }
 
@@ -261,7 +261,7 @@ mod tests {
         );
         let mut flat = runs;
         for c in flat.iter_mut().flat_map(|r| r.cycles.iter_mut()) {
-            c.sensors = [7.0; crate::prediction::cmapss::SENSORS];
+            c.sensors = vec![7.0; crate::prediction::cmapss::SENSORS];
         }
         let err = RulModel::train(&flat, &TrainOptions::quick()).unwrap_err();
         assert!(matches!(err, PredictionError::AllSensorsConstant), "{err}");
@@ -279,7 +279,7 @@ mod tests {
         // Constant input (a stuck sensor bank) still gives finite predictions.
         let mut stuck = truncated(&runs, 40);
         for c in stuck.iter_mut().flat_map(|r| r.cycles.iter_mut()) {
-            c.sensors = [0.0; crate::prediction::cmapss::SENSORS];
+            c.sensors = vec![0.0; crate::prediction::cmapss::SENSORS];
         }
         for (_, p) in model.predict_runs(&stuck).unwrap() {
             assert!(p.rul.is_finite() && p.lower.is_finite() && p.upper.is_finite());

@@ -1,6 +1,7 @@
 //! The codecs of the topics as configured: Confluent framing with the ids a schema registry gives the
 //! schemas when `kafka.schema_registry_url` is set, else Avro single-object encoding.
 
+use haltless_schemas::predictions::PredictionRecord;
 use haltless_schemas::{AlertRecord, Codec, ReadingBatch, WireFormat};
 
 use super::error::ProcessorError;
@@ -21,6 +22,37 @@ pub async fn readings_codec(kafka: &KafkaConfig) -> Result<Codec, ProcessorError
 pub async fn alerts_codec(kafka: &KafkaConfig) -> Result<Codec, ProcessorError> {
     let format = wire_format(kafka, &kafka.alerts_topic, haltless_schemas::alerts::SCHEMA).await?;
     Ok(AlertRecord::codec(format)?)
+}
+
+/// The predictions codec, framed like the readings codec.
+pub async fn predictions_codec(kafka: &KafkaConfig) -> Result<Codec, ProcessorError> {
+    let format = wire_format(
+        kafka,
+        &kafka.predictions_topic,
+        haltless_schemas::predictions::SCHEMA,
+    )
+    .await?;
+    Ok(PredictionRecord::codec(format)?)
+}
+
+/// A readings message's batch; a message that does not decode is logged and skipped (`None`): it would
+/// fail the same way on every retry.
+pub fn decode_readings(
+    codec: &Codec,
+    msg: &rdkafka::message::OwnedMessage,
+) -> Option<ReadingBatch> {
+    use rdkafka::Message as _;
+    match msg.payload().map(|p| ReadingBatch::decode(codec, p)) {
+        Some(Ok(readings)) => Some(readings),
+        _ => {
+            tracing::error!(
+                partition = msg.partition(),
+                offset = msg.offset(),
+                "skipping a readings message that does not decode"
+            );
+            None
+        }
+    }
 }
 
 async fn wire_format(

@@ -4,6 +4,9 @@
 //! - [`codecs`]: the topics' codecs as configured (schema registry or single-object encoding).
 //! - [`batch`]: collecting a batch of messages from a consumer.
 //! - [`projection`]: the exactly-once Kafka → PostgreSQL projection runner.
+//! - [`transactional`]: the exactly-once Kafka → Kafka loop of the stateful processors (detectors, RUL
+//!   predictor): consume, transform, produce output and state changelog with the offsets in one transaction.
+//! - [`follow`]: following a compacted configuration topic (rules, models) from its start.
 //! - [`tasks`]: processors as background tasks of a role.
 //! - [`offsets`]: a topic's offsets by time and at its ends.
 //! - [`topics`]: creating topics and checking their partition counts.
@@ -12,11 +15,13 @@
 pub mod batch;
 pub mod codecs;
 pub mod error;
+pub mod follow;
 pub mod kafka;
 pub mod offsets;
 pub mod projection;
 pub mod tasks;
 pub mod topics;
+pub mod transactional;
 
 pub use error::ProcessorError;
 pub use projection::{Place, Projection, ProjectionRunner, RunnerConfig};

@@ -33,3 +33,17 @@ impl Default for DetectorConfig {
         }
     }
 }
+
+impl DetectorConfig {
+    /// The exactly-once loop's settings.
+    pub fn loop_config(&self) -> crate::runtime::transactional::LoopConfig {
+        crate::runtime::transactional::LoopConfig {
+            group: self.group.clone(),
+            instance: self.instance.clone(),
+            batch_max_messages: self.batch_max_messages,
+            batch_max_wait_ms: self.batch_max_wait_ms,
+            transaction_timeout_ms: self.transaction_timeout_ms,
+            session_timeout_ms: self.session_timeout_ms,
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! The detector processor: consumes `haltless.readings.v1`, runs [`crate::detection::logic`] per machine
 //! and produces `haltless.alerts.v1` exactly once, with its state in a compacted changelog topic.
 //!
-//! - `run`: [`DetectorRuntime`], the consume → detect → produce loop in one Kafka transaction per batch.
+//! - `run`: [`DetectorRuntime`], the detectors as a transform of the shared exactly-once loop
+//!   (`runtime::transactional`).
 //! - `state`: each machine's state in the changelog, and its restore when partitions are assigned.
 //! - `rulebook`: the rules in force per tenant, from the compacted rules topic ([`RuleChange`]).
 //! - `config`: the `detector.*` settings.

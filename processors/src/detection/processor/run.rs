@@ -1,19 +1,15 @@
-//! The exactly-once loop: consume a batch of readings, run the detectors, and in one Kafka transaction
-//! produce the alerts, the changed machine states and the consumed offsets.
+//! The detectors as a [`Transform`] of the exactly-once loop (`runtime::transactional`): a batch of
+//! readings runs through the detectors, and its alerts and the changed machine states are produced in the
+//! batch's transaction with the consumed offsets.
 //!
 //! Any failure aborts the transaction and starts a new session from what Kafka committed: the state is
 //! restored from the changelog and consumption resumes at the committed offsets, so a crash at any moment
 //! gives the same alert stream as a run that never stopped.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use haltless_schemas::{AlertRecord, Codec, ReadingBatch};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::config::DetectorConfig;
@@ -21,10 +17,9 @@ use super::rulebook::{RuleBook, RuleChange};
 use super::state;
 use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
 use crate::detection::logic::Sample;
-use crate::runtime::batch::next_batch;
-use crate::runtime::kafka::{
-    consumer_config, reader_config, transactional_producer_config, ConsumerDelivery,
-};
+use crate::runtime::codecs::decode_readings;
+use crate::runtime::follow::Follower;
+use crate::runtime::transactional::{LoopTopics, Outgoing, TransactionalLoop, Transform};
 use crate::runtime::ProcessorError;
 
 /// The topics the detectors read and write.
@@ -42,39 +37,27 @@ pub struct DetectorTopics {
 
 /// The detector processor.
 pub struct DetectorRuntime {
-    brokers: String,
-    topics: DetectorTopics,
-    config: DetectorConfig,
-    readings_codec: Codec,
-    alerts_codec: Codec,
-    end_offsets: Option<HashMap<i32, i64>>,
+    inner: TransactionalLoop<Detectors>,
 }
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What one batch gives: alerts, the keys of the machines whose state changed, and the next offsets.
-#[derive(Default)]
-struct BatchOutput {
-    alerts: Vec<AlertRecord>,
-    dirty: HashSet<String>,
-    offsets: HashMap<i32, i64>,
+/// What the detectors do with a batch.
+struct Detectors {
+    brokers: String,
+    topics: DetectorTopics,
+    readings_codec: Codec,
+    alerts_codec: Codec,
 }
 
 /// What one session keeps in memory.
 struct Session {
-    consumer: StreamConsumer,
-    producer: FutureProducer,
-    rules_consumer: Arc<BaseConsumer>,
-    /// Asks for the rules topic's end on a connection of its own: on the consumer's, the question would
-    /// wait behind its long-polling fetch (the broker answers one request per connection at a time).
-    rules_watermarks: Arc<BaseConsumer>,
-    rulebook: Arc<Mutex<RuleBook>>,
+    /// The rules topic, followed from its start.
+    rules: Follower,
+    rulebook: RuleBook,
     /// Codecs of the rules topic and of the state changelog.
-    rules_codec: Arc<Codec>,
-    state_codec: Arc<Codec>,
+    rules_codec: Codec,
+    state_codec: Codec,
     /// Machine states by `tenant/machine`, with the partition they belong to.
     machines: HashMap<String, (i32, MachineState)>,
-    restored: HashSet<i32>,
 }
 
 impl DetectorRuntime {
@@ -86,168 +69,90 @@ impl DetectorRuntime {
         readings_codec: Codec,
         alerts_codec: Codec,
     ) -> Self {
-        Self {
+        let loop_topics = LoopTopics {
+            input: topics.readings.clone(),
+            changelog: topics.changelog.clone(),
+        };
+        let detectors = Detectors {
             brokers: brokers.to_owned(),
             topics,
-            config,
             readings_codec,
             alerts_codec,
-            end_offsets: None,
+        };
+        Self {
+            inner: TransactionalLoop::new(brokers, loop_topics, config.loop_config(), detectors),
         }
     }
 
     /// Processes readings only below these offsets per partition (a bounded replay); later ones are left
     /// unprocessed and uncommitted.
-    pub fn with_end_offsets(mut self, end: HashMap<i32, i64>) -> Self {
-        self.end_offsets = Some(end);
-        self
-    }
-
-    fn in_range(&self, msg: &OwnedMessage) -> bool {
-        self.end_offsets
-            .as_ref()
-            .is_none_or(|end| end.get(&msg.partition()).is_some_and(|&e| msg.offset() < e))
+    pub fn with_end_offsets(self, end: HashMap<i32, i64>) -> Self {
+        Self {
+            inner: self.inner.with_end_offsets(end),
+        }
     }
 
     /// Runs sessions until `shutdown` is cancelled; a failed session is aborted and a fresh one started.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ProcessorError> {
-        loop {
-            match self.session(&shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "detector session failed; restarting from the committed state");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+        self.inner.run(shutdown).await
+    }
+}
+
+impl Transform for Detectors {
+    type Session = Session;
+
+    fn name(&self) -> &'static str {
+        "detectors"
     }
 
-    async fn session(&self, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
-        let mut s = self.open().await?;
-        loop {
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                batch = next_batch(&s.consumer, self.config.batch_max_messages, Duration::from_millis(self.config.batch_max_wait_ms)) => batch,
-            };
-            // A consumer error before any message was taken changes nothing: the client reconnects by itself.
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::debug!(error = %e, "kafka consumer error");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if let Err(e) = self.process(&mut s, &batch).await {
-                let producer = s.producer.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || producer.abort_transaction(KAFKA_TIMEOUT))
-                        .await;
-                return Err(e);
-            }
-        }
-    }
-
-    /// Creates the clients of a session; initialising the transactions fences a predecessor of the same name.
     async fn open(&self) -> Result<Session, ProcessorError> {
-        let transactional_id = format!("{}-{}", self.config.group, self.config.instance);
-        let producer: FutureProducer = transactional_producer_config(
-            &self.brokers,
-            &transactional_id,
-            self.config.transaction_timeout_ms,
-        )
-        .create()?;
-        let p = producer.clone();
-        tokio::task::spawn_blocking(move || p.init_transactions(KAFKA_TIMEOUT))
-            .await
-            .map_err(join_error)??;
-        let consumer: StreamConsumer = consumer_config(
-            &self.brokers,
-            &self.config.group,
-            ConsumerDelivery::ExactlyOnce,
-        )
-        .set(
-            "session.timeout.ms",
-            self.config.session_timeout_ms.to_string(),
-        )
-        .create()?;
-        consumer.subscribe(&[&self.topics.readings])?;
-        let rules_client =
-            || reader_config(&self.brokers, "haltless-detector-rules").create::<BaseConsumer>();
-        let rules_consumer = rules_client()?;
-        let metadata = rules_consumer.fetch_metadata(Some(&self.topics.rules), KAFKA_TIMEOUT)?;
-        let mut tpl = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(&self.topics.rules, p.id(), Offset::Beginning)?;
-            }
-        }
-        rules_consumer.assign(&tpl)?;
         Ok(Session {
-            consumer,
-            producer,
-            rules_consumer: Arc::new(rules_consumer),
-            rules_watermarks: Arc::new(rules_client()?),
-            rulebook: Arc::new(Mutex::new(RuleBook::default())),
-            rules_codec: Arc::new(RuleChange::codec()?),
-            state_codec: Arc::new(state::codec()?),
+            rules: Follower::from_start(
+                &self.brokers,
+                &self.topics.rules,
+                "haltless-detector-rules",
+            )?,
+            rulebook: RuleBook::default(),
+            rules_codec: RuleChange::codec()?,
+            state_codec: state::codec()?,
             machines: HashMap::new(),
-            restored: HashSet::new(),
         })
     }
 
-    /// Processes one batch in one transaction.
-    async fn process(&self, s: &mut Session, batch: &[OwnedMessage]) -> Result<(), ProcessorError> {
-        let started = std::time::Instant::now();
-        let assigned = self.sync_assignment(s).await?;
-        self.catch_up_rules(s).await?;
-        let prepared = started.elapsed();
-        s.producer.begin_transaction()?;
-        let out = self.detect(s, batch, &assigned)?;
-        self.produce(s, &out).await?;
-        let produced = started.elapsed();
-        let offsets_sent = produced + self.commit(s, &out.offsets).await?;
-        tracing::debug!(
-            messages = batch.len(),
-            alerts = out.alerts.len(),
-            prepare_ms = prepared.as_secs_f64() * 1e3,
-            produce_ms = (produced - prepared).as_secs_f64() * 1e3,
-            offsets_ms = (offsets_sent - produced).as_secs_f64() * 1e3,
-            commit_ms = (started.elapsed() - offsets_sent).as_secs_f64() * 1e3,
-            "detector transaction committed"
-        );
-        metrics::counter!(haltless_schemas::metric_names::DETECTOR_ALERTS)
-            .increment(out.alerts.len() as u64);
-        metrics::histogram!(haltless_schemas::metric_names::DETECTOR_BATCH_MESSAGES)
-            .record(batch.len() as f64);
-        Ok(())
+    async fn prepare(&self, s: &mut Session) -> Result<(), ProcessorError> {
+        self.catch_up_rules(s).await
     }
 
-    /// Runs the detectors over the batch's messages of assigned partitions.
-    fn detect(
+    fn retain(&self, s: &mut Session, assigned: &HashSet<i32>) {
+        s.machines.retain(|_, (p, _)| assigned.contains(p));
+    }
+
+    fn restore(&self, s: &mut Session, partition: i32, records: HashMap<String, Vec<u8>>) -> usize {
+        let mut restored = 0;
+        for (key, bytes) in records {
+            match state::decode(&s.state_codec, &bytes) {
+                Ok(machine) => {
+                    s.machines.insert(key, (partition, machine));
+                    restored += 1;
+                }
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "unreadable detector state; starting that machine afresh")
+                }
+            }
+        }
+        restored
+    }
+
+    /// Runs the detectors over the batch, then encodes the alerts and the changed states.
+    fn process(
         &self,
         s: &mut Session,
-        batch: &[OwnedMessage],
-        assigned: &HashSet<i32>,
-    ) -> Result<BatchOutput, ProcessorError> {
-        let mut out = BatchOutput::default();
-        for msg in batch
-            .iter()
-            .filter(|m| assigned.contains(&m.partition()) && self.in_range(m))
-        {
-            out.offsets.insert(msg.partition(), msg.offset() + 1);
-            let Some(Ok(readings)) = msg
-                .payload()
-                .map(|p| ReadingBatch::decode(&self.readings_codec, p))
-            else {
-                tracing::error!(
-                    partition = msg.partition(),
-                    offset = msg.offset(),
-                    "skipping a readings message that does not decode"
-                );
+        batch: &[&OwnedMessage],
+    ) -> Result<Vec<Outgoing>, ProcessorError> {
+        let mut alerts = Vec::new();
+        let mut dirty = HashSet::new();
+        for msg in batch {
+            let Some(readings) = decode_readings(&self.readings_codec, msg) else {
                 continue;
             };
             let key = readings.key();
@@ -255,7 +160,7 @@ impl DetectorRuntime {
                 .machines
                 .entry(key.clone())
                 .or_insert_with(|| (msg.partition(), MachineState::default()));
-            let mut book = s.rulebook.lock().map_err(|_| poisoned())?;
+            let book = &mut s.rulebook;
             let tenant = readings.tenant_id.to_string();
             for r in &readings.readings {
                 let rules = book.rules_for(readings.tenant_id, &readings.machine, r.event_time_ms);
@@ -275,160 +180,49 @@ impl DetectorRuntime {
                     resets,
                     input,
                 ) {
-                    out.alerts.push(alert_record(&readings, event));
+                    alerts.push(alert_record(&readings, event));
                 }
             }
-            out.dirty.insert(key);
+            dirty.insert(key);
         }
+        let mut out = Vec::with_capacity(alerts.len() + dirty.len());
+        for alert in &alerts {
+            out.push(Outgoing {
+                topic: self.topics.alerts.clone(),
+                key: alert.key(),
+                payload: alert.encode(&self.alerts_codec)?,
+                partition: None,
+            });
+        }
+        for key in dirty {
+            if let Some((partition, machine)) = s.machines.get(&key) {
+                out.push(Outgoing {
+                    topic: self.topics.changelog.clone(),
+                    payload: state::encode(&s.state_codec, machine)?,
+                    key,
+                    partition: Some(*partition),
+                });
+            }
+        }
+        metrics::counter!(haltless_schemas::metric_names::DETECTOR_ALERTS)
+            .increment(alerts.len() as u64);
+        metrics::histogram!(haltless_schemas::metric_names::DETECTOR_BATCH_MESSAGES)
+            .record(batch.len() as f64);
         Ok(out)
     }
+}
 
-    /// Produces the alerts and changed states into the open transaction and waits for their delivery.
-    async fn produce(&self, s: &Session, out: &BatchOutput) -> Result<(), ProcessorError> {
-        let mut deliveries = Vec::with_capacity(out.alerts.len() + out.dirty.len());
-        for alert in &out.alerts {
-            let payload = alert.encode(&self.alerts_codec)?;
-            let key = alert.key();
-            let record = FutureRecord::to(&self.topics.alerts)
-                .key(&key)
-                .payload(&payload);
-            deliveries.push(s.producer.send_result(record).map_err(|(e, _)| e)?);
-        }
-        for key in &out.dirty {
-            if let Some((partition, machine)) = s.machines.get(key) {
-                let payload = state::encode(&s.state_codec, machine)?;
-                let record = FutureRecord::to(&self.topics.changelog)
-                    .key(key)
-                    .payload(&payload)
-                    .partition(*partition);
-                deliveries.push(s.producer.send_result(record).map_err(|(e, _)| e)?);
-            }
-        }
-        // Waiting for the delivery reports here, not in the commit's own flush, spares the commit a wait for
-        // the producer's polling thread (about 100 ms a transaction).
-        for delivery in futures::future::join_all(deliveries).await {
-            match delivery {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(e.into()),
-                Err(_) => {
-                    return Err(ProcessorError::Internal(
-                        "a delivery report was lost".into(),
-                    ))
-                }
+impl Detectors {
+    /// Reads the rules topic up to its end, so the batch sees every rule change made before it.
+    async fn catch_up_rules(&self, s: &mut Session) -> Result<(), ProcessorError> {
+        let changes = s.rules.catch_up().await?;
+        for bytes in changes {
+            match RuleChange::decode(&s.rules_codec, &bytes) {
+                Ok(change) => s.rulebook.apply(change),
+                Err(err) => tracing::error!(error = %err, "skipping an unreadable rule change"),
             }
         }
         Ok(())
-    }
-
-    /// Adds the consumed offsets to the transaction and commits it; returns how long sending the offsets
-    /// took.
-    async fn commit(
-        &self,
-        s: &Session,
-        offsets: &HashMap<i32, i64>,
-    ) -> Result<Duration, ProcessorError> {
-        let started = std::time::Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in offsets {
-            tpl.add_partition_offset(&self.topics.readings, *partition, Offset::Offset(*offset))?;
-        }
-        let group = s
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| ProcessorError::Internal("the consumer has no group metadata".into()))?;
-        let producer = s.producer.clone();
-        let offsets_sent = tokio::task::spawn_blocking(move || {
-            if tpl.count() > 0 {
-                producer.send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)?;
-            }
-            let offsets_sent = started.elapsed();
-            producer.commit_transaction(KAFKA_TIMEOUT)?;
-            Ok::<_, rdkafka::error::KafkaError>(offsets_sent)
-        })
-        .await
-        .map_err(join_error)??;
-        Ok(offsets_sent)
-    }
-
-    /// Restores the state of newly assigned partitions and forgets that of revoked ones.
-    async fn sync_assignment(&self, s: &mut Session) -> Result<HashSet<i32>, ProcessorError> {
-        let assigned: HashSet<i32> = s
-            .consumer
-            .assignment()?
-            .elements()
-            .iter()
-            .filter(|e| e.topic() == self.topics.readings)
-            .map(|e| e.partition())
-            .collect();
-        s.machines.retain(|_, (p, _)| assigned.contains(p));
-        s.restored.retain(|p| assigned.contains(p));
-        for &partition in assigned.difference(&s.restored.clone()) {
-            let (brokers, topic) = (self.brokers.clone(), self.topics.changelog.clone());
-            let codec = s.state_codec.clone();
-            let states = tokio::task::spawn_blocking(move || {
-                state::restore(&brokers, &topic, partition, &codec)
-            })
-            .await
-            .map_err(join_error)??;
-            tracing::info!(
-                partition,
-                machines = states.len(),
-                "restored detector state"
-            );
-            s.machines
-                .extend(states.into_iter().map(|(k, v)| (k, (partition, v))));
-            s.restored.insert(partition);
-        }
-        Ok(assigned)
-    }
-
-    /// Reads the rules topic up to its end, so the batch sees every rule change made before it.
-    async fn catch_up_rules(&self, s: &mut Session) -> Result<(), ProcessorError> {
-        let (consumer, watermarks, book, topic, codec) = (
-            s.rules_consumer.clone(),
-            s.rules_watermarks.clone(),
-            s.rulebook.clone(),
-            self.topics.rules.clone(),
-            s.rules_codec.clone(),
-        );
-        tokio::task::spawn_blocking(move || -> Result<(), ProcessorError> {
-            let assignment = consumer.assignment()?;
-            for e in assignment.elements() {
-                let (low, high) =
-                    watermarks.fetch_watermarks(&topic, e.partition(), KAFKA_TIMEOUT)?;
-                loop {
-                    // Before the first fetch the position is not a number yet: count it as the start.
-                    let pos = match consumer
-                        .position()?
-                        .find_partition(&topic, e.partition())
-                        .map(|p| p.offset())
-                    {
-                        Some(Offset::Offset(o)) => o,
-                        _ => low,
-                    };
-                    if pos >= high {
-                        break;
-                    }
-                    match consumer.poll(Duration::from_millis(200)) {
-                        Some(Ok(msg)) => match msg
-                            .payload()
-                            .map(|bytes| RuleChange::decode(&codec, bytes))
-                        {
-                            Some(Ok(change)) => book.lock().map_err(|_| poisoned())?.apply(change),
-                            Some(Err(err)) => {
-                                tracing::error!(error = %err, "skipping an unreadable rule change")
-                            }
-                            None => {}
-                        },
-                        Some(Err(err)) => return Err(err.into()),
-                        None => {}
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(join_error)?
     }
 }
 
@@ -454,12 +248,4 @@ pub fn alert_record(readings: &ReadingBatch, e: AlertEvent) -> AlertRecord {
         explanation: e.explanation,
         contributions: e.contributions,
     }
-}
-
-fn join_error(e: tokio::task::JoinError) -> ProcessorError {
-    ProcessorError::Internal(format!("blocking Kafka call failed: {e}"))
-}
-
-fn poisoned() -> ProcessorError {
-    ProcessorError::Internal("rule book lock poisoned".into())
 }

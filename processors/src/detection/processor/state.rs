@@ -3,15 +3,13 @@
 //!
 //! The record's format is `haltless.detector-state.v1` (`haltless_schemas::detector_state`); this module
 //! converts the detection logic's state to and from it. Changelogs written before the format existed hold
-//! the logic's serde JSON, which [`decode`] still reads.
+//! the logic's serde JSON, which [`decode`] still reads. The loop reads the changelog back
+//! (`runtime::transactional::read_changelog`) when partitions are assigned.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use haltless_schemas::detector_state::{self as avro, STATE_VERSION};
 use haltless_schemas::{Codec, CodecError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::detection::logic::baseline::Baseline;
 use crate::detection::logic::calibrate::Calibrator;
@@ -23,8 +21,6 @@ use crate::detection::logic::lifecycle::Phase;
 use crate::detection::logic::rate::Rate;
 use crate::detection::logic::stats::{EwStats, Moments};
 use crate::detection::logic::{Sample, Verdict, Why};
-use crate::runtime::kafka::reader_config;
-use crate::runtime::ProcessorError;
 
 /// A codec for the changelog.
 pub fn codec() -> Result<Codec, CodecError> {
@@ -43,60 +39,6 @@ pub fn decode(codec: &Codec, bytes: &[u8]) -> Result<MachineState, CodecError> {
             .map_err(|e| CodecError::Shape(format!("legacy JSON detector state: {e}")));
     }
     from_record(avro::MachineState::decode(codec, bytes)?)
-}
-
-/// Reads one changelog partition from its start to its end: the latest state of each of its machines.
-/// Blocking; run it off the async threads.
-pub fn restore(
-    brokers: &str,
-    topic: &str,
-    partition: i32,
-    codec: &Codec,
-) -> Result<HashMap<String, MachineState>, ProcessorError> {
-    let consumer: BaseConsumer = reader_config(brokers, "haltless-detector-restore").create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-    let mut states = HashMap::new();
-    if high <= low {
-        return Ok(states);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(msg) = consumer.poll(Duration::from_millis(100)) {
-            let msg = msg?;
-            let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-            match msg.payload().map(|bytes| decode(codec, bytes)) {
-                Some(Ok(state)) => {
-                    states.insert(key, state);
-                }
-                Some(Err(e)) => {
-                    tracing::error!(%key, error = %e, "unreadable detector state; starting that machine afresh")
-                }
-                None => {
-                    states.remove(&key);
-                }
-            }
-        }
-        let position = match consumer
-            .position()?
-            .find_partition(topic, partition)
-            .map(|p| p.offset())
-        {
-            Some(Offset::Offset(o)) => o,
-            _ => low,
-        };
-        if position >= high {
-            return Ok(states);
-        }
-        if Instant::now() > deadline {
-            return Err(rdkafka::error::KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            )
-            .into());
-        }
-    }
 }
 
 fn to_record(state: &MachineState) -> Result<avro::MachineState, CodecError> {
