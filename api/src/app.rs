@@ -46,9 +46,6 @@ use crate::{routes, telemetry};
 /// How long the roles may take to stop at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
-/// The largest message of the models topic (and of a producer writing a model).
-pub const MODEL_MESSAGE_BYTES: usize = 32 << 20;
-
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -164,7 +161,10 @@ pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
                 // A model is a few hundred kB to a few MB of JSON.
                 config: vec![
                     ("cleanup.policy".into(), "compact".into()),
-                    ("max.message.bytes".into(), MODEL_MESSAGE_BYTES.to_string()),
+                    (
+                        "max.message.bytes".into(),
+                        crate::events::MODEL_MESSAGE_BYTES.to_string(),
+                    ),
                 ],
                 ..topic(&k.models_topic, 1, true)
             },

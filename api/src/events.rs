@@ -8,6 +8,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::error::ApiError;
 
+/// The largest message of the models topic (and of a producer writing a model).
+pub const MODEL_MESSAGE_BYTES: usize = 32 << 20;
+
 /// An idempotent, `acks=all` producer for the API's events.
 #[derive(Clone)]
 pub struct EventPublisher {
@@ -26,10 +29,7 @@ impl EventPublisher {
     pub fn new(brokers: &str, timeout: Duration) -> Result<Self, rdkafka::error::KafkaError> {
         let producer = producer_config(brokers, Delivery::AtLeastOnceIdempotent, timeout)
             // A model activation carries the model (a few MB of JSON at most).
-            .set(
-                "message.max.bytes",
-                crate::app::MODEL_MESSAGE_BYTES.to_string(),
-            )
+            .set("message.max.bytes", MODEL_MESSAGE_BYTES.to_string())
             .set("compression.type", "lz4")
             .create()?;
         Ok(Self { producer, timeout })

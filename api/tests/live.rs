@@ -432,6 +432,7 @@ async fn a_second_api_instance_serves_sockets_with_the_readings_the_first_took_i
         detector: false,
         connectors: false,
         alerting: false,
+        predictor: false,
     };
     let second = haltless_api::app::Application::build(app.iso.settings.clone(), roles)
         .await

@@ -25,7 +25,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app::MODEL_MESSAGE_BYTES;
+use crate::events::MODEL_MESSAGE_BYTES;
 
 /// Parameters of the prediction benchmark.
 #[derive(Debug, Clone)]

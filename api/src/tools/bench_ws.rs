@@ -109,6 +109,7 @@ async fn measure(s: &Settings, db: &ScratchDatabase, config: &WsBenchConfig) -> 
         detector: false,
         connectors: false,
         alerting: false,
+        predictor: false,
     };
     let app = Application::build(s.clone(), roles).await?;
     let url = format!("http://127.0.0.1:{}", app.port());

@@ -19,7 +19,7 @@ pub mod bench_detect;
 pub mod bench_predict;
 pub mod bench_queries;
 pub mod bench_ws;
-pub mod faults;
 pub mod engines;
+pub mod faults;
 pub mod scratch;
 pub mod simulate;

@@ -139,6 +139,16 @@ fn rul_alert(
         AlertChange::Resolved { raised_ms } => (Transition::Resolved, raised_ms),
     };
     let limit = alert_below.unwrap_or(0.0);
+    let explanation = match (transition, prediction) {
+        (Transition::Resolved, _) => {
+            format!("cleared: the predicted remaining life is {limit:.0} cycles or more again")
+        }
+        (_, Some(p)) => format!(
+            "about {:.0} cycles of life left ({:.0} to {:.0}), below the alert threshold of {limit:.0}; health {:.2}",
+            p.rul, p.lower, p.upper, p.health
+        ),
+        (_, None) => format!("the predicted remaining life fell below {limit:.0} cycles"),
+    };
     AlertRecord {
         alert_id: alert_id(
             &readings.tenant_id.to_string(),
@@ -161,6 +171,8 @@ fn rul_alert(
         limit,
         event_time_ms,
         readings: vec![at],
+        explanation,
+        contributions: Vec::new(),
     }
 }
 
