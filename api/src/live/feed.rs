@@ -10,7 +10,7 @@ use haltless_processors::runtime::codecs::{alerts_codec, readings_codec};
 use haltless_processors::runtime::kafka::reader_config;
 use haltless_schemas::actions::AlertAction;
 use haltless_schemas::{AlertRecord, ReadingBatch};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -34,24 +34,32 @@ pub async fn run(
     let actions_codec = AlertAction::codec()?;
     let active = generation::active(state.pool()).await?;
     let alerts_topic = active.name(&kafka.alerts_topic);
-    let consumer: StreamConsumer = reader_config(
+    let config = reader_config(
         &kafka.brokers,
         &format!("haltless-live-{}", Uuid::new_v4().simple()),
-    )
-    .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for topic in [
-        &kafka.readings_topic,
-        &alerts_topic,
-        &kafka.alert_actions_topic,
-    ] {
-        let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                assignment.add_partition_offset(t.name(), p.id(), Offset::End)?;
+    );
+    let consumer: StreamConsumer = config.create()?;
+    // Asking for the partitions blocks (up to the timeout while the brokers are down): off the async
+    // threads, on a client of its own.
+    let topics = [
+        kafka.readings_topic.clone(),
+        alerts_topic.clone(),
+        kafka.alert_actions_topic.clone(),
+    ];
+    let assignment = tokio::task::spawn_blocking(move || -> anyhow::Result<TopicPartitionList> {
+        let client: BaseConsumer = config.create()?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in &topics {
+            let metadata = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    assignment.add_partition_offset(t.name(), p.id(), Offset::End)?;
+                }
             }
         }
-    }
+        Ok(assignment)
+    })
+    .await??;
     consumer.assign(&assignment)?;
     tracing::info!(alerts = %alerts_topic, "live feed reading");
     let mut checked = Instant::now();

@@ -4,6 +4,8 @@
 //! on the models topic, with the tenant's alert threshold; a model serves only its own tenant's machines.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -18,6 +20,7 @@ use haltless_processors::prediction::{cmapss, PredictionError, RulModel, TrainOp
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
@@ -32,6 +35,54 @@ use crate::time::format_instant;
 const MAX_UPLOAD_BYTES: usize = 64 << 20;
 /// The most readings a training from history reads.
 const MAX_HISTORY_READINGS: i64 = 5_000_000;
+/// Trainings run one at a time in a process (one uses every core for up to a few minutes).
+static TRAINING_SLOT: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(1));
+/// Trainings started and not finished in this process, each holding its data; past the limit a new one is
+/// refused (503) rather than queued, so a burst of uploads cannot exhaust memory.
+static TRAININGS_PENDING: AtomicUsize = AtomicUsize::new(0);
+const MAX_PENDING_TRAININGS: usize = 8;
+/// A job still `training` this long after it started cannot be running any more (the process that ran it
+/// stopped): it is reported as failed, so that nobody waits for it for ever.
+const INTERRUPTED_AFTER: &str = "1 hour";
+
+/// One pending training, counted until dropped.
+struct Pending;
+
+impl Pending {
+    fn take() -> Result<Self, ApiError> {
+        if TRAININGS_PENDING.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_TRAININGS {
+            TRAININGS_PENDING.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "training_queue_full",
+                format!(
+                    "{MAX_PENDING_TRAININGS} trainings are already waiting or running; retry later"
+                ),
+            )
+            .retry_after(60));
+        }
+        Ok(Self)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        TRAININGS_PENDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Marks the tenant's trainings that can no longer be running as failed.
+async fn mark_interrupted(pool: &PgPool, tenant: Uuid) -> Result<(), ApiError> {
+    sqlx::query(&format!(
+        "UPDATE rul_models SET status = 'failed', finished_at = now(),
+             error = 'interrupted: no result {INTERRUPTED_AFTER} after it started (the platform stopped while training); train again'
+         WHERE tenant_id = $1 AND status = 'training' AND created_at < now() - interval '{INTERRUPTED_AFTER}'"
+    ))
+    .bind(tenant)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
 
 /// The model routes.
 pub fn router() -> Router<AppState> {
@@ -132,7 +183,7 @@ fn refused(e: PredictionError) -> ApiError {
     ApiError::validation(e.to_string())
 }
 
-#[utoipa::path(post, path = "/api/v1/models", tag = "predictions", request_body = NewModel, responses((status = 202, description = "The model, `training`; poll it until `ready` or `failed`", body = ModelView), (status = 422, description = "The data cannot train a model; the message names the problem", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/models", tag = "predictions", request_body = NewModel, responses((status = 202, description = "The model, `training`; poll it until `ready` or `failed`", body = ModelView), (status = 422, description = "The data cannot train a model; the message names the problem", body = crate::error::ErrorBody), (status = 503, description = "`training_queue_full`: eight trainings are waiting or running in this process; see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn train(
     State(state): State<AppState>,
     key: Caller,
@@ -203,6 +254,7 @@ pub async fn start_training(
     let all: Vec<&cmapss::Run> = runs.iter().collect();
     haltless_processors::prediction::features::Normaliser::fit(&all, &options.layout)
         .map_err(refused)?;
+    let pending = Pending::take()?;
     let id = Uuid::new_v4();
     let cycles: usize = runs.iter().map(|r| r.cycles.len()).sum();
     sqlx::query(
@@ -221,6 +273,9 @@ pub async fn start_training(
     .await?;
     let pool = pool.clone();
     tokio::spawn(async move {
+        let _pending = pending;
+        // Never closed, so the wait ends with a slot.
+        let _slot = TRAINING_SLOT.acquire().await;
         let started = Instant::now();
         let trained = tokio::task::spawn_blocking(move || RulModel::train(&runs, &options)).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -356,6 +411,7 @@ async fn history_runs(
 }
 
 async fn find(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<ModelView, ApiError> {
+    mark_interrupted(pool, tenant).await?;
     sqlx::query_as(&format!(
         "{MODEL_SELECT} WHERE r.tenant_id = $1 AND r.id = $2"
     ))
@@ -372,6 +428,7 @@ pub(crate) async fn list(
     key: Caller,
 ) -> Result<Json<Value>, ApiError> {
     key.require(Permission::Read)?;
+    mark_interrupted(state.pool(), key.tenant_id).await?;
     let models: Vec<ModelView> = sqlx::query_as(&format!(
         "{MODEL_SELECT} WHERE r.tenant_id = $1 ORDER BY r.created_at DESC, r.id"
     ))

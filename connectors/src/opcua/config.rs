@@ -121,23 +121,35 @@ impl Point for OpcUaPoint {
 /// Checks the text form of a node id.
 pub fn check_node_id(text: &str) -> Result<(), String> {
     let usage = "use `ns=<namespace>;i=<number>`, `ns=<namespace>;s=<name>`, `;g=<guid>` or `;b=<base64>` (ns= may be left out for namespace 0)";
-    let rest = match text.strip_prefix("ns=") {
+    let (namespace, rest) = match text.strip_prefix("ns=") {
         Some(rest) => {
             let Some((ns, rest)) = rest.split_once(';') else {
                 return Err(format!(
                     "`{text}` has no identifier after the namespace; {usage}"
                 ));
             };
-            if ns.parse::<u16>().is_err() {
+            let Ok(ns) = ns.parse::<u16>() else {
                 return Err(format!("namespace `{ns}` is not a number from 0 to 65535"));
-            }
-            rest
+            };
+            (ns, rest)
         }
-        None => text,
+        None => (0, text),
     };
     let Some((kind, id)) = rest.split_once('=') else {
         return Err(format!("`{text}` is not a node id; {usage}"));
     };
+    // Namespace 0 with a zero number or the nil GUID is the null node id, which names no node.
+    let null = namespace == 0
+        && match kind {
+            "i" => id.parse::<u32>() == Ok(0),
+            "g" => uuid::Uuid::parse_str(id).is_ok_and(|g| g.is_nil()),
+            _ => false,
+        };
+    if null {
+        return Err(format!(
+            "`{text}` is the null node id, which names no node; {usage}"
+        ));
+    }
     let ok = match kind {
         "i" => id.parse::<u32>().is_ok(),
         "s" | "b" => !id.is_empty(),
@@ -234,6 +246,21 @@ mod tests {
         ] {
             assert!(check_node_id(id).is_err(), "{id}");
         }
+        for null in [
+            "i=0",
+            "ns=0;i=0",
+            "ns=0;g=00000000-0000-0000-0000-000000000000",
+        ] {
+            assert!(
+                check_node_id(null).unwrap_err().contains("null node id"),
+                "{null}"
+            );
+        }
+        assert_eq!(
+            check_node_id("ns=2;i=0"),
+            Ok(()),
+            "zero names a node outside namespace 0"
+        );
         assert!(check_node_id("ns=70000;i=1")
             .unwrap_err()
             .contains("namespace"));

@@ -21,23 +21,34 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// A follower of `topic` positioned at its start; `name` names the client to the brokers.
-    pub fn from_start(brokers: &str, topic: &str, name: &str) -> Result<Self, ProcessorError> {
-        let client = || reader_config(brokers, name).create::<BaseConsumer>();
-        let consumer = client()?;
-        let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
-        let mut tpl = TopicPartitionList::new();
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+    /// A follower of `topic` positioned at its start; `name` names the client to the brokers. Asking
+    /// the brokers for the topic's partitions blocks (up to a timeout while they are down), so it runs off
+    /// the async threads.
+    pub async fn from_start(
+        brokers: &str,
+        topic: &str,
+        name: &str,
+    ) -> Result<Self, ProcessorError> {
+        let (brokers, topic, name) = (brokers.to_owned(), topic.to_owned(), name.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let client = || reader_config(&brokers, &name).create::<BaseConsumer>();
+            let consumer = client()?;
+            let metadata = consumer.fetch_metadata(Some(&topic), KAFKA_TIMEOUT)?;
+            let mut tpl = TopicPartitionList::new();
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
+                }
             }
-        }
-        consumer.assign(&tpl)?;
-        Ok(Self {
-            topic: topic.to_owned(),
-            consumer: Arc::new(consumer),
-            watermarks: Arc::new(client()?),
+            consumer.assign(&tpl)?;
+            Ok(Self {
+                topic,
+                consumer: Arc::new(consumer),
+                watermarks: Arc::new(client()?),
+            })
         })
+        .await
+        .map_err(join_error)?
     }
 
     /// The payloads added since the last call, up to the topic's end now, in partition order (tombstones

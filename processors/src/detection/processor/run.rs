@@ -111,7 +111,8 @@ impl Transform for Detectors {
                 &self.brokers,
                 &self.topics.rules,
                 "haltless-detector-rules",
-            )?,
+            )
+            .await?,
             rulebook: RuleBook::default(),
             rules_codec: RuleChange::codec()?,
             state_codec: state::codec()?,

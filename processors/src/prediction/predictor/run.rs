@@ -189,7 +189,8 @@ impl Transform for Predictor {
                 &self.brokers,
                 &self.topics.models,
                 "haltless-predictor-models",
-            )?,
+            )
+            .await?,
             models_codec: ModelChange::codec()?,
             book: ModelBook::default(),
             state_codec: MachineWindow::codec()?,
