@@ -62,6 +62,12 @@ function showSignIn(message = "") {
       "Password",
       el("input", { name: "password", type: "password", autocomplete: "current-password", required: "" }),
     ),
+    el(
+      "label",
+      {},
+      "Tenant (when your address has accounts in several)",
+      el("input", { name: "tenant", type: "text", autocomplete: "organization", maxlength: "200" }),
+    ),
     el("button", { type: "submit" }, "Sign in"),
     error,
   );
@@ -71,7 +77,11 @@ function showSignIn(message = "") {
     const response = await fetch("/api/v1/auth/login", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ email: data.get("email"), password: data.get("password") }),
+      body: JSON.stringify({
+        email: data.get("email"),
+        password: data.get("password"),
+        ...(data.get("tenant")?.trim() ? { tenant: data.get("tenant").trim() } : {}),
+      }),
     });
     const body = await response.json();
     if (!response.ok) {
