@@ -66,6 +66,30 @@ pub struct Outgoing {
     pub partition: Option<i32>,
 }
 
+/// Decodes a partition's changelog `records` into `machines` (key → (partition, state)); a record that
+/// does not decode is logged and its machine starts afresh. Returns how many keys were restored.
+pub fn restore_records<T, E: std::fmt::Display>(
+    machines: &mut HashMap<String, (i32, T)>,
+    partition: i32,
+    records: HashMap<String, Vec<u8>>,
+    what: &str,
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+) -> usize {
+    let mut restored = 0;
+    for (key, bytes) in records {
+        match decode(&bytes) {
+            Ok(state) => {
+                machines.insert(key, (partition, state));
+                restored += 1;
+            }
+            Err(e) => {
+                tracing::error!(%key, error = %e, "unreadable {what} state; starting that machine afresh")
+            }
+        }
+    }
+    restored
+}
+
 /// What a processor does with its input; the loop does the Kafka part.
 pub trait Transform: Send + Sync + 'static {
     /// What one session keeps: the state of the assigned partitions, and anything rebuilt per session.

@@ -19,7 +19,9 @@ use crate::detection::logic::engine::{AlertEvent, Input, MachineState};
 use crate::detection::logic::Sample;
 use crate::runtime::codecs::decode_readings;
 use crate::runtime::follow::Follower;
-use crate::runtime::transactional::{LoopTopics, Outgoing, TransactionalLoop, Transform};
+use crate::runtime::transactional::{
+    restore_records, LoopTopics, Outgoing, TransactionalLoop, Transform,
+};
 use crate::runtime::ProcessorError;
 
 /// The topics the detectors read and write.
@@ -129,19 +131,10 @@ impl Transform for Detectors {
     }
 
     fn restore(&self, s: &mut Session, partition: i32, records: HashMap<String, Vec<u8>>) -> usize {
-        let mut restored = 0;
-        for (key, bytes) in records {
-            match state::decode(&s.state_codec, &bytes) {
-                Ok(machine) => {
-                    s.machines.insert(key, (partition, machine));
-                    restored += 1;
-                }
-                Err(e) => {
-                    tracing::error!(%key, error = %e, "unreadable detector state; starting that machine afresh")
-                }
-            }
-        }
-        restored
+        let codec = &s.state_codec;
+        restore_records(&mut s.machines, partition, records, "detector", |b| {
+            state::decode(codec, b)
+        })
     }
 
     /// Runs the detectors over the batch, then encodes the alerts and the changed states.

@@ -19,7 +19,9 @@ use crate::prediction::stream::{AlertChange, ModelBook, Observed, Window};
 use crate::prediction::Prediction;
 use crate::runtime::codecs::{alerts_codec, decode_readings, predictions_codec, readings_codec};
 use crate::runtime::follow::Follower;
-use crate::runtime::transactional::{LoopTopics, Outgoing, TransactionalLoop, Transform};
+use crate::runtime::transactional::{
+    restore_records, LoopTopics, Outgoing, TransactionalLoop, Transform,
+};
 use crate::runtime::ProcessorError;
 
 /// The topics the predictor reads and writes.
@@ -215,20 +217,10 @@ impl Transform for Predictor {
     }
 
     fn restore(&self, s: &mut Session, partition: i32, records: HashMap<String, Vec<u8>>) -> usize {
-        let mut restored = 0;
-        for (key, bytes) in records {
-            match MachineWindow::decode(&s.state_codec, &bytes) {
-                Ok(record) => {
-                    s.machines
-                        .insert(key, (partition, Window::from_record(record)));
-                    restored += 1;
-                }
-                Err(e) => {
-                    tracing::error!(%key, error = %e, "unreadable predictor state; starting that machine afresh")
-                }
-            }
-        }
-        restored
+        let codec = &s.state_codec;
+        restore_records(&mut s.machines, partition, records, "predictor", |b| {
+            MachineWindow::decode(codec, b).map(Window::from_record)
+        })
     }
 
     fn process(
