@@ -9,88 +9,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::socket::{close_code, command, connect, expect, next, sign_in, Next, Socket};
 use common::TestApp;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn connect(app: &TestApp) -> Socket {
-    let url = format!(
-        "{}/api/v1/ws/dashboard",
-        app.url.replace("http://", "ws://")
-    );
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-/// What the server sent next: a JSON message, or the close code.
-#[derive(Debug)]
-enum Next {
-    Json(Value),
-    Closed(Option<u16>),
-    Nothing,
-}
-
-async fn next(ws: &mut Socket, within: Duration) -> Next {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return Next::Nothing,
-            Ok(None) | Ok(Some(Err(_))) => return Next::Closed(None),
-            Ok(Some(Ok(Message::Text(text)))) => {
-                return Next::Json(serde_json::from_str(text.as_str()).unwrap())
-            }
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                return Next::Closed(frame.map(|f| u16::from(f.code)))
-            }
-            Ok(Some(Ok(_))) => continue,
-        }
-    }
-}
-
-/// The close code the server ends with, skipping messages.
-async fn close_code(ws: &mut Socket, within: Duration) -> Option<u16> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        match next(ws, deadline - Instant::now()).await {
-            Next::Closed(code) => return code,
-            Next::Nothing => return None,
-            Next::Json(_) => {}
-        }
-    }
-    None
-}
-
-/// Signs in with `credential` and returns the `ready` message.
-async fn sign_in(ws: &mut Socket, credential: &str) -> Value {
-    ws.send(Message::Text(credential.to_owned().into()))
-        .await
-        .unwrap();
-    match next(ws, Duration::from_secs(10)).await {
-        Next::Json(m) if m["type"] == "ready" => {
-            assert_eq!(m["v"], 1);
-            m
-        }
-        other => panic!("expected ready, got {other:?}"),
-    }
-}
-
-async fn command(ws: &mut Socket, command: Value) -> Value {
-    ws.send(Message::Text(command.to_string().into()))
-        .await
-        .unwrap();
-    loop {
-        match next(ws, Duration::from_secs(10)).await {
-            Next::Json(m) if m["type"] == "subscribed" || m["type"] == "error" => return m,
-            Next::Json(_) => {}
-            other => panic!("expected an answer, got {other:?}"),
-        }
-    }
-}
 
 fn reading(machine: &str, value: f64) -> Value {
     json!({ "machine": machine, "metric": "temp", "ts": chrono::Utc::now().to_rfc3339(), "value": value })
@@ -351,23 +275,6 @@ async fn the_socket_is_in_the_openapi_document() {
 }
 
 /// The next message of `kind` matching `want`, within `within`.
-async fn expect(
-    ws: &mut Socket,
-    kind: &str,
-    within: Duration,
-    want: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        assert!(Instant::now() < deadline, "no {kind} message");
-        match next(ws, deadline - Instant::now()).await {
-            Next::Json(m) if m["type"] == kind && want(&m) => return m,
-            Next::Json(_) => {}
-            other => panic!("waiting for {kind}: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn alerts_their_acks_and_the_machine_status_arrive_live() {
     let app = TestApp::spawn(&["press-07"]).await;
@@ -446,5 +353,86 @@ async fn a_second_api_instance_serves_sockets_with_the_readings_the_first_took_i
     until_seen(&app, &app.key, &mut ws, "m-1", 7.0).await;
     shutdown.cancel();
     let _ = task.await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_notification_and_its_delivery_arrive_live_for_those_who_may_see_its_machines() {
+    let app = TestApp::spawn_with(&["press-08", "press-09"], |s| {
+        s.alerting.tick_ms = 100;
+        s.outbound.allow = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let rx = common::receiver::Receiver::start().await;
+    let (status, hook) = app
+        .call(
+            Method::POST,
+            "/api/v1/channels",
+            &app.admin,
+            Some(&json!({"name": "hook", "kind": "webhook", "config": {"url": rx.url("hook"), "signing_secret": "live-test-signing-secret"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let policy = json!({"name": "all", "matchers": {"rules": ["overheat"]}, "group_wait_secs": 0,
+        "steps": [{"channels": [hook["id"]]}]});
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/escalation-policies",
+            &app.admin,
+            Some(&policy),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let rule = json!({"rule": {"id": "overheat", "name": "Overheating", "severity": "critical",
+        "when": {"metric": "temp", "detector": "above", "value": 90}}, "machines": ["press-08"]});
+    let (status, body) = app
+        .call(Method::POST, "/api/v1/rules", &app.admin, Some(&rule))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut ws = connect(&app).await;
+    sign_in(&mut ws, &app.admin).await;
+    command(&mut ws, json!({"type": "subscribe", "machines": "*"})).await;
+    // A wall display's key restricted to the other machine: the notification is not about its machines.
+    let (status, kiosk) = app
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            &app.admin,
+            Some(&json!({"name": "kiosk", "scopes": ["read"], "machines": ["press-09"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{kiosk}");
+    let mut other = connect(&app).await;
+    sign_in(&mut other, kiosk["secret"].as_str().unwrap()).await;
+    command(&mut other, json!({"type": "subscribe", "machines": "*"})).await;
+
+    until_seen(&app, &app.key, &mut ws, "press-08", 20.0).await;
+    ingest(&app, &app.key, vec![reading("press-08", 99.0)]).await;
+    let delivered = expect(&mut ws, "notification", Duration::from_secs(30), |m| {
+        m["notification"]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(delivered["v"], 1);
+    let n = &delivered["notification"];
+    assert_eq!(n["channel"], "hook", "{delivered}");
+    assert_eq!(n["kind"], "alert", "{delivered}");
+    assert_eq!(n["attempts"], 1, "{delivered}");
+    assert_eq!(rx.got("hook").len(), 1, "the receiver got it");
+    // The REST API says the same.
+    let (status, shown) = app
+        .get(&format!(
+            "/api/v1/notifications/{}",
+            n["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!((status, &shown["status"]), (200, &json!("delivered")));
+    loop {
+        match next(&mut other, Duration::from_secs(2)).await {
+            Next::Json(m) => assert_ne!(m["type"], "notification", "{m}"),
+            Next::Nothing => break,
+            Next::Closed(code) => panic!("closed: {code:?}"),
+        }
+    }
     app.stop().await;
 }

@@ -1,7 +1,8 @@
 //! The Predictions group as a user meets it: bad training data is a 422 naming the problem; a model trained
 //! from an upload becomes ready with its metrics; activated for a machine, it predicts that machine's
 //! remaining life from its readings, counting down, raises an alert before the end, and a replacement starts
-//! a new life; a model trained from the tenant's history needs its replacements.
+//! a new life, and its predictions reach the dashboard socket; a model trained from the tenant's history
+//! needs its replacements.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -188,6 +189,16 @@ async fn an_activated_model_counts_a_machine_down_alerts_and_restarts_on_replace
             })
             .collect()
     };
+    // A dashboard socket following every machine sees engine-1's predictions as they are made.
+    let mut ws = common::socket::connect(&app).await;
+    common::socket::sign_in(&mut ws, &viewer).await;
+    common::socket::command(&mut ws, json!({"type": "subscribe", "machines": "*"})).await;
+    let live = tokio::spawn(async move {
+        common::socket::expect(&mut ws, "prediction", Duration::from_secs(180), |m| {
+            m["machine"] == "engine-1"
+        })
+        .await
+    });
     let start_ms = chrono::Utc::now().timestamp_millis() + 1_000;
     for machine in ["engine-1", "engine-2"] {
         for chunk in readings(machine, 0, life, start_ms).chunks(2_000) {
@@ -230,6 +241,11 @@ async fn an_activated_model_counts_a_machine_down_alerts_and_restarts_on_replace
         .map(|m| m["machine"].as_str().unwrap())
         .collect();
     assert_eq!(ranked, ["engine-1"], "engine-2 has no model: {fleet}");
+    let live = live.await.unwrap();
+    assert_eq!(live["v"], 1);
+    assert_eq!(live["model_id"], id.as_str(), "{live}");
+    assert!(live["rul"].as_f64().unwrap() > 0.0, "{live}");
+    assert!(live["lower"].as_f64() <= live["rul"].as_f64(), "{live}");
 
     // The remaining life fell below the default threshold (20 cycles): one alert, through the alert lifecycle.
     let deadline = Instant::now() + Duration::from_secs(60);

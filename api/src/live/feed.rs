@@ -1,14 +1,15 @@
 //! The instance's one Kafka reader behind the dashboard sockets: it reads the readings, the active
-//! generation's alerts and the alert actions from their ends (every instance reads every partition, with
+//! generation's alerts, the alert actions and the predictions from their ends (every instance reads every partition, with
 //! no group and no commits: each instance serves its own sockets) and hands them to the [`Hub`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use haltless_processors::detection::generation;
-use haltless_processors::runtime::codecs::{alerts_codec, readings_codec};
+use haltless_processors::runtime::codecs::{alerts_codec, predictions_codec, readings_codec};
 use haltless_processors::runtime::kafka::reader_config;
 use haltless_schemas::actions::AlertAction;
+use haltless_schemas::predictions::PredictionRecord;
 use haltless_schemas::{AlertRecord, ReadingBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -32,6 +33,7 @@ pub async fn run(
     let readings_codec = readings_codec(kafka).await?;
     let alerts_codec = alerts_codec(kafka).await?;
     let actions_codec = AlertAction::codec()?;
+    let predictions_codec = predictions_codec(kafka).await?;
     let active = generation::active(state.pool()).await?;
     let alerts_topic = active.name(&kafka.alerts_topic);
     let config = reader_config(
@@ -45,6 +47,7 @@ pub async fn run(
         kafka.readings_topic.clone(),
         alerts_topic.clone(),
         kafka.alert_actions_topic.clone(),
+        kafka.predictions_topic.clone(),
     ];
     let assignment = tokio::task::spawn_blocking(move || -> anyhow::Result<TopicPartitionList> {
         let client: BaseConsumer = config.create()?;
@@ -93,6 +96,11 @@ pub async fn run(
             match AlertRecord::decode(&alerts_codec, payload) {
                 Ok(alert) => hub.on_alert(&alert),
                 Err(e) => tracing::warn!(error = %e, "live feed: undecodable alert"),
+            }
+        } else if topic == kafka.predictions_topic {
+            match PredictionRecord::decode(&predictions_codec, payload) {
+                Ok(prediction) => hub.on_prediction(&prediction),
+                Err(e) => tracing::warn!(error = %e, "live feed: undecodable prediction"),
             }
         } else if let Ok(action) = AlertAction::decode(&actions_codec, payload) {
             on_action(&state, &hub, &action).await;

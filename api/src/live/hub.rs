@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use haltless_schemas::actions::{Action, AlertAction};
+use haltless_schemas::predictions::PredictionRecord;
 use haltless_schemas::{AlertRecord, Quality, ReadingBatch};
 use serde_json::json;
 use tokio::sync::watch;
@@ -35,6 +36,9 @@ pub enum Entry {
     Event(Uuid, Arc<str>),
     /// A machine's status changed, for every socket that may see the machine.
     Status(Uuid, Arc<str>),
+    /// A notification about alerts of these machines: for the sockets that follow one of them and may
+    /// see all of them (as `GET /notifications` shows a restricted caller only what it may see whole).
+    Notice(Arc<[Uuid]>, Arc<str>),
 }
 
 #[derive(Debug)]
@@ -130,6 +134,12 @@ impl FeedState {
                 }
                 Entry::Status(machine, text) if wanted(*machine, true) => {
                     out.messages.push((*machine, text.clone(), true))
+                }
+                Entry::Notice(machines, text)
+                    if machines.iter().all(|m| wanted(*m, true))
+                        && machines.iter().any(|m| wanted(*m, false)) =>
+                {
+                    out.messages.push((machines[0], text.clone(), false))
                 }
                 _ => {}
             }
@@ -401,6 +411,48 @@ impl Hub {
         let mut state = feed.lock();
         state.alert_machines.insert(action.alert_id, machine);
         state.events.push(Entry::Event(machine, text.into()));
+    }
+
+    /// Records a remaining-useful-life prediction.
+    pub fn on_prediction(&self, p: &PredictionRecord) {
+        let Some(feed) = self.feed(p.tenant_id) else {
+            return;
+        };
+        let at = chrono::DateTime::from_timestamp_millis(p.event_time_ms).map(format_instant);
+        let contributors: Vec<_> = p
+            .contributors
+            .iter()
+            .map(|(sensor, effect)| json!({ "sensor": sensor, "effect": effect }))
+            .collect();
+        let text = message(
+            "prediction",
+            json!({ "machine": p.machine, "machine_id": p.machine_id, "at": at, "cycle": p.cycle,
+                    "rul": p.rul, "lower": p.lower, "upper": p.upper, "interval": p.interval,
+                    "health": p.health, "model_id": p.model_id, "model_version": p.model_version,
+                    "contributors": contributors }),
+        );
+        feed.lock()
+            .events
+            .push(Entry::Event(p.machine_id, text.into()));
+    }
+
+    /// True when a socket of the tenant is open on this instance.
+    pub fn serves(&self, tenant: Uuid) -> bool {
+        self.feed(tenant).is_some()
+    }
+
+    /// Records a notification (`view`, as `GET /notifications/{id}` shows it) about alerts of `machines`.
+    pub fn on_notification(&self, tenant: Uuid, machines: Vec<Uuid>, view: serde_json::Value) {
+        let Some(feed) = self.feed(tenant) else {
+            return;
+        };
+        if machines.is_empty() {
+            return;
+        }
+        let text = message("notification", json!({ "notification": view }));
+        feed.lock()
+            .events
+            .push(Entry::Notice(machines.into(), text.into()));
     }
 
     /// Publishes what is due in every feed and wakes the sockets of those that changed.

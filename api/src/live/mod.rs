@@ -1,9 +1,10 @@
-//! The dashboard WebSocket, `GET /api/v1/ws/dashboard`: live readings, alerts, actions and machine
-//! statuses for the tenant's machines.
+//! The dashboard WebSocket, `GET /api/v1/ws/dashboard`: live readings, alerts, actions, machine
+//! statuses, predictions and notifications for the tenant's machines.
 //!
 //! - [`protocol`]: the messages and close codes (protocol version 1).
 //! - [`hub`]: per tenant, the latest value of each series and a bounded log of changes.
 //! - [`feed`]: the instance's one Kafka reader that fills the hub.
+//! - [`notices`]: the notifications' deliveries, heard from PostgreSQL.
 //! - [`socket`]: one socket: sign-in, subscriptions, flow control, revocation.
 //! - [`config`]: `[live]` settings.
 //!
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod feed;
 pub mod hub;
+pub mod notices;
 pub mod protocol;
 pub mod socket;
 
@@ -93,10 +95,12 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
             }
         }
     };
+    let notices = notices::follow(state.clone(), hub.clone(), shutdown.clone());
     tokio::select! {
         () = ticker => {}
         () = statuses => {}
         () = reader => {}
+        () = notices => {}
         () = shutdown.cancelled() => {}
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! Client to server: the first text message is an access token (or an API key with the `read` scope);
 //! then JSON commands `{"type": "subscribe" | "unsubscribe", "machines": ["press-01", ...] | "*"}`.
 //! Server to client: JSON objects with `"v": 1` and a `type`: `ready`, `subscribed`, `readings`,
-//! `alert`, `alert_action`, `machine_status`, `error`.
+//! `alert`, `alert_action`, `machine_status`, `prediction`, `notification`, `error`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

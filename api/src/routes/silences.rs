@@ -210,6 +210,33 @@ const RESTRICTED: &str = "($R::uuid[] IS NULL OR (n.kind <> 'test' AND NOT EXIST
     SELECT 1 FROM alert_escalations e WHERE e.tenant_id = n.tenant_id AND e.alert_id = ANY(n.alert_ids)
       AND NOT e.machine_id = ANY($R::uuid[]))))";
 
+/// A notification as the list shows it, with the machines of its alerts (none for a channel test), for
+/// the dashboard sockets; `None` when it is gone.
+pub(crate) async fn notification_for_live(
+    pool: &sqlx::PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<Option<(Vec<Uuid>, Value)>, sqlx::Error> {
+    let Some(row) = sqlx::query_as::<_, NotificationRow>(&format!(
+        "{NOTIFICATION_SELECT} WHERE n.id = $1 AND n.tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let machines: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT machine_id FROM alert_escalations WHERE tenant_id = $1 AND alert_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(&row.alert_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some((machines, notification_view(&row))))
+}
+
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "alerting", params(NotificationFilter), responses((status = 200, description = "`{\"notifications\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid filter", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_notifications(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@
 pub mod peers;
 pub mod private;
 pub mod receiver;
+pub mod socket;
 
 use std::time::{Duration, Instant};
 
