@@ -6,7 +6,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LiveConfig {
-    /// Shortest time between two values of one series sent to a socket (milliseconds).
+    /// Window of the socket (milliseconds): each series goes out at most once per window.
     pub series_interval_ms: u64,
     /// How often the hub publishes what is due and wakes sockets (milliseconds).
     pub tick_ms: u64,

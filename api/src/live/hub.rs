@@ -1,8 +1,8 @@
 //! The per-instance hub of live data: one feed per tenant that has a socket open on this instance.
 //!
 //! A feed holds the latest value of each series (machine, metric) and a bounded log of what changed, each
-//! entry numbered. Readings only overwrite the latest value; a ticker publishes a series at most once per
-//! `live.series_interval_ms` and wakes the tenant's sockets, which read the log from the number they last
+//! entry numbered. Readings only overwrite the latest value; a ticker publishes a series at most once in
+//! each window of `live.series_interval_ms` and wakes the tenant's sockets, which read the log from the number they last
 //! sent. So the hub's work grows with readings and series, a socket's with the series it follows, and
 //! nothing grows with clients × readings. A socket that fell behind the log is sent the latest values
 //! whole (coalesced). Alert transitions, actions and machine status changes are entries of the same log.
@@ -47,7 +47,8 @@ struct Series {
     ts_ms: i64,
     value: f64,
     quality: Option<Quality>,
-    published_at: Option<Instant>,
+    /// The window (see [`window`]) it was last published in.
+    published_in: Option<u128>,
     /// The value last published, as the JSON object a `readings` message lists.
     published: Option<Arc<str>>,
     pending: bool,
@@ -176,25 +177,22 @@ impl FeedState {
             self.push(entry);
         }
         let mut waiting = Vec::new();
+        let current = window(now, interval);
         for key in std::mem::take(&mut self.pending) {
-            let due = self.series.get(&key).is_some_and(|s| {
-                s.published_at
-                    .is_none_or(|t| now.duration_since(t) >= interval)
-            });
-            if due {
-                let Some(s) = self.series.get_mut(&key) else {
-                    continue;
-                };
-                let text: Arc<str> = serde_json::to_string(&reading(&key, s))
-                    .unwrap_or_default()
-                    .into();
-                s.published_at = Some(now);
-                s.published = Some(text.clone());
-                s.pending = false;
-                self.push(Entry::Series(key, text));
-            } else {
+            let Some(s) = self.series.get_mut(&key) else {
+                continue;
+            };
+            if s.published_in == Some(current) {
                 waiting.push(key);
+                continue;
             }
+            let text: Arc<str> = serde_json::to_string(&reading(&key, s))
+                .unwrap_or_default()
+                .into();
+            s.published_in = Some(current);
+            s.published = Some(text.clone());
+            s.pending = false;
+            self.push(Entry::Series(key, text));
         }
         self.pending = waiting;
         self.seq != before
@@ -211,6 +209,18 @@ impl FeedState {
         }
         self.statuses = now;
     }
+}
+
+/// The number of the `interval`-long window `at` falls in, counted from the first call in this process.
+///
+/// A series goes out at most once per window, and at once when it has not gone out in the current one.
+/// Windows rather than a minimum spacing: with a spacing, a series read once per interval would wait for
+/// the spacing after every publication and keep the delay it once had (a 1 Hz series would lag by up
+/// to a second for good); in fixed windows each reading of it goes out as it arrives.
+fn window(at: Instant, interval: Duration) -> u128 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| at);
+    at.saturating_duration_since(start).as_nanos() / interval.as_nanos().max(1)
 }
 
 fn reading(key: &SeriesKey, s: &Series) -> LiveReading {
@@ -331,7 +341,7 @@ impl Hub {
                 ts_ms: i64::MIN,
                 value: 0.0,
                 quality: None,
-                published_at: None,
+                published_in: None,
                 published: None,
                 pending: false,
             });
@@ -457,7 +467,10 @@ impl Hub {
 
     /// Publishes what is due in every feed and wakes the sockets of those that changed.
     pub fn tick(&self, interval: Duration) {
-        let now = Instant::now();
+        self.tick_at(Instant::now(), interval);
+    }
+
+    fn tick_at(&self, now: Instant, interval: Duration) {
         for feed in self.live_feeds() {
             let published = {
                 let mut state = feed.lock();
@@ -503,27 +516,32 @@ mod tests {
     }
 
     #[test]
-    fn a_series_is_published_at_most_once_per_interval_with_its_latest_value() {
+    fn a_series_goes_out_at_most_once_per_window_with_its_latest_value() {
         let hub = Hub::default();
         let (tenant, machine) = (Uuid::new_v4(), Uuid::new_v4());
         let (feed, _) = hub.join(tenant);
         let interval = Duration::from_millis(200);
+        // Just after a window starts (so that half an interval later is the same window).
+        let mut t = Instant::now();
+        let w = window(t, interval);
+        while window(t, interval) == w {
+            t += interval / 10;
+        }
         hub.on_readings(&batch(tenant, machine, &[(1, 1.0), (2, 2.0)]));
-        hub.tick(interval);
+        hub.tick_at(t, interval);
         let first = feed.lock().changes(0, |_, _| true);
         assert_eq!(first.readings.len(), 1);
         assert_eq!(value(&first.readings[0]), 2.0);
-        // Within the interval, newer values wait, then the newest is published once.
+        // Within the window, newer values wait, then the newest goes out once in the next.
         hub.on_readings(&batch(tenant, machine, &[(3, 3.0)]));
         hub.on_readings(&batch(tenant, machine, &[(4, 4.0), (0, 9.0)]));
-        hub.tick(interval);
+        hub.tick_at(t + interval / 2, interval);
         assert!(feed
             .lock()
             .changes(first.seq, |_, _| true)
             .readings
             .is_empty());
-        std::thread::sleep(interval);
-        hub.tick(interval);
+        hub.tick_at(t + interval, interval);
         let second = feed.lock().changes(first.seq, |_, _| true);
         assert_eq!(second.readings.len(), 1);
         assert_eq!(
@@ -531,6 +549,11 @@ mod tests {
             4.0,
             "the latest, not the late one"
         );
+        // A reading in a window where its series has not gone out yet goes out at once.
+        hub.on_readings(&batch(tenant, machine, &[(5, 5.0)]));
+        hub.tick_at(t + interval * 2, interval);
+        let third = feed.lock().changes(second.seq, |_, _| true);
+        assert_eq!(third.readings.len(), 1);
         // Another tenant's socket sees nothing of it.
         let (other, _) = hub.join(Uuid::new_v4());
         assert_eq!(other.lock().changes(0, |_, _| true).readings.len(), 0);
