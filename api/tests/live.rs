@@ -16,6 +16,20 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The secret of a `read` key restricted to `machines` (a wall display's).
+async fn kiosk_key(app: &TestApp, machines: &[&str]) -> String {
+    let (status, key) = app
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            &app.admin,
+            Some(&json!({"name": "kiosk", "scopes": ["read"], "machines": machines})),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    key["secret"].as_str().unwrap().to_owned()
+}
+
 fn reading(machine: &str, value: f64) -> Value {
     json!({ "machine": machine, "metric": "temp", "ts": chrono::Utc::now().to_rfc3339(), "value": value })
 }
@@ -181,17 +195,9 @@ async fn a_tenant_sees_only_its_own_machines() {
 #[tokio::test]
 async fn a_machine_restricted_key_sees_only_its_machines() {
     let app = TestApp::spawn(&["m-1", "m-2"]).await;
-    let (status, key) = app
-        .call(
-            Method::POST,
-            "/api/v1/api-keys",
-            &app.admin,
-            Some(&json!({"name": "kiosk", "scopes": ["read"], "machines": ["m-1"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{key}");
+    let key = kiosk_key(&app, &["m-1"]).await;
     let mut ws = connect(&app).await;
-    let ready = sign_in(&mut ws, key["secret"].as_str().unwrap()).await;
+    let ready = sign_in(&mut ws, &key).await;
     assert_eq!(ready["machines"].as_array().unwrap().len(), 1, "{ready}");
     let refused = command(&mut ws, json!({"type": "subscribe", "machines": ["m-2"]})).await;
     assert_eq!(refused["code"], "unknown_machine");
@@ -394,17 +400,9 @@ async fn a_notification_and_its_delivery_arrive_live_for_those_who_may_see_its_m
     sign_in(&mut ws, &app.admin).await;
     command(&mut ws, json!({"type": "subscribe", "machines": "*"})).await;
     // A wall display's key restricted to the other machine: the notification is not about its machines.
-    let (status, kiosk) = app
-        .call(
-            Method::POST,
-            "/api/v1/api-keys",
-            &app.admin,
-            Some(&json!({"name": "kiosk", "scopes": ["read"], "machines": ["press-09"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{kiosk}");
+    let kiosk = kiosk_key(&app, &["press-09"]).await;
     let mut other = connect(&app).await;
-    sign_in(&mut other, kiosk["secret"].as_str().unwrap()).await;
+    sign_in(&mut other, &kiosk).await;
     command(&mut other, json!({"type": "subscribe", "machines": "*"})).await;
 
     until_seen(&app, &app.key, &mut ws, "press-08", 20.0).await;
