@@ -32,6 +32,11 @@ export function field(label, control) {
   return el("span", { class: "field" }, el("label", { for: control.id }, label), control);
 }
 
+/** A fieldset with its legend. */
+export function group(legend, ...children) {
+  return el("fieldset", {}, el("legend", {}, legend), ...children);
+}
+
 /** A select of `options` ([value, text] pairs or plain values), with `current` chosen. */
 export function select(attrs, options, current = "") {
   const node = el("select", attrs);

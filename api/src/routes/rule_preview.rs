@@ -177,6 +177,7 @@ pub(crate) async fn preview(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on purpose
 mod tests {
     use super::*;
 

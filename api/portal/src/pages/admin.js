@@ -2,7 +2,7 @@
 // shown once, revoke) and the tenant's settings.
 
 import { api } from "../api.js";
-import { el, field, notice, select, table, when } from "../dom.js";
+import { el, field, group, notice, select, table, when } from "../dom.js";
 
 const ROLES = ["viewer", "operator", "admin"];
 
@@ -83,7 +83,7 @@ export async function renderApiKeys(container, { stale }) {
     "form",
     { class: "inline", "aria-label": "Create an API key" },
     field("Name", name),
-    el("fieldset", {}, el("legend", {}, "Scopes"), el("label", { class: "check" }, ingest, "ingest"), el("label", { class: "check" }, read, "read")),
+    group("Scopes", el("label", { class: "check" }, ingest, "ingest"), el("label", { class: "check" }, read, "read")),
     field("Machines (comma-separated; empty: every machine)", machines),
     el("button", { type: "submit", "data-write": "" }, "Create key"),
   );
@@ -176,26 +176,20 @@ export async function renderSettings(container, { stale }) {
   const form = el(
     "form",
     { class: "stack", "aria-label": "Settings" },
-    el(
-      "fieldset",
-      {},
-      el("legend", {}, "Fleet"),
+    group(
+      "Fleet",
       field("Silent after (minutes without a reading)", controls.silent),
     ),
-    el(
-      "fieldset",
-      {},
-      el("legend", {}, "Default detectors"),
+    group(
+      "Default detectors",
       field("EWMA band (standard deviations)", controls.band),
       field("EWMA half-life (seconds)", controls.halfLife),
       field("Rate-of-change band (standard deviations)", controls.rateBand),
       field("Evaluations before an alert resolves", controls.clearAfter),
       field("Severity of their alerts", controls.severity),
     ),
-    el(
-      "fieldset",
-      {},
-      el("legend", {}, "Predictions"),
+    group(
+      "Predictions",
       field("Remaining life shown in", controls.unit),
       field("Alert below (cycles; 0: never)", controls.alertBelow),
     ),

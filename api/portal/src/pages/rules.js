@@ -2,7 +2,7 @@
 // the rule over a machine's stored history (POST /api/v1/rules/preview) before it is saved.
 
 import { api, session } from "../api.js";
-import { el, field, link, notice, num, select, table, when } from "../dom.js";
+import { el, field, group, link, notice, num, select, table, when } from "../dom.js";
 
 const SEVERITIES = ["info", "warning", "critical"];
 const PREVIEW_RANGES = [
@@ -74,7 +74,7 @@ export async function renderRule(container, { params, stale }) {
       { id: "when-help", class: "hint" },
       'A condition on a metric: {"metric": "temp", "detector": "above", "value": 90}; detectors above, below, ewma, baseline, rate, context, drift; combine with {"all": [...]} or {"any": [...]}.',
     ),
-    el("fieldset", {}, el("legend", {}, "Machines (none ticked: every machine)"), machineBoxes),
+    group("Machines (none ticked: every machine)", machineBoxes),
   );
 
   function definition() {
