@@ -117,6 +117,15 @@ async function asAdmin(page) {
     await new Promise((resolve) => setTimeout(resolve, 750));
     return false;
   });
+  // Snoozed from its page: the snooze joins the history.
+  await page.getByRole("button", { name: "Snooze" }).click();
+  await page.getByText(/^Snoozed until/).waitFor({ timeout: 10_000 });
+  await until("the snooze in the alert's history", async () => {
+    if ((await page.locator('.timeline li[data-kind="snoozed"]').count()) > 0) return true;
+    await page.evaluate(() => dispatchEvent(new HashChangeEvent("hashchange")));
+    await new Promise((resolve) => setTimeout(resolve, 750));
+    return false;
+  });
   await check(page, artefacts, "alert", problems);
   await page.getByRole("link", { name: "Create a work order from this alert" }).click();
   await page.getByRole("heading", { level: 1, name: "New work order" }).waitFor();

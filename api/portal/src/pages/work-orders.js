@@ -120,6 +120,7 @@ export async function renderNewWorkOrder(container, { query, stale }) {
 function describeChange(change) {
   if (change.created) return "created";
   return Object.entries(change)
+    .filter(([k]) => k !== "note")
     .map(([k, v]) => (v && typeof v === "object" && "to" in v ? `${k}: ${v.from ?? "—"} → ${v.to ?? "—"}` : `${k}: ${JSON.stringify(v)}`))
     .join("; ");
 }
