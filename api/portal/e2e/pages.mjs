@@ -154,6 +154,13 @@ async function asAdmin(page) {
   await page.getByRole("button", { name: "Preview on history" }).click();
   await page.locator('.preview-summary:not([data-alerts="0"])').waitFor({ timeout: 15_000 });
   await check(page, artefacts, "rule", problems);
+  // Edited: a new version.
+  await page.getByLabel("Hold (seconds the condition must last)").fill("5");
+  await page.getByRole("button", { name: "Save a new version" }).click();
+  await page.getByText("Saved version 2.").waitFor({ timeout: 10_000 });
+  const rules = await call("GET", "/rules", { token });
+  const saved = rules.body?.rules?.find((r) => r.rule.name === "Overheating");
+  if (saved?.version !== 2 || saved?.rule?.hold?.secs !== 5) problems.push(`the edited rule: ${JSON.stringify(saved)}`);
   await open(page, "/rules", "Rules");
   await check(page, artefacts, "rules", problems);
 
