@@ -56,6 +56,9 @@ async function asAdmin(page) {
     await ingest("temp", warm);
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
+  // The socket sends at most one value per series per second: the measured reading comes after a pause, so
+  // that what is measured is the way from ingest to chart, not that interval.
+  await new Promise((resolve) => setTimeout(resolve, 1_200));
   const value = 42.125;
   const posted = Date.now();
   await ingest("temp", value);
