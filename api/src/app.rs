@@ -501,6 +501,7 @@ pub fn router(state: AppState, roles: Roles) -> Router {
             .merge(routes::machines::router())
             .merge(routes::readings::router())
             .merge(routes::rules::router())
+            .merge(routes::rule_preview::router())
             .merge(routes::alerts::router())
             .merge(routes::sources::router())
             .merge(routes::accounts::router())

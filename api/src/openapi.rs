@@ -92,6 +92,7 @@ impl Modify for Security {
         routes::rules::create,
         routes::rules::update,
         routes::rules::remove,
+        routes::rule_preview::preview,
         routes::alerts::list,
         routes::alerts::show,
         routes::alerts::ack,

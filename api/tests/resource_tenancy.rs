@@ -1,6 +1,6 @@
 //! Tenant isolation of the resource groups: two tenants signed up from scratch; tenant A's credentials on
 //! tenant B's machines, maintenance events, work orders, sign-offs, channels, escalation policies, silences,
-//! notifications, push subscriptions, RUL models and predictions answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
+//! notifications, push subscriptions, RUL models, predictions and rule previews answer 404; B's machines, alerts, users and channels cannot be linked from A (422); no list,
 //! fleet view, report or setting of A shows B's data.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
@@ -284,6 +284,11 @@ async fn another_tenants_resources_answer_404_and_nothing_leaks() {
             Method::GET,
             "/api/v1/machines/b-press/readings.csv".into(),
             None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/machines/b-press/preview-rule".into(),
+            Some(json!({"rule": {"when": {"metric": "t", "detector": "above", "value": 0}}})),
         ),
         (
             Method::GET,

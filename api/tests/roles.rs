@@ -259,6 +259,13 @@ async fn every_endpoint_answers_each_role_as_documented() {
             ),
             (
                 Method::POST,
+                "/api/v1/machines/m-1/preview-rule".into(),
+                Some(change.clone()),
+                "operate",
+                200,
+            ),
+            (
+                Method::POST,
                 format!("/api/v1/alerts/{alert}/ack"),
                 None,
                 "operate",
@@ -338,7 +345,7 @@ async fn every_endpoint_answers_each_role_as_documented() {
         failures.len(),
         failures.join("\n")
     );
-    assert_eq!(checked, 26 * 6);
+    assert_eq!(checked, 27 * 6);
     // The public endpoints serve anonymous callers.
     let (s, _) = send(
         &app,
@@ -395,6 +402,7 @@ async fn the_openapi_document_lists_every_endpoint_with_its_security() {
         ("get", "/api/v1/rules/{id}"),
         ("put", "/api/v1/rules/{id}"),
         ("delete", "/api/v1/rules/{id}"),
+        ("post", "/api/v1/machines/{machine}/preview-rule"),
         ("get", "/api/v1/alerts"),
         ("get", "/api/v1/alerts/{id}"),
         ("post", "/api/v1/alerts/{id}/ack"),

@@ -4,10 +4,9 @@
 //
 // Usage: node e2e/signin-fleet.mjs <base url> <email> <password> <machine,machine,...> <artefacts dir>
 // Exits non-zero, with the reason, on any failure. HALTLESS_CHROMIUM overrides the browser's path.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launch, watchedPage } from "./lib.mjs";
 
 const [url, email, password, machineList, artefacts] = process.argv.slice(2);
 if (!artefacts) {
@@ -16,36 +15,11 @@ if (!artefacts) {
 }
 const machines = machineList.split(",");
 mkdirSync(artefacts, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), "haltless-chromium-"));
-
-// A fresh profile per run (playwright passes it as --user-data-dir).
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.HALTLESS_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 const problems = [];
 try {
-  const page = await browser.newPage();
   // Any request to another origin, or a content-policy violation, is a failure: the portal is self-contained.
-  page.on("request", (request) => {
-    if (!request.url().startsWith(url) && !request.url().startsWith(url.replace("http", "ws"))) {
-      problems.push(`request to another origin: ${request.url()}`);
-    }
-  });
-  page.on("console", (message) => {
-    if (/Content Security Policy/i.test(message.text())) problems.push(`CSP: ${message.text()}`);
-  });
-
+  const page = await watchedPage(browser.context, url, problems);
   await page.goto(url);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
@@ -59,7 +33,7 @@ try {
   }
   const total = await page.locator('[data-count="total"] strong').textContent();
   if (Number(total) !== machines.length) problems.push(`the fleet counts ${total} machines, not ${machines.length}`);
-  await page.getByText("Live").waitFor({ timeout: 10_000 });
+  await page.getByText("Live", { exact: true }).waitFor({ timeout: 10_000 });
   await page.screenshot({ path: join(artefacts, "fleet.png"), fullPage: true });
 
   // The session revoked elsewhere: the open page signs out by itself (its socket closes with 4401).
@@ -75,7 +49,6 @@ try {
   problems.push(String(error));
 } finally {
   await browser.close();
-  rmSync(profile, { recursive: true, force: true });
 }
 if (problems.length) {
   console.error(problems.join("\n"));

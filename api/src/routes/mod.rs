@@ -3,7 +3,8 @@
 //! - [`ingest`]: `POST /api/v1/ingest`, into the one admission path of readings.
 //! - [`machines`], [`readings`]: machines, their readings (raw, bucketed, latest, CSV); [`series`] reads
 //!   the readings store (raw rows, or the continuous aggregates for buckets).
-//! - [`rules`], [`alerts`]: rules as events, alerts with their history, acks and snoozes.
+//! - [`rules`], [`alerts`]: rules as events, alerts with their history, acks and snoozes;
+//!   [`rule_preview`] runs a rule over a machine's stored readings before it is saved.
 //! - [`channels`], [`policies`], [`silences`], [`push`]: the alert engine's notification channels,
 //!   escalation policies, silences, delivery log, and the browsers people subscribed for Web Push.
 //! - [`sources`]: OPC-UA and Modbus TCP ingest sources and their status.
@@ -35,6 +36,7 @@ pub mod predictions;
 pub mod push;
 pub mod readings;
 pub mod reports;
+pub mod rule_preview;
 pub mod rules;
 pub mod series;
 pub mod settings;

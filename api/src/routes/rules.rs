@@ -66,7 +66,32 @@ async fn parse(
     body: RuleBody,
     id: Option<&str>,
 ) -> Result<(Rule, Vec<String>), ApiError> {
-    let mut definition = body.rule;
+    let rule = rule_from(body.rule, id)?;
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
+            .bind(key.tenant_id)
+            .bind(&body.machines)
+            .fetch_all(state.pool())
+            .await?;
+    let unknown: Vec<&String> = body
+        .machines
+        .iter()
+        .filter(|m| !known.contains(m))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_machine",
+            format!("unknown machine(s): {unknown:?}"),
+        ));
+    }
+    Ok((rule, body.machines))
+}
+
+/// Parses and checks a rule definition; `id` is the rule's id when it has one (a path's), else the
+/// definition's, else a new one.
+pub(crate) fn rule_from(definition: Value, id: Option<&str>) -> Result<Rule, ApiError> {
+    let mut definition = definition;
     let Some(obj) = definition.as_object_mut() else {
         return Err(ApiError::validation("rule must be a JSON object"));
     };
@@ -97,25 +122,7 @@ async fn parse(
     if !(0.0..=1.0).contains(&rule.clear_ratio) {
         return Err(ApiError::validation("clear_ratio must lie between 0 and 1"));
     }
-    let known: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
-            .bind(key.tenant_id)
-            .bind(&body.machines)
-            .fetch_all(state.pool())
-            .await?;
-    let unknown: Vec<&String> = body
-        .machines
-        .iter()
-        .filter(|m| !known.contains(m))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_machine",
-            format!("unknown machine(s): {unknown:?}"),
-        ));
-    }
-    Ok((rule, body.machines))
+    Ok(rule)
 }
 
 /// Stores version `version` of `rule` and publishes it; the row is committed only once Kafka has the event.
