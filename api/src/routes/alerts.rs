@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_schemas::actions::{Action, AlertAction};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -229,12 +229,21 @@ async fn notification_state(state: &AppState, key: &Caller, id: Uuid) -> Result<
     })
 }
 
+/// The answer to an acknowledgement or a snooze: published, applied by the alert engine shortly after.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActionAccepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+    /// The alert's id.
+    pub alert: Uuid,
+}
+
 async fn act(
     state: &AppState,
     key: &Caller,
     id: Uuid,
     action: Action,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     key.require(Permission::Operate)?;
     find(state, key, id).await?;
     let event = AlertAction {
@@ -253,16 +262,19 @@ async fn act(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "status": "accepted", "alert": id })),
+        Json(ActionAccepted {
+            status: "accepted",
+            alert: id,
+        }),
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published", body = ActionAccepted), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     act(&state, &key, id, Action::Ack).await
 }
 
@@ -275,13 +287,13 @@ pub struct Snooze {
     pub until: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published", body = ActionAccepted), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn snooze(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<Snooze>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     let until =
         parse_instant(&body.until).map_err(|e| ApiError::validation(format!("until: {e}")))?;
     if until <= Utc::now() {

@@ -448,7 +448,18 @@ pub(crate) async fn show(
     Ok(Json(find(state.pool(), key.tenant_id, id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/models/{id}/activate", tag = "predictions", params(("id" = uuid::Uuid, Path, description = "Id")), request_body = Activation, responses((status = 200, description = "`{\"model_id\", \"machines\": [...], \"all\"}`: the machines it now serves"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The model is not ready (training or failed)", body = crate::error::ErrorBody), (status = 422, description = "Unknown machine, or no machine has the tags", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 503, description = "The activation could not be stored durably in time; retry", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// The answer to `POST /api/v1/models/{id}/activate` (documentation of the JSON the handler builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Activated {
+    pub model_id: Uuid,
+    /// The activation covers every machine of the tenant.
+    pub all: bool,
+    /// The machines (names) it covers; empty when `all`.
+    pub machines: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/models/{id}/activate", tag = "predictions", params(("id" = uuid::Uuid, Path, description = "Id")), request_body = Activation, responses((status = 200, description = "`{\"model_id\", \"machines\": [...], \"all\"}`: the machines it now serves", body = Activated), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The model is not ready (training or failed)", body = crate::error::ErrorBody), (status = 422, description = "Unknown machine, or no machine has the tags", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 503, description = "The activation could not be stored durably in time; retry", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     key: Caller,

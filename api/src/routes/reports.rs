@@ -362,7 +362,7 @@ pub(crate) async fn fleet_pdf(
     r.gap(4.0);
     r.text(&format!(
         "Machines: {} (running {}, alerting {}, silent {})",
-        k.machines["total"], k.machines["running"], k.machines["alerting"], k.machines["silent"]
+        k.machines.total, k.machines.running, k.machines.alerting, k.machines.silent
     ));
     r.text(&format!(
         "Open alerts: {} (critical {}, warning {}, info {})",
