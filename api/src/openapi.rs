@@ -32,6 +32,52 @@ impl Modify for Security {
     }
 }
 
+/// Names every operation after its method and path (`getMachines`, `postMachinesByMachineRetire`,
+/// `getReportsAlertsCsv`): utoipa names them after the handler functions, and several modules have a
+/// `list` or a `create`, while generated clients need each name once.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("get", item.get.as_mut()),
+                ("put", item.put.as_mut()),
+                ("post", item.post.as_mut()),
+                ("delete", item.delete.as_mut()),
+                ("patch", item.patch.as_mut()),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    operation.operation_id = Some(operation_id(method, path));
+                }
+            }
+        }
+    }
+}
+
+/// `get` and `/api/v1/machines/{machine}/readings.csv`: `getMachinesByMachineReadingsCsv`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for segment in path.trim_start_matches("/api/v1/").split('/') {
+        let (segment, by) = match segment.strip_prefix('{') {
+            Some(param) => (param.trim_end_matches('}'), true),
+            None => (segment, false),
+        };
+        if by {
+            id.push_str("By");
+        }
+        for word in segment.split(|c: char| !c.is_ascii_alphanumeric()) {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                id.push(first.to_ascii_uppercase());
+                id.extend(chars);
+            }
+        }
+    }
+    id
+}
+
 /// The document. The schemas listed are query parameters' types, which utoipa does not collect from
 /// `IntoParams` by itself.
 #[derive(OpenApi)]
@@ -146,7 +192,7 @@ impl Modify for Security {
         MaintenanceKind,
         WorkOrderStatus
     )),
-    modifiers(&Security),
+    modifiers(&Security, &OperationIds),
     tags(
         (name = "accounts", description = "Sign-up, login, tokens, sessions"),
         (name = "users", description = "Users of a tenant (admins)"),
@@ -194,6 +240,40 @@ mod tests {
             }
             serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
             _ => {}
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        assert_eq!(
+            operation_id("get", "/api/v1/machines/{machine}/readings.csv"),
+            "getMachinesByMachineReadingsCsv"
+        );
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap();
+                assert!(seen.insert(id.to_owned()), "{method} {path}: {id} twice");
+            }
+        }
+    }
+
+    /// Every success answer but 204 has a schema (a client generated from the document types it).
+    #[test]
+    fn every_answer_has_a_schema() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, answer) in op["responses"].as_object().unwrap() {
+                    if status == "204" || status == "101" {
+                        continue;
+                    }
+                    let content = answer["content"].as_object();
+                    let typed = content.is_some_and(|c| c.values().all(|m| m["schema"].is_object()));
+                    assert!(typed, "{method} {path} {status} has no schema");
+                }
+            }
         }
     }
 

@@ -343,21 +343,10 @@ pub struct Tokens {
 pub struct TokenUser {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    #[schema(value_type = RoleName)]
+    #[schema(value_type = super::bodies::RoleName)]
     pub role: Role,
 }
 
-/// A user's role: `admin`, `operator` or `viewer`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub enum RoleName {
-    #[schema(rename = "admin")]
-    Admin,
-    #[schema(rename = "operator")]
-    Operator,
-    #[schema(rename = "viewer")]
-    Viewer,
-}
 
 /// Body of `POST /api/v1/auth/refresh`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -677,7 +666,7 @@ pub struct InvitedUser {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub email: String,
-    #[schema(value_type = RoleName)]
+    #[schema(value_type = super::bodies::RoleName)]
     pub role: String,
 }
 
@@ -697,7 +686,7 @@ pub struct Me {
 pub struct MeUser {
     pub id: Uuid,
     pub email: String,
-    #[schema(value_type = RoleName)]
+    #[schema(value_type = super::bodies::RoleName)]
     pub role: String,
     pub session_id: Uuid,
 }

@@ -65,6 +65,7 @@ pub struct KeyView {
     pub revoked_at: Option<String>,
     /// The secret to send as `X-API-Key`: only in the answer to `POST /api-keys`, shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
 }
 

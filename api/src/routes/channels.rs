@@ -128,6 +128,7 @@ pub struct ChannelTest {
     pub status: &'static str,
     /// Why the delivery failed; absent when it was delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
 }
 

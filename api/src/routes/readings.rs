@@ -71,6 +71,7 @@ pub struct RawReading {
     pub value: f64,
     /// The source's quality flag (`good`, `uncertain`, `bad`); absent when the reading has none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub quality: Option<String>,
 }
 
@@ -160,7 +161,7 @@ pub(crate) async fn query(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", body = super::reports::Csv, content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn export_csv(
     State(state): State<AppState>,
     key: Caller,

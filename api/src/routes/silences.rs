@@ -244,10 +244,11 @@ pub struct NotificationView {
     pub delivered_at: Option<String>,
     /// The message (only in `GET /notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, nullable = false)]
     pub message: Option<Value>,
     /// Every attempt, oldest first (only in `GET /notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub attempt_log: Option<Vec<AttemptView>>,
 }
 

@@ -50,6 +50,7 @@ pub struct UserView {
     pub created_at: String,
     /// The one-time invitation token: only in the answer to `POST /users` without a password.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub invite_token: Option<String>,
 }
 
