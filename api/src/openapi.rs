@@ -4,6 +4,7 @@
 use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -76,6 +77,47 @@ fn operation_id(method: &str, path: &str) -> String {
         }
     }
     id
+}
+
+/// An answer that shows a request body with more fields (`PolicyView`: a `PolicySpec` with its id and
+/// times) is `allOf` the body's schema and its own fields; a body that refuses unknown fields says
+/// `additionalProperties: false`, which no such answer could meet. This copies the body's schema into the
+/// answer's `allOf` without that line.
+struct OpenViews;
+
+impl Modify for OpenViews {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let closed = |name: &str| match components.schemas.get(name) {
+            Some(RefOr::T(Schema::Object(object))) if object.additional_properties.is_some() => {
+                let mut open = object.clone();
+                open.additional_properties = None;
+                Some(RefOr::T(Schema::Object(open)))
+            }
+            _ => None,
+        };
+        let mut changes = Vec::new();
+        for (view, schema) in &components.schemas {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            for (i, item) in all.items.iter().enumerate() {
+                if let RefOr::Ref(r) = item {
+                    let name = r.ref_location.trim_start_matches("#/components/schemas/");
+                    if let Some(open) = closed(name) {
+                        changes.push((view.clone(), i, open));
+                    }
+                }
+            }
+        }
+        for (view, i, open) in changes {
+            if let Some(RefOr::T(Schema::AllOf(all))) = components.schemas.get_mut(&view) {
+                all.items[i] = open;
+            }
+        }
+    }
 }
 
 /// The document. The schemas listed are query parameters' types, which utoipa does not collect from
@@ -192,7 +234,7 @@ fn operation_id(method: &str, path: &str) -> String {
         MaintenanceKind,
         WorkOrderStatus
     )),
-    modifiers(&Security, &OperationIds),
+    modifiers(&Security, &OperationIds, &OpenViews),
     tags(
         (name = "accounts", description = "Sign-up, login, tokens, sessions"),
         (name = "users", description = "Users of a tenant (admins)"),
@@ -270,11 +312,28 @@ mod tests {
                         continue;
                     }
                     let content = answer["content"].as_object();
-                    let typed = content.is_some_and(|c| c.values().all(|m| m["schema"].is_object()));
+                    let typed =
+                        content.is_some_and(|c| c.values().all(|m| m["schema"].is_object()));
                     assert!(typed, "{method} {path} {status} has no schema");
                 }
             }
         }
+    }
+
+    /// An answer that extends a request body (`allOf`) does not inherit its refusal of other fields.
+    #[test]
+    fn answers_that_extend_a_body_allow_their_own_fields() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let policy = &doc["components"]["schemas"]["PolicyView"]["allOf"];
+        assert!(policy.is_array(), "{policy}");
+        for item in policy.as_array().unwrap() {
+            assert!(item["$ref"].is_null(), "{item}");
+            assert!(item["additionalProperties"].is_null(), "{item}");
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["PolicySpec"]["additionalProperties"],
+            false
+        );
     }
 
     #[test]

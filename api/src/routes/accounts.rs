@@ -347,7 +347,6 @@ pub struct TokenUser {
     pub role: Role,
 }
 
-
 /// Body of `POST /api/v1/auth/refresh`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -338,15 +338,15 @@ async fn notification_state(
     .bind(id)
     .fetch_optional(state.pool())
     .await?;
-    Ok(row.map(
-        |(status, policy, fired, next, muted_by)| EscalationState {
+    Ok(
+        row.map(|(status, policy, fired, next, muted_by)| EscalationState {
             state: status,
             policy,
             steps_fired: fired,
             next_step_at: next.map(format_instant),
             muted_by,
-        },
-    ))
+        }),
+    )
 }
 
 /// The answer to an acknowledgement or a snooze: published, applied by the alert engine shortly after.
