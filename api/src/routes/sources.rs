@@ -106,7 +106,7 @@ pub struct SourceList {
 }
 
 /// How a source's polling goes (documentation of the JSON [`Row::status`] builds).
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct SourceStatus {
     /// `ok`, `error`, `pending` (not polled yet) or `disabled`.
@@ -128,7 +128,7 @@ pub struct SourceStatus {
 }
 
 /// The server certificate pinned (trust on first use) and the one presented last, as SHA-256 fingerprints.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CertificateStatus {
     pub pinned: Option<String>,
@@ -139,25 +139,15 @@ pub struct CertificateStatus {
     pub trusted: Option<bool>,
 }
 
-/// `GET /api/v1/sources/{id}/status`: the status with the source's id and name.
-#[derive(utoipa::ToSchema)]
+/// `GET /api/v1/sources/{id}/status`: the status with the source's id and name (documentation of the JSON
+/// [`status`] builds).
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct SourceStatusAnswer {
     pub id: Uuid,
     pub name: String,
-    /// `ok`, `error`, `pending` (not polled yet) or `disabled`.
-    pub state: String,
-    #[schema(format = DateTime)]
-    pub last_success_at: Option<String>,
-    pub last_error: Option<String>,
-    #[schema(format = DateTime)]
-    pub last_error_at: Option<String>,
-    pub readings_per_minute: i64,
-    pub polled_by: Option<String>,
-    pub definition_version: Option<i64>,
-    #[schema(format = DateTime)]
-    pub updated_at: Option<String>,
-    pub certificate: CertificateStatus,
+    #[serde(flatten)]
+    pub status: SourceStatus,
 }
 
 impl Row {
