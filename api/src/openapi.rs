@@ -4,6 +4,7 @@
 use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -29,6 +30,93 @@ impl Modify for Security {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+    }
+}
+
+/// Names every operation after its method and path (`getMachines`, `postMachinesByMachineRetire`,
+/// `getReportsAlertsCsv`): utoipa names them after the handler functions, and several modules have a
+/// `list` or a `create`, while generated clients need each name once.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("get", item.get.as_mut()),
+                ("put", item.put.as_mut()),
+                ("post", item.post.as_mut()),
+                ("delete", item.delete.as_mut()),
+                ("patch", item.patch.as_mut()),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    operation.operation_id = Some(operation_id(method, path));
+                }
+            }
+        }
+    }
+}
+
+/// `get` and `/api/v1/machines/{machine}/readings.csv`: `getMachinesByMachineReadingsCsv`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_owned();
+    for segment in path.trim_start_matches("/api/v1/").split('/') {
+        let (segment, by) = match segment.strip_prefix('{') {
+            Some(param) => (param.trim_end_matches('}'), true),
+            None => (segment, false),
+        };
+        if by {
+            id.push_str("By");
+        }
+        for word in segment.split(|c: char| !c.is_ascii_alphanumeric()) {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                id.push(first.to_ascii_uppercase());
+                id.extend(chars);
+            }
+        }
+    }
+    id
+}
+
+/// An answer that shows a request body with more fields (`PolicyView`: a `PolicySpec` with its id and
+/// times) is `allOf` the body's schema and its own fields; a body that refuses unknown fields says
+/// `additionalProperties: false`, which no such answer could meet. This copies the body's schema into the
+/// answer's `allOf` without that line.
+struct OpenViews;
+
+impl Modify for OpenViews {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let closed = |name: &str| match components.schemas.get(name) {
+            Some(RefOr::T(Schema::Object(object))) if object.additional_properties.is_some() => {
+                let mut open = object.clone();
+                open.additional_properties = None;
+                Some(RefOr::T(Schema::Object(open)))
+            }
+            _ => None,
+        };
+        let mut changes = Vec::new();
+        for (view, schema) in &components.schemas {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            for (i, item) in all.items.iter().enumerate() {
+                if let RefOr::Ref(r) = item {
+                    let name = r.ref_location.trim_start_matches("#/components/schemas/");
+                    if let Some(open) = closed(name) {
+                        changes.push((view.clone(), i, open));
+                    }
+                }
+            }
+        }
+        for (view, i, open) in changes {
+            if let Some(RefOr::T(Schema::AllOf(all))) = components.schemas.get_mut(&view) {
+                all.items[i] = open;
+            }
+        }
     }
 }
 
@@ -147,7 +235,7 @@ impl Modify for Security {
         MaintenanceKind,
         WorkOrderStatus
     )),
-    modifiers(&Security),
+    modifiers(&Security, &OperationIds, &OpenViews),
     tags(
         (name = "accounts", description = "Sign-up, login, tokens, sessions"),
         (name = "users", description = "Users of a tenant (admins)"),
@@ -196,6 +284,57 @@ mod tests {
             serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
             _ => {}
         }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        assert_eq!(
+            operation_id("get", "/api/v1/machines/{machine}/readings.csv"),
+            "getMachinesByMachineReadingsCsv"
+        );
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap();
+                assert!(seen.insert(id.to_owned()), "{method} {path}: {id} twice");
+            }
+        }
+    }
+
+    /// Every success answer but 204 has a schema (a client generated from the document types it).
+    #[test]
+    fn every_answer_has_a_schema() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, answer) in op["responses"].as_object().unwrap() {
+                    if status == "204" || status == "101" {
+                        continue;
+                    }
+                    let content = answer["content"].as_object();
+                    let typed =
+                        content.is_some_and(|c| c.values().all(|m| m["schema"].is_object()));
+                    assert!(typed, "{method} {path} {status} has no schema");
+                }
+            }
+        }
+    }
+
+    /// An answer that extends a request body (`allOf`) does not inherit its refusal of other fields.
+    #[test]
+    fn answers_that_extend_a_body_allow_their_own_fields() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let policy = &doc["components"]["schemas"]["PolicyView"]["allOf"];
+        assert!(policy.is_array(), "{policy}");
+        for item in policy.as_array().unwrap() {
+            assert!(item["$ref"].is_null(), "{item}");
+            assert!(item["additionalProperties"].is_null(), "{item}");
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["PolicySpec"]["additionalProperties"],
+            false
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_schemas::metric_names;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -105,7 +105,7 @@ pub struct Signup {
     pub password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "Tenant name taken", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = Signup, responses((status = 201, description = "The Free tenant and its admin", body = SignedUp), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "Tenant name taken", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn signup(
     State(state): State<AppState>,
     client: Client,
@@ -181,12 +181,12 @@ struct LoginRow {
     active: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = Login, responses((status = 200, description = "Access and refresh tokens"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = Login, responses((status = 200, description = "Access and refresh tokens", body = Tokens), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     client: Client,
     Json(body): Json<Login>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     let auth = &state.settings().auth;
     let window = auth.login_window_secs;
     let email = body.email.trim().to_lowercase();
@@ -299,20 +299,52 @@ fn token_answer(
     session: Uuid,
     refresh: String,
     refresh_expires_at: DateTime<Utc>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     let (access, _) = state
         .tokens()
         .issue(user, tenant, role, session)
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": state.tokens().ttl().as_secs(),
-        "refresh_token": refresh,
-        "refresh_expires_at": format_instant(refresh_expires_at),
-        "session_id": session,
-        "user": { "id": user, "tenant_id": tenant, "role": role },
-    })))
+    Ok(Json(Tokens {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: state.tokens().ttl().as_secs(),
+        refresh_token: refresh,
+        refresh_expires_at: format_instant(refresh_expires_at),
+        session_id: session,
+        user: TokenUser {
+            id: user,
+            tenant_id: tenant,
+            role,
+        },
+    }))
+}
+
+/// The answer to a login or a refresh.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Tokens {
+    /// The access token (a JWT), sent as `Authorization: Bearer ...`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds the access token is valid.
+    pub expires_in: u64,
+    /// The refresh token, for `POST /auth/refresh` (single use: the answer carries the next one).
+    pub refresh_token: String,
+    /// RFC 3339: when the refresh token expires.
+    #[schema(format = DateTime)]
+    pub refresh_expires_at: String,
+    /// The session the tokens belong to.
+    pub session_id: Uuid,
+    pub user: TokenUser,
+}
+
+/// The signed-in user of a [`Tokens`] answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenUser {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    #[schema(value_type = super::bodies::RoleName)]
+    pub role: Role,
 }
 
 /// Body of `POST /api/v1/auth/refresh`.
@@ -335,11 +367,11 @@ struct RefreshRow {
     active: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", request_body = Refresh, responses((status = 200, description = "New tokens; the old refresh token is spent"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", request_body = Refresh, responses((status = 200, description = "New tokens; the old refresh token is spent", body = Tokens), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody)))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<Refresh>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     let invalid = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_refresh_token", m);
     let mut tx = state.pool().begin().await?;
     let row: RefreshRow = sqlx::query_as(
@@ -472,7 +504,7 @@ pub struct AcceptInvite {
     pub password: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/invites/accept", tag = "accounts", request_body = AcceptInvite, responses((status = 200, description = "The password is set", body = InviteAccepted), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)))]
 pub(crate) async fn accept_invite(
     State(state): State<AppState>,
     client: Client,
@@ -520,7 +552,7 @@ pub(crate) async fn accept_invite(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "The caller, the tenant, its tier, limits and usage"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "The caller, the tenant, its tier, limits and usage", body = Me), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn me(
     State(state): State<AppState>,
     caller: Caller,
@@ -562,6 +594,147 @@ pub(crate) async fn me(
     Ok(Json(body))
 }
 
+/// `GET /api/v1/sessions`: the caller's sessions, newest first (at most 200).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+/// A session: one sign-in and the refresh tokens that follow from it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    /// The session of the request.
+    pub current: bool,
+    /// Neither revoked nor expired.
+    pub active: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub last_used_at: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    /// Why it was revoked (`logout`, `revoked`, `deactivated`, `reuse`...).
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    /// The client address at sign-in.
+    pub address: Option<String>,
+}
+
+/// The answer to `POST /api/v1/signup` (documentation of the JSON the handler builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignedUp {
+    pub tenant: SignedUpTenant,
+    pub user: SignedUpUser,
+}
+
+/// The tenant a sign-up created.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignedUpTenant {
+    pub id: Uuid,
+    pub name: String,
+    /// Always `free`.
+    pub tier: String,
+}
+
+/// The admin a sign-up created.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignedUpUser {
+    pub id: Uuid,
+    pub email: String,
+    /// Always `admin`.
+    pub role: String,
+}
+
+/// The answer to `POST /api/v1/invites/accept` (documentation of the JSON the handler builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct InviteAccepted {
+    pub user: InvitedUser,
+}
+
+/// The user who accepted an invitation.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct InvitedUser {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: String,
+    #[schema(value_type = super::bodies::RoleName)]
+    pub role: String,
+}
+
+/// The answer to `GET /api/v1/me`: `user` for a signed-in user, `api_key` for a key (documentation of the
+/// JSON the handler builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Me {
+    pub user: Option<MeUser>,
+    pub api_key: Option<MeKey>,
+    pub tenant: MeTenant,
+}
+
+/// The signed-in user of [`Me`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MeUser {
+    pub id: Uuid,
+    pub email: String,
+    #[schema(value_type = super::bodies::RoleName)]
+    pub role: String,
+    pub session_id: Uuid,
+}
+
+/// The API key of [`Me`].
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MeKey {
+    pub id: Uuid,
+    /// `ingest` and/or `read`.
+    pub scopes: Vec<String>,
+    /// The machine names the key is restricted to; null for every machine.
+    pub machines: Option<Vec<String>>,
+}
+
+/// The caller's tenant: its limits in force and its usage.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MeTenant {
+    pub id: Uuid,
+    pub name: String,
+    pub limits: Limits,
+    pub usage: Usage,
+}
+
+/// A tenant's limits in force: its tier's figures unless a platform operator overrode them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Limits {
+    /// `free`, `pro` or `enterprise`.
+    pub tier: String,
+    pub max_machines: u64,
+    pub writes_per_minute: u64,
+    pub reads_per_minute: u64,
+    pub retention_days: u32,
+    pub max_sources: u64,
+    pub max_points_per_source: u64,
+    pub max_points: u64,
+}
+
+/// What a tenant uses of its limits.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Usage {
+    pub machines: i64,
+    pub sources: i64,
+    pub points: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     id: Uuid,
@@ -574,11 +747,11 @@ struct SessionRow {
     address: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/sessions", tag = "accounts", responses((status = 200, description = "The user's sessions"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "accounts", responses((status = 200, description = "The user's sessions", body = SessionList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn sessions(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionList>, ApiError> {
     caller.require(Permission::Read)?;
     let (user, current, _, _) = user_of(&caller)?;
     let rows: Vec<SessionRow> = sqlx::query_as(
@@ -589,17 +762,22 @@ pub(crate) async fn sessions(
     .bind(user)
     .fetch_all(state.pool())
     .await?;
-    let sessions: Vec<Value> = rows
-        .iter()
-        .map(|s| {
-            let active = s.revoked_at.is_none() && s.expires_at > Utc::now();
-            json!({ "id": s.id, "current": s.id == current, "active": active,
-                    "created_at": format_instant(s.created_at), "last_used_at": format_instant(s.last_used_at),
-                    "expires_at": format_instant(s.expires_at), "revoked_at": s.revoked_at.map(format_instant),
-                    "revoked_reason": s.revoked_reason, "user_agent": s.user_agent, "address": s.address })
+    let sessions = rows
+        .into_iter()
+        .map(|s| SessionView {
+            id: s.id,
+            current: s.id == current,
+            active: s.revoked_at.is_none() && s.expires_at > Utc::now(),
+            created_at: format_instant(s.created_at),
+            last_used_at: format_instant(s.last_used_at),
+            expires_at: format_instant(s.expires_at),
+            revoked_at: s.revoked_at.map(format_instant),
+            revoked_reason: s.revoked_reason,
+            user_agent: s.user_agent,
+            address: s.address,
         })
         .collect();
-    Ok(Json(json!({ "sessions": sessions })))
+    Ok(Json(SessionList { sessions }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "accounts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]

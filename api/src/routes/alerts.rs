@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_schemas::actions::{Action, AlertAction};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
@@ -78,17 +78,125 @@ struct AlertRow {
     contributions: Value,
 }
 
+/// An alert.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertView {
+    pub id: Uuid,
+    /// The machine's name.
+    pub machine: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    #[schema(value_type = super::bodies::Severity)]
+    pub severity: String,
+    pub detector: String,
+    pub metric: String,
+    #[schema(value_type = super::bodies::AlertState)]
+    pub state: String,
+    /// The value that fired it.
+    pub observed: f64,
+    /// The value expected.
+    pub expected: f64,
+    /// How unusual the value is.
+    pub score: f64,
+    /// The score above which the detector fires.
+    pub limit: f64,
+    #[schema(format = DateTime)]
+    pub raised_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub resolved_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub acked_at: Option<String>,
+    pub acked_by: Option<String>,
+    #[schema(format = DateTime)]
+    pub snoozed_until: Option<String>,
+    /// Which feature fired and why, in words.
+    pub explanation: String,
+    /// `[{feature, score}]`, strongest first; a score is -log10 of how often a reading that unusual is
+    /// expected.
+    #[schema(value_type = Vec<Contribution>)]
+    pub contributions: Value,
+}
+
+/// One feature's part in an alert.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Contribution {
+    pub feature: String,
+    pub score: f64,
+}
+
+/// A page of alerts, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertView>,
+    /// The offset of the next page; null on the last one.
+    pub next_offset: Option<i64>,
+}
+
+/// One alert with its history and the alert engine's state for it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertDetail {
+    #[serde(flatten)]
+    pub alert: AlertView,
+    /// Each raise, update and resolution, oldest first.
+    pub history: Vec<AlertEvent>,
+    /// The escalation state; null when the alert engine has not taken the alert in.
+    pub notification: Option<EscalationState>,
+}
+
+/// A raise, update or resolution of an alert.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertEvent {
+    /// `raised`, `updated` or `resolved`.
+    pub kind: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Its own explanation and contributions, and the values then.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// The alert engine's state for an alert.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EscalationState {
+    /// The escalation's state.
+    pub state: String,
+    /// The escalation policy's name.
+    pub policy: Option<String>,
+    pub steps_fired: i32,
+    #[schema(format = DateTime)]
+    pub next_step_at: Option<String>,
+    /// What mutes it (a silence, an inhibition, a snooze), if anything.
+    #[schema(value_type = Option<Object>)]
+    pub muted_by: Option<Value>,
+}
+
 impl AlertRow {
-    fn view(&self) -> Value {
-        json!({
-            "id": self.id, "machine": self.machine, "rule_id": self.rule_id, "rule_name": self.rule_name,
-            "severity": self.severity, "detector": self.detector, "metric": self.metric, "state": self.state,
-            "observed": self.observed, "expected": self.expected, "score": self.score, "limit": self.score_limit,
-            "raised_at": format_instant(self.raised_at), "updated_at": format_instant(self.updated_at),
-            "resolved_at": self.resolved_at.map(format_instant), "acked_at": self.acked_at.map(format_instant),
-            "acked_by": self.acked_by, "snoozed_until": self.snoozed_until.map(format_instant),
-            "explanation": self.explanation, "contributions": self.contributions,
-        })
+    fn view(&self) -> AlertView {
+        AlertView {
+            id: self.id,
+            machine: self.machine.clone(),
+            rule_id: self.rule_id.clone(),
+            rule_name: self.rule_name.clone(),
+            severity: self.severity.clone(),
+            detector: self.detector.clone(),
+            metric: self.metric.clone(),
+            state: self.state.clone(),
+            observed: self.observed,
+            expected: self.expected,
+            score: self.score,
+            limit: self.score_limit,
+            raised_at: format_instant(self.raised_at),
+            updated_at: format_instant(self.updated_at),
+            resolved_at: self.resolved_at.map(format_instant),
+            acked_at: self.acked_at.map(format_instant),
+            acked_by: self.acked_by.clone(),
+            snoozed_until: self.snoozed_until.map(format_instant),
+            explanation: self.explanation.clone(),
+            contributions: self.contributions.clone(),
+        }
     }
 }
 
@@ -106,12 +214,12 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts: `{alerts, next_offset}`. Each alert has `explanation` (which feature fired and why, in words: \"spindle_temp 40.1 at 14:00 UTC, usually 80 ± 2 at this hour on weekdays; about 1 in 100,000 readings\") and `contributions` (`[{feature, score}]`, strongest first; a score is -log10 of how often a reading that unusual is expected)"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertFilter), responses((status = 200, description = "A page of alerts: `{alerts, next_offset}`. Each alert has `explanation` (which feature fired and why, in words: \"spindle_temp 40.1 at 14:00 UTC, usually 80 ± 2 at this hour on weekdays; about 1 in 100,000 readings\") and `contributions` (`[{feature, score}]`, strongest first; a score is -log10 of how often a reading that unusual is expected)", body = AlertList), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
     Query(f): Query<AlertFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertList>, ApiError> {
     key.require(Permission::Read)?;
     one_of("state", &f.state, &["open", "resolved"])?;
     one_of("severity", &f.severity, &["info", "warning", "critical"])?;
@@ -149,14 +257,15 @@ pub(crate) async fn list(
     .fetch_all(state.pool())
     .await?;
     let more = rows.len() as i64 > limit;
-    let alerts: Vec<Value> = rows
+    let alerts = rows
         .iter()
         .take(limit as usize)
         .map(AlertRow::view)
         .collect();
-    Ok(Json(
-        json!({ "alerts": alerts, "next_offset": more.then_some(offset + limit) }),
-    ))
+    Ok(Json(AlertList {
+        alerts,
+        next_offset: more.then_some(offset + limit),
+    }))
 }
 
 async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiError> {
@@ -172,12 +281,12 @@ async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiE
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert (with `explanation` and `contributions`, as in the list) with its history (each raise, update and resolution with its own explanation and contributions in `details`) and `notification`: the alert engine's state for it (escalation state, policy, steps fired, next step, what mutes it)"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The alert (with `explanation` and `contributions`, as in the list) with its history (each raise, update and resolution with its own explanation and contributions in `details`) and `notification`: the alert engine's state for it (escalation state, policy, steps fired, next step, what mutes it)", body = AlertDetail), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertDetail>, ApiError> {
     key.require(Permission::Read)?;
     let alert = find(&state, &key, id).await?;
     let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
@@ -189,21 +298,30 @@ pub(crate) async fn show(
     .bind(id)
     .fetch_all(state.pool())
     .await?;
-    let history: Vec<Value> = history
+    let history = history
         .into_iter()
-        .map(|(kind, at, details)| json!({ "kind": kind, "at": format_instant(at), "details": details }))
+        .map(|(kind, at, details)| AlertEvent {
+            kind,
+            at: format_instant(at),
+            details,
+        })
         .collect();
-    let mut body = alert.view();
-    body["history"] = json!(history);
-    body["notification"] = notification_state(&state, &key, id).await?;
-    Ok(Json(body))
+    Ok(Json(AlertDetail {
+        alert: alert.view(),
+        history,
+        notification: notification_state(&state, &key, id).await?,
+    }))
 }
 
 /// Where the alert engine stands with an alert: its escalation state (`escalating`, `done`, `acked`,
 /// `snoozed`, `resolved`, `unrouted` when no policy took it, `history` when it was raised before the
 /// engine took its generation in), the policy, the steps fired, and what mutes it; `null` before the engine
 /// took it in.
-async fn notification_state(state: &AppState, key: &Caller, id: Uuid) -> Result<Value, ApiError> {
+async fn notification_state(
+    state: &AppState,
+    key: &Caller,
+    id: Uuid,
+) -> Result<Option<EscalationState>, ApiError> {
     /// (state, policy, steps fired, next step at, muted by)
     type Row = (
         String,
@@ -220,13 +338,24 @@ async fn notification_state(state: &AppState, key: &Caller, id: Uuid) -> Result<
     .bind(id)
     .fetch_optional(state.pool())
     .await?;
-    Ok(match row {
-        None => Value::Null,
-        Some((status, policy, fired, next, muted_by)) => json!({
-            "state": status, "policy": policy, "steps_fired": fired,
-            "next_step_at": next.map(format_instant), "muted_by": muted_by,
+    Ok(
+        row.map(|(status, policy, fired, next, muted_by)| EscalationState {
+            state: status,
+            policy,
+            steps_fired: fired,
+            next_step_at: next.map(format_instant),
+            muted_by,
         }),
-    })
+    )
+}
+
+/// The answer to an acknowledgement or a snooze: published, applied by the alert engine shortly after.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActionAccepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+    /// The alert's id.
+    pub alert: Uuid,
 }
 
 async fn act(
@@ -234,7 +363,7 @@ async fn act(
     key: &Caller,
     id: Uuid,
     action: Action,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     key.require(Permission::Operate)?;
     find(state, key, id).await?;
     let event = AlertAction {
@@ -253,16 +382,19 @@ async fn act(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "status": "accepted", "alert": id })),
+        Json(ActionAccepted {
+            status: "accepted",
+            alert: id,
+        }),
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The acknowledgement is published", body = ActionAccepted), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     act(&state, &key, id, Action::Ack).await
 }
 
@@ -275,13 +407,13 @@ pub struct Snooze {
     pub until: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/snooze", tag = "alerts", request_body = Snooze, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 202, description = "The snooze is published", body = ActionAccepted), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn snooze(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<Snooze>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     let until =
         parse_instant(&body.until).map_err(|e| ApiError::validation(format!("until: {e}")))?;
     if until <= Utc::now() {

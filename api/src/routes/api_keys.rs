@@ -6,8 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{generate_key, Caller, Permission, Scope};
@@ -47,11 +46,47 @@ struct KeyRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
+/// An API key, without its secret except in the answer that creates it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    /// `ingest` and/or `read`.
+    pub scopes: Vec<String>,
+    /// Machine names the key is restricted to; null for every machine.
+    pub machines: Option<Vec<String>>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// RFC 3339; null while the key is valid.
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    /// The secret to send as `X-API-Key`: only in the answer to `POST /api-keys`, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub secret: Option<String>,
+}
+
+/// `GET /api/v1/api-keys`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub api_keys: Vec<KeyView>,
+}
+
 impl KeyRow {
-    fn view(&self) -> Value {
-        json!({ "id": self.id, "name": self.name, "prefix": self.prefix, "scopes": self.scopes,
-                "machines": self.machines, "created_at": format_instant(self.created_at),
-                "revoked_at": self.revoked_at.map(format_instant) })
+    fn view(&self) -> KeyView {
+        KeyView {
+            id: self.id,
+            name: self.name.clone(),
+            prefix: self.prefix.clone(),
+            scopes: self.scopes.clone(),
+            machines: self.machines.clone(),
+            created_at: format_instant(self.created_at),
+            revoked_at: self.revoked_at.map(format_instant),
+            secret: None,
+        }
     }
 }
 
@@ -62,11 +97,11 @@ const SELECT: &str = "SELECT k.id, k.name, k.prefix, k.scopes,
         k.created_at, k.revoked_at
     FROM api_keys k";
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", responses((status = 200, description = "The tenant's keys, never their secrets"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", responses((status = 200, description = "The tenant's keys, never their secrets", body = KeyList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows: Vec<KeyRow> = sqlx::query_as(&format!(
         "{SELECT} WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
@@ -74,17 +109,17 @@ pub(crate) async fn list(
     .bind(caller.tenant_id)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(
-        json!({ "api_keys": rows.iter().map(KeyRow::view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(KeyList {
+        api_keys: rows.iter().map(KeyRow::view).collect(),
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = NewApiKey, responses((status = 201, description = "The key with its secret, shown once"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = NewApiKey, responses((status = 201, description = "The key with its secret, shown once", body = KeyView), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewApiKey>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     caller.require(Permission::Admin)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -147,8 +182,10 @@ pub(crate) async fn create(
         .bind(id)
         .fetch_one(state.pool())
         .await?;
-    let mut view = row.view();
-    view["secret"] = json!(key.secret);
+    let view = KeyView {
+        secret: Some(key.secret),
+        ..row.view()
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -500,3 +500,13 @@ pub enum FleetStatus {
     /// No reading for the tenant's `silent_after_minutes`.
     Silent,
 }
+
+/// A CSV document (the schema of the CSV answers).
+#[derive(ToSchema)]
+#[schema(value_type = String)]
+pub struct Csv(String);
+
+/// A PDF document (the schema of the PDF answers).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Pdf(String);

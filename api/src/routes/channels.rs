@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use haltless_processors::alerting::channels::{self, Channel};
 use haltless_processors::alerting::delivery::{finish, send_notice, StoredChannel};
 use haltless_processors::alerting::message::Message;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission, Principal};
@@ -91,7 +91,48 @@ fn kind_of(name: &str) -> Result<&'static dyn Channel, ApiError> {
     })
 }
 
-fn view(r: &Row) -> Value {
+/// A notification channel, its secret fields shown as `"(hidden)"`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelView {
+    pub id: Uuid,
+    pub name: String,
+    /// `webhook`, `slack`, `teams`, `email` or `push`.
+    pub kind: String,
+    /// The kind's configuration (see the README).
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+    /// The configuration's fields that are secret (shown as `"(hidden)"`).
+    pub secret_fields: Vec<&'static str>,
+    /// Deliveries in flight at once to this channel.
+    pub max_concurrency: i32,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// `GET /api/v1/channels`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelList {
+    pub channels: Vec<ChannelView>,
+}
+
+/// The answer to `POST /api/v1/channels/{id}/test`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelTest {
+    /// The test notification's id.
+    pub notification_id: Uuid,
+    /// `delivered` or `failed`.
+    pub status: &'static str,
+    /// Why the delivery failed; absent when it was delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
+}
+
+fn view(r: &Row) -> ChannelView {
     let mut config = r.config.0.clone();
     let secret_fields = kind_of(&r.kind)
         .map(|k| k.secret_fields())
@@ -99,11 +140,16 @@ fn view(r: &Row) -> Value {
     for field in secret_fields {
         config.insert((*field).into(), Value::String(HIDDEN.into()));
     }
-    json!({
-        "id": r.id, "name": r.name, "kind": r.kind, "config": config, "secret_fields": secret_fields,
-        "max_concurrency": r.max_concurrency,
-        "created_at": format_instant(r.created_at), "updated_at": format_instant(r.updated_at),
-    })
+    ChannelView {
+        id: r.id,
+        name: r.name.clone(),
+        kind: r.kind.clone(),
+        config,
+        secret_fields: secret_fields.to_vec(),
+        max_concurrency: r.max_concurrency,
+        created_at: format_instant(r.created_at),
+        updated_at: format_instant(r.updated_at),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -146,27 +192,27 @@ async fn fetch(state: &AppState, caller: &Caller, id: Uuid) -> Result<Row, ApiEr
         .ok_or_else(|| ApiError::not_found(format!("no channel {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/channels", tag = "alerting", responses((status = 200, description = "`{\"channels\": [...]}`, secret fields shown as \"(hidden)\""), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/channels", tag = "alerting", responses((status = 200, description = "`{\"channels\": [...]}`, secret fields shown as \"(hidden)\"", body = ChannelList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelList>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows = sqlx::query_as::<_, Row>(&format!("{SELECT} WHERE tenant_id = $1 ORDER BY name"))
         .bind(caller.tenant_id)
         .fetch_all(state.pool())
         .await?;
-    Ok(Json(
-        json!({ "channels": rows.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(ChannelList {
+        channels: rows.iter().map(view).collect(),
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/channels", tag = "alerting", request_body = NewChannel, responses((status = 201, description = "The channel, secret fields hidden"), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration; the message names the field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels", tag = "alerting", request_body = NewChannel, responses((status = 201, description = "The channel, secret fields hidden", body = ChannelView), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration; the message names the field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewChannel>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ChannelView>), ApiError> {
     caller.require(Permission::Admin)?;
     check_name(&body.name)?;
     let kind = kind_of(&body.kind)?;
@@ -191,23 +237,23 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "The channel, secret fields hidden"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "The channel, secret fields hidden", body = ChannelView), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelView>, ApiError> {
     caller.require(Permission::Admin)?;
     Ok(Json(view(&fetch(&state, &caller, id).await?)))
 }
 
-#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), request_body = ChannelUpdate, responses((status = 200, description = "The channel, secret fields hidden"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), request_body = ChannelUpdate, responses((status = 200, description = "The channel, secret fields hidden", body = ChannelView), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<ChannelUpdate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelView>, ApiError> {
     caller.require(Permission::Admin)?;
     check_name(&body.name)?;
     let concurrency = body
@@ -259,12 +305,12 @@ pub(crate) async fn remove(
     delete_owned(&state, &caller, "notification_channels", "channel", id).await
 }
 
-#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "`{\"notification_id\", \"status\": \"delivered\"|\"failed\", \"error\"?}`: the test message was sent now; the attempt is in the delivery log"), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), responses((status = 200, description = "`{\"notification_id\", \"status\": \"delivered\"|\"failed\", \"error\"?}`: the test message was sent now; the attempt is in the delivery log", body = ChannelTest), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn test(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelTest>, ApiError> {
     caller.require(Permission::Admin)?;
     let row = fetch(&state, &caller, id).await?;
     // A push channel's test goes to the newest browser the admin asking subscribed with it.
@@ -323,7 +369,15 @@ pub(crate) async fn test(
     .await
     .map_err(ApiError::internal)?;
     Ok(Json(match result {
-        Ok(()) => json!({"notification_id": message.id, "status": "delivered"}),
-        Err(e) => json!({"notification_id": message.id, "status": "failed", "error": e.message}),
+        Ok(()) => ChannelTest {
+            notification_id: message.id,
+            status: "delivered",
+            error: None,
+        },
+        Err(e) => ChannelTest {
+            notification_id: message.id,
+            status: "failed",
+            error: Some(e.message),
+        },
     }))
 }

@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
@@ -53,8 +53,30 @@ pub struct StatusFilter {
     pub offset: Option<i64>,
 }
 
+/// `GET /api/v1/fleet/status`: a page of machines with their statuses, and the counts over all of them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FleetStatusPage {
+    /// The page, ordered by name.
+    pub machines: Vec<MachineStatus>,
+    /// Every machine (not only the page's) by status.
+    pub counts: MachineCounts,
+    /// The tenant's setting: minutes without readings after which a machine is `silent`.
+    pub silent_after_minutes: u32,
+    /// The offset of the next page; null on the last one.
+    pub next_offset: Option<i64>,
+}
+
+/// Machines by status.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MachineCounts {
+    pub running: usize,
+    pub alerting: usize,
+    pub silent: usize,
+    pub total: usize,
+}
+
 /// One machine's status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MachineStatus {
     /// Id.
     pub id: Uuid,
@@ -65,12 +87,14 @@ pub struct MachineStatus {
     /// Tags.
     pub tags: Vec<String>,
     /// `running`, `alerting` or `silent`.
+    #[schema(value_type = super::bodies::FleetStatus)]
     pub status: &'static str,
     /// Open alerts.
     pub open_alerts: i64,
     /// The most severe open alert's severity.
     pub worst_severity: Option<String>,
-    /// Newest reading's event time.
+    /// Newest reading's event time (RFC 3339).
+    #[schema(format = DateTime)]
     pub last_reading_at: Option<String>,
     /// Seconds since then.
     pub age_secs: Option<i64>,
@@ -152,12 +176,12 @@ pub async fn statuses_of(
         .collect())
 }
 
-#[utoipa::path(get, path = "/api/v1/fleet/status", tag = "fleet", params(StatusFilter), responses((status = 200, description = "`{\"machines\": [{\"name\", \"status\", \"open_alerts\", \"worst_severity\", \"last_reading_at\", \"age_secs\", ...}], \"counts\", \"silent_after_minutes\", \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/fleet/status", tag = "fleet", params(StatusFilter), responses((status = 200, description = "`{\"machines\": [{\"name\", \"status\", \"open_alerts\", \"worst_severity\", \"last_reading_at\", \"age_secs\", ...}], \"counts\", \"silent_after_minutes\", \"next_offset\"}`", body = FleetStatusPage), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     key: Caller,
     Query(f): Query<StatusFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FleetStatusPage>, ApiError> {
     key.require(Permission::Read)?;
     one_of(
         "status",
@@ -167,8 +191,12 @@ pub(crate) async fn status(
     let page = Page::new(f.limit, f.offset, 500, 10_000)?;
     let all = statuses(&state, &key).await?;
     let count = |s: &str| all.iter().filter(|m| m.status == s).count();
-    let counts = json!({ "running": count("running"), "alerting": count("alerting"),
-                         "silent": count("silent"), "total": all.len() });
+    let counts = MachineCounts {
+        running: count("running"),
+        alerting: count("alerting"),
+        silent: count("silent"),
+        total: all.len(),
+    };
     let mut machines: Vec<MachineStatus> = all
         .into_iter()
         .filter(|m| f.status.as_deref().is_none_or(|s| m.status == s))
@@ -179,10 +207,12 @@ pub(crate) async fn status(
         .collect();
     let next = page.cut(&mut machines);
     let settings = TenantSettings::load(state.pool(), key.tenant_id).await?;
-    Ok(Json(json!({
-        "machines": machines, "counts": counts,
-        "silent_after_minutes": settings.silent_after_minutes, "next_offset": next,
-    })))
+    Ok(Json(FleetStatusPage {
+        machines,
+        counts,
+        silent_after_minutes: settings.silent_after_minutes,
+        next_offset: next,
+    }))
 }
 
 /// Window of the KPIs.
@@ -199,16 +229,18 @@ pub struct KpiWindow {
 }
 
 /// The fleet's KPIs over a window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Kpis {
-    /// Window start.
+    /// Window start (RFC 3339).
+    #[schema(format = DateTime)]
     pub from: String,
-    /// Window end.
+    /// Window end (RFC 3339).
+    #[schema(format = DateTime)]
     pub to: String,
     /// Open alerts by severity, now.
     pub open_alerts: OpenAlerts,
     /// Machines by status, now.
-    pub machines: Value,
+    pub machines: MachineCounts,
     /// Warning and critical alerts raised in the window.
     pub failures: i64,
     /// Machine-hours observed in the window.
@@ -224,7 +256,7 @@ pub struct Kpis {
 }
 
 /// Open alerts by severity.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct OpenAlerts {
     /// Info.
     pub info: i64,
@@ -237,7 +269,7 @@ pub struct OpenAlerts {
 }
 
 /// How recent the fleet's data is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Freshness {
     /// Median age of the machines' newest readings, seconds.
     pub median_age_secs: Option<i64>,
@@ -327,8 +359,12 @@ pub async fn compute(
         from: format_instant(from),
         to: format_instant(to),
         open_alerts: open,
-        machines: json!({ "running": count("running"), "alerting": count("alerting"),
-                          "silent": count("silent"), "total": machines.len() }),
+        machines: MachineCounts {
+            running: count("running"),
+            alerting: count("alerting"),
+            silent: count("silent"),
+            total: machines.len(),
+        },
         failures,
         operating_hours,
         mtbf_hours: (failures > 0).then(|| operating_hours / failures as f64),
@@ -343,7 +379,7 @@ pub async fn compute(
     Ok((kpis, machines))
 }
 
-#[utoipa::path(get, path = "/api/v1/fleet/kpis", tag = "fleet", params(KpiWindow), responses((status = 200, description = "Open alerts by severity, machines by status, failures, MTBF and MTTR in hours, data freshness (formulas in the README)"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/fleet/kpis", tag = "fleet", params(KpiWindow), responses((status = 200, description = "Open alerts by severity, machines by status, failures, MTBF and MTTR in hours, data freshness (formulas in the README)", body = Kpis), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn kpis(
     State(state): State<AppState>,
     key: Caller,

@@ -89,7 +89,15 @@ fn shed() -> Response {
     .into_response()
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = super::bodies::IngestBody, description = "Readings of the caller's machines, optionally gzip (`Content-Encoding: gzip`)"), responses((status = 202, description = "Every reading acknowledged by Kafka"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time (`unavailable`), or the gateway is at capacity (`overloaded`, answered at once); see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// The answer to `POST /api/v1/ingest` (documentation of the JSON the handler builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Accepted {
+    /// Readings acknowledged by Kafka.
+    pub accepted: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = super::bodies::IngestBody, description = "Readings of the caller's machines, optionally gzip (`Content-Encoding: gzip`)"), responses((status = 202, description = "Every reading acknowledged by Kafka", body = Accepted), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time (`unavailable`), or the gateway is at capacity (`overloaded`, answered at once); see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     key: Caller,

@@ -99,8 +99,17 @@ pub struct MachineFilter {
     pub offset: Option<i64>,
 }
 
+/// A page of machines.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MachineList {
+    pub machines: Vec<MachineRow>,
+    /// The offset of the next page; null on the last one.
+    pub next_offset: Option<i64>,
+}
+
 /// A machine as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Machine)]
 pub struct MachineRow {
     /// Id.
     pub id: Uuid,
@@ -181,7 +190,7 @@ fn dedup(mut tags: Vec<String>) -> Vec<String> {
     tags
 }
 
-#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The name exists", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's machine limit is reached", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/machines", tag = "machines", request_body = NewMachine, responses((status = 201, description = "The machine", body = MachineRow), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The name exists", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's machine limit is reached", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -235,20 +244,21 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(row)))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(MachineFilter), responses((status = 200, description = "`{\"machines\": [...], \"next_offset\"}`"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(MachineFilter), responses((status = 200, description = "`{\"machines\": [...], \"next_offset\"}`", body = MachineList), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
     Query(f): Query<MachineFilter>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MachineList>, ApiError> {
     key.require(Permission::Read)?;
     one_of("status", f.status.as_deref(), &["active", "retired"])?;
     let page = Page::new(f.limit, f.offset, 100, 1_000)?;
     let mut rows = query(&state, &key, &f, page).await?;
     let next = page.cut(&mut rows);
-    Ok(Json(
-        serde_json::json!({ "machines": rows, "next_offset": next }),
-    ))
+    Ok(Json(MachineList {
+        machines: rows,
+        next_offset: next,
+    }))
 }
 
 /// The caller's machines matching `f`, one page (plus one row, see [`Page::cut`]), ordered by name.
@@ -289,7 +299,7 @@ async fn find(state: &AppState, key: &Caller, name: &str) -> Result<MachineRow, 
     .await?)
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -350,7 +360,7 @@ async fn apply(
     Ok(Json(row))
 }
 
-#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     key: Caller,
@@ -360,7 +370,7 @@ pub(crate) async fn replace(
     apply(&state, &key, &machine, body, true).await
 }
 
-#[utoipa::path(patch, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
@@ -370,7 +380,7 @@ pub(crate) async fn update(
     apply(&state, &key, &machine, body, false).await
 }
 
-#[utoipa::path(post, path = "/api/v1/machines/{machine}/retire", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The retired machine (retiring twice is a no-op)"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/machines/{machine}/retire", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The retired machine (retiring twice is a no-op)", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn retire(
     State(state): State<AppState>,
     key: Caller,

@@ -100,18 +100,32 @@ pub struct EventFilter {
     pub offset: Option<i64>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A maintenance event.
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = MaintenanceEvent)]
 pub(crate) struct EventRow {
     id: Uuid,
+    /// The machine's name.
     machine: String,
+    #[schema(value_type = super::bodies::MaintenanceKind)]
     kind: String,
     notes: String,
     #[serde(serialize_with = "ser_instant")]
     performed_at: DateTime<Utc>,
+    /// Who performed it.
     performed_by: String,
+    /// Who recorded it.
     recorded_by: String,
     #[serde(serialize_with = "ser_instant")]
     created_at: DateTime<Utc>,
+}
+
+/// A page of maintenance events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EventList {
+    events: Vec<EventRow>,
+    /// The offset of the next page; null on the last one.
+    next_offset: Option<i64>,
 }
 
 fn ser_instant<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -121,7 +135,7 @@ fn ser_instant<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S
 const EVENT_SELECT: &str = "SELECT e.id, m.name AS machine, e.kind, e.notes, e.performed_at, e.performed_by,
         e.recorded_by, e.created_at FROM maintenance_events e JOIN machines m ON m.id = e.machine_id";
 
-#[utoipa::path(post, path = "/api/v1/maintenance-events", tag = "maintenance", request_body = NewEvent, responses((status = 201, description = "The event"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/maintenance-events", tag = "maintenance", request_body = NewEvent, responses((status = 201, description = "The event", body = EventRow), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_event(
     State(state): State<AppState>,
     key: Caller,
@@ -239,7 +253,7 @@ async fn find_event(state: &AppState, key: &Caller, id: Uuid) -> Result<EventRow
     .ok_or_else(|| ApiError::not_found(format!("no maintenance event {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/maintenance-events/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The event"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/maintenance-events/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The event", body = EventRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_event(
     State(state): State<AppState>,
     key: Caller,
@@ -249,12 +263,12 @@ pub(crate) async fn show_event(
     Ok(Json(find_event(&state, &key, id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/maintenance-events", tag = "maintenance", params(EventFilter), responses((status = 200, description = "`{\"events\": [...], \"next_offset\"}`, newest first"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/maintenance-events", tag = "maintenance", params(EventFilter), responses((status = 200, description = "`{\"events\": [...], \"next_offset\"}`, newest first", body = EventList), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     key: Caller,
     Query(f): Query<EventFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     key.require(Permission::Read)?;
     one_of("kind", f.kind.as_deref(), &KINDS)?;
     let (from, to) = (
@@ -283,7 +297,10 @@ pub(crate) async fn list_events(
     .fetch_all(state.pool())
     .await?;
     let next = page.cut(&mut rows);
-    Ok(Json(json!({ "events": rows, "next_offset": next })))
+    Ok(Json(EventList {
+        events: rows,
+        next_offset: next,
+    }))
 }
 
 /// One checklist item of a sign-off.
@@ -350,14 +367,52 @@ struct SignoffRow {
     signed_at: Option<DateTime<Utc>>,
 }
 
+/// A compliance sign-off.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignoffView {
+    pub id: Uuid,
+    /// The machine it concerns (name), if any.
+    pub machine: Option<String>,
+    pub checklist: String,
+    #[schema(value_type = Vec<ChecklistItem>)]
+    pub items: Value,
+    pub notes: String,
+    pub created_by: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// `draft` or `signed`.
+    pub status: &'static str,
+    pub signed_by: Option<String>,
+    #[schema(format = DateTime)]
+    pub signed_at: Option<String>,
+}
+
+/// A page of sign-offs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignoffList {
+    pub signoffs: Vec<SignoffView>,
+    /// The offset of the next page; null on the last one.
+    pub next_offset: Option<i64>,
+}
+
 impl SignoffRow {
-    fn view(&self) -> Value {
-        json!({
-            "id": self.id, "machine": self.machine, "checklist": self.checklist, "items": self.items,
-            "notes": self.notes, "created_by": self.created_by, "created_at": format_instant(self.created_at),
-            "status": if self.signed_at.is_some() { "signed" } else { "draft" },
-            "signed_by": self.signed_by, "signed_at": self.signed_at.map(format_instant),
-        })
+    fn view(&self) -> SignoffView {
+        SignoffView {
+            id: self.id,
+            machine: self.machine.clone(),
+            checklist: self.checklist.clone(),
+            items: self.items.clone(),
+            notes: self.notes.clone(),
+            created_by: self.created_by.clone(),
+            created_at: format_instant(self.created_at),
+            status: if self.signed_at.is_some() {
+                "signed"
+            } else {
+                "draft"
+            },
+            signed_by: self.signed_by.clone(),
+            signed_at: self.signed_at.map(format_instant),
+        }
     }
 }
 
@@ -413,12 +468,12 @@ fn immutable(row: &SignoffRow) -> ApiError {
     )
 }
 
-#[utoipa::path(post, path = "/api/v1/signoffs", tag = "maintenance", request_body = SignoffBody, responses((status = 201, description = "The sign-off (a draft, or signed with `\"sign\": true`)"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/signoffs", tag = "maintenance", request_body = SignoffBody, responses((status = 201, description = "The sign-off (a draft, or signed with `\"sign\": true`)", body = SignoffView), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_signoff(
     State(state): State<AppState>,
     key: Caller,
     Json(body): Json<SignoffBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SignoffView>), ApiError> {
     key.require(Permission::Operate)?;
     let checklist = body.checklist.clone().unwrap_or_default();
     let items = body.items.clone().unwrap_or_default();
@@ -447,12 +502,12 @@ pub(crate) async fn create_signoff(
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
-#[utoipa::path(get, path = "/api/v1/signoffs", tag = "maintenance", params(SignoffFilter), responses((status = 200, description = "`{\"signoffs\": [...], \"next_offset\"}`, newest first"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/signoffs", tag = "maintenance", params(SignoffFilter), responses((status = 200, description = "`{\"signoffs\": [...], \"next_offset\"}`, newest first", body = SignoffList), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_signoffs(
     State(state): State<AppState>,
     key: Caller,
     Query(f): Query<SignoffFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignoffList>, ApiError> {
     key.require(Permission::Read)?;
     one_of("status", f.status.as_deref(), &["draft", "signed"])?;
     let page = Page::new(f.limit, f.offset, 50, 500)?;
@@ -477,27 +532,30 @@ pub(crate) async fn list_signoffs(
     .fetch_all(state.pool())
     .await?;
     let next = page.cut(&mut rows);
-    let views: Vec<Value> = rows.iter().map(SignoffRow::view).collect();
-    Ok(Json(json!({ "signoffs": views, "next_offset": next })))
+    let signoffs = rows.iter().map(SignoffRow::view).collect();
+    Ok(Json(SignoffList {
+        signoffs,
+        next_offset: next,
+    }))
 }
 
-#[utoipa::path(get, path = "/api/v1/signoffs/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The sign-off"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/signoffs/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The sign-off", body = SignoffView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_signoff(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignoffView>, ApiError> {
     key.require(Permission::Read)?;
     Ok(Json(find_signoff(&state, &key, id).await?.view()))
 }
 
-#[utoipa::path(patch, path = "/api/v1/signoffs/{id}", tag = "maintenance", request_body = SignoffBody, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed draft"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: it is signed", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/signoffs/{id}", tag = "maintenance", request_body = SignoffBody, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed draft", body = SignoffView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: it is signed", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update_signoff(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<SignoffBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignoffView>, ApiError> {
     key.require(Permission::Operate)?;
     let current = find_signoff(&state, &key, id).await?;
     if current.signed_at.is_some() {
@@ -538,12 +596,12 @@ pub(crate) async fn update_signoff(
     Ok(Json(row.view()))
 }
 
-#[utoipa::path(post, path = "/api/v1/signoffs/{id}/sign", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The signed sign-off; from now on immutable"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: already signed", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/signoffs/{id}/sign", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The signed sign-off; from now on immutable", body = SignoffView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`immutable`: already signed", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn sign(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignoffView>, ApiError> {
     key.require(Permission::Operate)?;
     find_signoff(&state, &key, id).await?;
     let updated = sqlx::query(

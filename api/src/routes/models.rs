@@ -133,6 +133,12 @@ pub struct Activation {
     pub tags: Vec<String>,
 }
 
+/// `GET /api/v1/models`: the tenant's models, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    pub models: Vec<ModelView>,
+}
+
 /// A model as listed.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ModelView {
@@ -422,11 +428,11 @@ async fn find(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<ModelView, ApiErr
     .ok_or_else(|| ApiError::not_found(format!("no model {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/models", tag = "predictions", responses((status = 200, description = "`{\"models\": [...]}`, newest first", body = [ModelView]), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/models", tag = "predictions", responses((status = 200, description = "`{\"models\": [...]}`, newest first", body = ModelList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelList>, ApiError> {
     key.require(Permission::Read)?;
     mark_interrupted(state.pool(), key.tenant_id).await?;
     let models: Vec<ModelView> = sqlx::query_as(&format!(
@@ -435,7 +441,7 @@ pub(crate) async fn list(
     .bind(key.tenant_id)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(json!({ "models": models })))
+    Ok(Json(ModelList { models }))
 }
 
 #[utoipa::path(get, path = "/api/v1/models/{id}", tag = "predictions", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The model (its status while training)", body = ModelView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
@@ -448,7 +454,18 @@ pub(crate) async fn show(
     Ok(Json(find(state.pool(), key.tenant_id, id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/models/{id}/activate", tag = "predictions", params(("id" = uuid::Uuid, Path, description = "Id")), request_body = Activation, responses((status = 200, description = "`{\"model_id\", \"machines\": [...], \"all\"}`: the machines it now serves"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The model is not ready (training or failed)", body = crate::error::ErrorBody), (status = 422, description = "Unknown machine, or no machine has the tags", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 503, description = "The activation could not be stored durably in time; retry", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// The answer to `POST /api/v1/models/{id}/activate` (documentation of the JSON the handler builds).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Activated {
+    pub model_id: Uuid,
+    /// The activation covers every machine of the tenant.
+    pub all: bool,
+    /// The machines (names) it covers; empty when `all`.
+    pub machines: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/models/{id}/activate", tag = "predictions", params(("id" = uuid::Uuid, Path, description = "Id")), request_body = Activation, responses((status = 200, description = "`{\"model_id\", \"machines\": [...], \"all\"}`: the machines it now serves", body = Activated), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The model is not ready (training or failed)", body = crate::error::ErrorBody), (status = 422, description = "Unknown machine, or no machine has the tags", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 503, description = "The activation could not be stored durably in time; retry", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     key: Caller,

@@ -15,7 +15,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_processors::alerting::channels::PUSH;
 use haltless_processors::alerting::policy::{InhibitionSpec, PolicySpec};
-use serde_json::{json, Value};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
@@ -49,18 +49,35 @@ struct InhibitionRow {
     created_at: DateTime<Utc>,
 }
 
-fn inhibition_view(r: &InhibitionRow) -> Value {
-    let mut v = serde_json::to_value(&r.spec.0).unwrap_or_default();
-    v["id"] = json!(r.id);
-    v["created_at"] = json!(format_instant(r.created_at));
-    v
+/// An inhibition rule: its specification, id and creation time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InhibitionView {
+    #[serde(flatten)]
+    pub spec: InhibitionSpec,
+    pub id: Uuid,
+    #[schema(format = DateTime)]
+    pub created_at: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/inhibition-rules", tag = "alerting", responses((status = 200, description = "`{\"inhibition_rules\": [...]}`"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// `GET /api/v1/inhibition-rules`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InhibitionList {
+    pub inhibition_rules: Vec<InhibitionView>,
+}
+
+fn inhibition_view(r: &InhibitionRow) -> InhibitionView {
+    InhibitionView {
+        spec: r.spec.0.clone(),
+        id: r.id,
+        created_at: format_instant(r.created_at),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/inhibition-rules", tag = "alerting", responses((status = 200, description = "`{\"inhibition_rules\": [...]}`", body = InhibitionList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_inhibitions(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InhibitionList>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows = sqlx::query_as::<_, InhibitionRow>(
         "SELECT id, spec, created_at FROM inhibition_rules WHERE tenant_id = $1 ORDER BY created_at, id",
@@ -68,17 +85,17 @@ pub(crate) async fn list_inhibitions(
     .bind(caller.tenant_id)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(
-        json!({ "inhibition_rules": rows.iter().map(inhibition_view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(InhibitionList {
+        inhibition_rules: rows.iter().map(inhibition_view).collect(),
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/inhibition-rules", tag = "alerting", request_body = InhibitionSpec, responses((status = 201, description = "The rule"), (status = 409, description = "A rule with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid rule", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/inhibition-rules", tag = "alerting", request_body = InhibitionSpec, responses((status = 201, description = "The rule", body = InhibitionView), (status = 409, description = "A rule with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid rule", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_inhibition(
     State(state): State<AppState>,
     caller: Caller,
     Json(spec): Json<InhibitionSpec>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InhibitionView>), ApiError> {
     caller.require(Permission::Admin)?;
     spec.check().map_err(ApiError::validation)?;
     let row = sqlx::query_as::<_, InhibitionRow>(
@@ -94,12 +111,12 @@ pub(crate) async fn create_inhibition(
     Ok((StatusCode::CREATED, Json(inhibition_view(&row))))
 }
 
-#[utoipa::path(get, path = "/api/v1/inhibition-rules/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "No such rule in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/inhibition-rules/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Rule id")), responses((status = 200, description = "The rule", body = InhibitionView), (status = 404, description = "No such rule in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_inhibition(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InhibitionView>, ApiError> {
     caller.require(Permission::Admin)?;
     let row = sqlx::query_as::<_, InhibitionRow>(
         "SELECT id, spec, created_at FROM inhibition_rules WHERE id = $1 AND tenant_id = $2",
@@ -130,12 +147,31 @@ struct Row {
     updated_at: DateTime<Utc>,
 }
 
-fn view(r: &Row) -> Value {
-    let mut v = serde_json::to_value(&r.spec.0).unwrap_or_default();
-    v["id"] = json!(r.id);
-    v["created_at"] = json!(format_instant(r.created_at));
-    v["updated_at"] = json!(format_instant(r.updated_at));
-    v
+/// An escalation policy: its specification, id and times.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyView {
+    #[serde(flatten)]
+    pub spec: PolicySpec,
+    pub id: Uuid,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// `GET /api/v1/escalation-policies`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyList {
+    pub policies: Vec<PolicyView>,
+}
+
+fn view(r: &Row) -> PolicyView {
+    PolicyView {
+        spec: r.spec.0.clone(),
+        id: r.id,
+        created_at: format_instant(r.created_at),
+        updated_at: format_instant(r.updated_at),
+    }
 }
 
 /// Checks a policy, that every channel and user it names is the tenant's, and that a step naming people
@@ -193,11 +229,11 @@ async fn check(state: &AppState, caller: &Caller, spec: &PolicySpec) -> Result<(
 
 const RETURNING: &str = "RETURNING id, spec, created_at, updated_at";
 
-#[utoipa::path(get, path = "/api/v1/escalation-policies", tag = "alerting", responses((status = 200, description = "`{\"policies\": [...]}` in the order they are tried"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/escalation-policies", tag = "alerting", responses((status = 200, description = "`{\"policies\": [...]}` in the order they are tried", body = PolicyList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyList>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows = sqlx::query_as::<_, Row>(
         "SELECT id, spec, created_at, updated_at FROM escalation_policies WHERE tenant_id = $1
@@ -206,17 +242,17 @@ pub(crate) async fn list(
     .bind(caller.tenant_id)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(
-        json!({ "policies": rows.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(PolicyList {
+        policies: rows.iter().map(view).collect(),
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/escalation-policies", tag = "alerting", request_body = PolicySpec, responses((status = 201, description = "The policy"), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/escalation-policies", tag = "alerting", request_body = PolicySpec, responses((status = 201, description = "The policy", body = PolicyView), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(spec): Json<PolicySpec>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
     caller.require(Permission::Admin)?;
     check(&state, &caller, &spec).await?;
     let row = sqlx::query_as::<_, Row>(&format!(
@@ -232,12 +268,12 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&row))))
 }
 
-#[utoipa::path(get, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 200, description = "The policy"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), responses((status = 200, description = "The policy", body = PolicyView), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     caller.require(Permission::Admin)?;
     let row = sqlx::query_as::<_, Row>(
         "SELECT id, spec, created_at, updated_at FROM escalation_policies WHERE id = $1 AND tenant_id = $2",
@@ -250,13 +286,13 @@ pub(crate) async fn show(
     Ok(Json(view(&row)))
 }
 
-#[utoipa::path(put, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), request_body = PolicySpec, responses((status = 200, description = "The policy; alerts already escalating go on with it from their next step"), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/escalation-policies/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Policy id")), request_body = PolicySpec, responses((status = 200, description = "The policy; alerts already escalating go on with it from their next step", body = PolicyView), (status = 404, description = "No such policy in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A policy with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid policy, or `unknown_channel`", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Json(spec): Json<PolicySpec>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     caller.require(Permission::Admin)?;
     // Another tenant's policy is not found, whatever the body says.
     let exists: Option<i32> =

@@ -24,6 +24,20 @@ pub fn router() -> Router<AppState> {
         .route("/machines/{machine}/predictions", get(history))
 }
 
+/// `GET /api/v1/machines/{machine}/predictions`: a machine's predictions, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PredictionHistory {
+    /// The machine's name.
+    pub machine: String,
+    pub predictions: Vec<PredictionView>,
+}
+
+/// `GET /api/v1/predictions`: each machine's newest prediction, the shortest remaining life first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FleetPredictions {
+    pub machines: Vec<PredictionView>,
+}
+
 /// One prediction as served.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PredictionView {
@@ -161,13 +175,13 @@ pub struct HistoryFilter {
     pub limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/predictions", tag = "predictions", params(("machine" = String, Path, description = "Machine name"), HistoryFilter), responses((status = 200, description = "`{\"machine\", \"predictions\": [...]}`, newest first", body = [PredictionView]), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/predictions", tag = "predictions", params(("machine" = String, Path, description = "Machine name"), HistoryFilter), responses((status = 200, description = "`{\"machine\", \"predictions\": [...]}`, newest first", body = PredictionHistory), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn history(
     State(state): State<AppState>,
     key: Caller,
     Path(name): Path<String>,
     Query(f): Query<HistoryFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PredictionHistory>, ApiError> {
     key.require(Permission::Read)?;
     let (from, to) = (
         instant("from", f.from.as_deref())?,
@@ -191,16 +205,17 @@ pub(crate) async fn history(
     .fetch_all(state.pool())
     .await?;
     let predictions = views(&state, key.tenant_id, rows).await?;
-    Ok(Json(
-        serde_json::json!({ "machine": name, "predictions": predictions }),
-    ))
+    Ok(Json(PredictionHistory {
+        machine: name,
+        predictions,
+    }))
 }
 
-#[utoipa::path(get, path = "/api/v1/predictions", tag = "predictions", responses((status = 200, description = "`{\"machines\": [...]}`: each machine's newest prediction, the shortest remaining life first", body = [PredictionView]), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/predictions", tag = "predictions", responses((status = 200, description = "`{\"machines\": [...]}`: each machine's newest prediction, the shortest remaining life first", body = FleetPredictions), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn fleet(
     State(state): State<AppState>,
     key: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FleetPredictions>, ApiError> {
     key.require(Permission::Read)?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT * FROM (
@@ -216,5 +231,5 @@ pub(crate) async fn fleet(
     .fetch_all(state.pool())
     .await?;
     let machines = views(&state, key.tenant_id, rows).await?;
-    Ok(Json(serde_json::json!({ "machines": machines })))
+    Ok(Json(FleetPredictions { machines }))
 }

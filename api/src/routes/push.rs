@@ -14,8 +14,8 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_processors::alerting::channels::{check_endpoint, check_push_keys, PUSH};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission, Principal};
@@ -68,14 +68,48 @@ struct Row {
 }
 
 /// A subscription as shown: the push service's origin, not the whole endpoint (a capability).
-fn view(r: &Row) -> Value {
+fn view(r: &Row) -> SubscriptionView {
     let service = reqwest::Url::parse(&r.endpoint)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default();
-    json!({
-        "id": r.id, "channel_id": r.channel_id, "push_service": service,
-        "created_at": format_instant(r.created_at),
-    })
+    SubscriptionView {
+        id: r.id,
+        channel_id: r.channel_id,
+        push_service: service,
+        created_at: format_instant(r.created_at),
+    }
+}
+
+/// A browser's push subscription.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    /// The push service's origin (the endpoint itself is a capability, never shown).
+    pub push_service: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// `GET /api/v1/push/subscriptions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubscriptionList {
+    pub subscriptions: Vec<SubscriptionView>,
+}
+
+/// A push channel a browser can subscribe with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PushChannel {
+    pub id: Uuid,
+    pub name: String,
+    /// The channel's VAPID public key (base64url), for `PushManager.subscribe`.
+    pub vapid_public_key: Option<String>,
+}
+
+/// `GET /api/v1/push/channels`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PushChannelList {
+    pub channels: Vec<PushChannel>,
 }
 
 /// The signed-in user behind the request: subscriptions belong to people, not to API keys.
@@ -91,11 +125,11 @@ fn user(caller: &Caller) -> Result<Uuid, ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/push/channels", tag = "alerting", responses((status = 200, description = "`{\"channels\": [{\"id\", \"name\", \"vapid_public_key\"}]}`: the tenant's push channels, to subscribe a browser with"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/push/channels", tag = "alerting", responses((status = 200, description = "`{\"channels\": [{\"id\", \"name\", \"vapid_public_key\"}]}`: the tenant's push channels, to subscribe a browser with", body = PushChannelList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn channels(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PushChannelList>, ApiError> {
     caller.require(Permission::Read)?;
     let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
         "SELECT id, name, config->>'vapid_public_key' FROM notification_channels
@@ -105,18 +139,22 @@ pub(crate) async fn channels(
     .bind(PUSH)
     .fetch_all(state.pool())
     .await?;
-    let channels: Vec<Value> = rows
+    let channels = rows
         .into_iter()
-        .map(|(id, name, key)| json!({"id": id, "name": name, "vapid_public_key": key}))
+        .map(|(id, name, vapid_public_key)| PushChannel {
+            id,
+            name,
+            vapid_public_key,
+        })
         .collect();
-    Ok(Json(json!({ "channels": channels })))
+    Ok(Json(PushChannelList { channels }))
 }
 
-#[utoipa::path(get, path = "/api/v1/push/subscriptions", tag = "alerting", responses((status = 200, description = "`{\"subscriptions\": [...]}`: the caller's browsers"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "API keys have no subscriptions", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/push/subscriptions", tag = "alerting", responses((status = 200, description = "`{\"subscriptions\": [...]}`: the caller's browsers", body = SubscriptionList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "API keys have no subscriptions", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SubscriptionList>, ApiError> {
     let user = user(&caller)?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, channel_id, endpoint, created_at FROM push_subscriptions
@@ -126,17 +164,17 @@ pub(crate) async fn list(
     .bind(user)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(
-        json!({ "subscriptions": rows.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(SubscriptionList {
+        subscriptions: rows.iter().map(view).collect(),
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/push/subscriptions", tag = "alerting", request_body = NewSubscription, responses((status = 201, description = "The subscription (a browser subscribing again is the same one, now the caller's)"), (status = 422, description = "Not a push channel of the tenant, or keys or endpoint not valid; the message says which", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "API keys have no subscriptions", body = crate::error::ErrorBody), (status = 429, description = "Rate limited, or the caller has 20 subscriptions", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/push/subscriptions", tag = "alerting", request_body = NewSubscription, responses((status = 201, description = "The subscription (a browser subscribing again is the same one, now the caller's)", body = SubscriptionView), (status = 422, description = "Not a push channel of the tenant, or keys or endpoint not valid; the message says which", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "API keys have no subscriptions", body = crate::error::ErrorBody), (status = 429, description = "Rate limited, or the caller has 20 subscriptions", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewSubscription>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SubscriptionView>), ApiError> {
     let user = user(&caller)?;
     if body.endpoint.len() > 2000 {
         return Err(ApiError::validation("endpoint: at most 2,000 characters"));

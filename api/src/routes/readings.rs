@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
@@ -45,44 +45,123 @@ pub struct ReadingsQuery {
     pub limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// The answer to the readings query: raw readings, or buckets when `bucket` is given.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Readings {
+    Raw(RawPage),
+    Buckets(BucketPage),
+}
+
+/// Raw readings, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RawPage {
+    pub readings: Vec<RawReading>,
+    /// The limit cut the rows.
+    pub truncated: bool,
+}
+
+/// One reading.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RawReading {
+    pub metric: String,
+    /// Event time (RFC 3339).
+    #[schema(format = DateTime)]
+    pub ts: String,
+    pub value: f64,
+    /// The source's quality flag (`good`, `uncertain`, `bad`); absent when the reading has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub quality: Option<String>,
+}
+
+/// Buckets of readings, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BucketPage {
+    pub buckets: Vec<BucketView>,
+    /// The width of a bucket.
+    pub bucket_seconds: i64,
+    /// The limit cut the buckets.
+    pub truncated: bool,
+}
+
+/// One metric's readings over one bucket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BucketView {
+    pub metric: String,
+    /// The bucket's start (RFC 3339).
+    #[schema(format = DateTime)]
+    pub ts: String,
+    pub min: f64,
+    pub max: f64,
+    pub avg: f64,
+    pub count: i64,
+    /// The newest reading's value.
+    pub last: f64,
+}
+
+/// The newest reading of each metric of a machine.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Latest {
+    /// The machine's name.
+    pub machine: String,
+    pub metrics: Vec<LatestReading>,
+}
+
+/// A metric's newest reading.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LatestReading {
+    pub metric: String,
+    /// Event time (RFC 3339).
+    #[schema(format = DateTime)]
+    pub ts: String,
+    pub value: f64,
+    /// The source's quality flag; null when the reading has none.
+    pub quality: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "Raw readings or buckets", body = Readings), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn query(
     State(state): State<AppState>,
     key: Caller,
     Path(machine): Path<String>,
     Query(q): Query<ReadingsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Readings>, ApiError> {
     let request = resolve(&state, &key, &machine, &q).await?;
     let (rows, truncated) = fetch(&state, key.tenant_id, &request).await?;
     Ok(Json(match rows {
-        Rows::Raw(rows) => {
-            let readings: Vec<Value> = rows
+        Rows::Raw(rows) => Readings::Raw(RawPage {
+            readings: rows
                 .into_iter()
-                .map(|r| {
-                    let mut row =
-                        json!({ "metric": r.metric, "ts": format_instant(r.ts), "value": r.value });
-                    if let Some(q) = r.quality {
-                        row["quality"] = json!(q);
-                    }
-                    row
+                .map(|r| RawReading {
+                    metric: r.metric,
+                    ts: format_instant(r.ts),
+                    value: r.value,
+                    quality: r.quality,
                 })
-                .collect();
-            json!({ "readings": readings, "truncated": truncated })
-        }
-        Rows::Buckets(rows, seconds) => {
-            let buckets: Vec<Value> = rows
+                .collect(),
+            truncated,
+        }),
+        Rows::Buckets(rows, seconds) => Readings::Buckets(BucketPage {
+            buckets: rows
                 .into_iter()
-                .map(|b| {
-                    json!({ "metric": b.metric, "ts": format_instant(b.bucket), "min": b.min, "max": b.max,
-                            "avg": b.avg, "count": b.count, "last": b.last })
+                .map(|b| BucketView {
+                    metric: b.metric,
+                    ts: format_instant(b.bucket),
+                    min: b.min,
+                    max: b.max,
+                    avg: b.avg,
+                    count: b.count,
+                    last: b.last,
                 })
-                .collect();
-            json!({ "buckets": buckets, "bucket_seconds": seconds, "truncated": truncated })
-        }
+                .collect(),
+            bucket_seconds: seconds,
+            truncated,
+        }),
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/readings.csv", tag = "machines", params(("machine" = String, Path, description = "Machine name"), ReadingsQuery), responses((status = 200, description = "The same rows as the readings query, as CSV (`metric,ts,value,quality` or `metric,ts,min,max,avg,count,last`); `X-Truncated: true` when the limit cut them", body = super::bodies::Csv, content_type = "text/csv"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn export_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -147,20 +226,25 @@ pub fn csv_response(body: String, filename: &str) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/machines/{machine}/latest", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"metrics\": [{\"metric\", \"ts\", \"value\", \"quality\"}]}`: the newest reading of each metric, by event time", body = Latest), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn latest(
     State(state): State<AppState>,
     key: Caller,
     Path(machine): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Latest>, ApiError> {
     key.require(Permission::Read)?;
     let machine_id = machine_id(&state, &key, &machine).await?;
     let rows = series::latest(state.pool(), key.tenant_id, machine_id).await?;
-    let metrics: Vec<Value> = rows
+    let metrics = rows
         .into_iter()
-        .map(|r| json!({ "metric": r.metric, "ts": format_instant(r.ts), "value": r.value, "quality": r.quality }))
+        .map(|r| LatestReading {
+            metric: r.metric,
+            ts: format_instant(r.ts),
+            value: r.value,
+            quality: r.quality,
+        })
         .collect();
-    Ok(Json(json!({ "machine": machine, "metrics": metrics })))
+    Ok(Json(Latest { machine, metrics }))
 }
 
 /// A validated readings request.

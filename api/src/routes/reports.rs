@@ -131,7 +131,7 @@ async fn machines_table(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/machines.csv", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as CSV", content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/machines.csv", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as CSV", body = super::bodies::Csv, content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn machines_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -140,7 +140,7 @@ pub(crate) async fn machines_csv(
     Ok(machines_table(&state, &key, &f).await?.csv("machines.csv"))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/machines.pdf", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as PDF", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/machines.pdf", tag = "reports", params(MachineFilter), responses((status = 200, description = "The machines as PDF", body = super::bodies::Pdf, content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn machines_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -260,7 +260,7 @@ async fn alerts_table(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/alerts.csv", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as CSV, newest first", content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/alerts.csv", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as CSV, newest first", body = super::bodies::Csv, content_type = "text/csv"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn alerts_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -269,7 +269,7 @@ pub(crate) async fn alerts_csv(
     Ok(alerts_table(&state, &key, &f).await?.csv("alerts.csv"))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/alerts.pdf", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as PDF, newest first", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/alerts.pdf", tag = "reports", params(AlertReportFilter), responses((status = 200, description = "The alerts as PDF, newest first", body = super::bodies::Pdf, content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn alerts_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -316,7 +316,7 @@ async fn work_orders_table(
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/work-orders.csv", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as CSV, newest first", content_type = "text/csv"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/work-orders.csv", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as CSV, newest first", body = super::bodies::Csv, content_type = "text/csv"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn work_orders_csv(
     State(state): State<AppState>,
     key: Caller,
@@ -327,7 +327,7 @@ pub(crate) async fn work_orders_csv(
         .csv("work-orders.csv"))
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/work-orders.pdf", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as PDF, newest first", content_type = "application/pdf"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/work-orders.pdf", tag = "reports", params(WorkOrderFilter), responses((status = 200, description = "The work orders as PDF, newest first", body = super::bodies::Pdf, content_type = "application/pdf"), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn work_orders_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -343,7 +343,7 @@ fn hours(v: Option<f64>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-#[utoipa::path(get, path = "/api/v1/reports/fleet.pdf", tag = "reports", params(KpiWindow), responses((status = 200, description = "The fleet summary: KPIs, a chart of open alerts by severity, machines by status, and the age of each machine's newest reading", content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/reports/fleet.pdf", tag = "reports", params(KpiWindow), responses((status = 200, description = "The fleet summary: KPIs, a chart of open alerts by severity, machines by status, and the age of each machine's newest reading", body = super::bodies::Pdf, content_type = "application/pdf"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn fleet_pdf(
     State(state): State<AppState>,
     key: Caller,
@@ -362,7 +362,7 @@ pub(crate) async fn fleet_pdf(
     r.gap(4.0);
     r.text(&format!(
         "Machines: {} (running {}, alerting {}, silent {})",
-        k.machines["total"], k.machines["running"], k.machines["alerting"], k.machines["silent"]
+        k.machines.total, k.machines.running, k.machines.alerting, k.machines.silent
     ));
     r.text(&format!(
         "Open alerts: {} (critical {}, warning {}, info {})",

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use haltless_connectors::gateway::validate::valid_name;
 use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::processor::RuleChange;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
@@ -55,8 +55,36 @@ fn view(
     definition: &Value,
     machines: &[String],
     updated_at: DateTime<Utc>,
-) -> Value {
-    json!({ "id": id, "version": version, "rule": definition, "machines": machines, "updated_at": format_instant(updated_at) })
+) -> RuleView {
+    RuleView {
+        id: id.to_owned(),
+        version,
+        rule: definition.clone(),
+        machines: machines.to_vec(),
+        updated_at: format_instant(updated_at),
+    }
+}
+
+/// A rule's current version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RuleView {
+    pub id: String,
+    /// Starts at 1; every update adds one.
+    pub version: i64,
+    /// The definition.
+    #[schema(value_type = haltless_processors::detection::logic::rules::Rule)]
+    pub rule: Value,
+    /// The machines (names) it applies to; every machine when empty.
+    pub machines: Vec<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+/// `GET /api/v1/rules`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RuleList {
+    pub rules: Vec<RuleView>,
 }
 
 /// Parses and checks a rule body; `id` is the rule's id (generated for a new rule when absent).
@@ -134,7 +162,7 @@ async fn store(
     machines: Vec<String>,
     version: i64,
     deleted: bool,
-) -> Result<Value, ApiError> {
+) -> Result<RuleView, ApiError> {
     let definition = serde_json::to_value(&rule).map_err(ApiError::internal)?;
     let updated_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO rules (tenant_id, id, version, definition, machines, deleted) VALUES ($1, $2, $3, $4, $5, $6)
@@ -184,12 +212,12 @@ async fn current(tx: &mut PgConnection, key: &Caller, id: &str) -> Result<(i64, 
         .ok_or_else(|| ApiError::not_found(format!("no rule {id}")))
 }
 
-#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = RuleBody, responses((status = 201, description = "The rule, version 1"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The rule exists", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/rules", tag = "rules", request_body = RuleBody, responses((status = 201, description = "The rule, version 1", body = RuleView), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The rule exists", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
     Json(body): Json<RuleBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RuleView>), ApiError> {
     key.require(Permission::Operate)?;
     let (rule, machines) = parse(&state, &key, body, None).await?;
     let mut tx = state.pool().begin().await?;
@@ -216,13 +244,13 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", request_body = RuleBody, params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The next version"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "rules", request_body = RuleBody, params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The next version", body = RuleView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
     Json(body): Json<RuleBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RuleView>, ApiError> {
     key.require(Permission::Operate)?;
     let (rule, machines) = parse(&state, &key, body, Some(&id)).await?;
     let mut tx = state.pool().begin().await?;
@@ -258,11 +286,11 @@ pub(crate) async fn remove(
 const RESTRICTED: &str = "($R::uuid[] IS NULL OR rules.machines <@ ARRAY(
     SELECT m.name FROM machines m WHERE m.tenant_id = rules.tenant_id AND m.id = ANY($R::uuid[])))";
 
-#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/rules", tag = "rules", responses((status = 200, description = "The tenant's rules", body = RuleList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RuleList>, ApiError> {
     key.require(Permission::Read)?;
     let rows: Vec<RuleRow> = sqlx::query_as(&format!(
         "SELECT id, version, definition, machines, updated_at FROM rules
@@ -273,19 +301,19 @@ pub(crate) async fn list(
     .bind(key.machine_restriction())
     .fetch_all(state.pool())
     .await?;
-    let rules: Vec<Value> = rows
+    let rules = rows
         .iter()
         .map(|r| view(&r.id, r.version, &r.definition, &r.machines, r.updated_at))
         .collect();
-    Ok(Json(json!({ "rules": rules })))
+    Ok(Json(RuleList { rules }))
 }
 
-#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RuleView>, ApiError> {
     key.require(Permission::Read)?;
     let row: Option<RuleRow> = sqlx::query_as(&format!(
         "SELECT id, version, definition, machines, updated_at FROM rules

@@ -184,7 +184,19 @@ async fn answer(state: &AppState, tenant: Uuid) -> Result<Json<Value>, ApiError>
     })))
 }
 
-#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", responses((status = 200, description = "`{\"settings\": TenantSettings, \"updated_by\", \"updated_at\"}`"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// The answer of `GET` and `PUT /api/v1/settings` (documentation of the JSON the handlers build).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SettingsAnswer {
+    pub settings: TenantSettings,
+    /// Who saved them last; null while the tenant has the defaults.
+    pub updated_by: Option<String>,
+    /// When (RFC 3339); null while the tenant has the defaults.
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", responses((status = 200, description = "`{\"settings\": TenantSettings, \"updated_by\", \"updated_at\"}`", body = SettingsAnswer), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -193,7 +205,7 @@ pub(crate) async fn show(
     answer(&state, key.tenant_id).await
 }
 
-#[utoipa::path(put, path = "/api/v1/settings", tag = "settings", request_body = TenantSettings, responses((status = 200, description = "The saved settings"), (status = 422, description = "Invalid settings; `details.fields` names each problem", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/settings", tag = "settings", request_body = TenantSettings, responses((status = 200, description = "The saved settings", body = SettingsAnswer), (status = 422, description = "Invalid settings; `details.fields` names each problem", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     key: Caller,

@@ -12,8 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use haltless_processors::alerting::policy::Matchers;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
@@ -61,20 +61,48 @@ struct SilenceRow {
     created_at: DateTime<Utc>,
 }
 
-fn silence_view(r: &SilenceRow) -> Value {
-    let now = Utc::now();
-    json!({
-        "id": r.id, "matchers": r.matchers.0, "starts_at": format_instant(r.starts_at),
-        "ends_at": format_instant(r.ends_at), "comment": r.comment, "created_by": r.created_by,
-        "created_at": format_instant(r.created_at), "active": r.starts_at <= now && now < r.ends_at,
-    })
+/// A silence.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SilenceView {
+    pub id: Uuid,
+    pub matchers: Matchers,
+    #[schema(format = DateTime)]
+    pub starts_at: String,
+    #[schema(format = DateTime)]
+    pub ends_at: String,
+    pub comment: String,
+    pub created_by: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// It mutes now.
+    pub active: bool,
 }
 
-#[utoipa::path(get, path = "/api/v1/silences", tag = "alerting", responses((status = 200, description = "`{\"silences\": [...]}`: those not yet ended, soonest ending first"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+/// `GET /api/v1/silences`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SilenceList {
+    pub silences: Vec<SilenceView>,
+}
+
+fn silence_view(r: &SilenceRow) -> SilenceView {
+    let now = Utc::now();
+    SilenceView {
+        id: r.id,
+        matchers: r.matchers.0.clone(),
+        starts_at: format_instant(r.starts_at),
+        ends_at: format_instant(r.ends_at),
+        comment: r.comment.clone(),
+        created_by: r.created_by.clone(),
+        created_at: format_instant(r.created_at),
+        active: r.starts_at <= now && now < r.ends_at,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/silences", tag = "alerting", responses((status = 200, description = "`{\"silences\": [...]}`: those not yet ended, soonest ending first", body = SilenceList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_silences(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SilenceList>, ApiError> {
     caller.require(Permission::Read)?;
     let rows = sqlx::query_as::<_, SilenceRow>(
         "SELECT id, matchers, starts_at, ends_at, comment, created_by, created_at FROM silences
@@ -83,17 +111,17 @@ pub(crate) async fn list_silences(
     .bind(caller.tenant_id)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(
-        json!({ "silences": rows.iter().map(silence_view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(SilenceList {
+        silences: rows.iter().map(silence_view).collect(),
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/silences", tag = "alerting", request_body = NewSilence, responses((status = 201, description = "The silence"), (status = 422, description = "Invalid matchers or times", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/silences", tag = "alerting", request_body = NewSilence, responses((status = 201, description = "The silence", body = SilenceView), (status = 422, description = "Invalid matchers or times", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_silence(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewSilence>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SilenceView>), ApiError> {
     caller.require(Permission::Operate)?;
     body.matchers.check().map_err(ApiError::validation)?;
     let now = Utc::now();
@@ -189,14 +217,80 @@ struct NotificationRow {
     delivered_at: Option<DateTime<Utc>>,
 }
 
-fn notification_view(r: &NotificationRow) -> Value {
-    json!({
-        "id": r.id, "channel_id": r.channel_id, "channel": r.channel, "kind": r.kind, "step": r.step,
-        "alerts": r.alert_ids, "status": r.status, "attempts": r.attempts,
-        "next_attempt_at": (r.status == "pending").then(|| format_instant(r.next_attempt_at)),
-        "last_error": r.last_error, "created_at": format_instant(r.created_at),
-        "delivered_at": r.delivered_at.map(format_instant),
-    })
+/// A notification: one message to one channel, and how its delivery goes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotificationView {
+    /// Also the Idempotency-Key of its deliveries.
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    /// The channel's name.
+    pub channel: String,
+    /// What it says: `raised`, `escalated`, `resolved`, `test`...
+    pub kind: String,
+    /// The escalation step that sent it, if any.
+    pub step: Option<i32>,
+    /// The alerts it is about.
+    pub alerts: Vec<Uuid>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    /// When the next attempt is due; null unless pending.
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub delivered_at: Option<String>,
+    /// The message (only in `GET /notifications/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable = false)]
+    pub message: Option<Value>,
+    /// Every attempt, oldest first (only in `GET /notifications/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+/// One delivery attempt of a notification.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    pub attempt: i32,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: String,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+}
+
+/// A page of notifications.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotificationList {
+    pub notifications: Vec<NotificationView>,
+    /// The offset of the next page; null on the last one.
+    pub next_offset: Option<i64>,
+}
+
+fn notification_view(r: &NotificationRow) -> NotificationView {
+    NotificationView {
+        id: r.id,
+        channel_id: r.channel_id,
+        channel: r.channel.clone(),
+        kind: r.kind.clone(),
+        step: r.step,
+        alerts: r.alert_ids.clone(),
+        status: r.status.clone(),
+        attempts: r.attempts,
+        next_attempt_at: (r.status == "pending").then(|| format_instant(r.next_attempt_at)),
+        last_error: r.last_error.clone(),
+        created_at: format_instant(r.created_at),
+        delivered_at: r.delivered_at.map(format_instant),
+        message: None,
+        attempt_log: None,
+    }
 }
 
 const NOTIFICATION_SELECT: &str =
@@ -234,15 +328,16 @@ pub(crate) async fn notification_for_live(
     .bind(&row.alert_ids)
     .fetch_all(pool)
     .await?;
-    Ok(Some((machines, notification_view(&row))))
+    let view = serde_json::to_value(notification_view(&row)).unwrap_or_default();
+    Ok(Some((machines, view)))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "alerting", params(NotificationFilter), responses((status = 200, description = "`{\"notifications\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid filter", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "alerting", params(NotificationFilter), responses((status = 200, description = "`{\"notifications\": [...], \"next_offset\"}`, newest first", body = NotificationList), (status = 422, description = "Invalid filter", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list_notifications(
     State(state): State<AppState>,
     caller: Caller,
     Query(f): Query<NotificationFilter>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotificationList>, ApiError> {
     caller.require(Permission::Read)?;
     one_of(
         "status",
@@ -276,18 +371,18 @@ pub(crate) async fn list_notifications(
     .fetch_all(state.pool())
     .await?;
     let next = page.cut(&mut rows);
-    Ok(Json(json!({
-        "notifications": rows.iter().map(notification_view).collect::<Vec<_>>(),
-        "next_offset": next,
-    })))
+    Ok(Json(NotificationList {
+        notifications: rows.iter().map(notification_view).collect(),
+        next_offset: next,
+    }))
 }
 
-#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Notification id (its Idempotency-Key)")), responses((status = 200, description = "The notification, its message and every attempt"), (status = 404, description = "No such notification in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Notification id (its Idempotency-Key)")), responses((status = 200, description = "The notification, its message and every attempt", body = NotificationView), (status = 404, description = "No such notification in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show_notification(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NotificationView>, ApiError> {
     caller.require(Permission::Read)?;
     let row = sqlx::query_as::<_, NotificationRow>(&format!(
         "{NOTIFICATION_SELECT} WHERE n.id = $1 AND n.tenant_id = $2 AND {}",
@@ -312,14 +407,22 @@ pub(crate) async fn show_notification(
     .bind(id)
     .fetch_all(state.pool())
     .await?;
-    let mut view = notification_view(&row);
-    view["message"] = message;
-    view["attempt_log"] = attempts
+    let attempt_log = attempts
         .into_iter()
-        .map(|(attempt, at, outcome, code, error, ms)| {
-            json!({"attempt": attempt, "at": format_instant(at), "outcome": outcome,
-                   "status_code": code, "error": error, "duration_ms": ms})
-        })
+        .map(
+            |(attempt, at, outcome, status_code, error, duration_ms)| AttemptView {
+                attempt,
+                at: format_instant(at),
+                outcome,
+                status_code,
+                error,
+                duration_ms,
+            },
+        )
         .collect();
-    Ok(Json(view))
+    Ok(Json(NotificationView {
+        message: Some(message),
+        attempt_log: Some(attempt_log),
+        ..notification_view(&row)
+    }))
 }

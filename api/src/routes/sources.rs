@@ -71,6 +71,85 @@ const SELECT: &str = "SELECT s.id, s.name, s.definition, s.enabled, s.version, s
         s.certificate_sha256, s.certificate_pinned_at, st.presented_certificate_sha256
     FROM ingest_sources s LEFT JOIN ingest_source_status st ON st.source_id = s.id";
 
+/// A source as the API shows it: the definition (secrets redacted) with its id, version and status
+/// (documentation of the JSON [`Row::view`] builds). The protocol's other fields (`opcua` for OPC-UA)
+/// come along as stored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SourceView {
+    pub id: Uuid,
+    pub name: String,
+    /// Polled.
+    pub enabled: bool,
+    /// `modbus_tcp` or `opcua`.
+    pub protocol: String,
+    pub endpoint: String,
+    pub poll_interval_ms: u64,
+    pub timeout_ms: u64,
+    /// The points, as in the definition ([`super::bodies::ModbusPoint`] or [`super::bodies::OpcUaPoint`]).
+    #[schema(value_type = Vec<Object>)]
+    pub points: Vec<()>,
+    /// Starts at 1; every update adds one.
+    pub version: i64,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    pub status: SourceStatus,
+}
+
+/// `GET /api/v1/sources`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SourceList {
+    pub sources: Vec<SourceView>,
+}
+
+/// How a source's polling goes (documentation of the JSON [`Row::status`] builds).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SourceStatus {
+    /// `ok`, `error`, `pending` (not polled yet) or `disabled`.
+    pub state: String,
+    #[schema(format = DateTime)]
+    pub last_success_at: Option<String>,
+    /// The last error's category and message.
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub last_error_at: Option<String>,
+    pub readings_per_minute: i64,
+    /// The instance polling it.
+    pub polled_by: Option<String>,
+    /// The definition version the poller runs.
+    pub definition_version: Option<i64>,
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+    pub certificate: CertificateStatus,
+}
+
+/// The server certificate pinned (trust on first use) and the one presented last, as SHA-256 fingerprints.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CertificateStatus {
+    pub pinned: Option<String>,
+    #[schema(format = DateTime)]
+    pub pinned_at: Option<String>,
+    pub presented: Option<String>,
+    /// Null until a server presented one.
+    pub trusted: Option<bool>,
+}
+
+/// `GET /api/v1/sources/{id}/status`: the status with the source's id and name (documentation of the JSON
+/// [`status`] builds).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SourceStatusAnswer {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(flatten)]
+    pub status: SourceStatus,
+}
+
 impl Row {
     fn status(&self) -> Value {
         let state = match (self.enabled, self.healthy) {
@@ -333,7 +412,7 @@ async fn fetch(state: &AppState, key: &Caller, id: &str) -> Result<Row, ApiError
     .ok_or_else(not_found)
 }
 
-#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = super::bodies::SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted"), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of sources or points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body(content = super::bodies::SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 201, description = "The source, secrets redacted", body = SourceView), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of sources or points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -361,7 +440,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(row.view())))
 }
 
-#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = super::bodies::SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body(content = super::bodies::SourceDefinition, description = "The source definition: name, enabled, protocol, endpoint, poll_interval_ms, timeout_ms, the protocol's settings, points (see the README)"), responses((status = 200, description = "The source, secrets redacted", body = SourceView), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A source with this name exists", body = crate::error::ErrorBody), (status = 422, description = "The definition breaks a rule; details name each field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it, or the tier's limit of points is reached (`tier_limit`)", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
@@ -413,7 +492,7 @@ async fn set_enabled(
     Ok(Json(fetch(state, key, id).await?.view()))
 }
 
-#[utoipa::path(post, path = "/api/v1/sources/{id}/enable", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, polled from now on"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/sources/{id}/enable", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, polled from now on", body = SourceView), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn enable(
     State(state): State<AppState>,
     key: Caller,
@@ -422,7 +501,7 @@ pub(crate) async fn enable(
     set_enabled(&state, &key, &id, true).await
 }
 
-#[utoipa::path(post, path = "/api/v1/sources/{id}/disable", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, no longer polled"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/sources/{id}/disable", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, no longer polled", body = SourceView), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn disable(
     State(state): State<AppState>,
     key: Caller,
@@ -447,7 +526,7 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, secrets redacted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, secrets redacted", body = SourceView), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -457,7 +536,7 @@ pub(crate) async fn show(
     Ok(Json(fetch(&state, &key, &id).await?.view()))
 }
 
-#[utoipa::path(get, path = "/api/v1/sources/{id}/status", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source's status: state, last reading, last error (a category), per point"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/sources/{id}/status", tag = "sources", params(("id" = String, Path, description = "Source id")), responses((status = 200, description = "The source's status: state, last reading, last error (a category), per point", body = SourceStatusAnswer), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     key: Caller,
@@ -492,7 +571,7 @@ fn normal_fingerprint(text: &str) -> Option<String> {
     (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
 }
 
-#[utoipa::path(post, path = "/api/v1/sources/{id}/trust", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body = TrustCertificate, responses((status = 200, description = "The source, its server's certificate pinned anew and the source restarted"), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The server presents no certificate, or another one than this fingerprint", body = crate::error::ErrorBody), (status = 422, description = "Not a SHA-256 fingerprint", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Only administrators accept certificates", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/sources/{id}/trust", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body = TrustCertificate, responses((status = 200, description = "The source, its server's certificate pinned anew and the source restarted", body = SourceView), (status = 404, description = "No such source in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The server presents no certificate, or another one than this fingerprint", body = crate::error::ErrorBody), (status = 422, description = "Not a SHA-256 fingerprint", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Only administrators accept certificates", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn trust(
     State(state): State<AppState>,
     key: Caller,
@@ -537,7 +616,7 @@ pub(crate) async fn trust(
     Ok(Json(fetch(&state, &key, &id).await?.view()))
 }
 
-#[utoipa::path(get, path = "/api/v1/sources", tag = "sources", responses((status = 200, description = "`{\"sources\": [...]}`, secrets redacted"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/sources", tag = "sources", responses((status = 200, description = "`{\"sources\": [...]}`, secrets redacted", body = SourceList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,

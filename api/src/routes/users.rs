@@ -7,8 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::passwords::{check_policy, hash_password_async};
@@ -35,10 +34,43 @@ struct UserRow {
     created_at: DateTime<Utc>,
 }
 
+/// A user of the tenant.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// A deactivated user cannot sign in.
+    pub active: bool,
+    /// Invited and not yet accepted.
+    pub invitation_pending: bool,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// The one-time invitation token: only in the answer to `POST /users` without a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub invite_token: Option<String>,
+}
+
+/// `GET /api/v1/users`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+}
+
 impl UserRow {
-    fn view(&self) -> Value {
-        json!({ "id": self.id, "email": self.email, "role": self.role, "active": self.active,
-                "invitation_pending": self.invited, "created_at": format_instant(self.created_at) })
+    fn view(&self) -> UserView {
+        UserView {
+            id: self.id,
+            email: self.email.clone(),
+            role: self.role.clone(),
+            active: self.active,
+            invitation_pending: self.invited,
+            created_at: format_instant(self.created_at),
+            invite_token: None,
+        }
     }
 }
 
@@ -48,11 +80,11 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::parse(role).ok_or_else(|| ApiError::validation("role must be admin, operator or viewer"))
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, description = "The tenant's users"), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, description = "The tenant's users", body = UserList), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserList>, ApiError> {
     caller.require(Permission::Admin)?;
     let rows: Vec<UserRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email"
@@ -60,9 +92,9 @@ pub(crate) async fn list(
     .bind(caller.tenant_id)
     .fetch_all(state.pool())
     .await?;
-    Ok(Json(
-        json!({ "users": rows.iter().map(UserRow::view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(UserList {
+        users: rows.iter().map(UserRow::view).collect(),
+    }))
 }
 
 async fn find(state: &AppState, caller: &Caller, id: Uuid) -> Result<UserRow, ApiError> {
@@ -76,12 +108,12 @@ async fn find(state: &AppState, caller: &Caller, id: Uuid) -> Result<UserRow, Ap
     .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The user"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The user", body = UserView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     caller.require(Permission::Admin)?;
     Ok(Json(find(&state, &caller, id).await?.view()))
 }
@@ -102,12 +134,12 @@ pub struct NewUser {
     pub password: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "The user; with an invite_token when invited"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 201, description = "The user; with an invite_token when invited", body = UserView), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewUser>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require(Permission::Admin)?;
     let email = normalise_email(&body.email)?;
     let role = parse_role(&body.role)?;
@@ -139,10 +171,10 @@ pub(crate) async fn create(
     .bind(ttl as f64)
     .fetch_one(state.pool())
     .await?;
-    let mut view = row.view();
-    if let Some(token) = invite {
-        view["invite_token"] = json!(token);
-    }
+    let view = UserView {
+        invite_token: invite,
+        ..row.view()
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -157,13 +189,13 @@ pub struct UserChange {
     pub active: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UserChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The user"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The last admin", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UserChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The user", body = UserView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 409, description = "The last admin", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<UserChange>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     caller.require(Permission::Admin)?;
     let role = body.role.as_deref().map(parse_role).transpose()?;
     let mut tx = state.pool().begin().await?;

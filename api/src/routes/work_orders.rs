@@ -136,6 +136,64 @@ struct Row {
     closed_at: Option<DateTime<Utc>>,
 }
 
+/// A work order (documentation of the JSON [`Row::view`] builds; `GET`, `POST` and `PATCH` on one work
+/// order add its `history`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WorkOrderView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    #[schema(value_type = super::bodies::WorkOrderStatus)]
+    pub status: String,
+    /// The assigned user's id.
+    pub assignee: Option<Uuid>,
+    pub assignee_email: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    pub due_date: Option<String>,
+    /// Machine names.
+    pub machines: Vec<String>,
+    /// Linked alerts' ids.
+    pub alerts: Vec<Uuid>,
+    pub created_by: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub closed_at: Option<String>,
+    /// The statuses it may move to.
+    #[schema(value_type = Vec<super::bodies::WorkOrderStatus>)]
+    pub next_statuses: Vec<String>,
+    /// Every change, oldest first (on one work order's answers, not in the list).
+    pub history: Option<Vec<WorkOrderHistoryEntry>>,
+}
+
+/// One change of a work order.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WorkOrderHistoryEntry {
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Who made it.
+    pub by: String,
+    /// `{"created": {...}}`, or the changed fields as `{field: {from, to}}`.
+    #[schema(value_type = Object)]
+    pub change: (),
+}
+
+/// A page of work orders.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct WorkOrderList {
+    pub work_orders: Vec<WorkOrderView>,
+    /// The offset of the next page; null on the last one.
+    pub next_offset: Option<i64>,
+}
+
 impl Row {
     fn view(&self) -> Value {
         json!({
@@ -247,7 +305,7 @@ async fn record(
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/v1/work-orders", tag = "maintenance", request_body = NewWorkOrder, responses((status = 201, description = "The open work order with its history"), (status = 422, description = "Invalid input, an unknown machine, alert or assignee", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/work-orders", tag = "maintenance", request_body = NewWorkOrder, responses((status = 201, description = "The open work order with its history", body = WorkOrderView), (status = 422, description = "Invalid input, an unknown machine, alert or assignee", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Caller,
@@ -286,7 +344,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, with_history(&state, &key, row).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/work-orders", tag = "maintenance", params(WorkOrderFilter), responses((status = 200, description = "`{\"work_orders\": [...], \"next_offset\"}`, newest first"), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/work-orders", tag = "maintenance", params(WorkOrderFilter), responses((status = 200, description = "`{\"work_orders\": [...], \"next_offset\"}`, newest first", body = WorkOrderList), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     key: Caller,
@@ -344,7 +402,7 @@ async fn query(
     .await?)
 }
 
-#[utoipa::path(get, path = "/api/v1/work-orders/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/work-orders/{id}", tag = "maintenance", params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The work order with its history", body = WorkOrderView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     key: Caller,
@@ -455,7 +513,7 @@ async fn resolve(
     })
 }
 
-#[utoipa::path(patch, path = "/api/v1/work-orders/{id}", tag = "maintenance", request_body = WorkOrderChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed work order with its history"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`invalid_transition` (details: from, to, allowed) or `closed` (done and cancelled orders do not change)", body = crate::error::ErrorBody), (status = 422, description = "Invalid input, an unknown machine, alert, assignee or status", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/work-orders/{id}", tag = "maintenance", request_body = WorkOrderChange, params(("id" = uuid::Uuid, Path, description = "Id")), responses((status = 200, description = "The changed work order with its history", body = WorkOrderView), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "`invalid_transition` (details: from, to, allowed) or `closed` (done and cancelled orders do not change)", body = crate::error::ErrorBody), (status = 422, description = "Invalid input, an unknown machine, alert, assignee or status", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     key: Caller,
