@@ -10,8 +10,8 @@ use haltless_processors::detection::logic::engine::{Input, MachineState};
 use haltless_processors::detection::logic::lifecycle::Transition;
 use haltless_processors::detection::logic::rules::Rule;
 use haltless_processors::detection::logic::Sample;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path};
@@ -58,15 +58,67 @@ struct Would {
     explanation: String,
 }
 
+/// One alert the rule would have raised.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WouldRaise {
+    /// RFC 3339 (event time of the reading that raised it).
+    #[schema(format = DateTime)]
+    pub raised_at: Option<String>,
+    /// RFC 3339; null when it would still be open at the window's end.
+    #[schema(format = DateTime)]
+    pub resolved_at: Option<String>,
+    /// Updates while it was open.
+    pub updates: u32,
+    /// The metric that raised it.
+    pub metric: String,
+    /// The detector that fired.
+    pub detector: String,
+    /// The value seen.
+    pub observed: f64,
+    /// The value expected.
+    pub expected: f64,
+    /// The detector's score.
+    pub score: f64,
+    /// The limit the score crossed.
+    pub limit: f64,
+    /// Which feature fired and why, in words.
+    pub explanation: String,
+}
+
+/// The answer of a preview.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    /// The machine's name.
+    pub machine: String,
+    /// Start of the history read (RFC 3339).
+    #[schema(format = DateTime)]
+    pub from: String,
+    /// End of the history read (RFC 3339).
+    #[schema(format = DateTime)]
+    pub to: String,
+    /// Readings the rule ran over.
+    pub readings: usize,
+    /// True when the oldest readings beyond the query limit were left out.
+    pub truncated: bool,
+    /// The alerts it would have raised, oldest first.
+    pub alerts: Vec<WouldRaise>,
+}
+
 impl Would {
-    fn view(&self) -> Value {
+    fn view(&self) -> WouldRaise {
         let at = |ms: i64| DateTime::from_timestamp_millis(ms).map(format_instant);
-        json!({
-            "raised_at": at(self.raised_at), "resolved_at": self.resolved_at.and_then(at),
-            "updates": self.updates, "metric": self.metric, "detector": self.detector,
-            "observed": self.observed, "expected": self.expected, "score": self.score,
-            "limit": self.limit, "explanation": self.explanation,
-        })
+        WouldRaise {
+            raised_at: at(self.raised_at),
+            resolved_at: self.resolved_at.and_then(at),
+            updates: self.updates,
+            metric: self.metric.clone(),
+            detector: self.detector.clone(),
+            observed: self.observed,
+            expected: self.expected,
+            score: self.score,
+            limit: self.limit,
+            explanation: self.explanation.clone(),
+        }
     }
 }
 
@@ -113,13 +165,13 @@ fn run(tenant: &str, machine: &str, rule: &Rule, rows: &[(String, i64, f64)]) ->
     alerts
 }
 
-#[utoipa::path(post, path = "/api/v1/machines/{machine}/preview-rule", tag = "rules", request_body = PreviewBody, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"from\", \"to\", \"readings\", \"truncated\", \"alerts\": [{\"raised_at\", \"resolved_at\", \"updates\", \"metric\", \"detector\", \"observed\", \"expected\", \"score\", \"limit\", \"explanation\"}]}`: the alerts the rule would have raised over the machine's readings of the metrics it names in `[from, to)`, its detectors starting from nothing at `from`; `truncated` when the oldest readings beyond the query limit were left out. Nothing is saved"), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/machines/{machine}/preview-rule", tag = "rules", request_body = PreviewBody, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "`{\"machine\", \"from\", \"to\", \"readings\", \"truncated\", \"alerts\": [{\"raised_at\", \"resolved_at\", \"updates\", \"metric\", \"detector\", \"observed\", \"expected\", \"score\", \"limit\", \"explanation\"}]}`: the alerts the rule would have raised over the machine's readings of the metrics it names in `[from, to)`, its detectors starting from nothing at `from`; `truncated` when the oldest readings beyond the query limit were left out. Nothing is saved", body = Preview), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn preview(
     State(state): State<AppState>,
     key: Caller,
     Path(machine): Path<String>,
     Json(body): Json<PreviewBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     key.require(Permission::Operate)?;
     let machine_id = machine_id(&state, &key, &machine).await?;
     let rule = rule_from(body.rule, None)?;
@@ -169,16 +221,21 @@ pub(crate) async fn preview(
     let alerts = tokio::task::spawn_blocking(move || run(&tenant, &name, &rule, &rows))
         .await
         .map_err(ApiError::internal)?;
-    let alerts: Vec<Value> = alerts.iter().map(Would::view).collect();
-    Ok(Json(json!({
-        "machine": machine, "from": format_instant(from), "to": format_instant(to),
-        "readings": count, "truncated": truncated, "alerts": alerts,
-    })))
+    Ok(Json(Preview {
+        machine,
+        from: format_instant(from),
+        to: format_instant(to),
+        readings: count,
+        truncated,
+        alerts: alerts.iter().map(Would::view).collect(),
+    }))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests fail loudly on purpose
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn rule() -> Rule {
