@@ -18,6 +18,7 @@ use super::explain::explain;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
 use super::rules::{default_rules, Condition, Rule, Severity, Test};
+use super::settings::DetectionSettings;
 use super::{Detector, Sample, Verdict};
 
 /// Where a reading sits in Kafka: (partition, offset).
@@ -132,9 +133,10 @@ pub struct MachineState {
     /// The strongest severity ratio the last reading got from any condition (for backtests).
     #[serde(skip)]
     last_ratio: f64,
-    /// The default rules of each metric seen, built once rather than for every reading.
+    /// The default rules of each metric seen, built once (per settings in force) rather than for every
+    /// reading.
     #[serde(skip)]
-    defaults: BTreeMap<String, Vec<Rule>>,
+    defaults: BTreeMap<String, (DetectionSettings, Vec<Rule>)>,
 }
 
 impl MachineState {
@@ -147,16 +149,25 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
-        self.observe_after_resets(tenant, machine, rules, &[], input)
+        self.observe_under(
+            tenant,
+            machine,
+            rules,
+            &DetectionSettings::default(),
+            &[],
+            input,
+        )
     }
 
-    /// [`Self::observe`], after the maintenance `resets` (of the tenant, by time) that fall between the
+    /// [`Self::observe`] under the tenant's detection `settings` (they shape the default rules; `rules` are
+    /// already under them), after the maintenance `resets` (of the tenant, by time) that fall between the
     /// metric's previous reading and this one: the detectors of the metric start afresh.
-    pub fn observe_after_resets(
+    pub fn observe_under(
         &mut self,
         tenant: &str,
         machine: &str,
         rules: &[Rule],
+        settings: &DetectionSettings,
         resets: &[Reset],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
@@ -164,10 +175,12 @@ impl MachineState {
             return Vec::new(); // NaN and infinities never reach a detector
         }
         let ts = input.sample.ts_ms;
-        let newest = self
-            .newest
-            .entry(input.metric.to_owned())
-            .or_insert(i64::MIN);
+        if !self.newest.contains_key(input.metric) {
+            self.newest.insert(input.metric.to_owned(), i64::MIN);
+        }
+        let Some(newest) = self.newest.get_mut(input.metric) else {
+            return Vec::new();
+        };
         let late = ts < *newest;
         let reset =
             !resets.is_empty() && !late && reset_due(resets, machine, input.metric, *newest, ts);
@@ -179,11 +192,13 @@ impl MachineState {
         let mut cache = std::mem::take(&mut self.defaults);
         // The first reading of a metric since the start (or a restore) builds its default rules.
         let first = !named && !cache.contains_key(input.metric);
-        if first {
-            cache.insert(input.metric.to_owned(), default_rules(input.metric));
+        let stale = !named && cache.get(input.metric).is_some_and(|(s, _)| s != settings);
+        if first || stale {
+            let rules = default_rules(input.metric, settings);
+            cache.insert(input.metric.to_owned(), (settings.clone(), rules));
         }
         let defaults: &[Rule] = match cache.get(input.metric) {
-            Some(rules) if !named => rules,
+            Some((_, rules)) if !named => rules,
             _ => &[],
         };
         let mut events = Vec::new();
@@ -641,7 +656,14 @@ mod tests {
                     sample: *s,
                     offset: Some((0, i as i64)),
                 };
-                events.extend(state.observe_after_resets("t1", "press-07", &[], &replaced, input));
+                events.extend(state.observe_under(
+                    "t1",
+                    "press-07",
+                    &[],
+                    &DetectionSettings::default(),
+                    &replaced,
+                    input,
+                ));
             }
             events
         };
@@ -684,7 +706,14 @@ mod tests {
                     sample: *s,
                     offset: Some((0, i as i64)),
                 };
-                state.observe_after_resets("t1", "press-07", &[], &elsewhere, input)
+                state.observe_under(
+                    "t1",
+                    "press-07",
+                    &[],
+                    &DetectionSettings::default(),
+                    &elsewhere,
+                    input,
+                )
             })
             .collect();
         assert!(raised(&events) >= 1);

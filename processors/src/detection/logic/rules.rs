@@ -8,6 +8,7 @@ use super::context::ContextConfig;
 use super::drift::DriftConfig;
 use super::ewma::EwmaConfig;
 use super::rate::RateConfig;
+use super::settings::DetectionSettings;
 
 pub use haltless_schemas::alerts::Severity;
 
@@ -165,18 +166,8 @@ impl Expr {
                     v
                 }
                 // Every branch is evaluated (no short cut) so that leaf positions stay aligned.
-                Expr::All { all } => all
-                    .iter()
-                    .map(|x| go(x, leaves, i))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .all(|b| b),
-                Expr::Any { any } => any
-                    .iter()
-                    .map(|x| go(x, leaves, i))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .any(|b| b),
+                Expr::All { all } => all.iter().fold(true, |acc, x| go(x, leaves, i) && acc),
+                Expr::Any { any } => any.iter().fold(false, |acc, x| go(x, leaves, i) || acc),
             }
         }
         go(self, leaves, &mut 0)
@@ -187,29 +178,64 @@ impl Expr {
 /// anomaly during the rest extends it, so a signal that keeps misbehaving stays one alert.
 pub const DEFAULT_CLEAR_AFTER: u32 = 96;
 
-/// The rule every metric gets until a rule of the machine names it: the context detector or the drift
-/// detector, as one rule so that one fault is one alert (rate of change is opt-in, `"rate": true`, or a
-/// rule condition of its own).
-pub fn default_rules(metric: &str) -> Vec<Rule> {
+impl Rule {
+    /// The rule in force under the tenant's `settings`: its context conditions take the tenant's values for
+    /// the settings they leave to it.
+    pub fn under(&self, settings: &DetectionSettings) -> Rule {
+        fn go(e: &Expr, s: &DetectionSettings) -> Expr {
+            match e {
+                Expr::All { all } => Expr::All {
+                    all: all.iter().map(|x| go(x, s)).collect(),
+                },
+                Expr::Any { any } => Expr::Any {
+                    any: any.iter().map(|x| go(x, s)).collect(),
+                },
+                Expr::Cond(Condition {
+                    metric,
+                    test: Test::Context(c),
+                }) => Expr::Cond(Condition {
+                    metric: metric.clone(),
+                    test: Test::Context(c.under(s)),
+                }),
+                Expr::Cond(c) => Expr::Cond(c.clone()),
+            }
+        }
+        Rule {
+            when: go(&self.when, settings),
+            ..self.clone()
+        }
+    }
+}
+
+/// The rule every metric gets until a rule of the machine names it, under the tenant's `settings`: the
+/// context detector or the drift detector (unless `settings.drift` is off), as one rule so that one fault is
+/// one alert (rate of change is opt-in, `detection.features.rate`, or a rule condition of its own).
+pub fn default_rules(metric: &str, settings: &DetectionSettings) -> Vec<Rule> {
     let cond = |test: Test| {
         Expr::Cond(Condition {
             metric: metric.to_owned(),
             test,
         })
     };
-    let rule = |test: Test| Rule {
-        id: format!("default:{}:{metric}", test.name()),
+    let context = ContextConfig {
+        inherits: super::context::Inherits::ALL,
+        ..ContextConfig::default()
+    }
+    .under(settings);
+    let mut any = vec![cond(Test::Context(context))];
+    if settings.drift {
+        any.push(cond(Test::Drift(DriftConfig::default())));
+    }
+    vec![Rule {
+        id: format!("default:context:{metric}"),
         name: format!("anomaly on {metric}"),
-        severity: Severity::Warning,
-        when: Expr::Any {
-            any: vec![cond(test), cond(Test::Drift(DriftConfig::default()))],
-        },
+        severity: settings.severity(),
+        when: Expr::Any { any },
         hold: Hold::default(),
         clear_ratio: default_clear_ratio(),
-        clear_after: DEFAULT_CLEAR_AFTER,
+        clear_after: settings.rest_readings,
         max_age_secs: default_max_age(),
-    };
-    vec![rule(Test::Context(ContextConfig::default()))]
+    }]
 }
 
 #[cfg(test)]
