@@ -43,7 +43,11 @@ fn values(spike: f64) -> Vec<f64> {
 
 /// The highest score the condition gives the series before the spike, and at it or after.
 fn scores(spike: f64) -> (f64, f64) {
-    let cfg: ContextConfig = serde_json::from_value(condition("x")).unwrap();
+    let mut settings = condition("x");
+    let fields = settings.as_object_mut().unwrap();
+    fields.remove("metric");
+    fields.remove("detector");
+    let cfg: ContextConfig = serde_json::from_value(settings).unwrap();
     let mut d = Context::default();
     let (mut before, mut after) = (0.0f64, 0.0f64);
     for (i, v) in values(spike).into_iter().enumerate() {
