@@ -156,6 +156,38 @@ impl Expr {
         }
     }
 
+    /// Calls `f` with each leaf and its position, depth first (as [`Expr::conditions`], without a `Vec`).
+    pub fn visit<'a>(&'a self, f: &mut impl FnMut(usize, &'a Condition)) {
+        fn go<'a>(e: &'a Expr, i: &mut usize, f: &mut impl FnMut(usize, &'a Condition)) {
+            match e {
+                Expr::Cond(c) => {
+                    f(*i, c);
+                    *i += 1;
+                }
+                Expr::All { all: xs } | Expr::Any { any: xs } => {
+                    xs.iter().for_each(|x| go(x, i, f));
+                }
+            }
+        }
+        go(self, &mut 0, f);
+    }
+
+    /// Whether a leaf looks at `metric`.
+    pub fn mentions(&self, metric: &str) -> bool {
+        match self {
+            Expr::Cond(c) => c.metric == metric,
+            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().any(|x| x.mentions(metric)),
+        }
+    }
+
+    /// The number of leaves.
+    pub fn len(&self) -> usize {
+        match self {
+            Expr::Cond(_) => 1,
+            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().map(Expr::len).sum(),
+        }
+    }
+
     /// Evaluates the tree given each leaf's truth, in [`Expr::conditions`] order.
     pub fn eval(&self, leaves: &[bool]) -> bool {
         fn go(e: &Expr, leaves: &[bool], i: &mut usize) -> bool {
