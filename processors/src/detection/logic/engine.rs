@@ -257,7 +257,7 @@ impl MachineState {
         ts: i64,
     ) -> Option<AlertEvent> {
         let states = self.conditions.get(&rule.id)?;
-        let n = rule.when.len();
+        let n = rule.when.leaf_count();
         let (mut raise_inline, mut sustain_inline) =
             ([false; INLINE_LEAVES], [false; INLINE_LEAVES]);
         let (mut raise_heap, mut sustain_heap) = (Vec::new(), Vec::new());

@@ -181,10 +181,10 @@ impl Expr {
     }
 
     /// The number of leaves.
-    pub fn len(&self) -> usize {
+    pub fn leaf_count(&self) -> usize {
         match self {
             Expr::Cond(_) => 1,
-            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().map(Expr::len).sum(),
+            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().map(Expr::leaf_count).sum(),
         }
     }
 
@@ -198,17 +198,27 @@ impl Expr {
                     v
                 }
                 // Every branch is evaluated (no short cut) so that leaf positions stay aligned.
-                Expr::All { all } => all.iter().fold(true, |acc, x| go(x, leaves, i) && acc),
-                Expr::Any { any } => any.iter().fold(false, |acc, x| go(x, leaves, i) || acc),
+                Expr::All { all } => {
+                    let mut holds = true;
+                    for x in all {
+                        holds &= go(x, leaves, i);
+                    }
+                    holds
+                }
+                Expr::Any { any } => {
+                    let mut holds = false;
+                    for x in any {
+                        holds |= go(x, leaves, i);
+                    }
+                    holds
+                }
             }
         }
         go(self, leaves, &mut 0)
     }
 }
 
-/// The rest period of a default rule: evaluations with the tree off before its alert resolves. A further
-/// anomaly during the rest extends it, so a signal that keeps misbehaving stays one alert.
-pub const DEFAULT_CLEAR_AFTER: u32 = 96;
+pub use super::settings::DEFAULT_CLEAR_AFTER;
 
 impl Rule {
     /// The rule in force under the tenant's `settings`: its context conditions take the tenant's values for

@@ -4,7 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::Severity;
+pub use haltless_schemas::alerts::Severity;
+
+/// The rest period of a default rule: evaluations with the tree off before its alert resolves. A further
+/// anomaly during the rest extends it, so a signal that keeps misbehaving stays one alert.
+pub const DEFAULT_CLEAR_AFTER: u32 = 96;
 
 /// The sensitivity's bounds: an alert for a reading as unusual as one in `one_in`.
 pub const ONE_IN: std::ops::RangeInclusive<f64> = 100.0..=1e12;
@@ -60,7 +64,7 @@ impl Default for DetectionSettings {
     fn default() -> Self {
         Self {
             one_in: 100_000.0,
-            rest_readings: super::rules::DEFAULT_CLEAR_AFTER,
+            rest_readings: DEFAULT_CLEAR_AFTER,
             features: Features::default(),
             drift: true,
             severity: "warning".into(),

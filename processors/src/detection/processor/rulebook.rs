@@ -77,16 +77,11 @@ impl RuleChange {
             version: 1,
             effective_from_ms: at_ms,
             machines: vec![machine.to_owned()],
-            rule: Rule {
-                id: format!("maintenance:{}", reset.maintenance_id),
-                name: format!("{} of {machine}", reset.kind),
-                severity: crate::detection::logic::rules::Severity::Info,
-                when: Expr::Any { any: Vec::new() },
-                hold: Hold::default(),
-                clear_ratio: 1.0,
-                clear_after: 1,
-                max_age_secs: 0,
-            },
+            rule: marker(
+                format!("maintenance:{}", reset.maintenance_id),
+                format!("{} of {machine}", reset.kind),
+                crate::detection::logic::rules::Severity::Info,
+            ),
             deleted: true,
             reset: Some(reset),
             settings: None,
@@ -101,16 +96,11 @@ impl RuleChange {
             version: at_ms,
             effective_from_ms: at_ms,
             machines: Vec::new(),
-            rule: Rule {
-                id: "settings:detection".into(),
-                name: "detection settings".into(),
-                severity: settings.severity(),
-                when: Expr::Any { any: Vec::new() },
-                hold: Hold::default(),
-                clear_ratio: 1.0,
-                clear_after: 1,
-                max_age_secs: 0,
-            },
+            rule: marker(
+                "settings:detection".into(),
+                "detection settings".into(),
+                settings.severity(),
+            ),
             deleted: true,
             reset: None,
             settings: Some(settings),
@@ -221,6 +211,21 @@ impl RuleChange {
                 max_age_secs: r.max_age_secs,
             },
         }
+    }
+}
+
+/// The rule of a record that is not a rule (a maintenance reset, the tenant's settings): it is deleted on
+/// the topic, so a reader that knows no such records sees a rule that never applies.
+fn marker(id: String, name: String, severity: crate::detection::logic::rules::Severity) -> Rule {
+    Rule {
+        id,
+        name,
+        severity,
+        when: Expr::Any { any: Vec::new() },
+        hold: Hold::default(),
+        clear_ratio: 1.0,
+        clear_after: 1,
+        max_age_secs: 0,
     }
 }
 
