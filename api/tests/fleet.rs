@@ -129,7 +129,7 @@ async fn every_machine_is_running_alerting_or_silent() {
     assert_eq!(s, 200, "{saved}");
     assert_eq!(saved["settings"]["silent_after_minutes"], 120);
     assert_eq!(
-        saved["settings"]["detection"]["ewma_band"], 5.0,
+        saved["settings"]["detection"]["one_in"], 100_000.0,
         "absent fields take their default"
     );
     let (_, fleet) = app.get("/api/v1/fleet/status").await;
@@ -239,7 +239,8 @@ async fn settings_are_validated_and_only_admins_change_them() {
     assert_eq!(s, 200);
     assert_eq!(defaults["settings"]["silent_after_minutes"], 15);
     assert_eq!(defaults["updated_by"], Value::Null);
-    let change = json!({"silent_after_minutes": 30, "detection": {"ewma_band": 4.5, "severity": "critical"}});
+    let change =
+        json!({"silent_after_minutes": 30, "detection": {"one_in": 1e6, "severity": "critical"}});
     for token in [&viewer, &operator] {
         let (s, _) = app
             .call(Method::PUT, "/api/v1/settings", token, Some(&change))
@@ -250,8 +251,12 @@ async fn settings_are_validated_and_only_admins_change_them() {
         .call(Method::PUT, "/api/v1/settings", &app.admin, Some(&change))
         .await;
     assert_eq!(s, 200, "{saved}");
-    assert_eq!(saved["settings"]["detection"]["ewma_band"], 4.5);
-    assert_eq!(saved["settings"]["detection"]["rate_band"], 32.0);
+    assert_eq!(saved["settings"]["detection"]["one_in"], 1e6);
+    assert_eq!(saved["settings"]["detection"]["rest_readings"], 96);
+    assert_eq!(
+        saved["settings"]["detection"]["features"],
+        json!({"profile": true, "transitions": true, "rate": false})
+    );
     assert!(saved["updated_by"].as_str().unwrap().starts_with("user:"));
     let (_, read) = app
         .call(Method::GET, "/api/v1/settings", &viewer, None)
@@ -262,7 +267,7 @@ async fn settings_are_validated_and_only_admins_change_them() {
             Method::PUT,
             "/api/v1/settings",
             &app.admin,
-            Some(&json!({"silent_after_minutes": 0, "detection": {"rate_band": 1e9, "severity": "loud"}})),
+            Some(&json!({"silent_after_minutes": 0, "detection": {"one_in": 10, "rest_readings": 0, "severity": "loud"}})),
         )
         .await;
     assert_eq!(s, 422, "{refused}");
@@ -272,7 +277,8 @@ async fn settings_are_validated_and_only_admins_change_them() {
     assert_eq!(
         names,
         [
-            "detection.rate_band",
+            "detection.one_in",
+            "detection.rest_readings",
             "detection.severity",
             "silent_after_minutes"
         ]

@@ -21,6 +21,7 @@ pub const HISTORY: &[&str] = &[
     include_str!("../avro/history/haltless.rules.v1/001.avsc"),
     include_str!("../avro/history/haltless.rules.v1/002.avsc"),
     include_str!("../avro/history/haltless.rules.v1/003.avsc"),
+    include_str!("../avro/history/haltless.rules.v1/004.avsc"),
 ];
 
 /// One version of one rule: one Kafka message.
@@ -40,6 +41,27 @@ pub struct RuleChange {
     pub rule: Rule,
     /// Not a rule but a maintenance event that resets detector state (since version 3 of the schema).
     pub reset: Option<StateReset>,
+    /// Not a rule but the tenant's detection settings (since version 4 of the schema).
+    pub settings: Option<DetectionSettings>,
+}
+
+/// A tenant's detection settings, in force from the change's effective time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionSettings {
+    /// Sensitivity: an alert for a reading as unusual as one in this many.
+    pub one_in: f64,
+    /// Rest period of the default rules, in readings.
+    pub rest_readings: u64,
+    /// The time-of-day profile takes part.
+    pub profile: bool,
+    /// Value transitions take part.
+    pub transitions: bool,
+    /// The rate of change takes part.
+    pub rate: bool,
+    /// The default rules include the drift detector.
+    pub drift: bool,
+    /// Severity of the default rules' alerts.
+    pub severity: Severity,
 }
 
 /// A maintenance event the detectors see in order: they forget what they learned of some metrics.
@@ -161,6 +183,8 @@ pub struct ContextConfig {
     pub min_rel_std: f64,
     /// Smallest standard deviation, absolute.
     pub min_std: f64,
+    /// The settings left to the tenant's detection settings (since version 4).
+    pub inherits: Vec<String>,
 }
 
 /// Settings of the EWMA detector.
@@ -253,6 +277,20 @@ impl RuleChange {
                     ])
                 })),
             ),
+            (
+                "settings",
+                optional(self.settings.as_ref().map(|d| {
+                    record([
+                        ("one_in", Value::Double(d.one_in)),
+                        ("rest_readings", unsigned(d.rest_readings)),
+                        ("profile", Value::Boolean(d.profile)),
+                        ("transitions", Value::Boolean(d.transitions)),
+                        ("rate", Value::Boolean(d.rate)),
+                        ("drift", Value::Boolean(d.drift)),
+                        ("severity", enum_symbol(&SEVERITIES, d.severity)),
+                    ])
+                })),
+            ),
         ]))
     }
 
@@ -292,8 +330,33 @@ impl RuleChange {
                     })
                 }
             },
+            settings: match f.optional("settings")? {
+                None => None,
+                Some(v) => {
+                    let mut d = Fields::of(v)?;
+                    Some(DetectionSettings {
+                        one_in: d.double("one_in")?,
+                        rest_readings: d.unsigned("rest_readings")?,
+                        profile: d.boolean("profile")?,
+                        transitions: d.boolean("transitions")?,
+                        rate: d.boolean("rate")?,
+                        drift: d.boolean("drift")?,
+                        severity: parse_symbol(&SEVERITIES, &d.symbol("severity")?)?,
+                    })
+                }
+            },
         })
     }
+}
+
+fn strings(name: &str, values: Vec<Value>) -> Result<Vec<String>, CodecError> {
+    values
+        .into_iter()
+        .map(|m| match m {
+            Value::String(s) => Ok(s),
+            other => Err(shape(name, &other)),
+        })
+        .collect()
 }
 
 impl Rule {
@@ -424,6 +487,10 @@ impl Condition {
                     ("rate", Value::Boolean(c.rate)),
                     ("min_rel_std", Value::Double(c.min_rel_std)),
                     ("min_std", Value::Double(c.min_std)),
+                    (
+                        "inherits",
+                        Value::Array(c.inherits.iter().cloned().map(Value::String).collect()),
+                    ),
                 ]))
             }
             Test::Drift(c) => {
@@ -513,6 +580,7 @@ impl Condition {
                 rate: c.boolean("rate")?,
                 min_rel_std: c.double("min_rel_std")?,
                 min_std: c.double("min_std")?,
+                inherits: strings("inherits", c.array("inherits")?)?,
             }));
         }
         if let Some(v) = f.optional("drift")? {
@@ -554,6 +622,7 @@ mod tests {
             machines: vec!["press-01".into(), "press-02".into()],
             deleted: false,
             reset: None,
+            settings: None,
             rule: Rule {
                 id: "shaky".into(),
                 name: "Hot and shaking".into(),
@@ -600,6 +669,7 @@ mod tests {
                                 rate: false,
                                 min_rel_std: 0.01,
                                 min_std: 1e-6,
+                                inherits: vec!["limit".into(), "profile".into()],
                             }),
                         ),
                         cond(
@@ -671,6 +741,65 @@ mod tests {
         };
         let bytes = reset.encode(&codec).unwrap();
         assert_eq!(RuleChange::decode(&codec, &bytes).unwrap(), reset);
+    }
+
+    #[test]
+    fn detection_settings_round_trip_and_older_rules_inherit_nothing() {
+        let codec = RuleChange::codec().unwrap();
+        let settings = RuleChange {
+            deleted: true,
+            settings: Some(DetectionSettings {
+                one_in: 1e6,
+                rest_readings: 48,
+                profile: false,
+                transitions: true,
+                rate: true,
+                drift: false,
+                severity: Severity::Critical,
+            }),
+            ..sample()
+        };
+        let bytes = settings.encode(&codec).unwrap();
+        assert_eq!(RuleChange::decode(&codec, &bytes).unwrap(), settings);
+        // A rule written with version 3 of the schema (no `inherits`) reads as setting everything itself.
+        let v3 = Codec::new(HISTORY[2], HISTORY, WireFormat::SingleObject).unwrap();
+        let mut old = sample();
+        let Expr::All(all) = &mut old.rule.when else {
+            panic!("the sample is an all")
+        };
+        let Expr::Any(any) = &mut all[1] else {
+            panic!("then an any")
+        };
+        let Expr::Condition(Condition {
+            test: Test::Context(c),
+            ..
+        }) = &mut any[2]
+        else {
+            panic!("then a context condition")
+        };
+        c.inherits.clear();
+        let bytes = v3_encode(&v3, &old);
+        assert_eq!(RuleChange::decode(&codec, &bytes).unwrap(), old);
+    }
+
+    /// Encodes with the version 3 schema: the same record less the fields version 4 added.
+    fn v3_encode(v3: &Codec, change: &RuleChange) -> Vec<u8> {
+        let codec = RuleChange::codec().unwrap();
+        let bytes = change.encode(&codec).unwrap();
+        let mut value = codec.decode_value(&bytes).unwrap();
+        fn strip(v: &mut Value) {
+            match v {
+                Value::Record(fields) => {
+                    fields.retain(|(n, _)| n != "inherits" && n != "settings");
+                    fields.iter_mut().for_each(|(_, v)| strip(v));
+                }
+                Value::Union(_, inner) => strip(inner),
+                Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        strip(&mut value);
+        v3.encode_value(value).unwrap()
     }
 
     #[test]

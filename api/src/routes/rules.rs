@@ -186,6 +186,7 @@ async fn store(
         rule: rule.clone(),
         deleted,
         reset: None,
+        settings: None,
     };
     publish(state, &change).await?;
     Ok(view(&rule.id, version, &definition, &machines, updated_at))

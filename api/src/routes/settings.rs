@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use haltless_processors::detection::logic::settings::DetectionSettings;
+use haltless_processors::detection::processor::RuleChange;
+
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
@@ -26,8 +29,9 @@ pub struct TenantSettings {
     /// A machine with no reading (by event time) for this many minutes is `silent` in the fleet view
     /// (1 to 10,080; default 15).
     pub silent_after_minutes: u32,
-    /// The defaults of the detectors that watch a metric no rule names.
-    pub detection: DetectionDefaults,
+    /// How the detectors judge the tenant's metrics: the default rule of every metric no rule names, and
+    /// what a rule's `context` condition leaves unset. A change applies to readings from the moment it is saved.
+    pub detection: DetectionSettings,
     /// Remaining-useful-life predictions.
     pub ai: AiSettings,
 }
@@ -64,40 +68,12 @@ impl AiSettings {
     }
 }
 
-/// Defaults of the default detectors (EWMA and rate of change).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectionDefaults {
-    /// EWMA alarm band in standard deviations (1 to 50; default 5).
-    pub ewma_band: f64,
-    /// EWMA half-life in seconds of event time (60 to 2,592,000; default 21,600).
-    pub half_life_secs: u64,
-    /// Rate-of-change alarm band in standard deviations of the learned velocity (1 to 200; default 32).
-    pub rate_band: f64,
-    /// Evaluations with the condition off before an alert resolves (1 to 10,000; default 96).
-    pub clear_after: u32,
-    /// Severity of the default detectors' alerts: `info`, `warning` (default) or `critical`.
-    pub severity: String,
-}
-
 impl Default for TenantSettings {
     fn default() -> Self {
         Self {
             silent_after_minutes: 15,
-            detection: DetectionDefaults::default(),
+            detection: DetectionSettings::default(),
             ai: AiSettings::default(),
-        }
-    }
-}
-
-impl Default for DetectionDefaults {
-    fn default() -> Self {
-        Self {
-            ewma_band: 5.0,
-            half_life_secs: 21_600,
-            rate_band: 32.0,
-            clear_after: 96,
-            severity: "warning".into(),
         }
     }
 }
@@ -106,7 +82,6 @@ impl TenantSettings {
     /// Every rule broken, as `(field, message)`.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        let d = &self.detection;
         let mut check = |ok: bool, field: &'static str, message: &str| {
             if !ok {
                 out.push((field, message.to_owned()));
@@ -116,31 +91,6 @@ impl TenantSettings {
             (1..=10_080).contains(&self.silent_after_minutes),
             "silent_after_minutes",
             "must lie between 1 and 10080",
-        );
-        check(
-            d.ewma_band.is_finite() && (1.0..=50.0).contains(&d.ewma_band),
-            "detection.ewma_band",
-            "must lie between 1 and 50",
-        );
-        check(
-            (60..=2_592_000).contains(&d.half_life_secs),
-            "detection.half_life_secs",
-            "must lie between 60 and 2592000",
-        );
-        check(
-            d.rate_band.is_finite() && (1.0..=200.0).contains(&d.rate_band),
-            "detection.rate_band",
-            "must lie between 1 and 200",
-        );
-        check(
-            (1..=10_000).contains(&d.clear_after),
-            "detection.clear_after",
-            "must lie between 1 and 10000",
-        );
-        check(
-            ["info", "warning", "critical"].contains(&d.severity.as_str()),
-            "detection.severity",
-            "must be info, warning or critical",
         );
         check(
             ["cycles", "hours", "days"].contains(&self.ai.horizon_unit.as_str()),
@@ -153,6 +103,7 @@ impl TenantSettings {
             "ai.alert_below_cycles",
             "must lie between 0 and 100000",
         );
+        out.extend(self.detection.problems());
         out
     }
 
@@ -240,7 +191,9 @@ pub(crate) async fn replace(
             ));
         }
     }
-    let before = TenantSettings::load(state.pool(), key.tenant_id).await?.ai;
+    let previous = TenantSettings::load(state.pool(), key.tenant_id).await?;
+    let before = previous.ai;
+    let mut tx = state.pool().begin().await?;
     sqlx::query(
         "INSERT INTO tenant_settings (tenant_id, settings, updated_by, updated_at) VALUES ($1, $2, $3, now())
          ON CONFLICT (tenant_id) DO UPDATE SET settings = $2, updated_by = $3, updated_at = now()",
@@ -248,8 +201,16 @@ pub(crate) async fn replace(
     .bind(key.tenant_id)
     .bind(json!(body))
     .bind(key.actor())
-    .execute(state.pool())
+    .execute(&mut *tx)
     .await?;
+    if body.detection != previous.detection {
+        // The detectors see the settings on the rules topic, in event-time order with the readings, so a
+        // replay applies them at the same reading; the row is committed only once Kafka has the event.
+        let change =
+            RuleChange::settings(key.tenant_id, crate::time::now_ms(), body.detection.clone());
+        crate::routes::rules::publish(&state, &change).await?;
+    }
+    tx.commit().await?;
     let ai = &body.ai;
     if ai.model.is_some() && ai.model != before.model {
         sqlx::query(
@@ -287,14 +248,14 @@ mod tests {
             silent_after_minutes: 0,
             ..Default::default()
         };
-        s.detection.ewma_band = f64::INFINITY;
+        s.detection.one_in = f64::INFINITY;
         s.detection.severity = "loud".into();
         let fields: Vec<&str> = s.problems().iter().map(|p| p.0).collect();
         assert_eq!(
             fields,
             [
                 "silent_after_minutes",
-                "detection.ewma_band",
+                "detection.one_in",
                 "detection.severity"
             ]
         );

@@ -233,6 +233,7 @@ async fn alert_latencies(
         rule,
         deleted: false,
         reset: None,
+        settings: None,
     };
     let producer: FutureProducer = producer_config(
         &kafka.brokers,

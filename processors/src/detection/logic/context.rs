@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::{tail_score, Calibration, Calibrator, MAX_SCORE};
+use super::settings::DetectionSettings;
 use super::stats::EwStats;
 use super::{Detector, Sample, Verdict, Why, NOT_JUDGED};
 
@@ -55,9 +56,10 @@ const TRANSITION_KEEP: f64 = 1.0 - 1.0 / 512.0;
 /// Pseudo-count of every transition, so an unseen one is rare rather than impossible.
 const TRANSITION_PRIOR: f64 = 0.1;
 
-/// Settings of the context detector.
+/// Settings of the context detector. In a rule, `limit`, `levels`, `profile` and `rate` left out are the
+/// tenant's (`detection.one_in` and `detection.features`, see [`super::settings`]); those given override them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "ContextInput", into = "ContextInput")]
 pub struct ContextConfig {
     /// Fires above this score: `-log10` of how often a reading this unusual is expected (5: one in 100,000).
     pub limit: f64,
@@ -80,6 +82,127 @@ pub struct ContextConfig {
     pub min_rel_std: f64,
     /// Smallest standard deviation assumed, absolute.
     pub min_std: f64,
+    /// The settings the rule left to the tenant's (they then hold the tenant's values in force).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub inherits: Inherits,
+}
+
+/// Which of a context condition's settings are the tenant's rather than the rule's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inherits {
+    /// `limit`, from `detection.one_in`.
+    pub limit: bool,
+    /// `levels`, from `detection.features.transitions`.
+    pub levels: bool,
+    /// `profile`, from `detection.features.profile`.
+    pub profile: bool,
+    /// `rate`, from `detection.features.rate`.
+    pub rate: bool,
+}
+
+impl Inherits {
+    /// Every inheritable setting.
+    pub const ALL: Inherits = Inherits {
+        limit: true,
+        levels: true,
+        profile: true,
+        rate: true,
+    };
+
+    /// The names of the settings inherited, as the rules topic carries them.
+    pub fn names(&self) -> Vec<String> {
+        [
+            (self.limit, "limit"),
+            (self.levels, "levels"),
+            (self.profile, "profile"),
+            (self.rate, "rate"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| (*n).to_owned())
+        .collect()
+    }
+
+    /// From the names the rules topic carries (unknown ones are ignored).
+    pub fn from_names(names: &[String]) -> Self {
+        let has = |n: &str| names.iter().any(|x| x == n);
+        Self {
+            limit: has("limit"),
+            levels: has("levels"),
+            profile: has("profile"),
+            rate: has("rate"),
+        }
+    }
+}
+
+/// The JSON form of [`ContextConfig`]: what a rule leaves out is the default, or the tenant's setting for
+/// the inheritable ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    half_life_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memory_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    average: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    learn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    levels: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_rel_std: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_std: Option<f64>,
+}
+
+impl From<ContextInput> for ContextConfig {
+    fn from(i: ContextInput) -> Self {
+        let d = ContextConfig::default();
+        Self {
+            inherits: Inherits {
+                limit: i.limit.is_none(),
+                levels: i.levels.is_none(),
+                profile: i.profile.is_none(),
+                rate: i.rate.is_none(),
+            },
+            limit: i.limit.unwrap_or(d.limit),
+            half_life_secs: i.half_life_secs.unwrap_or(d.half_life_secs),
+            memory_secs: i.memory_secs.unwrap_or(d.memory_secs),
+            average: i.average.unwrap_or(d.average),
+            learn: i.learn.unwrap_or(d.learn),
+            levels: i.levels.unwrap_or(d.levels),
+            profile: i.profile.unwrap_or(d.profile),
+            rate: i.rate.unwrap_or(d.rate),
+            min_rel_std: i.min_rel_std.unwrap_or(d.min_rel_std),
+            min_std: i.min_std.unwrap_or(d.min_std),
+        }
+    }
+}
+
+impl From<ContextConfig> for ContextInput {
+    fn from(c: ContextConfig) -> Self {
+        let own = |inherited: bool| !inherited;
+        Self {
+            limit: own(c.inherits.limit).then_some(c.limit),
+            half_life_secs: Some(c.half_life_secs),
+            memory_secs: Some(c.memory_secs),
+            average: Some(c.average),
+            learn: Some(c.learn),
+            levels: own(c.inherits.levels).then_some(c.levels),
+            profile: own(c.inherits.profile).then_some(c.profile),
+            rate: own(c.inherits.rate).then_some(c.rate),
+            min_rel_std: Some(c.min_rel_std),
+            min_std: Some(c.min_std),
+        }
+    }
 }
 
 impl Default for ContextConfig {
@@ -95,11 +218,35 @@ impl Default for ContextConfig {
             rate: false,
             min_rel_std: 0.01,
             min_std: 1e-6,
+            inherits: Inherits::default(),
         }
     }
 }
 
 impl ContextConfig {
+    /// The settings in force under the tenant's `settings`: those the rule left to the tenant take its values.
+    pub fn under(&self, settings: &DetectionSettings) -> ContextConfig {
+        let i = self.inherits;
+        let mut c = self.clone();
+        if i.limit {
+            c.limit = settings.limit();
+        }
+        if i.levels {
+            c.levels = if settings.features.transitions {
+                ContextConfig::default().levels
+            } else {
+                0
+            };
+        }
+        if i.profile {
+            c.profile = settings.features.profile;
+        }
+        if i.rate {
+            c.rate = settings.features.rate;
+        }
+        c
+    }
+
     fn calibration(&self) -> Calibration {
         Calibration {
             average: self.average,

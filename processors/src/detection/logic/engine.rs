@@ -18,7 +18,11 @@ use super::explain::explain;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
 use super::rules::{default_rules, Condition, Rule, Severity, Test};
+use super::settings::DetectionSettings;
 use super::{Detector, Sample, Verdict};
+
+/// Rules with at most this many leaves are evaluated without allocating.
+const INLINE_LEAVES: usize = 16;
 
 /// Where a reading sits in Kafka: (partition, offset).
 pub type Offset = (i32, i64);
@@ -132,9 +136,10 @@ pub struct MachineState {
     /// The strongest severity ratio the last reading got from any condition (for backtests).
     #[serde(skip)]
     last_ratio: f64,
-    /// The default rules of each metric seen, built once rather than for every reading.
+    /// The default rules of each metric seen, built once (per settings in force) rather than for every
+    /// reading.
     #[serde(skip)]
-    defaults: BTreeMap<String, Vec<Rule>>,
+    defaults: BTreeMap<String, (DetectionSettings, Vec<Rule>)>,
 }
 
 impl MachineState {
@@ -147,16 +152,25 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
-        self.observe_after_resets(tenant, machine, rules, &[], input)
+        self.observe_under(
+            tenant,
+            machine,
+            rules,
+            &DetectionSettings::default(),
+            &[],
+            input,
+        )
     }
 
-    /// [`Self::observe`], after the maintenance `resets` (of the tenant, by time) that fall between the
+    /// [`Self::observe`] under the tenant's detection `settings` (they shape the default rules; `rules` are
+    /// already under them), after the maintenance `resets` (of the tenant, by time) that fall between the
     /// metric's previous reading and this one: the detectors of the metric start afresh.
-    pub fn observe_after_resets(
+    pub fn observe_under(
         &mut self,
         tenant: &str,
         machine: &str,
         rules: &[Rule],
+        settings: &DetectionSettings,
         resets: &[Reset],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
@@ -164,26 +178,28 @@ impl MachineState {
             return Vec::new(); // NaN and infinities never reach a detector
         }
         let ts = input.sample.ts_ms;
-        let newest = self
-            .newest
-            .entry(input.metric.to_owned())
-            .or_insert(i64::MIN);
+        if !self.newest.contains_key(input.metric) {
+            self.newest.insert(input.metric.to_owned(), i64::MIN);
+        }
+        let Some(newest) = self.newest.get_mut(input.metric) else {
+            return Vec::new();
+        };
         let late = ts < *newest;
         let reset =
             !resets.is_empty() && !late && reset_due(resets, machine, input.metric, *newest, ts);
         *newest = (*newest).max(ts);
-        let named = rules
-            .iter()
-            .any(|r| r.when.conditions().iter().any(|c| c.metric == input.metric));
+        let named = rules.iter().any(|r| r.when.mentions(input.metric));
         // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
         let mut cache = std::mem::take(&mut self.defaults);
         // The first reading of a metric since the start (or a restore) builds its default rules.
         let first = !named && !cache.contains_key(input.metric);
-        if first {
-            cache.insert(input.metric.to_owned(), default_rules(input.metric));
+        let stale = !named && cache.get(input.metric).is_some_and(|(s, _)| s != settings);
+        if first || stale {
+            let rules = default_rules(input.metric, settings);
+            cache.insert(input.metric.to_owned(), (settings.clone(), rules));
         }
         let defaults: &[Rule] = match cache.get(input.metric) {
-            Some(rules) if !named => rules,
+            Some((_, rules)) if !named => rules,
             _ => &[],
         };
         let mut events = Vec::new();
@@ -192,8 +208,7 @@ impl MachineState {
         }
         self.last_ratio = 0.0;
         for rule in rules.iter().chain(defaults) {
-            let leaves = rule.when.conditions();
-            if !leaves.iter().any(|c| c.metric == input.metric) {
+            if !rule.when.mentions(input.metric) {
                 continue;
             }
             if !self.conditions.contains_key(&rule.id) {
@@ -202,28 +217,29 @@ impl MachineState {
             let Some(states) = self.conditions.get_mut(&rule.id) else {
                 continue;
             };
-            for (i, leaf) in leaves
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.metric == input.metric)
-            {
+            let mut ratio = self.last_ratio;
+            rule.when.visit(&mut |i, leaf| {
+                if leaf.metric != input.metric {
+                    return;
+                }
                 let state = states.entry(i).or_default();
                 if reset {
                     *state = ConditionState::default();
                 }
                 if let Some(verdict) = judge(state, leaf, input.sample) {
-                    self.last_ratio = self.last_ratio.max(verdict.severity_ratio());
+                    ratio = ratio.max(verdict.severity_ratio());
                     state.last = Some(Last {
                         ts_ms: ts,
                         verdict,
                         offset: input.offset,
                     });
                 }
-            }
+            });
+            self.last_ratio = ratio;
             if late {
                 continue;
             }
-            if let Some(event) = self.evaluate(tenant, machine, rule, &leaves, ts) {
+            if let Some(event) = self.evaluate(tenant, machine, rule, ts) {
                 events.push(event);
             }
         }
@@ -231,58 +247,52 @@ impl MachineState {
         events
     }
 
-    /// Evaluates `rule` at event time `ts` and steps its lifecycle.
+    /// Evaluates `rule` at event time `ts` and steps its lifecycle. Allocates nothing unless the alert
+    /// changes (rules of at most [`INLINE_LEAVES`] leaves).
     fn evaluate(
         &mut self,
         tenant: &str,
         machine: &str,
         rule: &Rule,
-        leaves: &[&Condition],
         ts: i64,
     ) -> Option<AlertEvent> {
         let states = self.conditions.get(&rule.id)?;
-        let fresh: Vec<Option<&Last>> = (0..leaves.len())
-            .map(|i| {
-                states
-                    .get(&i)
-                    .and_then(|s| s.last.as_ref())
-                    .filter(|l| ts - l.ts_ms <= rule.max_age_secs as i64 * 1000)
-            })
-            .collect();
-        let raise: Vec<bool> = fresh
-            .iter()
-            .map(|l| l.is_some_and(|l| l.verdict.anomalous))
-            .collect();
-        let sustain: Vec<bool> = fresh
-            .iter()
-            .zip(leaves)
-            .map(|(l, c)| {
-                l.is_some_and(|l| {
-                    l.verdict.score > sustain_limit(&c.test, &l.verdict, rule.clear_ratio)
-                })
-            })
-            .collect();
-        let on: Vec<(usize, &Last)> = fresh
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| sustain[*i])
-            .filter_map(|(i, l)| l.map(|l| (i, l)))
-            .collect();
-        let strongest = on
-            .iter()
-            .max_by(|a, b| {
-                a.1.verdict
-                    .severity_ratio()
-                    .total_cmp(&b.1.verdict.severity_ratio())
-            })
-            .copied();
+        let n = rule.when.leaf_count();
+        let (mut raise_inline, mut sustain_inline) =
+            ([false; INLINE_LEAVES], [false; INLINE_LEAVES]);
+        let (mut raise_heap, mut sustain_heap) = (Vec::new(), Vec::new());
+        let (raise, sustain): (&mut [bool], &mut [bool]) = if n <= INLINE_LEAVES {
+            (&mut raise_inline[..n], &mut sustain_inline[..n])
+        } else {
+            raise_heap.resize(n, false);
+            sustain_heap.resize(n, false);
+            (&mut raise_heap, &mut sustain_heap)
+        };
+        let max_age_ms = rule.max_age_secs as i64 * 1000;
+        let fresh = |i: usize| {
+            states
+                .get(&i)
+                .and_then(|s| s.last.as_ref())
+                .filter(|l| ts - l.ts_ms <= max_age_ms)
+        };
+        // The strongest condition that holds (the last of equals), and the first with a fresh verdict.
+        let mut strongest: Option<(usize, &Last, f64)> = None;
+        let mut first_fresh: Option<(usize, &Last)> = None;
+        rule.when.visit(&mut |i, c| {
+            let Some(l) = fresh(i) else { return };
+            first_fresh.get_or_insert((i, l));
+            raise[i] = l.verdict.anomalous;
+            sustain[i] = l.verdict.score > sustain_limit(&c.test, &l.verdict, rule.clear_ratio);
+            let ratio = l.verdict.severity_ratio();
+            if sustain[i] && strongest.is_none_or(|(_, _, r)| ratio.total_cmp(&r).is_ge()) {
+                strongest = Some((i, l, ratio));
+            }
+        });
         let step = Step {
             ts_ms: ts,
-            raise: rule.when.eval(&raise),
-            sustain: rule.when.eval(&sustain),
-            ratio: strongest
-                .map(|(_, l)| l.verdict.severity_ratio())
-                .unwrap_or(0.0),
+            raise: rule.when.eval(raise),
+            sustain: rule.when.eval(sustain),
+            ratio: strongest.map(|(_, _, r)| r).unwrap_or(0.0),
         };
         if !self.phases.contains_key(&rule.id) {
             self.phases.insert(rule.id.clone(), Phase::default());
@@ -292,12 +302,9 @@ impl MachineState {
             alert_id(tenant, machine, &rule.id, raised)
         })?;
         // A resolution reports the condition that last held, so it says what cleared.
-        let (leaf, last) = strongest.or_else(|| {
-            fresh
-                .iter()
-                .enumerate()
-                .find_map(|(i, l)| l.map(|l| (i, l)))
-        })?;
+        let (leaf, last) = strongest.map(|(i, l, _)| (i, l)).or(first_fresh)?;
+        let leaves = rule.when.conditions();
+        let on: Vec<usize> = (0..n).filter(|i| sustain[*i]).collect();
         let why = explain(
             leaves[leaf].test.name(),
             &leaves[leaf].metric,
@@ -322,7 +329,7 @@ impl MachineState {
             offsets: if on.is_empty() {
                 last.offset.into_iter().collect()
             } else {
-                on.iter().filter_map(|(_, l)| l.offset).collect()
+                on.iter().filter_map(|i| fresh(*i)?.offset).collect()
             },
             explanation: why.text,
             contributions: why.contributions,
@@ -641,7 +648,14 @@ mod tests {
                     sample: *s,
                     offset: Some((0, i as i64)),
                 };
-                events.extend(state.observe_after_resets("t1", "press-07", &[], &replaced, input));
+                events.extend(state.observe_under(
+                    "t1",
+                    "press-07",
+                    &[],
+                    &DetectionSettings::default(),
+                    &replaced,
+                    input,
+                ));
             }
             events
         };
@@ -684,7 +698,14 @@ mod tests {
                     sample: *s,
                     offset: Some((0, i as i64)),
                 };
-                state.observe_after_resets("t1", "press-07", &[], &elsewhere, input)
+                state.observe_under(
+                    "t1",
+                    "press-07",
+                    &[],
+                    &DetectionSettings::default(),
+                    &elsewhere,
+                    input,
+                )
             })
             .collect();
         assert!(raised(&events) >= 1);

@@ -6,6 +6,7 @@
 //! - [`drift`]: a slow degradation: daily means moving one way, day after day.
 //! - [`stats`]: the running statistics they share.
 //! - [`rules`]: rules (conditions on metrics, AND/OR, holds) and the default detectors as rules.
+//! - [`settings`]: a tenant's detection settings: its default rules, and what its rules leave to them.
 //! - [`lifecycle`]: an alert's raise, updates and resolve, and its stable id.
 //! - [`engine`]: one machine's state: its series, the rules in force, and the alerts they raise.
 
@@ -19,6 +20,7 @@ pub mod explain;
 pub mod lifecycle;
 pub mod rate;
 pub mod rules;
+pub mod settings;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@ use super::context::ContextConfig;
 use super::drift::DriftConfig;
 use super::ewma::EwmaConfig;
 use super::rate::RateConfig;
+use super::settings::DetectionSettings;
 
 pub use haltless_schemas::alerts::Severity;
 
@@ -155,6 +156,38 @@ impl Expr {
         }
     }
 
+    /// Calls `f` with each leaf and its position, depth first (as [`Expr::conditions`], without a `Vec`).
+    pub fn visit<'a>(&'a self, f: &mut impl FnMut(usize, &'a Condition)) {
+        fn go<'a>(e: &'a Expr, i: &mut usize, f: &mut impl FnMut(usize, &'a Condition)) {
+            match e {
+                Expr::Cond(c) => {
+                    f(*i, c);
+                    *i += 1;
+                }
+                Expr::All { all: xs } | Expr::Any { any: xs } => {
+                    xs.iter().for_each(|x| go(x, i, f));
+                }
+            }
+        }
+        go(self, &mut 0, f);
+    }
+
+    /// Whether a leaf looks at `metric`.
+    pub fn mentions(&self, metric: &str) -> bool {
+        match self {
+            Expr::Cond(c) => c.metric == metric,
+            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().any(|x| x.mentions(metric)),
+        }
+    }
+
+    /// The number of leaves.
+    pub fn leaf_count(&self) -> usize {
+        match self {
+            Expr::Cond(_) => 1,
+            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().map(Expr::leaf_count).sum(),
+        }
+    }
+
     /// Evaluates the tree given each leaf's truth, in [`Expr::conditions`] order.
     pub fn eval(&self, leaves: &[bool]) -> bool {
         fn go(e: &Expr, leaves: &[bool], i: &mut usize) -> bool {
@@ -165,51 +198,86 @@ impl Expr {
                     v
                 }
                 // Every branch is evaluated (no short cut) so that leaf positions stay aligned.
-                Expr::All { all } => all
-                    .iter()
-                    .map(|x| go(x, leaves, i))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .all(|b| b),
-                Expr::Any { any } => any
-                    .iter()
-                    .map(|x| go(x, leaves, i))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .any(|b| b),
+                Expr::All { all } => {
+                    let mut holds = true;
+                    for x in all {
+                        holds &= go(x, leaves, i);
+                    }
+                    holds
+                }
+                Expr::Any { any } => {
+                    let mut holds = false;
+                    for x in any {
+                        holds |= go(x, leaves, i);
+                    }
+                    holds
+                }
             }
         }
         go(self, leaves, &mut 0)
     }
 }
 
-/// The rest period of a default rule: evaluations with the tree off before its alert resolves. A further
-/// anomaly during the rest extends it, so a signal that keeps misbehaving stays one alert.
-pub const DEFAULT_CLEAR_AFTER: u32 = 96;
+pub use super::settings::DEFAULT_CLEAR_AFTER;
 
-/// The rule every metric gets until a rule of the machine names it: the context detector or the drift
-/// detector, as one rule so that one fault is one alert (rate of change is opt-in, `"rate": true`, or a
-/// rule condition of its own).
-pub fn default_rules(metric: &str) -> Vec<Rule> {
+impl Rule {
+    /// The rule in force under the tenant's `settings`: its context conditions take the tenant's values for
+    /// the settings they leave to it.
+    pub fn under(&self, settings: &DetectionSettings) -> Rule {
+        fn go(e: &Expr, s: &DetectionSettings) -> Expr {
+            match e {
+                Expr::All { all } => Expr::All {
+                    all: all.iter().map(|x| go(x, s)).collect(),
+                },
+                Expr::Any { any } => Expr::Any {
+                    any: any.iter().map(|x| go(x, s)).collect(),
+                },
+                Expr::Cond(Condition {
+                    metric,
+                    test: Test::Context(c),
+                }) => Expr::Cond(Condition {
+                    metric: metric.clone(),
+                    test: Test::Context(c.under(s)),
+                }),
+                Expr::Cond(c) => Expr::Cond(c.clone()),
+            }
+        }
+        Rule {
+            when: go(&self.when, settings),
+            ..self.clone()
+        }
+    }
+}
+
+/// The rule every metric gets until a rule of the machine names it, under the tenant's `settings`: the
+/// context detector or the drift detector (unless `settings.drift` is off), as one rule so that one fault is
+/// one alert (rate of change is opt-in, `detection.features.rate`, or a rule condition of its own).
+pub fn default_rules(metric: &str, settings: &DetectionSettings) -> Vec<Rule> {
     let cond = |test: Test| {
         Expr::Cond(Condition {
             metric: metric.to_owned(),
             test,
         })
     };
-    let rule = |test: Test| Rule {
-        id: format!("default:{}:{metric}", test.name()),
+    let context = ContextConfig {
+        inherits: super::context::Inherits::ALL,
+        ..ContextConfig::default()
+    }
+    .under(settings);
+    let mut any = vec![cond(Test::Context(context))];
+    if settings.drift {
+        any.push(cond(Test::Drift(DriftConfig::default())));
+    }
+    vec![Rule {
+        id: format!("default:context:{metric}"),
         name: format!("anomaly on {metric}"),
-        severity: Severity::Warning,
-        when: Expr::Any {
-            any: vec![cond(test), cond(Test::Drift(DriftConfig::default()))],
-        },
+        severity: settings.severity(),
+        when: Expr::Any { any },
         hold: Hold::default(),
         clear_ratio: default_clear_ratio(),
-        clear_after: DEFAULT_CLEAR_AFTER,
+        clear_after: settings.rest_readings,
         max_age_secs: default_max_age(),
-    };
-    vec![rule(Test::Context(ContextConfig::default()))]
+    }]
 }
 
 #[cfg(test)]

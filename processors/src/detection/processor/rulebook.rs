@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::detection::logic::baseline::BaselineConfig;
-use crate::detection::logic::context::ContextConfig;
+use crate::detection::logic::context::{ContextConfig, Inherits};
 use crate::detection::logic::drift::DriftConfig;
 use crate::detection::logic::engine::Reset;
 use crate::detection::logic::ewma::EwmaConfig;
 use crate::detection::logic::rate::RateConfig;
 use crate::detection::logic::rules::{Condition, Expr, Hold, Rule, Test};
+use crate::detection::logic::settings::{DetectionSettings, Features};
 
 /// One change of one rule: a record of the rules topic, keyed `tenant/rule_id/version` so that compaction
 /// keeps every version. (Its serde form is the JSON the topic carried before it had a schema.)
@@ -43,6 +44,10 @@ pub struct RuleChange {
     /// at `effective_from_ms` (the rule is then `maintenance:<id>`, deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<StateReset>,
+    /// Not a rule but the tenant's detection settings, in force from `effective_from_ms` (the rule is then
+    /// `settings:detection`, deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<DetectionSettings>,
 }
 
 /// A maintenance event (replacement, repair, calibration) on the rules topic.
@@ -72,18 +77,33 @@ impl RuleChange {
             version: 1,
             effective_from_ms: at_ms,
             machines: vec![machine.to_owned()],
-            rule: Rule {
-                id: format!("maintenance:{}", reset.maintenance_id),
-                name: format!("{} of {machine}", reset.kind),
-                severity: crate::detection::logic::rules::Severity::Info,
-                when: Expr::Any { any: Vec::new() },
-                hold: Hold::default(),
-                clear_ratio: 1.0,
-                clear_after: 1,
-                max_age_secs: 0,
-            },
+            rule: marker(
+                format!("maintenance:{}", reset.maintenance_id),
+                format!("{} of {machine}", reset.kind),
+                crate::detection::logic::rules::Severity::Info,
+            ),
             deleted: true,
             reset: Some(reset),
+            settings: None,
+        }
+    }
+
+    /// The rules-topic record of the tenant's detection settings, in force from event time `at_ms` on
+    /// (`at_ms` is also its version: settings are saved one at a time, and a later save is a later time).
+    pub fn settings(tenant_id: Uuid, at_ms: i64, settings: DetectionSettings) -> RuleChange {
+        RuleChange {
+            tenant_id,
+            version: at_ms,
+            effective_from_ms: at_ms,
+            machines: Vec::new(),
+            rule: marker(
+                "settings:detection".into(),
+                "detection settings".into(),
+                settings.severity(),
+            ),
+            deleted: true,
+            reset: None,
+            settings: Some(settings),
         }
     }
 
@@ -124,6 +144,15 @@ impl RuleChange {
                 kind: r.kind.clone(),
                 metrics: r.metrics.clone(),
             }),
+            settings: self.settings.as_ref().map(|d| avro::DetectionSettings {
+                one_in: d.one_in,
+                rest_readings: d.rest_readings.into(),
+                profile: d.features.profile,
+                transitions: d.features.transitions,
+                rate: d.features.rate,
+                drift: d.drift,
+                severity: d.severity(),
+            }),
             rule: avro::Rule {
                 id: r.id.clone(),
                 name: r.name.clone(),
@@ -151,6 +180,23 @@ impl RuleChange {
                 kind: r.kind,
                 metrics: r.metrics,
             }),
+            settings: c.settings.map(|d| DetectionSettings {
+                one_in: d.one_in,
+                // A record holding more is clamped to the largest rest period there is.
+                rest_readings: u32::try_from(d.rest_readings).unwrap_or(u32::MAX),
+                features: Features {
+                    profile: d.profile,
+                    transitions: d.transitions,
+                    rate: d.rate,
+                },
+                drift: d.drift,
+                severity: match d.severity {
+                    crate::detection::logic::rules::Severity::Info => "info",
+                    crate::detection::logic::rules::Severity::Warning => "warning",
+                    crate::detection::logic::rules::Severity::Critical => "critical",
+                }
+                .into(),
+            }),
             rule: Rule {
                 id: r.id,
                 name: r.name,
@@ -165,6 +211,21 @@ impl RuleChange {
                 max_age_secs: r.max_age_secs,
             },
         }
+    }
+}
+
+/// The rule of a record that is not a rule (a maintenance reset, the tenant's settings): it is deleted on
+/// the topic, so a reader that knows no such records sees a rule that never applies.
+fn marker(id: String, name: String, severity: crate::detection::logic::rules::Severity) -> Rule {
+    Rule {
+        id,
+        name,
+        severity,
+        when: Expr::Any { any: Vec::new() },
+        hold: Hold::default(),
+        clear_ratio: 1.0,
+        clear_after: 1,
+        max_age_secs: 0,
     }
 }
 
@@ -208,6 +269,7 @@ fn expr_record(e: &Expr) -> avro::Expr {
                     rate: c.rate,
                     min_rel_std: c.min_rel_std,
                     min_std: c.min_std,
+                    inherits: c.inherits.names(),
                 }),
                 Test::Drift(c) => avro::Test::Drift(avro::DriftConfig {
                     days: c.days.into(),
@@ -266,6 +328,7 @@ fn expr_from_record(e: avro::Expr) -> Expr {
                     rate: c.rate,
                     min_rel_std: c.min_rel_std,
                     min_std: c.min_std,
+                    inherits: Inherits::from_names(&c.inherits),
                 }),
                 avro::Test::Drift(c) => Test::Drift(DriftConfig {
                     days: u32::try_from(c.days).unwrap_or(u32::MAX),
@@ -285,8 +348,8 @@ fn expr_from_record(e: avro::Expr) -> Expr {
     }
 }
 
-/// A machine's rules, with how many of its tenant's changes they reflect.
-type Resolved = (usize, Arc<Vec<Rule>>);
+/// A machine's rules, with how many of its tenant's rule changes and settings they reflect.
+type Resolved = ((usize, usize), Arc<Vec<Rule>>);
 
 /// Every rule version seen, by tenant.
 #[derive(Debug, Default)]
@@ -294,8 +357,10 @@ pub struct RuleBook {
     changes: HashMap<Uuid, Vec<RuleChange>>,
     /// The maintenance resets of each tenant, by event time.
     resets: HashMap<Uuid, Vec<Reset>>,
-    /// The rules of a (tenant, machine) given how many of the tenant's changes are in force: they stay the
-    /// same between two changes' effective times, so most readings reuse them.
+    /// The detection settings of each tenant, by the event time they take effect.
+    settings: HashMap<Uuid, Vec<(i64, Arc<DetectionSettings>)>>,
+    /// The rules of a (tenant, machine) given how many of the tenant's changes and settings are in force:
+    /// they stay the same between two changes' effective times, so most readings reuse them.
     resolved: HashMap<Uuid, HashMap<String, Resolved>>,
 }
 
@@ -312,6 +377,15 @@ impl RuleBook {
             if !list.contains(&r) {
                 list.push(r);
                 list.sort_by_key(|r| r.at_ms);
+            }
+            return;
+        }
+        if let Some(settings) = change.settings {
+            let list = self.settings.entry(change.tenant_id).or_default();
+            if !list.iter().any(|(at, _)| *at == change.effective_from_ms) {
+                list.push((change.effective_from_ms, Arc::new(settings)));
+                list.sort_by_key(|(at, _)| *at);
+                self.resolved.remove(&change.tenant_id);
             }
             return;
         }
@@ -334,26 +408,49 @@ impl RuleBook {
         self.resets.get(&tenant).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The rules of `machine` of `tenant` in force at event time `ts_ms`.
+    /// How many of `tenant`'s settings are in force at `ts_ms`, and the last of them.
+    fn settings_at(&self, tenant: Uuid, ts_ms: i64) -> (usize, Option<&Arc<DetectionSettings>>) {
+        let list = self.settings.get(&tenant).map(Vec::as_slice).unwrap_or(&[]);
+        let n = list.partition_point(|(at, _)| *at <= ts_ms);
+        (
+            n,
+            n.checked_sub(1).and_then(|i| list.get(i)).map(|(_, s)| s),
+        )
+    }
+
+    /// The detection settings of `tenant` in force at event time `ts_ms` (the defaults until it saved any).
+    pub fn settings_for(&self, tenant: Uuid, ts_ms: i64) -> Arc<DetectionSettings> {
+        static DEFAULT: std::sync::OnceLock<Arc<DetectionSettings>> = std::sync::OnceLock::new();
+        match self.settings_at(tenant, ts_ms).1 {
+            Some(s) => s.clone(),
+            None => DEFAULT.get_or_init(Arc::default).clone(),
+        }
+    }
+
+    /// The rules of `machine` of `tenant` in force at event time `ts_ms`, their context conditions under the
+    /// tenant's settings in force then for what they leave to them.
     pub fn rules_for(&mut self, tenant: Uuid, machine: &str, ts_ms: i64) -> Arc<Vec<Rule>> {
         let Some(list) = self.changes.get(&tenant) else {
             return Arc::default();
         };
         let in_force = list.partition_point(|c| c.effective_from_ms <= ts_ms);
+        let (settings_in_force, settings) = self.settings_at(tenant, ts_ms);
+        let key = (in_force, settings_in_force);
         let cached = self.resolved.get(&tenant).and_then(|m| m.get(machine));
-        if let Some((_, rules)) = cached.filter(|(n, _)| *n == in_force) {
+        if let Some((_, rules)) = cached.filter(|(n, _)| *n == key) {
             return rules.clone();
         }
-        let rules = Arc::new(Self::resolve(&list[..in_force], machine));
+        let settings = settings.cloned().unwrap_or_default();
+        let rules = Arc::new(Self::resolve(&list[..in_force], machine, &settings));
         self.resolved
             .entry(tenant)
             .or_default()
-            .insert(machine.to_owned(), (in_force, rules.clone()));
+            .insert(machine.to_owned(), (key, rules.clone()));
         rules
     }
 
-    /// The rules of `machine` after `changes`, sorted by id.
-    fn resolve(changes: &[RuleChange], machine: &str) -> Vec<Rule> {
+    /// The rules of `machine` after `changes`, sorted by id, under `settings`.
+    fn resolve(changes: &[RuleChange], machine: &str, settings: &DetectionSettings) -> Vec<Rule> {
         let mut latest: HashMap<&str, &RuleChange> = HashMap::new();
         for c in changes {
             latest.insert(c.rule.id.as_str(), c);
@@ -363,7 +460,7 @@ impl RuleBook {
             .filter(|c| {
                 !c.deleted && (c.machines.is_empty() || c.machines.iter().any(|m| m == machine))
             })
-            .map(|c| c.rule.clone())
+            .map(|c| c.rule.under(settings))
             .collect();
         rules.sort_by(|a, b| a.id.cmp(&b.id));
         rules
@@ -387,6 +484,7 @@ mod tests {
             .unwrap(),
             deleted,
             reset: None,
+            settings: None,
         }
     }
 
@@ -436,5 +534,71 @@ mod tests {
             book.rules_for(Uuid::from_u128(2), "m1", 150).is_empty(),
             "other tenants see nothing"
         );
+    }
+
+    fn limits(book: &mut RuleBook, ts: i64) -> Vec<(String, f64)> {
+        book.rules_for(Uuid::from_u128(1), "m1", ts)
+            .iter()
+            .map(|r| match &r.when {
+                Expr::Cond(Condition {
+                    test: Test::Context(c),
+                    ..
+                }) => (r.id.clone(), c.limit),
+                _ => (r.id.clone(), f64::NAN),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_tenants_settings_apply_from_their_time_and_a_rules_own_setting_wins() {
+        let tenant = Uuid::from_u128(1);
+        let mut book = RuleBook::default();
+        for (id, when) in [
+            (
+                "inherits",
+                serde_json::json!({"metric": "t", "detector": "context"}),
+            ),
+            (
+                "own",
+                serde_json::json!({"metric": "t", "detector": "context", "limit": 7}),
+            ),
+        ] {
+            let mut c = change(id, 1, 0, &[], false);
+            c.rule.when = serde_json::from_value(when).unwrap();
+            book.apply(c);
+        }
+        let sensitive = DetectionSettings {
+            one_in: 1_000.0,
+            ..DetectionSettings::default()
+        };
+        let settings = RuleChange::settings(tenant, 500, sensitive.clone());
+        let codec = RuleChange::codec().unwrap();
+        let settings = RuleChange::decode(&codec, &settings.encode(&codec).unwrap()).unwrap();
+        book.apply(settings.clone());
+        book.apply(settings); // redelivered
+        assert_eq!(
+            limits(&mut book, 499),
+            [("inherits".to_owned(), 5.0), ("own".to_owned(), 7.0)]
+        );
+        assert_eq!(
+            limits(&mut book, 500),
+            [("inherits".to_owned(), 3.0), ("own".to_owned(), 7.0)]
+        );
+        assert_eq!(*book.settings_for(tenant, 500), sensitive);
+        assert_eq!(
+            *book.settings_for(tenant, 499),
+            DetectionSettings::default()
+        );
+        assert_eq!(
+            *book.settings_for(Uuid::from_u128(2), 500),
+            DetectionSettings::default(),
+            "other tenants keep theirs"
+        );
+        // What a rule leaves to the tenant survives the topic and its JSON form.
+        let stored = book.changes[&tenant][0].clone();
+        let json = serde_json::to_value(&stored.rule).unwrap();
+        assert!(json["when"].get("limit").is_none(), "{json}");
+        let again = RuleChange::decode(&codec, &stored.encode(&codec).unwrap()).unwrap();
+        assert_eq!(again, stored);
     }
 }

@@ -166,11 +166,13 @@ impl Transform for Detectors {
                     },
                     offset: Some((msg.partition(), msg.offset())),
                 };
+                let settings = book.settings_for(readings.tenant_id, r.event_time_ms);
                 let resets = book.resets(readings.tenant_id);
-                for event in machine.observe_after_resets(
+                for event in machine.observe_under(
                     &tenant,
                     &readings.machine,
                     &rules[..],
+                    &settings,
                     resets,
                     input,
                 ) {
