@@ -163,12 +163,15 @@ export async function renderSettings(container, { stale }) {
   const s = answer.settings;
   const status = notice();
   const number = (name, value, min, max, step = "any") => el("input", { type: "number", name, value, min, max, step, required: true });
+  const checkbox = (name, checked) => el("input", { type: "checkbox", name, checked });
   const controls = {
     silent: number("silent_after_minutes", s.silent_after_minutes, 1, 10080, 1),
-    band: number("ewma_band", s.detection.ewma_band, 1, 50),
-    halfLife: number("half_life_secs", s.detection.half_life_secs, 60, 2592000, 1),
-    rateBand: number("rate_band", s.detection.rate_band, 1, 200),
-    clearAfter: number("clear_after", s.detection.clear_after, 1, 10000, 1),
+    oneIn: number("one_in", s.detection.one_in, 100, 1e12),
+    rest: number("rest_readings", s.detection.rest_readings, 1, 10000, 1),
+    profile: checkbox("profile", s.detection.features.profile),
+    transitions: checkbox("transitions", s.detection.features.transitions),
+    rate: checkbox("rate", s.detection.features.rate),
+    drift: checkbox("drift", s.detection.drift),
     severity: select({ name: "severity" }, ["info", "warning", "critical"], s.detection.severity),
     unit: select({ name: "horizon_unit" }, ["cycles", "hours", "days"], s.ai.horizon_unit),
     alertBelow: number("alert_below_cycles", s.ai.alert_below_cycles, 0, 100000),
@@ -182,10 +185,12 @@ export async function renderSettings(container, { stale }) {
     ),
     group(
       "Default detectors",
-      field("EWMA band (standard deviations)", controls.band),
-      field("EWMA half-life (seconds)", controls.halfLife),
-      field("Rate-of-change band (standard deviations)", controls.rateBand),
-      field("Evaluations before an alert resolves", controls.clearAfter),
+      field("Alert when a reading is as unusual as one in", controls.oneIn),
+      field("Readings with nothing unusual before an alert resolves", controls.rest),
+      field("Time-of-day profile", controls.profile),
+      field("Value transitions (level changes never seen before)", controls.transitions),
+      field("Rate of change", controls.rate),
+      field("Drift (slow degradation)", controls.drift),
       field("Severity of their alerts", controls.severity),
     ),
     group(
@@ -202,10 +207,10 @@ export async function renderSettings(container, { stale }) {
     const body = {
       silent_after_minutes: Number(controls.silent.value),
       detection: {
-        ewma_band: Number(controls.band.value),
-        half_life_secs: Number(controls.halfLife.value),
-        rate_band: Number(controls.rateBand.value),
-        clear_after: Number(controls.clearAfter.value),
+        one_in: Number(controls.oneIn.value),
+        rest_readings: Number(controls.rest.value),
+        features: { profile: controls.profile.checked, transitions: controls.transitions.checked, rate: controls.rate.checked },
+        drift: controls.drift.checked,
         severity: controls.severity.value,
       },
       ai: { ...s.ai, horizon_unit: controls.unit.value, alert_below_cycles: Number(controls.alertBelow.value) },
