@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::codec::{Codec, WireFormat};
 use crate::error::CodecError;
-use crate::fields::{enum_symbol, parse_symbol, shape, Fields};
+use crate::fields::{parse_symbol, shape, Fields};
 
 mod binary;
 
@@ -198,6 +198,8 @@ impl ReadingBatch {
         }
     }
 
+    /// The batch as apache-avro's `Value`: the reference the direct encoding is tested against.
+    #[cfg(test)]
     fn to_value(&self) -> Value {
         let readings = self
             .readings
@@ -205,7 +207,7 @@ impl ReadingBatch {
             .map(|r| {
                 let quality = match r.quality {
                     None => Value::Union(0, Box::new(Value::Null)),
-                    Some(q) => Value::Union(1, Box::new(enum_symbol(&QUALITIES, q))),
+                    Some(q) => Value::Union(1, Box::new(crate::fields::enum_symbol(&QUALITIES, q))),
                 };
                 Value::Record(vec![
                     ("metric".into(), Value::String(r.metric.clone())),
