@@ -632,30 +632,20 @@ mod tests {
         // size in bytes.
         let codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
         let batch = with_source(Source::Gateway);
-        let mut datum = Vec::new();
-        binary::encode(
-            &ReadingBatch {
-                readings: vec![],
-                ..batch.clone()
-            },
-            &mut datum,
-        );
-        let mut one = Vec::new();
-        binary::encode(
-            &ReadingBatch {
-                readings: vec![batch.readings[0].clone()],
-                ..batch.clone()
-            },
-            &mut one,
-        );
-        let mut two = Vec::new();
-        binary::encode(
-            &ReadingBatch {
-                readings: vec![batch.readings[1].clone()],
-                ..batch.clone()
-            },
-            &mut two,
-        );
+        let datum_of = |readings: Vec<Reading>| {
+            let mut out = Vec::new();
+            binary::encode(
+                &ReadingBatch {
+                    readings,
+                    ..batch.clone()
+                },
+                &mut out,
+            );
+            out
+        };
+        let datum = datum_of(vec![]);
+        let one = datum_of(vec![batch.readings[0].clone()]);
+        let two = datum_of(vec![batch.readings[1].clone()]);
         // Header fields are the same in all three; the empty datum ends `00 00` (no readings, no protocol).
         let head = datum.len() - 2;
         let item = |d: &[u8]| d[head + 1..d.len() - 2].to_vec();
