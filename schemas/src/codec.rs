@@ -37,6 +37,8 @@ pub enum WireFormat {
 pub struct Codec {
     schema: Schema,
     fingerprint: [u8; 8],
+    /// The fingerprint messages of this schema carried before the fingerprint fix.
+    legacy_fingerprint: [u8; 8],
     format: WireFormat,
     /// Every known version (earlier ones and the current one) by fingerprint, the specification's and the
     /// legacy one, for messages written before the current schema or before the fingerprint fix.
@@ -58,6 +60,7 @@ impl Codec {
             writers.insert(fingerprint(text)?, version);
         }
         Ok(Self {
+            legacy_fingerprint: legacy_fingerprint(&schema),
             schema,
             fingerprint: fingerprint(schema_json)?,
             format,
@@ -93,8 +96,9 @@ impl Codec {
         Ok(out)
     }
 
-    /// The framing header, in a buffer with room for `datum` more bytes.
-    fn header(&self, datum: usize) -> Vec<u8> {
+    /// The framing header, in a buffer with room for `datum` more bytes (for a codec that writes its datum
+    /// itself, e.g. the readings').
+    pub(crate) fn header(&self, datum: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(datum + 10);
         match self.format {
             WireFormat::SingleObject => {
@@ -107,6 +111,27 @@ impl Codec {
             }
         }
         out
+    }
+
+    /// The datum of a message written with this codec's own schema (either fingerprint, or its registry
+    /// id): a reader of that version may read it directly. `None` for anything else, which
+    /// [`Codec::decode_value`] resolves or refuses.
+    pub fn own_datum<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        match bytes {
+            [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
+                let fp = &rest[..8];
+                (fp == self.fingerprint || fp == self.legacy_fingerprint).then_some(&rest[8..])
+            }
+            [CONFLUENT_MAGIC, a, b, c, d, rest @ ..] => match self.format {
+                WireFormat::Confluent { schema_id }
+                    if schema_id == u32::from_be_bytes([*a, *b, *c, *d]) =>
+                {
+                    Some(rest)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Decodes one framed message into a value of the codec's (reader) schema.

@@ -21,6 +21,9 @@ pub const PROJECTION_ROWS: &str = "haltless_projection_rows_total";
 pub const PROJECTION_BATCH_MESSAGES: &str = "haltless_projection_batch_messages";
 /// Gauge of messages a projection is behind the partition's end, labelled `projection` and `partition`.
 pub const PROJECTION_LAG: &str = "haltless_projection_lag_messages";
+/// Gauge of messages an exactly-once processor (`detectors`, `predictor`) is behind the end of its input
+/// partition, labelled `processor` and `partition`; 0 when caught up.
+pub const PROCESSOR_LAG: &str = "haltless_processor_lag_messages";
 /// Counter of messages a projection could not decode and skipped, labelled `projection`.
 pub const PROJECTION_UNDECODABLE: &str = "haltless_projection_undecodable_messages_total";
 /// Counter of alert transitions the detectors committed.

@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use crate::codec::{Codec, WireFormat};
 use crate::error::CodecError;
-use crate::fields::{enum_symbol, parse_symbol, shape, Fields};
+use crate::fields::{parse_symbol, shape, Fields};
+
+mod binary;
 
 /// Topic name of the readings stream.
 pub const READINGS_TOPIC: &str = "haltless.readings.v1";
@@ -183,14 +185,21 @@ impl ReadingBatch {
 
     /// Encodes the batch with `codec`.
     pub fn encode(&self, codec: &Codec) -> Result<Vec<u8>, CodecError> {
-        codec.encode_value(self.to_value())
+        let mut out = codec.header(0);
+        binary::encode(self, &mut out);
+        Ok(out)
     }
 
     /// Decodes a batch written with any known version of the schema.
     pub fn decode(codec: &Codec, bytes: &[u8]) -> Result<Self, CodecError> {
-        Self::from_value(codec.decode_value(bytes)?)
+        match codec.own_datum(bytes) {
+            Some(datum) => binary::decode(datum),
+            None => Self::from_value(codec.decode_value(bytes)?),
+        }
     }
 
+    /// The batch as apache-avro's `Value`: the reference the direct encoding is tested against.
+    #[cfg(test)]
     fn to_value(&self) -> Value {
         let readings = self
             .readings
@@ -198,7 +207,7 @@ impl ReadingBatch {
             .map(|r| {
                 let quality = match r.quality {
                     None => Value::Union(0, Box::new(Value::Null)),
-                    Some(q) => Value::Union(1, Box::new(enum_symbol(&QUALITIES, q))),
+                    Some(q) => Value::Union(1, Box::new(crate::fields::enum_symbol(&QUALITIES, q))),
                 };
                 Value::Record(vec![
                     ("metric".into(), Value::String(r.metric.clone())),
@@ -539,5 +548,116 @@ mod tests {
             sample().key(),
             "00000000-0000-0000-0000-000000000001/00000000-0000-0000-0000-000000000002"
         );
+    }
+    /// Batches covering every branch of the schema: each source, each quality, no readings, long and
+    /// non-ASCII names, extreme numbers.
+    fn variety() -> Vec<ReadingBatch> {
+        let mut out: Vec<ReadingBatch> = [
+            Source::Gateway,
+            Source::Agent,
+            device("opcua"),
+            device("modbus_tcp"),
+            device("bacnet_ip"),
+        ]
+        .into_iter()
+        .map(with_source)
+        .collect();
+        out.push(ReadingBatch {
+            readings: vec![],
+            ..sample()
+        });
+        out.push(ReadingBatch {
+            machine: "präzision-ü".repeat(20),
+            ingest_time_ms: i64::MAX,
+            readings: [
+                None,
+                Some(Quality::Good),
+                Some(Quality::Uncertain),
+                Some(Quality::Bad),
+            ]
+            .into_iter()
+            .enumerate()
+            .map(|(i, quality)| Reading {
+                metric: format!("m{}", "x".repeat(i * 70)),
+                event_time_ms: [0, -1, i64::MIN, 1 << 40][i],
+                value: [f64::MAX, -0.0, 1e-300, f64::MIN][i],
+                quality,
+            })
+            .collect(),
+            ..sample()
+        });
+        out
+    }
+
+    #[test]
+    fn the_direct_encoding_writes_exactly_what_apache_avro_writes() {
+        for format in [
+            WireFormat::SingleObject,
+            WireFormat::Confluent { schema_id: 7 },
+        ] {
+            let codec = ReadingBatch::codec(format).unwrap();
+            for batch in variety() {
+                let bytes = batch.encode(&codec).unwrap();
+                assert_eq!(bytes, codec.encode_value(batch.to_value()).unwrap());
+                assert_eq!(ReadingBatch::decode(&codec, &bytes).unwrap(), batch);
+                // The general path (schema resolution) reads the same batch.
+                assert_eq!(
+                    ReadingBatch::from_value(codec.decode_value(&bytes).unwrap()).unwrap(),
+                    batch
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_datum_is_an_error_not_a_panic() {
+        let codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
+        for batch in variety() {
+            let bytes = batch.encode(&codec).unwrap();
+            for end in 10..bytes.len() {
+                // A cut inside the trailing `protocol` union may still read as a whole batch; anything
+                // else must be refused.
+                let _ = ReadingBatch::decode(&codec, &bytes[..end]);
+            }
+            assert!(ReadingBatch::decode(&codec, &bytes[..bytes.len() / 2]).is_err());
+            let mut corrupt = bytes.clone();
+            corrupt[10] = 0xFF; // the tenant id's length: a varint that never ends within the datum
+            assert!(ReadingBatch::decode(&codec, &corrupt[..12]).is_err());
+        }
+    }
+
+    #[test]
+    fn array_blocks_with_byte_sizes_decode() {
+        // Other Avro writers may split an array into blocks, a negative count followed by the block's
+        // size in bytes.
+        let codec = ReadingBatch::codec(WireFormat::SingleObject).unwrap();
+        let batch = with_source(Source::Gateway);
+        let datum_of = |readings: Vec<Reading>| {
+            let mut out = Vec::new();
+            binary::encode(
+                &ReadingBatch {
+                    readings,
+                    ..batch.clone()
+                },
+                &mut out,
+            );
+            out
+        };
+        let datum = datum_of(vec![]);
+        let one = datum_of(vec![batch.readings[0].clone()]);
+        let two = datum_of(vec![batch.readings[1].clone()]);
+        // Header fields are the same in all three; the empty datum ends `00 00` (no readings, no protocol).
+        let head = datum.len() - 2;
+        let item = |d: &[u8]| d[head + 1..d.len() - 2].to_vec();
+        let (a, b) = (item(&one), item(&two));
+        let mut blocks = datum[..head].to_vec();
+        blocks.extend([0x01, a.len() as u8 * 2]); // -1 (zig-zag), size
+        blocks.extend(&a);
+        blocks.extend([0x02]); // 1
+        blocks.extend(&b);
+        blocks.extend([0x00, 0x00]); // end of the array; no protocol
+        let mut framed = codec.header(0);
+        framed.extend(&blocks);
+        assert_eq!(ReadingBatch::decode(&codec, &framed).unwrap(), batch);
     }
 }

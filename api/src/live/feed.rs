@@ -88,6 +88,15 @@ pub async fn run(
         };
         let topic = message.topic();
         if topic == kafka.readings_topic {
+            // The key names the tenant (`tenant/machine`): a batch no socket here watches is not decoded.
+            // The feed reads every reading of the platform, most of them of tenants with no socket open.
+            if !message
+                .key()
+                .and_then(key_tenant)
+                .is_none_or(|t| hub.watches(t))
+            {
+                continue;
+            }
             match ReadingBatch::decode(&readings_codec, payload) {
                 Ok(batch) => hub.on_readings(&batch),
                 Err(e) => tracing::warn!(error = %e, "live feed: undecodable reading batch"),
@@ -106,6 +115,11 @@ pub async fn run(
             on_action(&state, &hub, &action).await;
         }
     }
+}
+
+/// The tenant of a readings message's key (`tenant/machine`).
+fn key_tenant(key: &[u8]) -> Option<Uuid> {
+    Uuid::try_parse_ascii(key.get(..36)?).ok()
 }
 
 /// An action names only its alert: the machine comes from the alert the hub saw, else the database.

@@ -320,6 +320,11 @@ impl Hub {
         self.feeds().get(&tenant).and_then(Weak::upgrade)
     }
 
+    /// Whether a socket of `tenant` is open on this instance (else its readings need not even be decoded).
+    pub fn watches(&self, tenant: Uuid) -> bool {
+        self.feed(tenant).is_some()
+    }
+
     /// The feeds with sockets open, forgetting the others.
     pub fn live_feeds(&self) -> Vec<Arc<Feed>> {
         let mut feeds = self.feeds();

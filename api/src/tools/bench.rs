@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use haltless_processors::projection::readings::copy_text_rows;
+use haltless_processors::projection::readings::{copy_rows, copy_statement};
 use haltless_schemas::{Reading, ReadingBatch, Source};
 use serde_json::json;
 use sqlx::PgPool;
@@ -242,13 +242,12 @@ async fn copy_ceiling(pool: &PgPool, tenant: Uuid, n: usize) -> anyhow::Result<D
             })
             .collect(),
     };
-    let rows = copy_text_rows(&[batch]);
+    // The projection's own format (binary), so that the two differ only in what the projection adds.
+    let rows = copy_rows(&[batch]);
     let mut conn = pool.acquire().await?;
     let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw("COPY readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN")
-        .await?;
-    copy.send(rows.as_bytes()).await?;
+    let mut copy = conn.copy_in_raw(&copy_statement("readings")).await?;
+    copy.send(rows.as_slice()).await?;
     copy.finish().await?;
     Ok(started.elapsed())
 }

@@ -6,6 +6,7 @@
 //! - [`projection`]: the exactly-once Kafka → PostgreSQL projection runner.
 //! - [`transactional`]: the exactly-once Kafka → Kafka loop of the stateful processors (detectors, RUL
 //!   predictor): consume, transform, produce output and state changelog with the offsets in one transaction.
+//! - [`lag`]: consumer lag per partition from librdkafka's statistics, reaching 0 when caught up.
 //! - [`follow`]: following a compacted configuration topic (rules, models) from its start.
 //! - [`tasks`]: processors as background tasks of a role.
 //! - [`offsets`]: a topic's offsets by time and at its ends.
@@ -17,6 +18,7 @@ pub mod codecs;
 pub mod error;
 pub mod follow;
 pub mod kafka;
+pub mod lag;
 pub mod offsets;
 pub mod projection;
 pub mod tasks;

@@ -81,20 +81,6 @@ pub struct RunnerConfig {
 /// Next offset to apply per partition, as stored in PostgreSQL; cleared on every rebalance.
 type Positions = Arc<Mutex<HashMap<i32, i64>>>;
 
-/// A partition's lag: the messages between the consumer's fetch position and the last stable offset, plus
-/// those fetched and not yet taken. librdkafka's own `consumer_lag` counts from the last committed offset,
-/// which stops before a transaction's commit marker: a caught-up reader of a transactional topic would
-/// show 1 for ever. The fetch position is past the markers it has read, so this reaches 0. `None` while
-/// the partition has no position yet.
-fn lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
-    let end = if p.ls_offset >= 0 {
-        p.ls_offset
-    } else {
-        p.hi_offset
-    };
-    (p.next_offset >= 0 && end >= 0).then(|| (end - p.next_offset).max(0) + p.fetchq_cnt.max(0))
-}
-
 /// Forgets the known positions when partitions move, so they are read again from the database.
 /// Also reports each partition's lag from librdkafka's periodic statistics.
 struct RebalanceContext {
@@ -104,14 +90,12 @@ struct RebalanceContext {
 
 impl ClientContext for RebalanceContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        for topic in statistics.topics.values() {
-            for (id, p) in &topic.partitions {
-                if let Some(lag) = lag(p).filter(|_| *id >= 0) {
-                    metrics::gauge!(metric_names::PROJECTION_LAG, "projection" => self.projection.clone(), "partition" => id.to_string())
-                        .set(lag as f64);
-                }
-            }
-        }
+        super::lag::report(
+            &statistics,
+            metric_names::PROJECTION_LAG,
+            "projection",
+            &self.projection,
+        );
     }
 }
 
@@ -146,7 +130,7 @@ impl<P: Projection> ProjectionRunner<P> {
             &config.group,
             ConsumerDelivery::OffsetsInSink,
         )
-        .set("statistics.interval.ms", "5000")
+        .set("statistics.interval.ms", super::lag::STATISTICS_INTERVAL_MS)
         .set(
             "session.timeout.ms",
             config.session_timeout.as_millis().to_string(),
@@ -314,32 +298,5 @@ impl<P: Projection> ProjectionRunner<P> {
             *p = loaded.clone();
         }
         Ok(loaded)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lag;
-    use rdkafka::statistics::Partition;
-
-    fn partition(next_offset: i64, ls_offset: i64, fetchq_cnt: i64) -> Partition {
-        Partition {
-            next_offset,
-            ls_offset,
-            hi_offset: ls_offset,
-            fetchq_cnt,
-            committed_offset: ls_offset - 1,
-            ..Partition::default()
-        }
-    }
-
-    #[test]
-    fn a_reader_past_the_last_commit_marker_has_no_lag() {
-        // Data up to offset 10, the transaction's marker at 11: the last stable offset is 12.
-        assert_eq!(lag(&partition(12, 12, 0)), Some(0));
-        // Behind: 7 messages not fetched yet and 3 fetched but not taken.
-        assert_eq!(lag(&partition(5, 12, 3)), Some(10));
-        // No position yet (just assigned).
-        assert_eq!(lag(&partition(-1001, 12, 0)), None);
     }
 }

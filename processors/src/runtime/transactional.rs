@@ -11,10 +11,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::next_batch;
@@ -139,8 +139,26 @@ pub struct TransactionalLoop<T: Transform> {
     end_offsets: Option<HashMap<i32, i64>>,
 }
 
+/// Reports the input's lag per partition from librdkafka's statistics.
+struct LagContext {
+    processor: &'static str,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::lag::report(
+            &statistics,
+            haltless_schemas::metric_names::PROCESSOR_LAG,
+            "processor",
+            self.processor,
+        );
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 struct Session<S> {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     producer: FutureProducer,
     restored: HashSet<i32>,
     inner: S,
@@ -214,19 +232,14 @@ impl<T: Transform> TransactionalLoop<T> {
     }
 
     /// Creates the clients of a session; initialising the transactions fences a predecessor of the same name.
+    ///
+    /// The three start-up round trips run at once: the consumer joins its group (in librdkafka's threads,
+    /// from `subscribe` on), the producer initialises its transactions, and the transform opens its session.
+    /// Joining before the fence is safe: a `read_committed` consumer asks for stable offsets, so the broker
+    /// answers its offset fetch only once a predecessor's pending transaction is committed or aborted, and
+    /// nothing of this session is produced or committed before `init_transactions` returned.
     async fn open(&self) -> Result<Session<T::Session>, ProcessorError> {
-        let transactional_id = format!("{}-{}", self.config.group, self.config.instance);
-        let producer: FutureProducer = transactional_producer_config(
-            &self.brokers,
-            &transactional_id,
-            self.config.transaction_timeout_ms,
-        )
-        .create()?;
-        let p = producer.clone();
-        tokio::task::spawn_blocking(move || p.init_transactions(KAFKA_TIMEOUT))
-            .await
-            .map_err(join_error)??;
-        let consumer: StreamConsumer = consumer_config(
+        let consumer: StreamConsumer<LagContext> = consumer_config(
             &self.brokers,
             &self.config.group,
             ConsumerDelivery::ExactlyOnce,
@@ -235,13 +248,31 @@ impl<T: Transform> TransactionalLoop<T> {
             "session.timeout.ms",
             self.config.session_timeout_ms.to_string(),
         )
-        .create()?;
+        .set("statistics.interval.ms", super::lag::STATISTICS_INTERVAL_MS)
+        .create_with_context(LagContext {
+            processor: self.transform.name(),
+        })?;
         consumer.subscribe(&[&self.topics.input])?;
+        let transactional_id = format!("{}-{}", self.config.group, self.config.instance);
+        let producer: FutureProducer = transactional_producer_config(
+            &self.brokers,
+            &transactional_id,
+            self.config.transaction_timeout_ms,
+        )
+        .create()?;
+        let p = producer.clone();
+        let fence = async {
+            tokio::task::spawn_blocking(move || p.init_transactions(KAFKA_TIMEOUT))
+                .await
+                .map_err(join_error)?
+                .map_err(ProcessorError::from)
+        };
+        let ((), inner) = tokio::try_join!(fence, self.transform.open())?;
         Ok(Session {
             consumer,
             producer,
             restored: HashSet::new(),
-            inner: self.transform.open().await?,
+            inner,
         })
     }
 
@@ -356,12 +387,19 @@ impl<T: Transform> TransactionalLoop<T> {
             .collect();
         self.transform.retain(&mut s.inner, &assigned);
         s.restored.retain(|p| assigned.contains(p));
-        for &partition in assigned.difference(&s.restored.clone()) {
+        // The new partitions' changelogs are read at once, each on a client of its own.
+        let reads = assigned.difference(&s.restored).map(|&partition| {
             let (brokers, topic) = (self.brokers.clone(), self.topics.changelog.clone());
-            let records =
-                tokio::task::spawn_blocking(move || read_changelog(&brokers, &topic, partition))
-                    .await
-                    .map_err(join_error)??;
+            async move {
+                let records = tokio::task::spawn_blocking(move || {
+                    read_changelog(&brokers, &topic, partition)
+                })
+                .await
+                .map_err(join_error)??;
+                Ok::<_, ProcessorError>((partition, records))
+            }
+        });
+        for (partition, records) in futures::future::try_join_all(reads).await? {
             let keys = self.transform.restore(&mut s.inner, partition, records);
             tracing::info!(
                 processor = self.transform.name(),

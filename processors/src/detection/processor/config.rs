@@ -26,7 +26,7 @@ impl Default for DetectorConfig {
         Self {
             group: "haltless-detectors".into(),
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "0".into()),
-            batch_max_messages: 500,
+            batch_max_messages: 5_000,
             batch_max_wait_ms: 10,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,

@@ -3,4 +3,4 @@
 
 mod writer;
 
-pub use writer::{copy_text_rows, ReadingsProjection};
+pub use writer::{copy_rows, copy_statement, ReadingsProjection};
