@@ -451,11 +451,6 @@ impl Hub {
             .push(Entry::Event(p.machine_id, text.into()));
     }
 
-    /// True when a socket of the tenant is open on this instance.
-    pub fn serves(&self, tenant: Uuid) -> bool {
-        self.feed(tenant).is_some()
-    }
-
     /// Records a notification (`view`, as `GET /notifications/{id}` shows it) about alerts of `machines`.
     pub fn on_notification(&self, tenant: Uuid, machines: Vec<Uuid>, view: serde_json::Value) {
         let Some(feed) = self.feed(tenant) else {

@@ -44,7 +44,7 @@ pub async fn run(
         let Ok(changed) = serde_json::from_str::<Changed>(notice.payload()) else {
             continue;
         };
-        if !hub.serves(changed.tenant_id) {
+        if !hub.watches(changed.tenant_id) {
             continue;
         }
         match notification_for_live(state.pool(), changed.tenant_id, changed.id).await {
