@@ -16,6 +16,16 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+/// A rule `overheat` raising a critical alert when `machine`'s temp goes above 90.
+async fn overheat_rule(app: &TestApp, machine: &str) {
+    let rule = json!({"rule": {"id": "overheat", "name": "Overheating", "severity": "critical",
+        "when": {"metric": "temp", "detector": "above", "value": 90}}, "machines": [machine]});
+    let (status, body) = app
+        .call(Method::POST, "/api/v1/rules", &app.admin, Some(&rule))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// The secret of a `read` key restricted to `machines` (a wall display's).
 async fn kiosk_key(app: &TestApp, machines: &[&str]) -> String {
     let (status, key) = app
@@ -280,16 +290,10 @@ async fn the_socket_is_in_the_openapi_document() {
     app.stop().await;
 }
 
-/// The next message of `kind` matching `want`, within `within`.
 #[tokio::test]
 async fn alerts_their_acks_and_the_machine_status_arrive_live() {
     let app = TestApp::spawn(&["press-07"]).await;
-    let rule = json!({"rule": {"id": "overheat", "name": "Overheating", "severity": "critical",
-        "when": {"metric": "temp", "detector": "above", "value": 90}}, "machines": ["press-07"]});
-    let (status, body) = app
-        .call(Method::POST, "/api/v1/rules", &app.admin, Some(&rule))
-        .await;
-    assert_eq!(status, 201, "{body}");
+    overheat_rule(&app, "press-07").await;
     let mut ws = connect(&app).await;
     sign_in(&mut ws, &app.admin).await;
     command(
@@ -390,12 +394,7 @@ async fn a_notification_and_its_delivery_arrive_live_for_those_who_may_see_its_m
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let rule = json!({"rule": {"id": "overheat", "name": "Overheating", "severity": "critical",
-        "when": {"metric": "temp", "detector": "above", "value": 90}}, "machines": ["press-08"]});
-    let (status, body) = app
-        .call(Method::POST, "/api/v1/rules", &app.admin, Some(&rule))
-        .await;
-    assert_eq!(status, 201, "{body}");
+    overheat_rule(&app, "press-08").await;
     let mut ws = connect(&app).await;
     sign_in(&mut ws, &app.admin).await;
     command(&mut ws, json!({"type": "subscribe", "machines": "*"})).await;
