@@ -268,7 +268,7 @@ pub(crate) async fn list(
     }))
 }
 
-async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiError> {
+async fn find(db: &mut sqlx::PgConnection, key: &Caller, id: Uuid) -> Result<AlertRow, ApiError> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM alerts WHERE generation = active_generation() AND tenant_id = $1 AND id = $2
          AND ($3::uuid[] IS NULL OR machine_id = ANY($3))"
@@ -276,7 +276,7 @@ async fn find(state: &AppState, key: &Caller, id: Uuid) -> Result<AlertRow, ApiE
     .bind(key.tenant_id)
     .bind(id)
     .bind(key.machine_restriction())
-    .fetch_optional(state.pool())
+    .fetch_optional(db)
     .await?
     .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))
 }
@@ -288,7 +288,13 @@ pub(crate) async fn show(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AlertDetail>, ApiError> {
     key.require(Permission::Read)?;
-    let alert = find(&state, &key, id).await?;
+    // The row and its history from one snapshot: an ack is written to both in one transaction, and two
+    // separate reads could show it in the history but not on the alert.
+    let mut tx = state.pool().begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let alert = find(&mut tx, &key, id).await?;
     let history: Vec<(String, DateTime<Utc>, Value)> = sqlx::query_as(
         r#"SELECT kind, at, details FROM alert_events
            WHERE generation = active_generation() AND tenant_id = $1 AND alert_id = $2
@@ -296,8 +302,9 @@ pub(crate) async fn show(
     )
     .bind(key.tenant_id)
     .bind(id)
-    .fetch_all(state.pool())
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let history = history
         .into_iter()
         .map(|(kind, at, details)| AlertEvent {
@@ -365,7 +372,7 @@ async fn act(
     action: Action,
 ) -> Result<(StatusCode, Json<ActionAccepted>), ApiError> {
     key.require(Permission::Operate)?;
-    find(state, key, id).await?;
+    find(&mut *state.pool().acquire().await?, key, id).await?;
     let event = AlertAction {
         tenant_id: key.tenant_id,
         alert_id: id,
