@@ -140,27 +140,7 @@ pub(crate) async fn create(
     }
     let machine_ids = match &body.machines {
         None => None,
-        Some(names) => {
-            let known: Vec<(String, Uuid)> = sqlx::query_as(
-                "SELECT name, id FROM machines WHERE tenant_id = $1 AND name = ANY($2)",
-            )
-            .bind(caller.tenant_id)
-            .bind(names)
-            .fetch_all(state.pool())
-            .await?;
-            let unknown: Vec<&String> = names
-                .iter()
-                .filter(|n| !known.iter().any(|(k, _)| k == *n))
-                .collect();
-            if !unknown.is_empty() {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown_machine",
-                    format!("unknown machine(s): {unknown:?}"),
-                ));
-            }
-            Some(known.into_iter().map(|(_, id)| id).collect::<Vec<Uuid>>())
-        }
+        Some(names) => Some(crate::routes::paging::machine_ids(&state, &caller, names).await?),
     };
     let key = generate_key();
     let id = Uuid::new_v4();

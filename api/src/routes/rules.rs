@@ -95,24 +95,7 @@ async fn parse(
     id: Option<&str>,
 ) -> Result<(Rule, Vec<String>), ApiError> {
     let rule = rule_from(body.rule, id)?;
-    let known: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM machines WHERE tenant_id = $1 AND name = ANY($2)")
-            .bind(key.tenant_id)
-            .bind(&body.machines)
-            .fetch_all(state.pool())
-            .await?;
-    let unknown: Vec<&String> = body
-        .machines
-        .iter()
-        .filter(|m| !known.contains(m))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_machine",
-            format!("unknown machine(s): {unknown:?}"),
-        ));
-    }
+    crate::routes::paging::machine_ids(state, key, &body.machines).await?;
     Ok((rule, body.machines))
 }
 
