@@ -301,6 +301,16 @@ async fn alerts_their_acks_and_the_machine_status_arrive_live() {
         json!({"type": "subscribe", "machines": ["press-07"]}),
     )
     .await;
+    // An alert inbox: every machine, no readings.
+    let mut inbox = connect(&app).await;
+    sign_in(&mut inbox, &app.admin).await;
+    let answer = command(
+        &mut inbox,
+        json!({"type": "subscribe", "machines": "*", "readings": false}),
+    )
+    .await;
+    assert_eq!(answer["machines"], "*", "{answer}");
+    assert_eq!(answer["readings"], false, "{answer}");
     // Normal readings until the socket shows them (the feed has its partitions), then a hot one.
     until_seen(&app, &app.key, &mut ws, "press-07", 20.0).await;
     ingest(&app, &app.key, vec![reading("press-07", 99.0)]).await;
@@ -308,6 +318,19 @@ async fn alerts_their_acks_and_the_machine_status_arrive_live() {
         m["transition"] == "raised"
     })
     .await;
+    // The inbox got the alert and none of the readings before or around it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the inbox never got the alert");
+        match next(&mut inbox, deadline - Instant::now()).await {
+            Next::Json(m) if m["type"] == "alert" => {
+                assert_eq!(m["alert"]["id"], raised["alert"]["id"], "{m}");
+                break;
+            }
+            Next::Json(m) => assert_ne!(m["type"], "readings", "the inbox got readings: {m}"),
+            other => panic!("the inbox: {other:?}"),
+        }
+    }
     assert_eq!(raised["v"], 1);
     assert_eq!(raised["alert"]["machine"], "press-07", "{raised}");
     assert_eq!(raised["alert"]["severity"], "critical");

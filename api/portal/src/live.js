@@ -7,6 +7,7 @@ import { session, signOut } from "./api.js";
 let socket = null;
 let ready = false;
 let following = null; // null: none, "*": all, or a list of names
+let withReadings = true; // false: alerts, statuses and the rest, but no readings messages
 let retry = null;
 const handlers = new Map(); // type -> Set of functions, the current page's
 const always = new Map(); // type -> Set of functions that outlive route changes
@@ -21,7 +22,7 @@ function sendFollow() {
   if (!socket || !ready) return;
   socket.send(JSON.stringify({ type: "unsubscribe", machines: "*" }));
   if (following === "*" || (Array.isArray(following) && following.length)) {
-    socket.send(JSON.stringify({ type: "subscribe", machines: following }));
+    socket.send(JSON.stringify({ type: "subscribe", machines: following, readings: withReadings }));
   }
 }
 
@@ -68,9 +69,13 @@ export function disconnect() {
   if (ws) ws.close();
 }
 
-/** Follows the readings and alerts of `machines` (names, or "*"), instead of what was followed before. */
-export function follow(machines) {
+/**
+ * Follows the readings and alerts of `machines` (names, or "*"), instead of what was followed before;
+ * `{ readings: false }` follows their alerts, actions and notifications without their values (an inbox).
+ */
+export function follow(machines, { readings = true } = {}) {
   following = machines;
+  withReadings = readings;
   sendFollow();
 }
 

@@ -86,15 +86,26 @@ pub struct Changes {
     pub seq: u64,
     /// Latest published values of changed series (one per series), as JSON objects.
     pub readings: Vec<Arc<str>>,
-    /// Events and status messages, in order.
+    /// Events and status messages, in order, with the machine each is about and whether it is a status.
     pub messages: Vec<(Uuid, Arc<str>, bool)>,
     /// The socket was behind the log: `readings` holds every series, and statuses are whole.
     pub resync: bool,
 }
 
+/// What a feed entry is, for a socket to choose what it wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A series' latest value (`readings` messages).
+    Reading,
+    /// An alert transition, an action, a prediction or a notification about a machine.
+    Event,
+    /// A machine's status.
+    Status,
+}
+
 impl FeedState {
-    /// The entries after `since` that `wanted` (machine, is status) keeps: readings coalesced by series.
-    pub fn changes(&self, since: u64, wanted: impl Fn(Uuid, bool) -> bool) -> Changes {
+    /// The entries after `since` that `wanted` (machine, kind) keeps: readings coalesced by series.
+    pub fn changes(&self, since: u64, wanted: impl Fn(Uuid, Kind) -> bool) -> Changes {
         let mut out = Changes {
             seq: self.seq,
             ..Changes::default()
@@ -106,12 +117,16 @@ impl FeedState {
         if since + 1 < first {
             out.resync = true;
             for (key, series) in &self.series {
-                if let Some(text) = series.published.as_ref().filter(|_| wanted(key.0, false)) {
+                if let Some(text) = series
+                    .published
+                    .as_ref()
+                    .filter(|_| wanted(key.0, Kind::Reading))
+                {
                     out.readings.push(text.clone());
                 }
             }
             for (machine, status) in &self.statuses {
-                if wanted(*machine, true) {
+                if wanted(*machine, Kind::Status) {
                     out.messages
                         .push((*machine, status_message(*machine, status, None), true));
                 }
@@ -123,22 +138,22 @@ impl FeedState {
         let mut seen = std::collections::HashSet::new();
         for (_, entry) in self.log.range(start..).rev() {
             if let Entry::Series(key, text) = entry {
-                if wanted(key.0, false) && seen.insert(key) {
+                if wanted(key.0, Kind::Reading) && seen.insert(key) {
                     out.readings.push(text.clone());
                 }
             }
         }
         for (_, entry) in self.log.range(start..) {
             match entry {
-                Entry::Event(machine, text) if wanted(*machine, false) => {
+                Entry::Event(machine, text) if wanted(*machine, Kind::Event) => {
                     out.messages.push((*machine, text.clone(), false))
                 }
-                Entry::Status(machine, text) if wanted(*machine, true) => {
+                Entry::Status(machine, text) if wanted(*machine, Kind::Status) => {
                     out.messages.push((*machine, text.clone(), true))
                 }
                 Entry::Notice(machines, text)
-                    if machines.iter().all(|m| wanted(*m, true))
-                        && machines.iter().any(|m| wanted(*m, false)) =>
+                    if machines.iter().all(|m| wanted(*m, Kind::Status))
+                        && machines.iter().any(|m| wanted(*m, Kind::Event)) =>
                 {
                     out.messages.push((machines[0], text.clone(), false))
                 }

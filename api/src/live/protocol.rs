@@ -1,7 +1,8 @@
 //! The dashboard socket's messages and close codes (protocol version 1), as the README documents them.
 //!
 //! Client to server: the first text message is an access token (or an API key with the `read` scope);
-//! then JSON commands `{"type": "subscribe" | "unsubscribe", "machines": ["press-01", ...] | "*"}`.
+//! then JSON commands `{"type": "subscribe" | "unsubscribe", "machines": ["press-01", ...] | "*"}` (a subscribe
+//! may add `"readings": false`).
 //! Server to client: JSON objects with `"v": 1` and a `type`: `ready`, `subscribed`, `readings`,
 //! `alert`, `alert_action`, `machine_status`, `prediction`, `notification`, `error`.
 
@@ -40,12 +41,20 @@ pub enum Command {
     Subscribe {
         /// Names, or `"*"`.
         machines: Selection,
+        /// `false`: everything but `readings` messages, for the whole socket (an alert inbox follows every
+        /// machine without their values). The last subscribe decides; absent means `true`.
+        #[serde(default = "yes")]
+        readings: bool,
     },
     /// Stop receiving them.
     Unsubscribe {
         /// Names, or `"*"`.
         machines: Selection,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Which machines a command names.

@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::hub::Feed;
+use super::hub::{Feed, Kind};
 use super::protocol::{close, message, Command, Selection, AUTH_TIMEOUT_SECS};
 use crate::auth::{authenticate_key, authenticate_token, Caller, Permission};
 use crate::error::ApiError;
@@ -28,7 +28,7 @@ const MAX_COMMAND_BYTES: usize = 64 * 1024;
 const RECHECK: Duration = Duration::from_secs(1);
 
 #[utoipa::path(get, path = "/api/v1/ws/dashboard", tag = "live",
-    description = "A WebSocket (protocol version 1) of the tenant's live data. Send the access token (or an API key with the `read` scope) as the first text message within 5 s. Then send `{\"type\": \"subscribe\", \"machines\": [\"press-01\"] | \"*\"}` or `unsubscribe`. The server sends JSON objects, each with `\"v\": 1` and a `type`: `ready` (after sign-in, with the statuses of every machine the caller may see), `subscribed` (the machines followed now), `readings` (the latest value of each series of the subscribed machines that changed, at most one per series in each second), `alert` (raised / updated / resolved), `alert_action` (ack / snooze), `machine_status` (running / alerting / silent, for every machine the caller may see), `prediction` (remaining useful life after a cycle), `notification` (a notification about the machine's alerts recorded or its delivery status changed), `error` (a command refused; the socket stays open). Close codes: 4408 no token within 5 s; 4401 the token is invalid, expired, logged out or revoked (checked every second); 4403 the key lacks the `read` scope; 4400 a message that is not a command; 4429 the client left a ping unanswered for `live.slow_client_secs` (it did not keep up); 1001 the server is going away; 1013 the token could not be checked now (a service is unreachable), reconnect shortly. See the README.",
+    description = "A WebSocket (protocol version 1) of the tenant's live data. Send the access token (or an API key with the `read` scope) as the first text message within 5 s. Then send `{\"type\": \"subscribe\", \"machines\": [\"press-01\"] | \"*\"}` (add `\"readings\": false` for everything but readings, as an alert inbox wants) or `unsubscribe`. The server sends JSON objects, each with `\"v\": 1` and a `type`: `ready` (after sign-in, with the statuses of every machine the caller may see), `subscribed` (the machines followed now, and whether readings come), `readings` (the latest value of each series of the subscribed machines that changed, at most one per series in each second), `alert` (raised / updated / resolved), `alert_action` (ack / snooze), `machine_status` (running / alerting / silent, for every machine the caller may see), `prediction` (remaining useful life after a cycle), `notification` (a notification about the machine's alerts recorded or its delivery status changed), `error` (a command refused; the socket stays open). Close codes: 4408 no token within 5 s; 4401 the token is invalid, expired, logged out or revoked (checked every second); 4403 the key lacks the `read` scope; 4400 a message that is not a command; 4429 the client left a ping unanswered for `live.slow_client_secs` (it did not keep up); 1001 the server is going away; 1013 the token could not be checked now (a service is unreachable), reconnect shortly. See the README.",
     responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 400, description = "Not a WebSocket upgrade request", body = crate::error::ErrorBody)))]
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
@@ -132,6 +132,7 @@ async fn serve(state: AppState, mut socket: WebSocket) {
         credential,
         feed,
         subscribed: Subscribed::None,
+        readings: true,
         sent: 0,
         ping: None,
         pings: 0,
@@ -176,6 +177,8 @@ struct Session {
     credential: Credential,
     feed: Arc<Feed>,
     subscribed: Subscribed,
+    /// Whether the socket wants `readings` messages (a subscribe's `readings`).
+    readings: bool,
     /// The feed's number up to which this socket has been sent everything.
     sent: u64,
     /// The outstanding ping: its number and when it left.
@@ -261,12 +264,10 @@ impl Session {
     async fn flush(&mut self, socket: &mut WebSocket) -> Result<(), Closing> {
         let changes = {
             let state = self.feed.lock();
-            state.changes(self.sent, |machine, status| {
-                if status {
-                    self.caller.may_access(machine)
-                } else {
-                    self.follows(machine)
-                }
+            state.changes(self.sent, |machine, kind| match kind {
+                Kind::Status => self.caller.may_access(machine),
+                Kind::Event => self.follows(machine),
+                Kind::Reading => self.readings && self.follows(machine),
             })
         };
         self.sent = changes.seq;
@@ -302,7 +303,10 @@ impl Session {
             }
         };
         let (subscribe, selection) = match command {
-            Command::Subscribe { machines } => (true, machines),
+            Command::Subscribe { machines, readings } => {
+                self.readings = readings;
+                (true, machines)
+            }
             Command::Unsubscribe { machines } => (false, machines),
         };
         let ids = match selection {
@@ -352,11 +356,18 @@ impl Session {
         };
         self.send(
             socket,
-            message("subscribed", json!({ "machines": following })),
+            message(
+                "subscribed",
+                json!({ "machines": following, "readings": self.readings }),
+            ),
         )
         .await?;
         // The latest values of the machines just followed, so a chart starts at once.
-        let latest = self.feed.lock().latest(|m| newly.contains(&m));
+        let latest = if self.readings {
+            self.feed.lock().latest(|m| newly.contains(&m))
+        } else {
+            Vec::new()
+        };
         if !latest.is_empty() {
             self.send(socket, readings_message(&latest, false)).await?;
         }

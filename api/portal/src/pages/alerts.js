@@ -132,7 +132,7 @@ export async function renderAlerts(container, { query, stale }) {
   }
 
   const redraw = coalesced(render);
-  live.follow("*");
+  live.follow("*", { readings: false });
   live.on("alert", (message) => {
     const a = message.alert;
     const known = items.get(a.id);
@@ -270,7 +270,7 @@ export async function renderAlert(container, { params, stale }) {
     return section;
   }
 
-  live.follow("*");
+  live.follow("*", { readings: false });
   const refresh = (message) => {
     if (message.alert?.id === id || message.alert_id === id) setTimeout(() => load().catch(() => {}), 500);
   };
