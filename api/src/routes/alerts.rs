@@ -409,7 +409,7 @@ pub(crate) async fn ack(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snooze {
-    /// End of the snooze (RFC 3339 or epoch ms), in the future.
+    /// End of the snooze (RFC 3339 or epoch ms); it must lie in the future, which a schema cannot say.
     #[schema(value_type = super::bodies::Instant)]
     pub until: String,
 }
