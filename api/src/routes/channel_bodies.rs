@@ -114,10 +114,11 @@ pub struct EmailConfig {
     /// The SMTP server's host name or address: 1 to 253 letters, digits, `. - _ : [ ] %`.
     #[schema(pattern = "^[A-Za-z0-9._:\\[\\]%-]{1,253}$")]
     pub host: String,
-    /// Its port (default 587).
-    #[schema(minimum = 1, maximum = 65535, default = 587)]
+    /// Its port (default 587; not null).
+    #[schema(minimum = 1, maximum = 65535, default = 587, nullable = false)]
     pub port: Option<u16>,
-    /// Default `starttls`.
+    /// Default `starttls` (not null).
+    #[schema(nullable = false)]
     pub tls: Option<SmtpTls>,
     /// The SMTP user, with `password`.
     pub username: Option<String>,
@@ -145,7 +146,7 @@ pub struct PushConfig {
     pub subject: String,
     /// The VAPID private key (secret): a P-256 scalar, 32 bytes of base64url without padding. Left out,
     /// the platform makes one.
-    #[schema(pattern = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$", nullable = false)]
     pub vapid_private_key: Option<String>,
     /// Ignored: the platform derives it from the private key and shows it.
     pub vapid_public_key: Option<String>,
