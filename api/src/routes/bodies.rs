@@ -149,15 +149,123 @@ pub struct ModbusSource {
     #[schema(minimum = 100, maximum = 60000, default = 3000)]
     pub timeout_ms: u64,
     /// The registers read and the (machine, metric) each feeds: 1 to 10,000.
-    #[schema(min_items = 1, max_items = 10000)]
-    pub points: Vec<ModbusPoint>,
+    #[schema(value_type = Vec<ModbusPoint>, min_items = 1, max_items = 10000)]
+    pub points: Vec<ModbusPointFields>,
 }
 
-/// One Modbus value. Bit tables (`coil`, `discrete_input`) take `bool`; register tables (`holding`,
-/// `input`) take the numeric types. Unknown fields are refused.
+/// One Modbus value, in one of four shapes: a bit (`coil`, `discrete_input`: `bool`), or a value of
+/// one, two or four registers (`holding`, `input`: `u16`/`i16`, `u32`/`i32`/`f32`, `f64`) that must end
+/// by address 65535; byte order means nothing for a bit, word order nothing for one register (both
+/// only `big` there). Unknown fields are refused.
+pub struct ModbusPoint;
+
+impl utoipa::PartialSchema for ModbusPoint {
+    fn schema() -> RefOr<Schema> {
+        // (description, tables, data types, last address, word orders, byte orders)
+        let shapes: [(&str, &[&str], &[&str], u16, &[&str], &[&str]); 4] = [
+            (
+                "A bit.",
+                &["coil", "discrete_input"],
+                &["bool"],
+                65535,
+                &["big"],
+                &["big"],
+            ),
+            (
+                "One register.",
+                &["holding", "input"],
+                &["u16", "i16"],
+                65535,
+                &["big"],
+                &["big", "little"],
+            ),
+            (
+                "Two registers.",
+                &["holding", "input"],
+                &["u32", "i32", "f32"],
+                65534,
+                &["big", "little"],
+                &["big", "little"],
+            ),
+            (
+                "Four registers.",
+                &["holding", "input"],
+                &["f64"],
+                65532,
+                &["big", "little"],
+                &["big", "little"],
+            ),
+        ];
+        let text = |values: &[&str]| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values.to_vec()))
+        };
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "One Modbus value: a bit, or a value of one, two or four registers ending by address 65535.",
+        ));
+        for (description, tables, types, last, words, bytes) in shapes {
+            let RefOr::T(Schema::Object(mut shape)) = ModbusPointFields::schema() else {
+                continue;
+            };
+            shape.description = Some(description.to_owned());
+            let address = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                .minimum(Some(0))
+                .maximum(Some(last))
+                .description(Some("Zero-based address of the first register or bit."));
+            for (field, schema) in [
+                ("register", text(tables).into()),
+                ("data_type", text(types).into()),
+                ("word_order", text(words).default(Some("big".into())).into()),
+                ("byte_order", text(bytes).default(Some("big".into())).into()),
+                ("address", address.into()),
+            ] {
+                shape.properties.insert(field.to_owned(), schema);
+            }
+            one_of = one_of.item(Schema::Object(shape));
+        }
+        one_of.into()
+    }
+}
+
+impl ToSchema for ModbusPoint {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("Scale".into(), <Scale as utoipa::PartialSchema>::schema()));
+    }
+}
+
+/// A point's scale: a finite number other than 0.
+pub struct Scale;
+
+impl utoipa::PartialSchema for Scale {
+    fn schema() -> RefOr<Schema> {
+        let side = |above: bool| {
+            let number = ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)));
+            if above {
+                number.exclusive_minimum(Some(0))
+            } else {
+                number.exclusive_maximum(Some(0))
+            }
+        };
+        OneOfBuilder::new()
+            .description(Some("A finite number other than 0."))
+            .item(side(true))
+            .item(side(false))
+            .default(Some(1.0.into()))
+            .into()
+    }
+}
+
+impl ToSchema for Scale {}
+
+/// The fields of a Modbus point; [`ModbusPoint`] narrows them by shape. Unknown fields are refused.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ModbusPoint {
+pub struct ModbusPointFields {
     /// A machine of the tenant.
     #[schema(
         pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
@@ -189,9 +297,9 @@ pub struct ModbusPoint {
     /// Register order of a multi-register value (default big; only big for one-register types).
     #[serde(default)]
     pub word_order: ModbusOrder,
-    /// The reading is `raw * scale + offset`: finite, not 0.
+    /// The reading is `raw * scale + offset`: finite, not 0 (default 1).
     #[serde(default)]
-    #[schema(format = Double, default = 1.0)]
+    #[schema(value_type = Scale)]
     pub scale: f64,
     /// Finite.
     #[serde(default)]
@@ -388,9 +496,9 @@ pub struct OpcUaPoint {
         max_length = 4096
     )]
     pub node_id: String,
-    /// The reading is `value * scale + offset`: finite, not 0.
+    /// The reading is `value * scale + offset`: finite, not 0 (default 1).
     #[serde(default)]
-    #[schema(format = Double, default = 1.0)]
+    #[schema(value_type = Scale)]
     pub scale: f64,
     /// Finite.
     #[serde(default)]

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use utoipa::openapi::schema::{
-    AdditionalProperties, AnyOfBuilder, ArrayBuilder, Discriminator, KnownFormat, ObjectBuilder,
-    OneOfBuilder, Schema, SchemaFormat, Type,
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, Discriminator, KnownFormat,
+    ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
@@ -106,8 +106,7 @@ impl PartialSchema for Recipients {
 impl ToSchema for Recipients {}
 
 /// An `email` channel: each notification is a mail (text and HTML) through the SMTP server. `username` and
-/// `password` go together: both or neither (a rule across fields the schema leaves to the server). Unknown
-/// fields are refused.
+/// `password` go together: both strings, or neither (absent or null). Unknown fields are refused.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
@@ -244,6 +243,33 @@ fn update_config(kind: &str, config: RefOr<Schema>) -> RefOr<Schema> {
     RefOr::T(Schema::Object(object))
 }
 
+/// `kind`'s configuration with its rules across fields: an email channel's `username` and `password` are
+/// both strings or neither (an update, which may leave the password out to keep it, has no such rule).
+fn with_rules(kind: &str, config: RefOr<Schema>) -> RefOr<Schema> {
+    if kind != "email" {
+        return config;
+    }
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let both = ObjectBuilder::new()
+        .property("username", string())
+        .property("password", string())
+        .required("username")
+        .required("password");
+    let neither = ObjectBuilder::new()
+        .property("username", null())
+        .property("password", null());
+    AllOfBuilder::new()
+        .item(config)
+        .item(
+            OneOfBuilder::new()
+                .description(Some("`username` and `password`: both, or neither."))
+                .item(both)
+                .item(neither),
+        )
+        .into()
+}
+
 /// Body of `POST /api/v1/channels`: one schema per kind, told apart by `kind`. Every problem answers 422
 /// naming the field; a name in use answers 409.
 pub struct NewChannelBody;
@@ -273,7 +299,7 @@ impl ToSchema for NewChannelBody {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         shared_schemas(schemas);
         for (kind, config, schema) in KINDS {
-            schemas.push((config.to_owned(), schema()));
+            schemas.push((config.to_owned(), with_rules(kind, schema())));
             schemas.push((new_body_name(kind), new_body(kind, config)));
         }
     }
