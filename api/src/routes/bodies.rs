@@ -162,7 +162,15 @@ pub struct ModbusPoint;
 impl utoipa::PartialSchema for ModbusPoint {
     fn schema() -> RefOr<Schema> {
         // (description, tables, data types, last address, word orders, byte orders)
-        let shapes: [(&str, &[&str], &[&str], u16, &[&str], &[&str]); 4] = [
+        type Shape = (
+            &'static str,
+            &'static [&'static str],
+            &'static [&'static str],
+            u16,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let shapes: [Shape; 4] = [
             (
                 "A bit.",
                 &["coil", "discrete_input"],

@@ -19,8 +19,11 @@ use utoipa::{PartialSchema, ToSchema};
 /// What a secret field of a configuration shows, and what an update may send to keep it.
 pub const HIDDEN: &str = "(hidden)";
 
-/// Every kind's name and its configuration's schema.
-const KINDS: [(&str, &str, fn() -> RefOr<Schema>); 5] = [
+/// A kind's name, its configuration's schema name and the schema.
+type Kind = (&'static str, &'static str, fn() -> RefOr<Schema>);
+
+/// Every kind.
+const KINDS: [Kind; 5] = [
     ("webhook", "WebhookConfig", WebhookConfig::schema),
     ("slack", "SlackConfig", ChatConfig::schema),
     ("teams", "TeamsConfig", ChatConfig::schema),
@@ -190,6 +193,14 @@ fn reference(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
 }
 
+/// `max_concurrency`, which may be null.
+fn optional_concurrency(description: &str) -> AnyOfBuilder {
+    AnyOfBuilder::new()
+        .item(reference("Concurrency"))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(description))
+}
+
 /// A new channel of one kind: `{name, kind, config, max_concurrency?}`, closed.
 fn new_body(kind: &str, config: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -205,13 +216,7 @@ fn new_body(kind: &str, config: &str) -> RefOr<Schema> {
         .required("kind")
         .property("config", reference(config))
         .required("config")
-        .property(
-            "max_concurrency",
-            AnyOfBuilder::new()
-                .item(reference("Concurrency"))
-                .item(ObjectBuilder::new().schema_type(Type::Null))
-                .description(Some("Default 4.")),
-        )
+        .property("max_concurrency", optional_concurrency("Default 4."))
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .into()
 }
@@ -327,10 +332,7 @@ impl PartialSchema for ChannelUpdateBody {
             .required("config")
             .property(
                 "max_concurrency",
-                AnyOfBuilder::new()
-                    .item(reference("Concurrency"))
-                    .item(ObjectBuilder::new().schema_type(Type::Null))
-                    .description(Some("Absent or null: unchanged.")),
+                optional_concurrency("Absent or null: unchanged."),
             )
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .into()

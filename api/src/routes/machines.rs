@@ -25,7 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/machines/{machine}/retire", post(retire))
 }
 
-/// Body of `POST /api/v1/machines`.
+/// Body of `POST /api/v1/machines`, and of `PUT /api/v1/machines/{machine}`, which replaces every field
+/// (absent optional ones are cleared; a new name renames the machine, whose readings and alerts follow its id).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
@@ -48,32 +49,9 @@ pub struct NewMachine {
     pub description: Option<String>,
 }
 
-/// Body of `PUT /api/v1/machines/{machine}`: every field; absent optional ones are cleared.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MachineReplacement {
-    /// The name, unique within the tenant (a new one renames the machine; readings and alerts follow
-    /// its id).
-    #[schema(
-        pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
-        min_length = 1,
-        max_length = 128
-    )]
-    pub name: String,
-    /// The tags (none when absent).
-    #[serde(default)]
-    #[schema(value_type = Vec<super::bodies::Tag>, max_items = 32)]
-    pub tags: Vec<String>,
-    /// Where the machine stands (1 to 200 characters); absent or null clears it.
-    #[schema(min_length = 1, max_length = 200)]
-    pub site: Option<String>,
-    /// Up to 2,000 characters; absent or null clears it.
-    #[schema(max_length = 2000)]
-    pub description: Option<String>,
-}
-
-impl From<MachineReplacement> for MachineChange {
-    fn from(r: MachineReplacement) -> Self {
+impl From<NewMachine> for MachineChange {
+    /// A replacement: every field given, absent optional ones cleared.
+    fn from(r: NewMachine) -> Self {
         Self {
             name: Some(r.name),
             tags: Some(r.tags),
@@ -84,7 +62,7 @@ impl From<MachineReplacement> for MachineChange {
 }
 
 /// Body of `PATCH /api/v1/machines/{machine}`: only the given fields change; `null` clears `site` or
-/// `description`. (`PUT` takes [`MachineReplacement`] into the same change.)
+/// `description`. (`PUT` takes a [`NewMachine`] into the same change.)
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineChange {
@@ -381,12 +359,12 @@ async fn apply(
     Ok(Json(row))
 }
 
-#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineReplacement, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = NewMachine, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     key: Caller,
     Path(machine): Path<String>,
-    Json(body): Json<MachineReplacement>,
+    Json(body): Json<NewMachine>,
 ) -> Result<Json<MachineRow>, ApiError> {
     apply(&state, &key, &machine, body.into()).await
 }
