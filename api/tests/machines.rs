@@ -133,7 +133,8 @@ async fn machines_are_updated_queried_and_retired() {
     assert_eq!((s, &shown["site"]), (200, &json!("east")));
     // Validation and conflicts.
     for (method, body, status, code) in [
-        (Method::PUT, json!({"site": "x"}), 422, "validation_failed"),
+        // A replacement without its name is not one.
+        (Method::PUT, json!({"site": "x"}), 422, "invalid_body"),
         (
             Method::PATCH,
             json!({"name": "bad name!"}),

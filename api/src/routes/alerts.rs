@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Json, Path, Query};
+use crate::routes::paging::Page;
 use crate::state::AppState;
 use crate::time::{format_instant, parse_instant};
 
@@ -49,8 +50,10 @@ pub struct AlertFilter {
     #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Rows to skip.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -229,14 +232,8 @@ pub(crate) async fn list(
             .transpose()
     };
     let (from, to) = (bound("from", &f.from)?, bound("to", &f.to)?);
-    let limit = f.limit.unwrap_or(50);
-    let offset = f.offset.unwrap_or(0);
-    if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(ApiError::validation(
-            "limit must lie between 1 and 500, offset must not be negative",
-        ));
-    }
-    let rows: Vec<AlertRow> = sqlx::query_as(&format!(
+    let page = Page::new(f.limit, f.offset, 50, 500)?;
+    let mut rows: Vec<AlertRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM alerts
          WHERE generation = active_generation() AND tenant_id = $1 AND ($2::text IS NULL OR machine = $2) AND ($3::text IS NULL OR state = $3)
            AND ($4::text IS NULL OR severity = $4) AND ($5::text IS NULL OR detector = $5)
@@ -251,20 +248,16 @@ pub(crate) async fn list(
     .bind(&f.detector)
     .bind(from)
     .bind(to)
-    .bind(limit + 1)
-    .bind(offset)
+    .bind(page.fetch())
+    .bind(page.offset)
     .bind(key.machine_restriction())
     .fetch_all(state.pool())
     .await?;
-    let more = rows.len() as i64 > limit;
-    let alerts = rows
-        .iter()
-        .take(limit as usize)
-        .map(AlertRow::view)
-        .collect();
+    // The next page's offset saturates: an offset near i64::MAX once overflowed here.
+    let next_offset = page.cut(&mut rows);
     Ok(Json(AlertList {
-        alerts,
-        next_offset: more.then_some(offset + limit),
+        alerts: rows.iter().map(AlertRow::view).collect(),
+        next_offset,
     }))
 }
 
@@ -409,7 +402,7 @@ pub(crate) async fn ack(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snooze {
-    /// End of the snooze (RFC 3339 or epoch ms), in the future.
+    /// End of the snooze (RFC 3339 or epoch ms); it must lie in the future, which a schema cannot say.
     #[schema(value_type = super::bodies::Instant)]
     pub until: String,
 }

@@ -149,15 +149,131 @@ pub struct ModbusSource {
     #[schema(minimum = 100, maximum = 60000, default = 3000)]
     pub timeout_ms: u64,
     /// The registers read and the (machine, metric) each feeds: 1 to 10,000.
-    #[schema(min_items = 1, max_items = 10000)]
-    pub points: Vec<ModbusPoint>,
+    #[schema(value_type = Vec<ModbusPoint>, min_items = 1, max_items = 10000)]
+    pub points: Vec<ModbusPointFields>,
 }
 
-/// One Modbus value. Bit tables (`coil`, `discrete_input`) take `bool`; register tables (`holding`,
-/// `input`) take the numeric types. Unknown fields are refused.
+/// One Modbus value, in one of four shapes: a bit (`coil`, `discrete_input`: `bool`), or a value of
+/// one, two or four registers (`holding`, `input`: `u16`/`i16`, `u32`/`i32`/`f32`, `f64`) that must end
+/// by address 65535; byte order means nothing for a bit, word order nothing for one register (both
+/// only `big` there). Unknown fields are refused.
+pub struct ModbusPoint;
+
+impl utoipa::PartialSchema for ModbusPoint {
+    fn schema() -> RefOr<Schema> {
+        // (description, tables, data types, last address, word orders, byte orders)
+        type Shape = (
+            &'static str,
+            &'static [&'static str],
+            &'static [&'static str],
+            u16,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let shapes: [Shape; 4] = [
+            (
+                "A bit.",
+                &["coil", "discrete_input"],
+                &["bool"],
+                65535,
+                &["big"],
+                &["big"],
+            ),
+            (
+                "One register.",
+                &["holding", "input"],
+                &["u16", "i16"],
+                65535,
+                &["big"],
+                &["big", "little"],
+            ),
+            (
+                "Two registers.",
+                &["holding", "input"],
+                &["u32", "i32", "f32"],
+                65534,
+                &["big", "little"],
+                &["big", "little"],
+            ),
+            (
+                "Four registers.",
+                &["holding", "input"],
+                &["f64"],
+                65532,
+                &["big", "little"],
+                &["big", "little"],
+            ),
+        ];
+        let text = |values: &[&str]| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values.to_vec()))
+        };
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "One Modbus value: a bit, or a value of one, two or four registers ending by address 65535.",
+        ));
+        for (description, tables, types, last, words, bytes) in shapes {
+            let RefOr::T(Schema::Object(mut shape)) = ModbusPointFields::schema() else {
+                continue;
+            };
+            shape.description = Some(description.to_owned());
+            let address = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+                .minimum(Some(0))
+                .maximum(Some(last))
+                .description(Some("Zero-based address of the first register or bit."));
+            for (field, schema) in [
+                ("register", text(tables).into()),
+                ("data_type", text(types).into()),
+                ("word_order", text(words).default(Some("big".into())).into()),
+                ("byte_order", text(bytes).default(Some("big".into())).into()),
+                ("address", address.into()),
+            ] {
+                shape.properties.insert(field.to_owned(), schema);
+            }
+            one_of = one_of.item(Schema::Object(shape));
+        }
+        one_of.into()
+    }
+}
+
+impl ToSchema for ModbusPoint {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("Scale".into(), <Scale as utoipa::PartialSchema>::schema()));
+    }
+}
+
+/// A point's scale: a finite number other than 0.
+pub struct Scale;
+
+impl utoipa::PartialSchema for Scale {
+    fn schema() -> RefOr<Schema> {
+        let side = |above: bool| {
+            let number = ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)));
+            if above {
+                number.exclusive_minimum(Some(0))
+            } else {
+                number.exclusive_maximum(Some(0))
+            }
+        };
+        OneOfBuilder::new()
+            .description(Some("A finite number other than 0."))
+            .item(side(true))
+            .item(side(false))
+            .default(Some(1.0.into()))
+            .into()
+    }
+}
+
+impl ToSchema for Scale {}
+
+/// The fields of a Modbus point; [`ModbusPoint`] narrows them by shape. Unknown fields are refused.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ModbusPoint {
+pub struct ModbusPointFields {
     /// A machine of the tenant.
     #[schema(
         pattern = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
@@ -189,9 +305,9 @@ pub struct ModbusPoint {
     /// Register order of a multi-register value (default big; only big for one-register types).
     #[serde(default)]
     pub word_order: ModbusOrder,
-    /// The reading is `raw * scale + offset`: finite, not 0.
+    /// The reading is `raw * scale + offset`: finite, not 0 (default 1).
     #[serde(default)]
-    #[schema(format = Double, default = 1.0)]
+    #[schema(value_type = Scale)]
     pub scale: f64,
     /// Finite.
     #[serde(default)]
@@ -380,15 +496,17 @@ pub struct OpcUaPoint {
         max_length = 128
     )]
     pub metric: String,
-    /// Node id: `ns=2;s=Line1.Temp`, `ns=3;i=1001`, `i=2258`, `ns=1;g=<uuid>` or `ns=1;b=<base64>`.
+    /// Node id: `ns=2;s=Line1.Temp`, `ns=3;i=1001`, `i=2258`, `ns=1;g=<uuid>` or `ns=1;b=<base64>`; the
+    /// namespace 0 to 65535, a number 0 to 4294967295. Not the null node id (`i=0` or the nil GUID in
+    /// namespace 0: the pattern refuses the first, the server both).
     #[schema(
-        pattern = "^(ns=[0-9]{1,5};)?(i=[0-9]{1,10}|s=.+|b=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$",
+        pattern = "^(ns=0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]);i=0*([0-9]{1,9}|[1-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])|(ns=0+;)?i=0*([1-9][0-9]{0,8}|[1-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])|(ns=0*([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]);)?(s=.+|b=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}))$",
         max_length = 4096
     )]
     pub node_id: String,
-    /// The reading is `value * scale + offset`: finite, not 0.
+    /// The reading is `value * scale + offset`: finite, not 0 (default 1).
     #[serde(default)]
-    #[schema(format = Double, default = 1.0)]
+    #[schema(value_type = Scale)]
     pub scale: f64,
     /// Finite.
     #[serde(default)]

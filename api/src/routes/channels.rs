@@ -22,12 +22,10 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission, Principal};
 use crate::error::{ApiError, Json, Path};
+use crate::routes::channel_bodies::HIDDEN;
 use crate::routes::paging::delete_owned;
 use crate::state::AppState;
 use crate::time::format_instant;
-
-/// What a secret field shows.
-pub const HIDDEN: &str = "(hidden)";
 
 /// The channel routes.
 pub fn router() -> Router<AppState> {
@@ -37,30 +35,28 @@ pub fn router() -> Router<AppState> {
         .route("/channels/{id}/test", post(test))
 }
 
-/// Body of `POST /api/v1/channels`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// Body of `POST /api/v1/channels` (its schema, one per kind: [`crate::routes::channel_bodies`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewChannel {
     /// 1 to 100 characters, unique in the tenant.
     pub name: String,
     /// `webhook`, `slack`, `teams` or `email`.
     pub kind: String,
-    /// The kind's configuration (see the README): webhook `{url, signing_secret}`, slack and teams
-    /// `{webhook_url}`, email `{host, port?, tls?, username?, password?, from, to, subject_prefix?}`.
-    #[schema(value_type = Object)]
+    /// The kind's configuration, checked by the kind.
     pub config: Map<String, Value>,
     /// Deliveries in flight at once to this channel (1 to 32, default 4).
     pub max_concurrency: Option<i32>,
 }
 
-/// Body of `PUT /api/v1/channels/{id}`: secret fields left out keep their stored values.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// Body of `PUT /api/v1/channels/{id}`: secret fields left out keep their stored values (its schema:
+/// [`crate::routes::channel_bodies`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelUpdate {
     /// 1 to 100 characters, unique in the tenant.
     pub name: String,
     /// The configuration; secret fields may be left out (or sent as `"(hidden)"`) to keep them.
-    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
     /// Deliveries in flight at once to this channel (1 to 32).
     pub max_concurrency: Option<i32>,
@@ -207,7 +203,7 @@ pub(crate) async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/channels", tag = "alerting", request_body = NewChannel, responses((status = 201, description = "The channel, secret fields hidden", body = ChannelView), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration; the message names the field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/channels", tag = "alerting", request_body = super::channel_bodies::NewChannelBody, responses((status = 201, description = "The channel, secret fields hidden", body = ChannelView), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration; the message names the field", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -247,7 +243,7 @@ pub(crate) async fn show(
     Ok(Json(view(&fetch(&state, &caller, id).await?)))
 }
 
-#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), request_body = ChannelUpdate, responses((status = 200, description = "The channel, secret fields hidden", body = ChannelView), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "alerting", params(("id" = Uuid, Path, description = "Channel id")), request_body = super::channel_bodies::ChannelUpdateBody, responses((status = 200, description = "The channel, secret fields hidden", body = ChannelView), (status = 404, description = "No such channel in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "A channel with this name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid configuration", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "Admins only", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,

@@ -25,7 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/machines/{machine}/retire", post(retire))
 }
 
-/// Body of `POST /api/v1/machines`.
+/// Body of `POST /api/v1/machines`, and of `PUT /api/v1/machines/{machine}`, which replaces every field
+/// (absent optional ones are cleared; a new name renames the machine, whose readings and alerts follow its id).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
@@ -48,8 +49,20 @@ pub struct NewMachine {
     pub description: Option<String>,
 }
 
-/// Body of `PUT` (every field; absent optional ones are cleared) and `PATCH` (only the given fields;
-/// `null` clears `site` or `description`) on `/api/v1/machines/{machine}`.
+impl From<NewMachine> for MachineChange {
+    /// A replacement: every field given, absent optional ones cleared.
+    fn from(r: NewMachine) -> Self {
+        Self {
+            name: Some(r.name),
+            tags: Some(r.tags),
+            site: Some(r.site),
+            description: Some(r.description),
+        }
+    }
+}
+
+/// Body of `PATCH /api/v1/machines/{machine}`: only the given fields change; `null` clears `site` or
+/// `description`. (`PUT` takes a [`NewMachine`] into the same change.)
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineChange {
@@ -314,30 +327,16 @@ async fn apply(
     key: &Caller,
     machine: &str,
     change: MachineChange,
-    replace: bool,
 ) -> Result<Json<MachineRow>, ApiError> {
     key.require(Permission::Operate)?;
     let current = find(state, key, machine).await?;
-    if replace && change.name.is_none() {
-        return Err(ApiError::validation(
-            "PUT needs `name`; PATCH changes single fields",
-        ));
-    }
+    // A field the change leaves out keeps its value (a replacement gives every field).
     let name = change.name.unwrap_or(current.name);
     validate_name(&name)?;
-    let tags = match change.tags {
-        Some(t) => t,
-        None if replace => Vec::new(),
-        None => current.tags,
-    };
+    let tags = change.tags.unwrap_or(current.tags);
     validate_tags(&tags)?;
-    let keep = |new: Option<Option<String>>, old: Option<String>| match new {
-        Some(v) => v,
-        None if replace => None,
-        None => old,
-    };
-    let site = keep(change.site, current.site);
-    let description = keep(change.description, current.description);
+    let site = change.site.unwrap_or(current.site);
+    let description = change.description.unwrap_or(current.description);
     validate_text("site", site.as_deref(), 1, 200)?;
     validate_text("description", description.as_deref(), 0, 2000)?;
     let row: MachineRow = sqlx::query_as(&format!(
@@ -360,14 +359,14 @@ async fn apply(
     Ok(Json(row))
 }
 
-#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(put, path = "/api/v1/machines/{machine}", tag = "machines", request_body = NewMachine, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     key: Caller,
     Path(machine): Path<String>,
-    Json(body): Json<MachineChange>,
+    Json(body): Json<NewMachine>,
 ) -> Result<Json<MachineRow>, ApiError> {
-    apply(&state, &key, &machine, body, true).await
+    apply(&state, &key, &machine, body.into()).await
 }
 
 #[utoipa::path(patch, path = "/api/v1/machines/{machine}", tag = "machines", request_body = MachineChange, params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The machine", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 409, description = "The new name exists", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
@@ -377,7 +376,7 @@ pub(crate) async fn update(
     Path(machine): Path<String>,
     Json(body): Json<MachineChange>,
 ) -> Result<Json<MachineRow>, ApiError> {
-    apply(&state, &key, &machine, body, false).await
+    apply(&state, &key, &machine, body).await
 }
 
 #[utoipa::path(post, path = "/api/v1/machines/{machine}/retire", tag = "machines", params(("machine" = String, Path, description = "Machine name")), responses((status = 200, description = "The retired machine (retiring twice is a no-op)", body = MachineRow), (status = 404, description = "Not in the caller's tenant", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]

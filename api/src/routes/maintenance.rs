@@ -317,7 +317,28 @@ pub struct ChecklistItem {
     pub note: Option<String>,
 }
 
-/// Body of `POST /api/v1/signoffs` and `PATCH /api/v1/signoffs/{id}` (every field optional there).
+/// Body of `POST /api/v1/signoffs`: the checklist and its items are required.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSignoff {
+    /// Name of the checklist (1 to 200 characters).
+    #[schema(min_length = 1, max_length = 200)]
+    pub checklist: String,
+    /// The machine it concerns (name), if any.
+    #[schema(value_type = Option<super::bodies::MachineName>)]
+    pub machine: Option<String>,
+    /// The items (1 to 500).
+    #[schema(min_items = 1, max_items = 500)]
+    pub items: Vec<ChecklistItem>,
+    /// Remarks.
+    pub notes: Option<String>,
+    /// Sign at once.
+    #[serde(default)]
+    pub sign: bool,
+}
+
+/// Body of `PATCH /api/v1/signoffs/{id}`: the fields given change (`sign: true` is refused there: a draft
+/// is signed with `POST /api/v1/signoffs/{id}/sign`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignoffBody {
@@ -468,15 +489,15 @@ fn immutable(row: &SignoffRow) -> ApiError {
     )
 }
 
-#[utoipa::path(post, path = "/api/v1/signoffs", tag = "maintenance", request_body = SignoffBody, responses((status = 201, description = "The sign-off (a draft, or signed with `\"sign\": true`)", body = SignoffView), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/signoffs", tag = "maintenance", request_body = NewSignoff, responses((status = 201, description = "The sign-off (a draft, or signed with `\"sign\": true`)", body = SignoffView), (status = 404, description = "No such machine in the caller's tenant", body = crate::error::ErrorBody), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn create_signoff(
     State(state): State<AppState>,
     key: Caller,
-    Json(body): Json<SignoffBody>,
+    Json(body): Json<NewSignoff>,
 ) -> Result<(StatusCode, Json<SignoffView>), ApiError> {
     key.require(Permission::Operate)?;
-    let checklist = body.checklist.clone().unwrap_or_default();
-    let items = body.items.clone().unwrap_or_default();
+    let checklist = body.checklist.clone();
+    let items = body.items.clone();
     let notes = body.notes.clone().unwrap_or_default();
     validate_signoff(&checklist, &items, &notes)?;
     let machine = match &body.machine {

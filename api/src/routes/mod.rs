@@ -15,7 +15,8 @@
 //!   publishes activations to the predictor.
 //! - [`fleet`], [`reports`], [`settings`]: fleet status and KPIs, CSV and PDF exports, tenant settings.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`bodies`]: the JSON bodies handlers check field by field, described for the OpenAPI document.
+//! - [`bodies`]: the JSON bodies handlers check field by field, described for the OpenAPI document;
+//!   [`channel_bodies`]: a notification channel's, one configuration schema per kind.
 //! - [`paging`]: what the handlers share: pages, filters, machine lookups, CSV documents.
 
 pub mod accounts;
@@ -23,6 +24,7 @@ pub mod activations;
 pub mod alerts;
 pub mod api_keys;
 pub mod bodies;
+pub mod channel_bodies;
 pub mod channels;
 pub mod fleet;
 pub mod health;

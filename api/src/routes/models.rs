@@ -97,8 +97,9 @@ pub fn router() -> Router<AppState> {
         .route("/models/{id}/activate", post(activate))
 }
 
-/// Body of `POST /api/v1/models`: a name and exactly one source of run-to-failure data.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// Body of `POST /api/v1/models`: a name and exactly one source of run-to-failure data (its schema, one
+/// per source: [`NewModelBody`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewModel {
     /// 1 to 200 characters.
@@ -120,7 +121,54 @@ pub struct NewModel {
 #[serde(deny_unknown_fields)]
 pub struct HistorySource {
     /// The sensors (metric names), 1 to 100; a cycle is a machine's readings of all of them at one time.
+    #[schema(min_items = 1, max_items = 100)]
     pub metrics: Vec<String>,
+}
+
+/// The schema of `POST /api/v1/models`'s body: a name and exactly one source of data, an uploaded
+/// table or the tenant's history. Whether the data can train a model (enough units and cycles, the
+/// tenant's lives ended by replacements or repairs) is the server's to find: 422 naming the problem.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = NewModel)]
+#[allow(dead_code)] // a schema only
+enum NewModelBody {
+    /// From an uploaded table.
+    Upload(UploadModel),
+    /// From the tenant's history.
+    History(HistoryModel),
+}
+
+/// A model trained from an uploaded run-to-failure table.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct UploadModel {
+    /// 1 to 200 characters, not only blanks (surrounding blanks are trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    name: String,
+    /// CSV with a header `unit,cycle,<sensor>,...` (a column `setting:<name>` is an operational
+    /// setting), sensors named as the machines' metrics; or C-MAPSS text (26 columns).
+    #[schema(min_length = 1)]
+    csv: String,
+    /// The quick recipe (default false).
+    #[serde(default)]
+    quick: bool,
+}
+
+/// A model trained from the tenant's own readings.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct HistoryModel {
+    /// 1 to 200 characters, not only blanks (surrounding blanks are trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    name: String,
+    /// The metrics read.
+    history: HistorySource,
+    /// The quick recipe (default false).
+    #[serde(default)]
+    quick: bool,
 }
 
 /// Body of `POST /api/v1/models/{id}/activate`; `{}` activates the model for every machine.
@@ -189,7 +237,7 @@ fn refused(e: PredictionError) -> ApiError {
     ApiError::validation(e.to_string())
 }
 
-#[utoipa::path(post, path = "/api/v1/models", tag = "predictions", request_body = NewModel, responses((status = 202, description = "The model, `training`; poll it until `ready` or `failed`", body = ModelView), (status = 422, description = "The data cannot train a model; the message names the problem", body = crate::error::ErrorBody), (status = 503, description = "`training_queue_full`: eight trainings are waiting or running in this process; see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/models", tag = "predictions", request_body = NewModelBody, responses((status = 202, description = "The model, `training`; poll it until `ready` or `failed`", body = ModelView), (status = 422, description = "The data cannot train a model; the message names the problem", body = crate::error::ErrorBody), (status = 503, description = "`training_queue_full`: eight trainings are waiting or running in this process; see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn train(
     State(state): State<AppState>,
     key: Caller,

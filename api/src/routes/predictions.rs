@@ -168,10 +168,13 @@ async fn views(
 #[into_params(parameter_in = Query)]
 pub struct HistoryFilter {
     /// At or after (RFC 3339 or epoch ms).
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub from: Option<String>,
     /// Before.
+    #[param(value_type = Option<super::bodies::Instant>)]
     pub to: Option<String>,
     /// Most predictions, newest first (default 100, at most 5,000).
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<i64>,
 }
 

@@ -38,18 +38,24 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionKeys {
-    /// The browser's P-256 public key (base64url).
+    /// The browser's P-256 public key: a SEC1 point (65 bytes uncompressed, or 33 compressed) in base64url;
+    /// that it lies on the curve is the server's to check.
+    #[schema(
+        pattern = "^(B[A-P][A-Za-z0-9_-]{84}[AEIMQUYcgkosw048]|A[g-z0-9_-][A-Za-z0-9_-]{42})=*$"
+    )]
     pub p256dh: String,
-    /// The browser's authentication secret (16 bytes, base64url).
+    /// The browser's authentication secret: 16 bytes in base64url.
+    #[schema(pattern = "^[A-Za-z0-9_-]{21}[AQgw]=*$")]
     pub auth: String,
 }
 
 /// Body of `POST /api/v1/push/subscriptions`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewSubscription {
-    /// The push channel whose VAPID public key the browser subscribed with.
+    /// The push channel (of the caller's tenant) whose VAPID public key the browser subscribed with.
     pub channel_id: Uuid,
-    /// The push service's URL for this browser.
+    /// The push service's URL for this browser, at most 2,000 bytes.
+    #[schema(value_type = super::channel_bodies::HttpUrl)]
     pub endpoint: String,
     /// When the subscription expires (ignored; browsers send `null`).
     #[serde(default, rename = "expirationTime")]

@@ -26,7 +26,9 @@ pub fn router() -> Router<AppState> {
         .route("/rules/{id}", get(show).put(update).delete(remove))
 }
 
-/// Body of `POST` and `PUT`: the rule, and the machines it applies to (all when empty or absent).
+/// Body of `POST` and `PUT`: the rule, and the machines it applies to (all when empty or absent). In a
+/// `PUT`, the rule's `id` is the path's: absent, or the same (a rule across the path and the body that
+/// the schema leaves to the server). Machines are the tenant's (an unknown one answers 422).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleBody {

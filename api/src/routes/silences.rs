@@ -41,7 +41,7 @@ pub struct NewSilence {
     /// From when (RFC 3339 or epoch ms; default now).
     #[schema(value_type = Option<super::bodies::Instant>)]
     pub starts_at: Option<String>,
-    /// Until when, after the start and at most a year ahead.
+    /// Until when: after the start and at most 366 days from now (rules a schema cannot say).
     #[schema(value_type = super::bodies::Instant)]
     pub ends_at: String,
     /// Why, up to 1,000 characters.

@@ -557,6 +557,7 @@ pub struct TrustCertificate {
     /// The SHA-256 fingerprint (64 hexadecimal digits, colons allowed) of the certificate the source's
     /// server presents now, as `status.certificate.presented` shows it: checked out of band, it is what
     /// the administrator vouches for.
+    #[schema(pattern = "^\\s*(:*[0-9A-Fa-f]){64}:*\\s*$")]
     pub fingerprint: String,
 }
 

@@ -20,20 +20,26 @@ pub struct Labels<'a> {
     pub site: Option<&'a str>,
 }
 
-/// Conditions an alert must meet, all of them; an empty set matches every alert.
+/// Conditions an alert must meet, all of them; an empty set matches every alert. Every value (tags, site,
+/// rules, machines) is 1 to 200 bytes, and the lists name at most 100 values together (a rule across
+/// fields the schema leaves to the server: each list alone takes 100).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Matchers {
     /// The least severity (`info`, `warning`, `critical`).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(info|warning|critical)$")]
     pub min_severity: Option<Severity>,
     /// Tags the machine must all carry.
+    #[schema(value_type = Vec<MatcherValue>, max_items = 100)]
     pub tags: Vec<String>,
     /// The machine's site.
+    #[schema(value_type = Option<MatcherValue>)]
     pub site: Option<String>,
     /// Rule ids, any of them (empty: any rule).
+    #[schema(value_type = Vec<MatcherValue>, max_items = 100)]
     pub rules: Vec<String>,
     /// Machine names, any of them (empty: any machine).
+    #[schema(value_type = Vec<MatcherValue>, max_items = 100)]
     pub machines: Vec<String>,
 }
 
@@ -55,13 +61,32 @@ impl Matchers {
         }
         if texts
             .chain(&self.site)
-            .any(|t| t.is_empty() || t.len() > 200)
+            .any(|t| t.is_empty() || t.len() > MAX_VALUE_BYTES)
         {
             return Err("every matcher value is 1 to 200 characters".into());
         }
         Ok(())
     }
 }
+
+/// A matcher's value: 1 to 200 bytes (the schema counts characters; the server, bytes of UTF-8).
+struct MatcherValue;
+
+impl utoipa::PartialSchema for MatcherValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("1 to 200 bytes of UTF-8."))
+            .min_length(Some(1))
+            .max_length(Some(MAX_VALUE_BYTES))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MatcherValue {}
+
+/// The longest matcher value, in bytes.
+const MAX_VALUE_BYTES: usize = 200;
 
 /// What alerts are grouped by: alerts of one policy with the same values are one notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -104,14 +129,17 @@ impl TargetRole {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// Seconds after the step before (the first step: after the group wait).
+    /// Seconds after the step before (the first step: after the group wait), at most a week.
     #[serde(default)]
+    #[schema(maximum = 604800)]
     pub delay_secs: u32,
-    /// The channels notified. A push channel reaches the people the step names, or, when it names
-    /// none, everyone who subscribed with it.
+    /// The channels notified, 1 to 20 of the tenant's. A push channel reaches the people the step
+    /// names, or, when it names none, everyone who subscribed with it.
+    #[schema(min_items = 1, max_items = 20)]
     pub channels: Vec<Uuid>,
-    /// Users told through the step's push channels.
+    /// Users of the tenant told through the step's push channels, at most 100.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub users: Vec<Uuid>,
     /// Roles whose users are told through the step's push channels.
     #[serde(default)]
@@ -125,11 +153,14 @@ impl Step {
     }
 }
 
-/// An escalation policy as stored and as the API takes it.
+/// An escalation policy as stored and as the API takes it. A step naming people (`users`, `roles`) needs
+/// a push channel among its `channels` (a rule across fields the schema leaves to the server).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
-    /// A name, 1 to 100 characters.
+    /// A name, 1 to 100 characters, not only blanks (surrounding blanks are trimmed); unique in the
+    /// tenant.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// Which alerts it takes; policies are tried in `position` order, the first match wins.
     #[serde(default)]
@@ -137,21 +168,26 @@ pub struct PolicySpec {
     /// Order among the tenant's policies (lowest first).
     #[serde(default)]
     pub position: i32,
-    /// The steps, in order; at least one.
+    /// The steps, in order: 1 to 10.
+    #[schema(min_items = 1, max_items = 10)]
     pub steps: Vec<Step>,
-    /// Once the last step fired, repeat it every so many seconds until the alert is acknowledged,
-    /// snoozed or resolved; absent: no repeat.
+    /// Once the last step fired, repeat it every so many seconds (1 to a week) until the alert is
+    /// acknowledged, snoozed or resolved; absent: no repeat.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
     pub repeat_secs: Option<u32>,
     /// What alerts are grouped by (default: the machine).
     #[serde(default = "default_group_by")]
     pub group_by: Vec<GroupBy>,
-    /// How long a new group waits for more alerts before its first notice (default 30 s).
+    /// How long a new group waits for more alerts before its first notice (default 30 s, at most a
+    /// week).
     #[serde(default = "default_group_wait")]
+    #[schema(maximum = 604800)]
     pub group_wait_secs: u32,
     /// Once a group has notified, how long alerts that join it wait, together, before they are told
-    /// (default 300 s, like Alertmanager's `group_interval`).
+    /// (default 300 s, like Alertmanager's `group_interval`; at most a week).
     #[serde(default = "default_group_interval")]
+    #[schema(maximum = 604800)]
     pub group_interval_secs: u32,
     /// Whether the channels that were told of an alert hear of its resolution (default yes).
     #[serde(default = "yes")]
@@ -262,7 +298,9 @@ impl PolicySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InhibitionSpec {
-    /// A name, 1 to 100 characters.
+    /// A name, 1 to 100 characters, not only blanks (surrounding blanks are trimmed); unique in the
+    /// tenant.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// The alerts that inhibit.
     pub source: Matchers,
@@ -307,6 +345,21 @@ pub fn choose<'a, P>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The document states the limits [`PolicySpec::check`] applies.
+    #[test]
+    fn the_schema_states_the_checked_limits() {
+        use utoipa::PartialSchema;
+        let policy = serde_json::to_value(PolicySpec::schema()).unwrap();
+        let step = serde_json::to_value(Step::schema()).unwrap();
+        assert_eq!(policy["properties"]["steps"]["maxItems"], MAX_STEPS);
+        for secs in ["repeat_secs", "group_wait_secs", "group_interval_secs"] {
+            assert_eq!(policy["properties"][secs]["maximum"], MAX_SECS, "{secs}");
+        }
+        assert_eq!(step["properties"]["delay_secs"]["maximum"], MAX_SECS);
+        let value = serde_json::to_value(MatcherValue::schema()).unwrap();
+        assert_eq!(value["maxLength"], MAX_VALUE_BYTES);
+    }
 
     fn labels<'a>(severity: Severity, tags: &'a [String]) -> Labels<'a> {
         Labels {

@@ -41,6 +41,8 @@ fn key_pair(config: &Config) -> Result<ES256KeyPair, String> {
     let private = text(config, "vapid_private_key")?;
     Base64UrlUnpadded::decode_vec(private)
         .ok()
+        // A P-256 scalar is 32 bytes; `from_bytes` panics on any other length.
+        .filter(|raw| raw.len() == 32)
         .and_then(|raw| ES256KeyPair::from_bytes(&raw).ok())
         .ok_or_else(|| "vapid_private_key is not a base64url P-256 private key".to_owned())
 }
@@ -226,6 +228,18 @@ mod tests {
         assert!(Push.check(&config).unwrap_err().contains("public half"));
         config.insert("subject".into(), json!("ops"));
         assert!(Push.check(&config).unwrap_err().contains("subject"));
+    }
+
+    /// A private key of another length than 32 bytes is refused (it once panicked the handler).
+    #[test]
+    fn private_keys_of_the_wrong_length_are_refused() {
+        for key in ["AAA", "", &"A".repeat(44), &"A".repeat(86)] {
+            let mut config = Config::new();
+            config.insert("subject".into(), json!("mailto:ops@example.com"));
+            config.insert("vapid_private_key".into(), json!(key));
+            let refused = Push.complete(&mut config).unwrap_err();
+            assert!(refused.contains("vapid_private_key"), "{key}: {refused}");
+        }
     }
 
     #[test]
