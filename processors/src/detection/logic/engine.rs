@@ -178,11 +178,13 @@ impl MachineState {
             return Vec::new(); // NaN and infinities never reach a detector
         }
         let ts = input.sample.ts_ms;
-        if !self.newest.contains_key(input.metric) {
-            self.newest.insert(input.metric.to_owned(), i64::MIN);
-        }
-        let Some(newest) = self.newest.get_mut(input.metric) else {
-            return Vec::new();
+        // One lookup for a metric already seen (the key is allocated only for a new one).
+        let newest = match self.newest.get_mut(input.metric) {
+            Some(n) => n,
+            None => self
+                .newest
+                .entry(input.metric.to_owned())
+                .or_insert(i64::MIN),
         };
         let late = ts < *newest;
         let reset =
@@ -192,16 +194,18 @@ impl MachineState {
         // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
         let mut cache = std::mem::take(&mut self.defaults);
         // The first reading of a metric since the start (or a restore) builds its default rules.
-        let first = !named && !cache.contains_key(input.metric);
-        let stale = !named && cache.get(input.metric).is_some_and(|(s, _)| s != settings);
-        if first || stale {
-            let rules = default_rules(input.metric, settings);
-            cache.insert(input.metric.to_owned(), (settings.clone(), rules));
+        let (mut first, mut defaults): (bool, &[Rule]) = (false, &[]);
+        if !named {
+            let built = cache.get(input.metric).map(|(s, _)| s == settings);
+            first = built.is_none();
+            if built != Some(true) {
+                let rules = default_rules(input.metric, settings);
+                cache.insert(input.metric.to_owned(), (settings.clone(), rules));
+            }
+            if let Some((_, rules)) = cache.get(input.metric) {
+                defaults = rules;
+            }
         }
-        let defaults: &[Rule] = match cache.get(input.metric) {
-            Some((_, rules)) if !named => rules,
-            _ => &[],
-        };
         let mut events = Vec::new();
         if first && !late {
             events.extend(self.retire_old_defaults(input.metric, defaults, ts));
@@ -211,11 +215,9 @@ impl MachineState {
             if !rule.when.mentions(input.metric) {
                 continue;
             }
-            if !self.conditions.contains_key(&rule.id) {
-                self.conditions.insert(rule.id.clone(), BTreeMap::new());
-            }
-            let Some(states) = self.conditions.get_mut(&rule.id) else {
-                continue;
+            let states = match self.conditions.get_mut(&rule.id) {
+                Some(states) => states,
+                None => self.conditions.entry(rule.id.clone()).or_default(),
             };
             let mut ratio = self.last_ratio;
             rule.when.visit(&mut |i, leaf| {
@@ -294,10 +296,10 @@ impl MachineState {
             sustain: rule.when.eval(sustain),
             ratio: strongest.map(|(_, _, r)| r).unwrap_or(0.0),
         };
-        if !self.phases.contains_key(&rule.id) {
-            self.phases.insert(rule.id.clone(), Phase::default());
-        }
-        let phase = self.phases.get_mut(&rule.id)?;
+        let phase = match self.phases.get_mut(&rule.id) {
+            Some(phase) => phase,
+            None => self.phases.entry(rule.id.clone()).or_default(),
+        };
         let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
             alert_id(tenant, machine, &rule.id, raised)
         })?;
