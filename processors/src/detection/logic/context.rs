@@ -389,7 +389,7 @@ impl Context {
         };
         // Profile.
         if c.profile {
-            let slot_floor = self.floor(c, self.level.mean);
+            let slot_floor = floor;
             let slot = match self.hour {
                 Some((start, slot)) if (0..HOUR_MS).contains(&s.ts_ms.wrapping_sub(start)) => slot,
                 _ => {
