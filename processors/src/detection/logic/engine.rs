@@ -152,14 +152,10 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
-        self.observe_under(
-            tenant,
-            machine,
-            rules,
-            &DetectionSettings::default(),
-            &[],
-            input,
-        )
+        // Built once: the default settings hold a `String`, which would be an allocation per reading.
+        static DEFAULTS: std::sync::LazyLock<DetectionSettings> =
+            std::sync::LazyLock::new(DetectionSettings::default);
+        self.observe_under(tenant, machine, rules, &DEFAULTS, &[], input)
     }
 
     /// [`Self::observe`] under the tenant's detection `settings` (they shape the default rules; `rules` are
