@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use haltless_processors::detection::logic::baseline::{Baseline, BaselineConfig};
+use haltless_processors::detection::logic::context::{Context, ContextConfig};
+use haltless_processors::detection::logic::drift::{Drift, DriftConfig};
 use haltless_processors::detection::logic::engine::{Input, MachineState};
 use haltless_processors::detection::logic::ewma::{Ewma, EwmaConfig};
 use haltless_processors::detection::logic::rate::{Rate, RateConfig};
@@ -125,6 +127,16 @@ fn detectors_alone(c: &mut Criterion) {
     };
     g.bench_function("rate_max_per_sec", |b| {
         b.iter(|| run_detector(Rate::default(), &rate_max, black_box(&temp)))
+    });
+
+    // The default rule's two detectors, without the engine.
+    let context = ContextConfig::default();
+    g.bench_function("context", |b| {
+        b.iter(|| run_detector(Context::default(), &context, black_box(&temp)))
+    });
+    let drift = DriftConfig::default();
+    g.bench_function("drift", |b| {
+        b.iter(|| run_detector(Drift::default(), &drift, black_box(&temp)))
     });
 
     // 10,000 s is under 3 h: the window holds at most 3 hourly buckets.

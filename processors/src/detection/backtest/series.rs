@@ -161,3 +161,159 @@ mod tests {
         assert_eq!(a.events, b.events);
     }
 }
+
+/// The NAB corpus scored with the default detectors, in the three groups of the README's leave-some-out
+/// table: `HALTLESS_NAB=../shared/data/nab cargo test -p haltless-processors --lib nab_corpus -- --ignored
+/// --nocapture` (a quick check while working on the detectors; `haltless backtest --nab` is the command).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod corpus {
+    use super::*;
+
+    const TUNING: [&str; 10] = [
+        "artificial",
+        "24ae8d",
+        "5f5533",
+        "825cc2",
+        "c6585a",
+        "1ef3de",
+        "257a54",
+        "8c0756",
+        "iio_us",
+        "e47b3b",
+    ];
+
+    #[test]
+    #[ignore = "needs the NAB corpus: HALTLESS_NAB=<folder>"]
+    fn nab_corpus() {
+        let dir = std::path::PathBuf::from(std::env::var("HALTLESS_NAB").unwrap());
+        let rules: Vec<Rule> = match std::env::var("HALTLESS_RULES") {
+            Ok(p) => serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap(),
+            Err(_) => Vec::new(),
+        };
+        let windows = nab::parse_windows(
+            &std::fs::read_to_string(dir.join("combined_windows.json")).unwrap(),
+        )
+        .unwrap();
+        let profile = Profile::STANDARD;
+        let (mut all, mut tuning, mut held) = (
+            CorpusTally::default(),
+            CorpusTally::default(),
+            CorpusTally::default(),
+        );
+        let mut counts = [[0usize; 3]; 3];
+        // A digest of every score and alert, to check that a change meant for speed alone changes no verdict.
+        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |x: u64| digest = (digest ^ x).wrapping_mul(0x0100_0000_01b3);
+        for (key, w) in &windows {
+            let text = std::fs::read_to_string(dir.join("data").join(key)).unwrap();
+            let series = nab::parse_csv(&text).unwrap();
+            let run = run_series(key, &series, &rules, w);
+            let s = run.score(w, &profile);
+            for r in &run.rows {
+                mix(r.anomaly_score.to_bits());
+            }
+            for e in &run.events {
+                mix(e.event_time_ms as u64);
+                mix(e.score.to_bits());
+                e.explanation.bytes().for_each(|b| mix(u64::from(b)));
+            }
+            let group = if TUNING.iter().any(|t| key.contains(t)) {
+                1
+            } else {
+                2
+            };
+            all.add(&s, w, &profile);
+            if group == 1 {
+                tuning.add(&s, w, &profile);
+            } else {
+                held.add(&s, w, &profile);
+            }
+            for g in [0, group] {
+                counts[g][0] += s.true_positives;
+                counts[g][1] += s.false_negatives;
+                counts[g][2] += s.false_positives;
+            }
+            if let Ok(out) = std::env::var("HALTLESS_DUMP") {
+                dump(&out, key, &series, &run);
+            }
+            let raised: Vec<String> = run
+                .events
+                .iter()
+                .filter(|e| e.transition == Transition::Raised)
+                .map(|e| {
+                    let i = e.offsets.first().map_or(0, |o| o.1 as usize);
+                    let f = e
+                        .contributions
+                        .first()
+                        .map_or(e.detector.clone(), |c| c.0.clone());
+                    format!(
+                        "{i}{}{}",
+                        if run.rows[i].label == 1 { "*" } else { "" },
+                        &f[..2]
+                    )
+                })
+                .collect();
+            println!(
+                "{key:<58} {:>2} {:>2} {:>2} {:>7.3} [{}]",
+                s.true_positives,
+                s.false_negatives,
+                s.false_positives,
+                s.raw,
+                raised.join(" ")
+            );
+        }
+        println!("digest {digest:016x}");
+        for (name, t, c) in [
+            ("all", &all, counts[0]),
+            ("tuning", &tuning, counts[1]),
+            ("held-out", &held, counts[2]),
+        ] {
+            println!(
+                "{name:<9} {:>5.1}  TP {} FN {} FP {}",
+                t.normalized(),
+                c[0],
+                c[1],
+                c[2]
+            );
+        }
+    }
+
+    /// Per row: index, value, label, raised, each feature's tail score, the context score.
+    fn dump(out: &str, key: &str, series: &[(i64, f64)], run: &SeriesRun) {
+        use crate::detection::logic::calibrate::tail_score;
+        use crate::detection::logic::context::{Context, ContextConfig};
+        use crate::detection::logic::Detector;
+        let mut d = Context::default();
+        let c = ContextConfig::default();
+        let mut text =
+            String::from("i,ts,value,label,raised,level,profile,transitions,range,score\n");
+        for (i, &(ts_ms, value)) in series.iter().enumerate() {
+            let v = d.observe(&c, Sample { ts_ms, value });
+            let mut f = [0.0f64; 4];
+            let mut score = 0.0;
+            if let Some(v) = v {
+                score = v.score;
+                if let Some(w) = v.why {
+                    for (k, z) in w.scores.iter().take(4).enumerate() {
+                        if *z != crate::detection::logic::NOT_JUDGED {
+                            f[k] = tail_score(f64::from(*z));
+                        }
+                    }
+                }
+            }
+            text += &format!(
+                "{i},{ts_ms},{value},{},{},{:.3},{:.3},{:.3},{:.3},{:.3}\n",
+                run.rows[i].label,
+                u8::from(run.raised[i]),
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                score
+            );
+        }
+        let name = key.replace('/', "_");
+        std::fs::write(format!("{out}/{name}"), text).unwrap();
+    }
+}

@@ -292,6 +292,10 @@ pub struct Context {
     /// its key, so leaving it out of the state changes nothing).
     #[serde(skip)]
     pub(crate) decays: Decays,
+    /// The hour of the last reading (its first millisecond) and its profile slot, reused while readings
+    /// stay in that hour (a pure function of the time, so leaving it out of the state changes nothing).
+    #[serde(skip)]
+    pub(crate) hour: Option<(i64, usize)>,
 }
 
 /// `2^(-dt / half_life)` for the slow memory and the level, for one `dt` (ms) and pair of half-lives.
@@ -322,9 +326,12 @@ impl Default for Context {
             spreads: [0.0; 5],
             step: ([0; 3], 1.0),
             decays: Decays::default(),
+            hour: None,
         }
     }
 }
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// The profile's slot of an event time: the hour of the day (UTC), weekends apart.
 pub fn slot_of(ts_ms: i64) -> usize {
@@ -382,8 +389,16 @@ impl Context {
         };
         // Profile.
         if c.profile {
-            let slot_floor = self.floor(c, self.level.mean);
-            if let Some(slot) = self.slots.get_mut(slot_of(s.ts_ms)) {
+            let slot_floor = floor;
+            let slot = match self.hour {
+                Some((start, slot)) if (0..HOUR_MS).contains(&s.ts_ms.wrapping_sub(start)) => slot,
+                _ => {
+                    let slot = slot_of(s.ts_ms);
+                    self.hour = Some((s.ts_ms - s.ts_ms.rem_euclid(HOUR_MS), slot));
+                    slot
+                }
+            };
+            if let Some(slot) = self.slots.get_mut(slot) {
                 let slot_std = slot.std(slot_floor);
                 let mut y = x;
                 if slot.n >= SLOT_WARM {

@@ -93,6 +93,14 @@ impl Detector for Drift {
         if !s.value.is_finite() {
             return None;
         }
+        // Most readings fall in the hour being filled (so in its day too): nothing to close.
+        if let (Some((h, hour)), Some((_, day))) = (self.hour.as_mut(), self.day.as_mut()) {
+            if (0..HOUR_MS).contains(&s.ts_ms.wrapping_sub(h.wrapping_mul(HOUR_MS))) {
+                hour.push(s.value);
+                day.push(s.value);
+                return self.verdict(c, s.value);
+            }
+        }
         let (hour, day) = (s.ts_ms.div_euclid(HOUR_MS), s.ts_ms.div_euclid(DAY_MS));
         // A reading from an hour already closed is learnt by nothing: the daily means are fixed.
         if self.hour.is_some_and(|(h, _)| hour < h) || self.day.is_some_and(|(d, _)| day < d) {

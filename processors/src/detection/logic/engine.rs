@@ -152,14 +152,10 @@ impl MachineState {
         rules: &[Rule],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
-        self.observe_under(
-            tenant,
-            machine,
-            rules,
-            &DetectionSettings::default(),
-            &[],
-            input,
-        )
+        // Built once: the default settings hold a `String`, which would be an allocation per reading.
+        static DEFAULTS: std::sync::LazyLock<DetectionSettings> =
+            std::sync::LazyLock::new(DetectionSettings::default);
+        self.observe_under(tenant, machine, rules, &DEFAULTS, &[], input)
     }
 
     /// [`Self::observe`] under the tenant's detection `settings` (they shape the default rules; `rules` are
@@ -178,11 +174,13 @@ impl MachineState {
             return Vec::new(); // NaN and infinities never reach a detector
         }
         let ts = input.sample.ts_ms;
-        if !self.newest.contains_key(input.metric) {
-            self.newest.insert(input.metric.to_owned(), i64::MIN);
-        }
-        let Some(newest) = self.newest.get_mut(input.metric) else {
-            return Vec::new();
+        // One lookup for a metric already seen (the key is allocated only for a new one).
+        let newest = match self.newest.get_mut(input.metric) {
+            Some(n) => n,
+            None => self
+                .newest
+                .entry(input.metric.to_owned())
+                .or_insert(i64::MIN),
         };
         let late = ts < *newest;
         let reset =
@@ -192,16 +190,18 @@ impl MachineState {
         // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
         let mut cache = std::mem::take(&mut self.defaults);
         // The first reading of a metric since the start (or a restore) builds its default rules.
-        let first = !named && !cache.contains_key(input.metric);
-        let stale = !named && cache.get(input.metric).is_some_and(|(s, _)| s != settings);
-        if first || stale {
-            let rules = default_rules(input.metric, settings);
-            cache.insert(input.metric.to_owned(), (settings.clone(), rules));
+        let (mut first, mut defaults): (bool, &[Rule]) = (false, &[]);
+        if !named {
+            let built = cache.get(input.metric).map(|(s, _)| s == settings);
+            first = built.is_none();
+            if built != Some(true) {
+                let rules = default_rules(input.metric, settings);
+                cache.insert(input.metric.to_owned(), (settings.clone(), rules));
+            }
+            if let Some((_, rules)) = cache.get(input.metric) {
+                defaults = rules;
+            }
         }
-        let defaults: &[Rule] = match cache.get(input.metric) {
-            Some((_, rules)) if !named => rules,
-            _ => &[],
-        };
         let mut events = Vec::new();
         if first && !late {
             events.extend(self.retire_old_defaults(input.metric, defaults, ts));
@@ -211,11 +211,9 @@ impl MachineState {
             if !rule.when.mentions(input.metric) {
                 continue;
             }
-            if !self.conditions.contains_key(&rule.id) {
-                self.conditions.insert(rule.id.clone(), BTreeMap::new());
-            }
-            let Some(states) = self.conditions.get_mut(&rule.id) else {
-                continue;
+            let states = match self.conditions.get_mut(&rule.id) {
+                Some(states) => states,
+                None => self.conditions.entry(rule.id.clone()).or_default(),
             };
             let mut ratio = self.last_ratio;
             rule.when.visit(&mut |i, leaf| {
@@ -239,101 +237,12 @@ impl MachineState {
             if late {
                 continue;
             }
-            if let Some(event) = self.evaluate(tenant, machine, rule, ts) {
+            if let Some(event) = evaluate(states, &mut self.phases, tenant, machine, rule, ts) {
                 events.push(event);
             }
         }
         self.defaults = cache;
         events
-    }
-
-    /// Evaluates `rule` at event time `ts` and steps its lifecycle. Allocates nothing unless the alert
-    /// changes (rules of at most [`INLINE_LEAVES`] leaves).
-    fn evaluate(
-        &mut self,
-        tenant: &str,
-        machine: &str,
-        rule: &Rule,
-        ts: i64,
-    ) -> Option<AlertEvent> {
-        let states = self.conditions.get(&rule.id)?;
-        let n = rule.when.leaf_count();
-        let (mut raise_inline, mut sustain_inline) =
-            ([false; INLINE_LEAVES], [false; INLINE_LEAVES]);
-        let (mut raise_heap, mut sustain_heap) = (Vec::new(), Vec::new());
-        let (raise, sustain): (&mut [bool], &mut [bool]) = if n <= INLINE_LEAVES {
-            (&mut raise_inline[..n], &mut sustain_inline[..n])
-        } else {
-            raise_heap.resize(n, false);
-            sustain_heap.resize(n, false);
-            (&mut raise_heap, &mut sustain_heap)
-        };
-        let max_age_ms = rule.max_age_secs as i64 * 1000;
-        let fresh = |i: usize| {
-            states
-                .get(&i)
-                .and_then(|s| s.last.as_ref())
-                .filter(|l| ts - l.ts_ms <= max_age_ms)
-        };
-        // The strongest condition that holds (the last of equals), and the first with a fresh verdict.
-        let mut strongest: Option<(usize, &Last, f64)> = None;
-        let mut first_fresh: Option<(usize, &Last)> = None;
-        rule.when.visit(&mut |i, c| {
-            let Some(l) = fresh(i) else { return };
-            first_fresh.get_or_insert((i, l));
-            raise[i] = l.verdict.anomalous;
-            sustain[i] = l.verdict.score > sustain_limit(&c.test, &l.verdict, rule.clear_ratio);
-            let ratio = l.verdict.severity_ratio();
-            if sustain[i] && strongest.is_none_or(|(_, _, r)| ratio.total_cmp(&r).is_ge()) {
-                strongest = Some((i, l, ratio));
-            }
-        });
-        let step = Step {
-            ts_ms: ts,
-            raise: rule.when.eval(raise),
-            sustain: rule.when.eval(sustain),
-            ratio: strongest.map(|(_, _, r)| r).unwrap_or(0.0),
-        };
-        if !self.phases.contains_key(&rule.id) {
-            self.phases.insert(rule.id.clone(), Phase::default());
-        }
-        let phase = self.phases.get_mut(&rule.id)?;
-        let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
-            alert_id(tenant, machine, &rule.id, raised)
-        })?;
-        // A resolution reports the condition that last held, so it says what cleared.
-        let (leaf, last) = strongest.map(|(i, l, _)| (i, l)).or(first_fresh)?;
-        let leaves = rule.when.conditions();
-        let on: Vec<usize> = (0..n).filter(|i| sustain[*i]).collect();
-        let why = explain(
-            leaves[leaf].test.name(),
-            &leaves[leaf].metric,
-            &last.verdict,
-            last.ts_ms,
-            transition == Transition::Resolved,
-        );
-        Some(AlertEvent {
-            alert_id,
-            transition,
-            rule_id: rule.id.clone(),
-            rule_name: rule.name.clone(),
-            severity: rule.severity,
-            detector: leaves[leaf].test.name().to_owned(),
-            metric: leaves[leaf].metric.clone(),
-            observed: last.verdict.observed,
-            expected: last.verdict.expected,
-            score: last.verdict.score,
-            limit: last.verdict.limit,
-            event_time_ms: ts,
-            // The readings that hold the alert up, or for a resolution the one that cleared it.
-            offsets: if on.is_empty() {
-                last.offset.into_iter().collect()
-            } else {
-                on.iter().filter_map(|i| fresh(*i)?.offset).collect()
-            },
-            explanation: why.text,
-            contributions: why.contributions,
-        })
     }
 
     /// Forgets the default rules of `metric` that are no longer its defaults (a state restored from before
@@ -397,6 +306,94 @@ impl MachineState {
         self.conditions.retain(|id, _| keep(id));
         self.phases.retain(|id, _| keep(id));
     }
+}
+
+/// Evaluates `rule` (the states of its leaves are `states`) at event time `ts` and steps its lifecycle in
+/// `phases`. Allocates nothing unless the alert changes (rules of at most [`INLINE_LEAVES`] leaves).
+fn evaluate(
+    states: &BTreeMap<usize, ConditionState>,
+    phases: &mut BTreeMap<String, Phase>,
+    tenant: &str,
+    machine: &str,
+    rule: &Rule,
+    ts: i64,
+) -> Option<AlertEvent> {
+    let n = rule.when.leaf_count();
+    let (mut raise_inline, mut sustain_inline) = ([false; INLINE_LEAVES], [false; INLINE_LEAVES]);
+    let (mut raise_heap, mut sustain_heap) = (Vec::new(), Vec::new());
+    let (raise, sustain): (&mut [bool], &mut [bool]) = if n <= INLINE_LEAVES {
+        (&mut raise_inline[..n], &mut sustain_inline[..n])
+    } else {
+        raise_heap.resize(n, false);
+        sustain_heap.resize(n, false);
+        (&mut raise_heap, &mut sustain_heap)
+    };
+    let max_age_ms = rule.max_age_secs as i64 * 1000;
+    let fresh = |i: usize| {
+        states
+            .get(&i)
+            .and_then(|s| s.last.as_ref())
+            .filter(|l| ts - l.ts_ms <= max_age_ms)
+    };
+    // The strongest condition that holds (the last of equals), and the first with a fresh verdict.
+    let mut strongest: Option<(usize, &Last, f64)> = None;
+    let mut first_fresh: Option<(usize, &Last)> = None;
+    rule.when.visit(&mut |i, c| {
+        let Some(l) = fresh(i) else { return };
+        first_fresh.get_or_insert((i, l));
+        raise[i] = l.verdict.anomalous;
+        sustain[i] = l.verdict.score > sustain_limit(&c.test, &l.verdict, rule.clear_ratio);
+        let ratio = l.verdict.severity_ratio();
+        if sustain[i] && strongest.is_none_or(|(_, _, r)| ratio.total_cmp(&r).is_ge()) {
+            strongest = Some((i, l, ratio));
+        }
+    });
+    let step = Step {
+        ts_ms: ts,
+        raise: rule.when.eval(raise),
+        sustain: rule.when.eval(sustain),
+        ratio: strongest.map(|(_, _, r)| r).unwrap_or(0.0),
+    };
+    let phase = match phases.get_mut(&rule.id) {
+        Some(phase) => phase,
+        None => phases.entry(rule.id.clone()).or_default(),
+    };
+    let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
+        alert_id(tenant, machine, &rule.id, raised)
+    })?;
+    // A resolution reports the condition that last held, so it says what cleared.
+    let (leaf, last) = strongest.map(|(i, l, _)| (i, l)).or(first_fresh)?;
+    let leaves = rule.when.conditions();
+    let on: Vec<usize> = (0..n).filter(|i| sustain[*i]).collect();
+    let why = explain(
+        leaves[leaf].test.name(),
+        &leaves[leaf].metric,
+        &last.verdict,
+        last.ts_ms,
+        transition == Transition::Resolved,
+    );
+    Some(AlertEvent {
+        alert_id,
+        transition,
+        rule_id: rule.id.clone(),
+        rule_name: rule.name.clone(),
+        severity: rule.severity,
+        detector: leaves[leaf].test.name().to_owned(),
+        metric: leaves[leaf].metric.clone(),
+        observed: last.verdict.observed,
+        expected: last.verdict.expected,
+        score: last.verdict.score,
+        limit: last.verdict.limit,
+        event_time_ms: ts,
+        // The readings that hold the alert up, or for a resolution the one that cleared it.
+        offsets: if on.is_empty() {
+            last.offset.into_iter().collect()
+        } else {
+            on.iter().filter_map(|i| fresh(*i)?.offset).collect()
+        },
+        explanation: why.text,
+        contributions: why.contributions,
+    })
 }
 
 /// Runs one condition's detector on `sample`.

@@ -38,7 +38,14 @@ impl EwStats {
             self.var = 0.0;
         } else {
             // During warm-up every sample counts like an ordinary mean, so the start is not noisy.
-            let alpha = by_time.max(1.0 / (self.n as f64 + 1.0)).clamp(1e-6, 1.0);
+            // (`by_time` at least twice `1 / (n + 1)` is surely the larger: no division needed for it.)
+            let n1 = self.n as f64 + 1.0;
+            let alpha = if by_time * n1 >= 2.0 {
+                by_time
+            } else {
+                by_time.max(1.0 / n1)
+            }
+            .clamp(1e-6, 1.0);
             let diff = x - self.mean;
             let incr = alpha * diff;
             self.mean += incr;
