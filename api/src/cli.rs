@@ -232,6 +232,10 @@ struct BenchArgs {
     /// requests (503 `overloaded`) are counted, timed and retried after `Retry-After`.
     #[arg(long)]
     pid: Option<u32>,
+    /// Time the gateway only (against `haltless gateway`, say): print its rate and latencies once every
+    /// reading is acknowledged, without waiting for the projection or timing the raw `COPY` ceiling.
+    #[arg(long)]
+    gateway_only: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -686,6 +690,7 @@ impl BenchArgs {
             concurrency: self.concurrency,
             machines: self.machines,
             pid: self.pid,
+            gateway_only: self.gateway_only,
         };
         bench::run(&pool, config).await
     }

@@ -114,8 +114,13 @@ impl ConsumerContext for RebalanceContext {
 
 /// Runs one projection until cancelled.
 pub struct ProjectionRunner<P: Projection> {
-    projection: P,
     consumer: StreamConsumer<RebalanceContext>,
+    writer: Writer<P>,
+}
+
+/// What applies batches: the projection, its known positions and its database.
+struct Writer<P: Projection> {
+    projection: P,
     positions: Positions,
     pool: PgPool,
     config: RunnerConfig,
@@ -141,44 +146,66 @@ impl<P: Projection> ProjectionRunner<P> {
         })?;
         consumer.subscribe(&[&config.topic])?;
         Ok(Self {
-            projection,
             consumer,
-            positions,
-            pool,
-            config,
+            writer: Writer {
+                projection,
+                positions,
+                pool,
+                config,
+            },
         })
     }
 
     /// Consumes and applies batches until `shutdown` is cancelled. Transient failures are retried with
     /// backoff from the last committed position; nothing is skipped.
+    ///
+    /// The next batch is fetched while one is written: the database's work and the consumer's overlap.
+    /// Which messages a batch applies is still decided by the positions stored with the batch before it.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProcessorError> {
         let mut backoff = Duration::from_millis(200);
+        let (max, wait) = (
+            self.writer.config.batch_max_messages,
+            self.writer.config.batch_max_wait,
+        );
+        let mut ready: Option<Vec<OwnedMessage>> = None;
         loop {
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                batch = next_batch(&self.consumer, self.config.batch_max_messages, self.config.batch_max_wait) => batch,
-            };
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    // Nothing was taken from the consumer. The client reconnects by itself; errors queued
-                    // while the brokers were away are drained quickly, then it waits for data again.
-                    tracing::debug!(projection = self.projection.name(), error = %e, "kafka consumer error");
-                    tokio::select! {
+            let batch = match ready.take() {
+                Some(batch) => batch,
+                None => {
+                    let batch = tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        batch = next_batch(&self.consumer, max, wait) => batch,
+                    };
+                    match batch {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            self.consumer_error(&e, &shutdown).await;
+                            continue;
+                        }
                     }
-                    continue;
                 }
             };
+            let consumer = &self.consumer;
+            let mut fetch = std::pin::pin!(next_batch(consumer, max, wait));
+            let mut fetched = None;
             loop {
-                match self.apply(&batch).await {
+                let applied = {
+                    let mut apply = std::pin::pin!(self.writer.apply(consumer, &batch));
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            applied = &mut apply => break applied,
+                            next = &mut fetch, if fetched.is_none() => fetched = Some(next),
+                        }
+                    }
+                };
+                match applied {
                     Ok(()) => {
                         backoff = Duration::from_millis(200);
                         break;
                     }
                     Err(e) if e.is_retriable() => {
-                        tracing::warn!(projection = self.projection.name(), error = %e, ?backoff, "batch failed, retrying");
+                        tracing::warn!(projection = self.writer.projection.name(), error = %e, ?backoff, "batch failed, retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(backoff) => {}
@@ -188,11 +215,38 @@ impl<P: Projection> ProjectionRunner<P> {
                     Err(e) => return Err(e),
                 }
             }
+            let next = match fetched {
+                Some(next) => next,
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    next = &mut fetch => next,
+                },
+            };
+            match next {
+                Ok(batch) => ready = Some(batch),
+                Err(e) => self.consumer_error(&e, &shutdown).await,
+            }
         }
     }
 
+    /// Nothing was taken from the consumer. The client reconnects by itself; errors queued while the
+    /// brokers were away are drained quickly, then it waits for data again.
+    async fn consumer_error(&self, e: &ProcessorError, shutdown: &CancellationToken) {
+        tracing::debug!(projection = self.writer.projection.name(), error = %e, "kafka consumer error");
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+impl<P: Projection> Writer<P> {
     /// Applies the part of `batch` not yet in the database, with its offsets, in one transaction.
-    async fn apply(&mut self, batch: &[OwnedMessage]) -> Result<(), ProcessorError> {
+    async fn apply(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        batch: &[OwnedMessage],
+    ) -> Result<(), ProcessorError> {
         let positions = self.load_positions(batch).await?;
         let mut next: HashMap<i32, i64> = HashMap::new();
         let mut payloads = Vec::with_capacity(batch.len());
@@ -216,7 +270,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 .iter()
                 .any(|m| m.partition() == partition && m.offset() < pos)
             {
-                let _ = self.consumer.seek(
+                let _ = consumer.seek(
                     &self.config.topic,
                     partition,
                     Offset::Offset(pos),
@@ -264,7 +318,7 @@ impl<P: Projection> ProjectionRunner<P> {
         for (&partition, &offset) in &next {
             tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))?;
         }
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "kafka offset hint not committed; the database holds the truth");
         }
         metrics::counter!(metric_names::PROJECTION_ROWS, "projection" => name.clone())
