@@ -19,7 +19,8 @@ pub const STATISTICS_INTERVAL_MS: &str = "5000";
 /// the commit markers read. With messages waiting it counts from the last message the application took
 /// (`app_offset`): the queue's length is not the partition's (librdkafka reports the whole consumer's queue
 /// for each partition it forwards there), and the markers in between, at most one per transaction, are
-/// counted as lag only while the reader is behind anyway.
+/// counted as lag only while the reader is behind anyway. Before the application took anything, it counts
+/// from the committed offset, else from the log's start (where a new group's consumers begin).
 pub fn lag(p: &Partition) -> Option<i64> {
     let end = if p.ls_offset >= 0 {
         p.ls_offset
@@ -27,7 +28,7 @@ pub fn lag(p: &Partition) -> Option<i64> {
         p.hi_offset
     };
     let from = if p.fetchq_cnt > 0 {
-        [p.app_offset, p.committed_offset, p.next_offset]
+        [p.app_offset, p.committed_offset, p.lo_offset, p.next_offset]
             .into_iter()
             .find(|&o| o >= 0)?
     } else {
@@ -90,8 +91,10 @@ mod tests {
     fn a_reader_behind_counts_from_what_the_application_took() {
         // Fetched up to 10, the application took up to 5; the queue holds messages of other partitions too.
         assert_eq!(lag(&partition(10, 5, 12, 40)), Some(7));
-        // Fetched, nothing taken yet: from the committed offset, else the fetch position.
+        // Fetched, nothing taken yet: from the committed offset, else from the log's start.
         let mut p = partition(10, -1001, 12, 40);
+        p.lo_offset = 1;
+        assert_eq!(lag(&p), Some(11));
         p.committed_offset = 2;
         assert_eq!(lag(&p), Some(10));
     }
