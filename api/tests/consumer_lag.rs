@@ -137,10 +137,6 @@ async fn lag_counts_each_partition_and_reaches_zero_past_the_commit_markers() {
         BTreeMap::from([(0, Some(0)), (1, Some(0)), (2, Some(0))]),
         "caught up: {last:?}"
     );
-    assert!(
-        last[&0].app_offset < last[&0].ls_offset,
-        "the marker follows the last message"
-    );
 
     drop(consumer);
     delete_topics(&brokers, &[&topic]).await;
