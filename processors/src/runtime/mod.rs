@@ -6,7 +6,9 @@
 //! - [`projection`]: the exactly-once Kafka → PostgreSQL projection runner.
 //! - [`transactional`]: the exactly-once Kafka → Kafka loop of the stateful processors (detectors, RUL
 //!   predictor): consume, transform, produce output and state changelog with the offsets in one transaction.
-//! - [`lag`]: consumer lag per partition from librdkafka's statistics, reaching 0 when caught up.
+//! - [`changelog`]: reading a state changelog partition back, and restoring states from it.
+//! - `shards`: a transform's session split by partition, so a batch is processed on several threads.
+//! - [`lag`]: consumer lag per group and partition from librdkafka's statistics, reaching 0 when caught up.
 //! - [`follow`]: following a compacted configuration topic (rules, models) from its start.
 //! - [`tasks`]: processors as background tasks of a role.
 //! - [`offsets`]: a topic's offsets by time and at its ends.
@@ -14,6 +16,7 @@
 //! - [`error`]: the runtime's error type, with its retry classification.
 
 pub mod batch;
+pub mod changelog;
 pub mod codecs;
 pub mod error;
 pub mod follow;
@@ -21,6 +24,7 @@ pub mod kafka;
 pub mod lag;
 pub mod offsets;
 pub mod projection;
+mod shards;
 pub mod tasks;
 pub mod topics;
 pub mod transactional;

@@ -86,6 +86,7 @@ type Positions = Arc<Mutex<HashMap<i32, i64>>>;
 struct RebalanceContext {
     positions: Positions,
     projection: String,
+    group: String,
 }
 
 impl ClientContext for RebalanceContext {
@@ -93,8 +94,8 @@ impl ClientContext for RebalanceContext {
         super::lag::report(
             &statistics,
             metric_names::PROJECTION_LAG,
-            "projection",
-            &self.projection,
+            ("projection", &self.projection),
+            &self.group,
         );
     }
 }
@@ -143,6 +144,7 @@ impl<P: Projection> ProjectionRunner<P> {
         .create_with_context(RebalanceContext {
             positions: positions.clone(),
             projection: projection.name().to_owned(),
+            group: config.group.clone(),
         })?;
         consumer.subscribe(&[&config.topic])?;
         Ok(Self {
