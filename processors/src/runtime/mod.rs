@@ -7,6 +7,7 @@
 //! - [`transactional`]: the exactly-once Kafka → Kafka loop of the stateful processors (detectors, RUL
 //!   predictor): consume, transform, produce output and state changelog with the offsets in one transaction.
 //! - [`changelog`]: reading a state changelog partition back, and restoring states from it.
+//! - [`transform`]: what a stateful processor does with its input, for the loop.
 //! - `shards`: a transform's session split by partition, so a batch is processed on several threads.
 //! - [`lag`]: consumer lag per group and partition from librdkafka's statistics, reaching 0 when caught up.
 //! - [`follow`]: following a compacted configuration topic (rules, models) from its start.
@@ -28,6 +29,7 @@ mod shards;
 pub mod tasks;
 pub mod topics;
 pub mod transactional;
+pub mod transform;
 
 pub use error::ProcessorError;
 pub use projection::{Place, Projection, ProjectionRunner, RunnerConfig};

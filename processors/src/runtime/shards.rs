@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use rdkafka::message::{Message, OwnedMessage};
 
-use super::transactional::{Outgoing, Transform};
+use super::transform::{Outgoing, Transform};
 use super::ProcessorError;
 
 /// The sessions of one transform, one per shard.
