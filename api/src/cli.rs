@@ -241,9 +241,10 @@ struct BenchArgs {
     /// Machines the readings are spread over.
     #[arg(long, default_value_t = 20)]
     machines: usize,
-    /// The platform's process id on this machine: its resident and peak memory are printed. With a
-    /// `--concurrency` above the gateway's `gateway.max_concurrent_requests` this measures overload: shed
-    /// requests (503 `overloaded`) are counted, timed and retried after `Retry-After`.
+    /// The platform's process id on this machine: its resident and peak memory are printed (on every line
+    /// in the paced mode). In the closed loop, a `--concurrency` above the gateway's
+    /// `gateway.max_concurrent_requests` measures overload: shed requests (503 `overloaded`) are counted,
+    /// timed and retried after `Retry-After`; the paced mode (`--phases`) shows overload without retries.
     #[arg(long)]
     pid: Option<u32>,
     /// Time the gateway only (against `haltless gateway`, say): print its rate and latencies once every

@@ -320,33 +320,20 @@ async fn measure(pool: &PgPool, tenant: &BenchTenant, config: &PacedConfig) -> a
         );
         let mut since = Instant::now();
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                done = &mut pacer => { done??; break; }
+            let ended = tokio::select! {
+                _ = ticks.tick() => false,
+                done = &mut pacer => { done??; true }
+            };
+            // A line per tick, and one for the rest of the phase unless it is a mere moment.
+            if !ended || since.elapsed() >= Duration::from_millis(500) {
+                let at = Some(since);
+                let line = line(&run, &metrics, config.pid, rows_at_start, at, started).await;
+                since = Instant::now();
+                report.add(line, &mut groups);
             }
-            let line = line(
-                &run,
-                &metrics,
-                config.pid,
-                rows_at_start,
-                Some(since),
-                started,
-            )
-            .await;
-            since = Instant::now();
-            report.add(line, &mut groups);
-        }
-        if since.elapsed() >= Duration::from_millis(500) {
-            let line = line(
-                &run,
-                &metrics,
-                config.pid,
-                rows_at_start,
-                Some(since),
-                started,
-            )
-            .await;
-            report.add(line, &mut groups);
+            if ended {
+                break;
+            }
         }
         report.peak_rss = run.peak_rss.load(Ordering::Relaxed);
         reports.push(report);
