@@ -19,8 +19,8 @@ pub struct GatewayConfig {
     /// (at most this many × `max_body_bytes` of bodies are held).
     pub max_concurrent_requests: usize,
     /// Most KiB of records waiting in the Kafka producer for an acknowledgement (librdkafka's
-    /// `queue.buffering.max.kbytes`). A request whose records do not fit is answered 503 `overloaded` at
-    /// once. With `max_concurrent_requests` × `max_body_bytes` of bodies, this bounds the memory that ingest
+    /// `queue.buffering.max.kbytes`; its cap of 100,000 messages holds too). A request whose records do not
+    /// fit is answered 503 `overloaded` at once. With `max_concurrent_requests` × `max_body_bytes` of bodies, this bounds the memory that ingest
     /// can hold when Kafka falls behind, also for clients that give up and send again.
     pub producer_queue_kbytes: usize,
 }

@@ -193,7 +193,7 @@ pub(super) async fn summary(
     );
     let (acknowledged, stored_refused) = exactly_once(pool, tenant.id, run).await?;
     println!(
-        "exactly once: every acknowledged reading stored once ({acknowledged} rows); {stored_refused} readings of requests answered 503 unavailable stored too (the client was told to retry, which is safe)"
+        "exactly once: every acknowledged reading stored once ({acknowledged} rows); {stored_refused} readings of requests answered 503 or not answered stored too (a partial write the client was told to retry, which is safe)"
     );
     Ok(())
 }
@@ -224,9 +224,11 @@ fn last_acknowledged(run: &Run, machines: &[(Uuid, String)]) -> Vec<(Uuid, i64)>
 }
 
 /// Counts the stored readings of each request (a reading's event time says which request carried it) and
-/// checks that every acknowledged request is stored whole and once, and none shed unread is stored.
-/// Answers the rows of acknowledged requests, and those of requests answered 503 `unavailable` (Kafka may
-/// have written some of their records before the deadline).
+/// checks that every acknowledged request is stored whole and once, and none refused by its rate limit is.
+/// Answers the rows of acknowledged requests, and those of requests answered 503 or not at all: a 503
+/// `unavailable` (Kafka did not acknowledge in time) or `overloaded` (its producer queue filled midway) can
+/// follow a partial write, which the client's retry makes whole. The shed before their body was read are
+/// among them with nothing stored.
 async fn exactly_once(pool: &PgPool, tenant: Uuid, run: &Run) -> anyhow::Result<(u64, u64)> {
     let per_request: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT ((extract(epoch FROM ts) * 1000)::bigint - $2) / $3 AS request, count(*)
@@ -253,7 +255,9 @@ async fn exactly_once(pool: &PgPool, tenant: Uuid, run: &Run) -> anyhow::Result<
                 acknowledged += n as u64;
                 whole += 1;
             }
-            Some(Outcome::Unavailable) | Some(Outcome::Failed) => refused += n as u64,
+            Some(Outcome::Unavailable | Outcome::Overloaded | Outcome::Failed) => {
+                refused += n as u64
+            }
             Some(other) => anyhow::bail!(
                 "request {r} was answered {other:?}, yet {n} of its readings are stored"
             ),
