@@ -137,7 +137,7 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
                 }
                 let range = r * config.batch..((r + 1) * config.batch).min(config.readings);
                 let body = bytes::Bytes::from(body(&names, start_ms, range));
-                // A shed request (503 `overloaded`) is retried after its Retry-After, as a client should.
+                // A shed request (503, 429) is retried after its Retry-After, as a client should.
                 loop {
                     let t = Instant::now();
                     let response = client
@@ -152,9 +152,14 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
                             latencies.accepted.push(t.elapsed());
                             break;
                         }
-                        503 => {
+                        503 | 429 => {
                             latencies.shed.push(t.elapsed());
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let wait = response
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                                .unwrap_or(1);
+                            tokio::time::sleep(Duration::from_secs(wait)).await;
                         }
                         other => anyhow::bail!("ingest answered {other}"),
                     }
@@ -185,7 +190,7 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
     if !latencies.shed.is_empty() {
         let (p50, p99) = percentiles(&mut latencies.shed);
         println!(
-            "  shed (503 overloaded, retried):   {} answers, p50 {p50:.1} ms, p99 {p99:.1} ms",
+            "  shed (503/429, retried):          {} answers, p50 {p50:.1} ms, p99 {p99:.1} ms",
             latencies.shed.len()
         );
     }
