@@ -238,11 +238,12 @@ impl Application {
         let pool = connect_database(&settings).await?;
         migrate(&settings, &pool).await?;
         let codec = readings_codec(&settings.kafka).await?;
-        let sink = ReadingsSink::new(
+        let sink = ReadingsSink::bounded(
             &settings.kafka.brokers,
             &settings.kafka.readings_topic,
             codec,
             Duration::from_millis(settings.gateway.produce_timeout_ms),
+            settings.gateway.producer_queue_kbytes,
         )?;
         let events = EventPublisher::new(
             &settings.kafka.brokers,

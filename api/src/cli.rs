@@ -21,7 +21,8 @@ use crate::platform::{self, Override};
 use crate::telemetry;
 use crate::tenants::{self, Tier};
 use crate::tools::{
-    bench, bench_alerts, bench_detect, bench_predict, bench_queries, bench_ws, engines, simulate,
+    bench, bench_alerts, bench_detect, bench_paced, bench_predict, bench_queries, bench_ws,
+    engines, simulate,
 };
 
 /// Haltless: industrial predictive maintenance on an event-sourced stream processor.
@@ -124,8 +125,21 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         cycle_ms: u64,
     },
-    /// Benchmark sustained ingest: readings/s through gateway → Kafka → projection, and the raw COPY
-    /// ceiling of the database, against a running platform (`haltless all`).
+    /// Benchmark ingest: readings/s through gateway → Kafka → projection, and the raw COPY ceiling of the
+    /// database, against a running platform (`haltless all`).
+    ///
+    /// By default a closed loop: `--readings` in requests of `--batch`, `--concurrency` at a time, as fast
+    /// as they are answered (shed requests retried). With `--rate` (or `--phases`) an open loop: requests
+    /// leave on a schedule at the offered rate whatever the answers, a request answered 503 or 429 is
+    /// counted as shed and not retried, and every `--interval-secs` a line shows offered vs accepted
+    /// readings/s, the 202/503/429 answers, p50/p99 latency, rows stored, the consumer lag of the readings
+    /// projection and the detectors (from the platform's /metrics) and the memory of `--pid`. The end
+    /// prints, per phase, the totals, the latency of shed answers, when shedding stopped and whether lag
+    /// grew (first against last third of the phase), then checks that every acknowledged reading was
+    /// stored exactly once.
+    ///
+    /// Sustained: `haltless bench --rate 60000 --secs 600 --pid $(pgrep -f 'haltless all')`. Overload and
+    /// recovery: `--phases 60000x60,180000x60,60000x60` (three times the sustainable rate in the middle).
     Bench(BenchArgs),
     /// Benchmark the detectors on Kafka with exactly-once on: readings/s, and reading-to-alert latency.
     ///
@@ -227,15 +241,33 @@ struct BenchArgs {
     /// Machines the readings are spread over.
     #[arg(long, default_value_t = 20)]
     machines: usize,
-    /// The platform's process id on this machine: its resident and peak memory are printed. With a
-    /// `--concurrency` above the gateway's `gateway.max_concurrent_requests` this measures overload: shed
-    /// requests (503 `overloaded`) are counted, timed and retried after `Retry-After`.
+    /// The platform's process id on this machine: its resident and peak memory are printed (on every line
+    /// in the paced mode). In the closed loop, a `--concurrency` above the gateway's
+    /// `gateway.max_concurrent_requests` measures overload: shed requests (503 `overloaded`) are counted,
+    /// timed and retried after `Retry-After`; the paced mode (`--phases`) shows overload without retries.
     #[arg(long)]
     pid: Option<u32>,
     /// Time the gateway only (against `haltless gateway`, say): print its rate and latencies once every
     /// reading is acknowledged, without waiting for the projection or timing the raw `COPY` ceiling.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["rate", "phases"])]
     gateway_only: bool,
+    /// Paced mode: offer this many readings/s for `--secs` seconds (one phase; see `--phases`).
+    #[arg(long, conflicts_with_all = ["phases", "readings", "concurrency"])]
+    rate: Option<u64>,
+    /// Paced mode: how long `--rate` is offered, in seconds.
+    #[arg(long, default_value_t = 600, requires = "rate")]
+    secs: u64,
+    /// Paced mode in phases, played in order: RATExSECS,... (readings/s × seconds), e.g.
+    /// `60000x60,180000x60,60000x60` for an overload at three times 60,000/s between two phases at it.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["readings", "concurrency"])]
+    phases: Vec<bench_paced::Phase>,
+    /// Paced mode: most requests outstanding at once; past it the schedule waits for an answer (the
+    /// offered rate then falls short of the target, as the lines show).
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Paced mode: seconds between two lines.
+    #[arg(long, default_value_t = 10)]
+    interval_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -683,6 +715,32 @@ impl BenchArgs {
             "every count must be positive"
         );
         let pool = connect_database(settings).await?;
+        let phases = match self.rate {
+            Some(rate) => vec![bench_paced::Phase {
+                rate,
+                secs: self.secs,
+            }],
+            None => self.phases,
+        };
+        if !phases.is_empty() {
+            anyhow::ensure!(
+                self.max_in_flight > 0
+                    && self.interval_secs > 0
+                    && phases.iter().all(|p| p.rate > 0 && p.secs > 0),
+                "every count must be positive"
+            );
+            let config = bench_paced::PacedConfig {
+                url: self.url,
+                phases,
+                batch: self.batch,
+                max_in_flight: self.max_in_flight,
+                machines: self.machines,
+                pid: self.pid,
+                interval: Duration::from_secs(self.interval_secs),
+                metrics_token: settings.http.metrics_token.clone(),
+            };
+            return bench_paced::run(&pool, config).await;
+        }
         let config = bench::BenchConfig {
             url: self.url,
             readings: self.readings,

@@ -462,6 +462,42 @@ async fn past_its_concurrency_the_gateway_sheds_at_once_and_loses_nothing_acknow
 }
 
 #[tokio::test]
+async fn a_full_producer_queue_sheds_the_request_and_the_next_one_that_fits_is_accepted() {
+    // A 1 KiB queue of records waiting for Kafka: a request of 200 readings never fits, one reading does.
+    let app = TestApp::spawn_with(&["press-11"], |s| s.gateway.producer_queue_kbytes = 1).await;
+    let readings = |n: i64, from: i64| -> Value {
+        let readings: Vec<Value> = (0..n)
+            .map(|i| json!({"machine": "press-11", "metric": "load", "ts": from + i * 1_000, "value": i as f64}))
+            .collect();
+        json!({ "readings": readings })
+    };
+    let response = app.ingest(&readings(200, T0)).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("overloaded"), "{body}");
+    // A full queue is not a Kafka outage: the next request that fits is written at once.
+    let response = app.ingest(&readings(1, T0 - 1_000_000)).await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let rows = app.wait_for_readings("press-11", 1).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let rows_after = app.wait_for_readings("press-11", 1).await;
+    assert_eq!(
+        (rows.len(), rows_after.len()),
+        (1, 1),
+        "nothing of the shed request is stored"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("haltless_gateway_requests_shed_total") && !l.ends_with(" 0")),
+        "the shed request is counted"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn readings_of_a_tenant_deleted_while_they_waited_in_kafka_do_not_stall_the_projection() {
     use haltless_connectors::gateway::ReadingsSink;
     use haltless_schemas::{Reading, ReadingBatch, Source, WireFormat};

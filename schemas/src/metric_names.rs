@@ -11,7 +11,8 @@ pub const HTTP_REQUEST_SECONDS: &str = "haltless_http_request_duration_seconds";
 pub const READINGS_ACCEPTED: &str = "haltless_gateway_readings_accepted_total";
 /// Counter of readings refused, labelled `reason` and `source` (requests refused as invalid count once).
 pub const READINGS_REJECTED: &str = "haltless_gateway_readings_rejected_total";
-/// Ingest requests answered 503 `overloaded` because the process was already handling its limit.
+/// Ingest requests answered 503 `overloaded`: the process was already handling its limit of requests, or the
+/// records waiting for Kafka filled the producer's bounded queue.
 pub const INGEST_SHED: &str = "haltless_gateway_requests_shed_total";
 /// Histogram of the time Kafka took to acknowledge one ingest request's records, in seconds.
 pub const PRODUCE_SECONDS: &str = "haltless_gateway_produce_duration_seconds";

@@ -79,6 +79,11 @@ async fn discard(body: Body, limit: usize) {
 /// that an overloaded gateway spends nothing on requests it cannot serve (nor charges them to the tenant)
 /// and clients back off.
 fn shed() -> Response {
+    overloaded().into_response()
+}
+
+/// 503 `overloaded`, counted as shed: past the concurrency limit, or with Kafka's producer queue full.
+fn overloaded() -> ApiError {
     metrics::counter!(metric_names::INGEST_SHED).increment(1);
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -86,7 +91,6 @@ fn shed() -> Response {
         "the gateway is at capacity; retry shortly",
     )
     .retry_after(1)
-    .into_response()
 }
 
 /// The answer to `POST /api/v1/ingest` (documentation of the JSON the handler builds).
@@ -97,7 +101,7 @@ pub struct Accepted {
     pub accepted: u64,
 }
 
-#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = super::bodies::IngestBody, description = "Readings of the caller's machines, optionally gzip (`Content-Encoding: gzip`)"), responses((status = 202, description = "Every reading acknowledged by Kafka", body = Accepted), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time (`unavailable`), or the gateway is at capacity (`overloaded`, answered at once); see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/ingest", tag = "ingest", request_body(content = super::bodies::IngestBody, description = "Readings of the caller's machines, optionally gzip (`Content-Encoding: gzip`)"), responses((status = 202, description = "Every reading acknowledged by Kafka", body = Accepted), (status = 422, description = "Invalid input", body = crate::error::ErrorBody), (status = 503, description = "Kafka did not acknowledge in time (`unavailable`), or the gateway is at capacity (`overloaded`, answered at once: too many requests in process, or too many records waiting for Kafka); see Retry-After", body = crate::error::ErrorBody), (status = 401, description = "No or invalid credentials", body = crate::error::ErrorBody), (status = 403, description = "The role or key scope does not allow it", body = crate::error::ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = crate::error::ErrorBody)), security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn ingest(
     State(state): State<AppState>,
     key: Caller,
@@ -161,6 +165,10 @@ fn refusal_error(refusal: Refusal) -> ApiError {
                 "the readings could not be stored durably in time; retry the request",
             )
             .retry_after(1)
+        }
+        Refusal::Overloaded(cause) => {
+            tracing::debug!(%cause, "producer queue full, answering 503 overloaded");
+            overloaded()
         }
         Refusal::Database(e) => ApiError::from(e),
         Refusal::Write(e) => ApiError::internal(e),

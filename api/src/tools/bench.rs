@@ -36,44 +36,82 @@ pub struct BenchConfig {
 /// Runs the benchmark against the platform at `config.url` and the database behind it, printing results.
 /// The benchmark's tenant and its rows are removed afterwards.
 pub async fn run(pool: &PgPool, config: BenchConfig) -> anyhow::Result<()> {
-    let tenant =
-        create_tenant(pool, &format!("bench-{}", Uuid::new_v4()), Tier::Enterprise).await?;
-    let result = measure(pool, tenant, &config).await;
+    with_tenant(pool, config.machines, |tenant| async move {
+        measure(pool, &tenant, &config).await
+    })
+    .await
+}
+
+/// The benchmark's throw-away tenant: an ingest key and registered machines, and no rate or machine limit
+/// (the benchmark measures ingest, not the tier).
+pub(super) struct BenchTenant {
+    /// The tenant.
+    pub id: Uuid,
+    /// Its API key's secret (scopes ingest and read).
+    pub key: String,
+    /// Its machines: id and name.
+    pub machines: Vec<(Uuid, String)>,
+}
+
+/// Runs `work` with a new [`BenchTenant`] of `machines` machines, then removes the tenant and its rows
+/// whatever the outcome.
+pub(super) async fn with_tenant<F, Fut>(
+    pool: &PgPool,
+    machines: usize,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(BenchTenant) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let id = create_tenant(pool, &format!("bench-{}", Uuid::new_v4()), Tier::Enterprise).await?;
+    let result = match prepare(pool, id, machines).await {
+        Ok(tenant) => work(tenant).await,
+        Err(e) => Err(e),
+    };
     sqlx::query("DELETE FROM readings WHERE tenant_id = $1")
-        .bind(tenant)
+        .bind(id)
         .execute(pool)
         .await?;
     sqlx::query("DELETE FROM tenants WHERE id = $1")
-        .bind(tenant)
+        .bind(id)
         .execute(pool)
         .await?;
     result
 }
 
-async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::Result<()> {
-    let key = create_api_key(pool, tenant, "bench", &[Scope::Ingest, Scope::Read]).await?;
-    let client = reqwest::Client::new();
-    let base = config.url.trim_end_matches('/').to_owned();
-    let machines: Vec<(Uuid, String)> = (0..config.machines)
+async fn prepare(pool: &PgPool, id: Uuid, machines: usize) -> anyhow::Result<BenchTenant> {
+    let key = create_api_key(pool, id, "bench", &[Scope::Ingest, Scope::Read]).await?;
+    let machines: Vec<(Uuid, String)> = (0..machines)
         .map(|i| (Uuid::new_v4(), format!("bench-{i:03}")))
         .collect();
-    // The benchmark measures ingest, not the tier: its throw-away tenant has no rate or machine limit.
     sqlx::query(
         "UPDATE tenants SET writes_per_minute = 2147483647, reads_per_minute = 2147483647,
              max_machines = 2147483647 WHERE id = $1",
     )
-    .bind(tenant)
+    .bind(id)
     .execute(pool)
     .await?;
-    for (id, name) in &machines {
+    for (machine, name) in &machines {
         sqlx::query("INSERT INTO machines (id, tenant_id, name) VALUES ($1, $2, $3)")
+            .bind(machine)
             .bind(id)
-            .bind(tenant)
             .bind(name)
             .execute(pool)
             .await
             .context("registering bench machines")?;
     }
+    Ok(BenchTenant {
+        id,
+        key: key.secret,
+        machines,
+    })
+}
+
+async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> anyhow::Result<()> {
+    let (tenant, machines) = (bench.id, &bench.machines);
+    let client = reqwest::Client::new();
+    let base = config.url.trim_end_matches('/').to_owned();
     let requests = config.readings.div_ceil(config.batch);
     let start_ms = crate::time::now_ms() - config.readings as i64 * 10;
     let names: Arc<Vec<String>> = Arc::new(machines.iter().map(|(_, n)| n.clone()).collect());
@@ -84,7 +122,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
         let (client, base, secret, names, next, config) = (
             client.clone(),
             base.clone(),
-            key.secret.clone(),
+            bench.key.clone(),
             names.clone(),
             next.clone(),
             config.clone(),
@@ -99,7 +137,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
                 }
                 let range = r * config.batch..((r + 1) * config.batch).min(config.readings);
                 let body = bytes::Bytes::from(body(&names, start_ms, range));
-                // A shed request (503 `overloaded`) is retried after its Retry-After, as a client should.
+                // A shed request (503, 429) is retried after its Retry-After, as a client should.
                 loop {
                     let t = Instant::now();
                     let response = client
@@ -114,9 +152,14 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
                             latencies.accepted.push(t.elapsed());
                             break;
                         }
-                        503 => {
+                        503 | 429 => {
                             latencies.shed.push(t.elapsed());
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let wait = response
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                                .unwrap_or(1);
+                            tokio::time::sleep(Duration::from_secs(wait)).await;
                         }
                         other => anyhow::bail!("ingest answered {other}"),
                     }
@@ -147,7 +190,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     if !latencies.shed.is_empty() {
         let (p50, p99) = percentiles(&mut latencies.shed);
         println!(
-            "  shed (503 overloaded, retried):   {} answers, p50 {p50:.1} ms, p99 {p99:.1} ms",
+            "  shed (503/429, retried):          {} answers, p50 {p50:.1} ms, p99 {p99:.1} ms",
             latencies.shed.len()
         );
     }
@@ -164,7 +207,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
     }
     // Rows stored when the last reading was acknowledged: what the projection still had to do alone.
     let stored_at_accept = stored(pool, tenant).await? as usize;
-    let last = last_readings(&machines, start_ms, config.readings);
+    let last = last_readings(machines, start_ms, config.readings);
     let deadline = Instant::now() + Duration::from_secs(600);
     // Done when every machine's last reading is stored: the projection commits each partition in order,
     // so a machine's earlier readings are stored by then (the full count below checks it). This costs a
@@ -229,7 +272,7 @@ async fn measure(pool: &PgPool, tenant: Uuid, config: &BenchConfig) -> anyhow::R
 /// A request body of the readings in `range` (the i-th reading goes to machine `i % machines`, at
 /// `start_ms + i`), written directly: the load generator shares the machine it measures, so it spends as
 /// little as it can.
-fn body(machines: &[String], start_ms: i64, range: std::ops::Range<usize>) -> Vec<u8> {
+pub(super) fn body(machines: &[String], start_ms: i64, range: std::ops::Range<usize>) -> Vec<u8> {
     use std::io::Write as _;
     let mut out = Vec::with_capacity(16 + range.len() * 80);
     out.extend_from_slice(br#"{"readings":["#);
@@ -258,7 +301,11 @@ fn last_readings(machines: &[(Uuid, String)], start_ms: i64, n: usize) -> Vec<(U
 }
 
 /// Whether every reading of `last` is stored.
-async fn all_stored(pool: &PgPool, tenant: Uuid, last: &[(Uuid, i64)]) -> anyhow::Result<bool> {
+pub(super) async fn all_stored(
+    pool: &PgPool,
+    tenant: Uuid,
+    last: &[(Uuid, i64)],
+) -> anyhow::Result<bool> {
     let (ids, times): (Vec<Uuid>, Vec<chrono::DateTime<chrono::Utc>>) = last
         .iter()
         .map(|(id, ms)| {
@@ -282,7 +329,7 @@ async fn all_stored(pool: &PgPool, tenant: Uuid, last: &[(Uuid, i64)]) -> anyhow
 }
 
 /// The readings of `tenant` stored.
-async fn stored(pool: &PgPool, tenant: Uuid) -> anyhow::Result<i64> {
+pub(super) async fn stored(pool: &PgPool, tenant: Uuid) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM readings WHERE tenant_id = $1")
             .bind(tenant)
@@ -293,13 +340,13 @@ async fn stored(pool: &PgPool, tenant: Uuid) -> anyhow::Result<i64> {
 
 /// Request latencies of one run: answered 202, and shed with 503 `overloaded`.
 #[derive(Default)]
-struct Latencies {
+pub(super) struct Latencies {
     accepted: Vec<Duration>,
     shed: Vec<Duration>,
 }
 
 /// The median and 99th percentile of `latencies`, in milliseconds.
-fn percentiles(latencies: &mut [Duration]) -> (f64, f64) {
+pub(super) fn percentiles(latencies: &mut [Duration]) -> (f64, f64) {
     latencies.sort();
     let at = |p: f64| {
         latencies
@@ -310,7 +357,7 @@ fn percentiles(latencies: &mut [Duration]) -> (f64, f64) {
 }
 
 /// The resident and peak resident memory of process `pid`, in KiB (Linux `/proc`).
-fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub(super) fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading the memory of process {pid}"))?;
     let field = |name: &str| {

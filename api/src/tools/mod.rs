@@ -3,6 +3,8 @@
 //! - [`simulate`]: `haltless simulate`, the demo plant: registers machines and posts their readings.
 //! - [`engines`]: the demo's turbofan engines, degrading to failure under a RUL model trained at start.
 //! - [`bench`]: `haltless bench`, ingest end to end and the database's COPY ceiling.
+//! - [`bench_paced`]: `haltless bench --rate` / `--phases`, paced (open-loop) ingest: offered against
+//!   accepted load, shed answers, consumer lag and memory every interval, and overload and recovery.
 //! - [`bench_detect`]: `haltless bench-detect`, the detectors on Kafka with exactly-once on.
 //! - [`bench_predict`]: `haltless bench-predict`, RUL training time, streaming inference on one core and
 //!   reading → prediction latency through the predictor on Kafka.
@@ -16,6 +18,7 @@
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_detect;
+pub mod bench_paced;
 pub mod bench_predict;
 pub mod bench_queries;
 pub mod bench_ws;

@@ -94,6 +94,10 @@ pub enum Refusal {
     /// Kafka did not acknowledge every record in time; retrying is safe.
     #[error("the readings could not be stored durably in time: {0}")]
     Unavailable(String),
+    /// The records waiting for Kafka fill the writer's bounded queue: the process is at capacity; retrying
+    /// shortly is safe.
+    #[error("the gateway is at capacity: {0}")]
+    Overloaded(String),
     /// The database failed while resolving machines or limits.
     #[error("looking up machines: {0}")]
     Database(#[from] sqlx::Error),
@@ -111,6 +115,7 @@ impl Refusal {
             Refusal::Forbidden(_) => "forbidden",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::Unavailable(_) => "unavailable",
+            Refusal::Overloaded(_) => "overloaded",
             Refusal::Database(e) if cache::is_unavailable(e) => "unavailable",
             Refusal::Database(_) | Refusal::Write(_) => "internal",
         }
@@ -225,6 +230,7 @@ impl Admission {
             .collect();
         self.sink.write(&batches).await.map_err(|e| match e {
             SinkError::Unavailable(cause) => Refusal::Unavailable(cause),
+            SinkError::Full(cause) => Refusal::Overloaded(cause),
             other => Refusal::Write(other),
         })?;
         Ok(accepted)

@@ -18,6 +18,11 @@ pub struct GatewayConfig {
     /// its body is read: past the machine's capacity, waiting requests would only add latency and memory
     /// (at most this many × `max_body_bytes` of bodies are held).
     pub max_concurrent_requests: usize,
+    /// Most KiB of records waiting in the Kafka producer for an acknowledgement (librdkafka's
+    /// `queue.buffering.max.kbytes`; its cap of 100,000 messages holds too). A request whose records do not
+    /// fit is answered 503 `overloaded` at once. With `max_concurrent_requests` × `max_body_bytes` of bodies, this bounds the memory that ingest
+    /// can hold when Kafka falls behind, also for clients that give up and send again.
+    pub producer_queue_kbytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -28,6 +33,7 @@ impl Default for GatewayConfig {
             max_future_skew_secs: 300,
             produce_timeout_ms: 5_000,
             max_concurrent_requests: 64,
+            producer_queue_kbytes: crate::gateway::sink::DEFAULT_QUEUE_KBYTES,
         }
     }
 }

@@ -3,6 +3,10 @@
 //! While Kafka is out, one write at a time probes it (waiting up to the produce timeout), at most one
 //! a second (`Retry-After: 1`); the others answer "unavailable" at once instead of each waiting the whole
 //! timeout. The first write that Kafka acknowledges ends the outage.
+//!
+//! The records waiting for Kafka are bounded (`queue.buffering.max.kbytes`): a write that does not fit is
+//! refused at once as [`SinkError::Full`], without waiting and without taking it for an outage, so memory
+//! stays bounded when Kafka is slower than the requests (or their clients gave up and sent again).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use haltless_schemas::{metric_names, Codec, ReadingBatch};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -22,6 +26,11 @@ pub enum SinkError {
     /// Kafka did not acknowledge every record in time; the caller may retry.
     #[error("kafka did not acknowledge the write: {0}")]
     Unavailable(String),
+    /// The producer's queue of records waiting for Kafka is full: the process is at capacity (Kafka
+    /// acknowledges slower than writes come). Nothing of the write from the record refused on is queued;
+    /// the caller may retry shortly.
+    #[error("the queue of records waiting for kafka is full: {0}")]
+    Full(String),
     /// A record could not be encoded: a bug, not the client's fault.
     #[error("encoding: {0}")]
     Encode(#[from] haltless_schemas::CodecError),
@@ -33,7 +42,7 @@ pub enum SinkError {
 impl SinkError {
     /// Whether retrying the same write may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, SinkError::Unavailable(_))
+        matches!(self, SinkError::Unavailable(_) | SinkError::Full(_))
     }
 }
 
@@ -46,6 +55,9 @@ pub struct ReadingsSink {
     timeout: Duration,
     outage: Arc<Outage>,
 }
+
+/// The default bound of the records waiting for Kafka's acknowledgement, in KiB.
+pub const DEFAULT_QUEUE_KBYTES: usize = 64 * 1024;
 
 /// How long after a failed write the next one may probe Kafka.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -108,15 +120,32 @@ impl std::fmt::Debug for ReadingsSink {
 }
 
 impl ReadingsSink {
-    /// A sink writing to `topic` on `brokers`, giving up on a write after `timeout`.
+    /// A sink writing to `topic` on `brokers`, giving up on a write after `timeout`, with at most
+    /// [`DEFAULT_QUEUE_KBYTES`] of records waiting for Kafka.
     pub fn new(
         brokers: &str,
         topic: &str,
         codec: Codec,
         timeout: Duration,
     ) -> Result<Self, SinkError> {
-        let producer =
-            producer_config(brokers, Delivery::AtLeastOnceIdempotent, timeout).create()?;
+        Self::bounded(brokers, topic, codec, timeout, DEFAULT_QUEUE_KBYTES)
+    }
+
+    /// Like [`ReadingsSink::new`], with at most `queue_kbytes` KiB of records waiting for Kafka; a write
+    /// past it is refused at once ([`SinkError::Full`]).
+    pub fn bounded(
+        brokers: &str,
+        topic: &str,
+        codec: Codec,
+        timeout: Duration,
+        queue_kbytes: usize,
+    ) -> Result<Self, SinkError> {
+        let producer = producer_config(brokers, Delivery::AtLeastOnceIdempotent, timeout)
+            .set(
+                "queue.buffering.max.kbytes",
+                queue_kbytes.max(1).to_string(),
+            )
+            .create()?;
         Ok(Self {
             producer,
             topic: topic.to_owned(),
@@ -136,6 +165,7 @@ impl ReadingsSink {
         match &result {
             Ok(()) => self.outage.record(true),
             Err(SinkError::Unavailable(_)) => self.outage.record(false),
+            // A full queue says Kafka is slow, not out: the next write that fits goes ahead.
             Err(_) => {}
         }
         result
@@ -151,9 +181,13 @@ impl ReadingsSink {
                 .key(&key)
                 .payload(&payload)
                 .timestamp(batch.ingest_time_ms);
-            // A full local queue is back-pressure from a slow or absent broker: answer "unavailable".
+            // A full local queue is back-pressure: refuse at once rather than wait for room. The records
+            // already queued for this write still go; a retry is safe (see above).
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
+                Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    return Err(SinkError::Full(e.to_string()))
+                }
                 Err((e, _)) => return Err(SinkError::Unavailable(e.to_string())),
             }
         }
