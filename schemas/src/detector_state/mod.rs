@@ -909,6 +909,50 @@ mod tests {
         assert_eq!(MachineState::decode(&codec, &bytes).unwrap(), sample());
     }
 
+    /// A context detector's state written with version 3 (before the density feature) restores with the
+    /// density's shares at 0, and the scores it has.
+    #[test]
+    fn a_state_of_version_3_restores_without_the_density() {
+        let v3 = Codec::new(HISTORY[2], &[], WireFormat::SingleObject).unwrap();
+        let mut old = sample();
+        for c in &mut old.conditions {
+            if let Some(why) = c.last.as_mut().and_then(|l| l.why.as_mut()) {
+                why.scores[5] = f64::from(f32::MIN);
+            }
+        }
+        // The state as version 3 wrote it: the same datum without the fields version 4 added.
+        fn drop_density(v: Value) -> Value {
+            match v {
+                Value::Record(fields) => Value::Record(
+                    fields
+                        .into_iter()
+                        .filter(|(n, _)| !n.starts_with("density_"))
+                        .map(|(n, v)| (n, drop_density(v)))
+                        .collect(),
+                ),
+                Value::Union(i, inner) => Value::Union(i, Box::new(drop_density(*inner))),
+                Value::Array(items) => Value::Array(items.into_iter().map(drop_density).collect()),
+                other => other,
+            }
+        }
+        let now = MachineState::codec().unwrap();
+        let value = now.decode_value(&old.encode(&now).unwrap()).unwrap();
+        let bytes = v3.encode_value(drop_density(value)).unwrap();
+        let restored = MachineState::decode(&MachineState::codec().unwrap(), &bytes).unwrap();
+        let mut want = old.clone();
+        for c in &mut want.conditions {
+            if let DetectorState::Context(k) = &mut c.detector {
+                k.density_recent = 0.0;
+                k.density_usual = 0.0;
+            }
+        }
+        assert_ne!(
+            want, old,
+            "the sample has a context detector with a density"
+        );
+        assert_eq!(restored, want);
+    }
+
     /// What the schema's documentation promises: a new detector is a new optional field, and a state
     /// written before it existed still restores.
     #[test]

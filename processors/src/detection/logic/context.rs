@@ -830,6 +830,53 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_spikes_is_dense_where_one_spike_is_not() {
+        let c = ContextConfig::default();
+        let mut series = noisy(4_000, 50.0, 1.0, 300_000);
+        // One spike of 6 standard deviations; later five of them within 25 readings.
+        series[2_000].value += 6.0;
+        for i in [3_000, 3_006, 3_012, 3_018, 3_024] {
+            series[i].value += 6.0;
+        }
+        let mut d = Context::default();
+        let mut decided_by_density = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            if d.observe(&c, *s).is_some_and(|v| v.anomalous) && d.last_feature() == "density" {
+                decided_by_density.push(i);
+            }
+        }
+        assert!(
+            decided_by_density
+                .iter()
+                .all(|i| (3_000..3_100).contains(i)),
+            "{decided_by_density:?}"
+        );
+        assert!(!decided_by_density.is_empty());
+    }
+
+    #[test]
+    fn a_state_from_before_the_density_learns_it_afresh() {
+        let c = ContextConfig::default();
+        let series = noisy(1_000, 50.0, 1.0, 300_000);
+        let mut d = Context::default();
+        for s in &series[..500] {
+            d.observe(&c, *s);
+        }
+        // What a state of version 3 restores: five calibrators, no density.
+        d.calibrators.truncate(5);
+        (d.density_recent, d.density_usual) = (0.0, 0.0);
+        let kept = d.calibrators.clone();
+        d.observe(&c, series[500]);
+        assert_eq!(d.calibrators.len(), FEATURES.len());
+        assert_eq!(
+            d.calibrators[0].dist.n,
+            kept[0].dist.n + 1,
+            "the others are kept"
+        );
+        assert_eq!(d.calibrators[DENSITY].dist.n, 1);
+    }
+
+    #[test]
     fn a_stuck_sensor_that_comes_back_fires() {
         let c = ContextConfig::default();
         let series: Vec<Sample> = (0..2_000)

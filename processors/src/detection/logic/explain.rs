@@ -257,6 +257,15 @@ mod tests {
         assert!(explain("context", "m", &high, 0, false)
             .text
             .starts_with("new maximum: m 95, above the highest value of recent days (90)"));
+        let dense = Verdict::new(58.0, 50.0, 6.0, 5.0).because(Why {
+            spread: 0.01,
+            ..why(6, 0.125, [0; 3])
+        });
+        assert_eq!(
+            explain("context", "m", &dense, 0, false).text,
+            "m 58: often far from its level 50 lately (12.5 % of recent readings beyond 3 standard deviations, \
+             usually 1 %); about 1 in 1,000,000 readings"
+        );
         let drift = Verdict::new(64.0, 59.0, 0.4, 0.25).because(why(5, 63.0, [0; 3]));
         let d = explain("context", "m", &drift, 0, false);
         assert!(d.text.starts_with("m drifts up"), "{d:?}");
