@@ -23,6 +23,7 @@ pub const HISTORY: &[&str] = &[
     include_str!("../../avro/history/haltless.detector-state.v1/001.avsc"),
     include_str!("../../avro/history/haltless.detector-state.v1/002.avsc"),
     include_str!("../../avro/history/haltless.detector-state.v1/003.avsc"),
+    include_str!("../../avro/history/haltless.detector-state.v1/004.avsc"),
 ];
 
 /// The meaning of the state this code writes (the record's `version` field; see the schema).
@@ -127,6 +128,10 @@ pub struct ContextState {
     pub velocity: EwStats,
     /// Per feature: its calibration.
     pub calibrators: Vec<Calibrator>,
+    /// Density: the recent share of readings beyond the level's band (0 before version 4 of the schema).
+    pub density_recent: f64,
+    /// Density: the long-run share (0 before version 4).
+    pub density_usual: f64,
 }
 
 /// One feature's calibration.
@@ -188,10 +193,11 @@ pub struct Last {
 /// What decided a verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LastWhy {
-    /// 0 level, 1 profile, 2 transitions, 3 range, 4 rate, 5 drift.
+    /// 0 level, 1 profile, 2 transitions, 3 range, 4 rate, 5 drift, 6 density.
     pub reason: i32,
-    /// Per feature of the context detector, its calibrated z (`f32::MIN` when not judged).
-    pub scores: [f64; 5],
+    /// Per feature of the context detector (level, profile, transitions, range, rate, density), its calibrated
+    /// z (`f32::MIN` when not judged, and for the feature a state written before version 4 lacks).
+    pub scores: [f64; 6],
     /// The spread around the expectation.
     pub spread: f64,
     /// Transitions: how often the step happened before; drift: the latest whole day's mean.
@@ -385,9 +391,17 @@ impl ConditionState {
                         };
                         Some(LastWhy {
                             reason: w.int("reason")?,
-                            scores: doubles(w.array("scores")?)?
-                                .try_into()
-                                .map_err(|_| CodecError::Shape("why.scores: not 5".into()))?,
+                            scores: {
+                                let given = doubles(w.array("scores")?)?;
+                                if given.len() > 6 {
+                                    return Err(CodecError::Shape(
+                                        "why.scores: more than 6".into(),
+                                    ));
+                                }
+                                let mut scores = [f64::from(f32::MIN); 6];
+                                scores[..given.len()].copy_from_slice(&given);
+                                scores
+                            },
                             spread: w.double("spread")?,
                             detail: w.double("detail")?,
                             levels: ints(w.array("levels")?)?
@@ -467,6 +481,13 @@ impl ContextState {
                 Some((p.long("ts_ms")?, p.double("value")?))
             }
         };
+        let mut zero_if_absent = |name: &str| match f.optional(name)? {
+            None => Ok(0.0),
+            Some(Value::Double(x)) => Ok(x),
+            Some(other) => Err(shape(name, &other)),
+        };
+        let density_recent = zero_if_absent("density_recent")?;
+        let density_usual = zero_if_absent("density_usual")?;
         Ok(Self {
             level: EwStats::from_value(f.take("level")?)?,
             slots: f
@@ -487,6 +508,8 @@ impl ContextState {
                 .collect::<Result<_, _>>()?,
             prev,
             velocity: EwStats::from_value(f.take("velocity")?)?,
+            density_recent,
+            density_usual,
             calibrators: f
                 .array("calibrators")?
                 .into_iter()
@@ -678,6 +701,8 @@ fn wire_context(c: &ContextState) -> wire::ContextState<'_> {
             .prev
             .map(|(ts_ms, value)| wire::ContextSample { ts_ms, value }),
         velocity: wire_stats!(ContextVelocityStats, c.velocity),
+        density_recent: Some(c.density_recent),
+        density_usual: Some(c.density_usual),
         calibrators: c
             .calibrators
             .iter()
@@ -753,7 +778,14 @@ mod tests {
                 reading: Some((1, 5)),
                 why: Some(LastWhy {
                     reason: 2,
-                    scores: [1.5, f64::from(f32::MIN), 7.25, 0.0, f64::from(f32::MIN)],
+                    scores: [
+                        1.5,
+                        f64::from(f32::MIN),
+                        7.25,
+                        0.0,
+                        f64::from(f32::MIN),
+                        2.5,
+                    ],
                     spread: 0.5,
                     detail: 1e-4,
                     levels: [5, 2, 8],
@@ -812,6 +844,8 @@ mod tests {
                             short: 0.8,
                             dist: stats(0.75),
                         }],
+                        density_recent: 0.125,
+                        density_usual: 0.01,
                     })),
                 ),
                 condition(
@@ -873,6 +907,50 @@ mod tests {
         let bytes = sample().encode(&codec).unwrap();
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
         assert_eq!(MachineState::decode(&codec, &bytes).unwrap(), sample());
+    }
+
+    /// A context detector's state written with version 3 (before the density feature) restores with the
+    /// density's shares at 0, and the scores it has.
+    #[test]
+    fn a_state_of_version_3_restores_without_the_density() {
+        let v3 = Codec::new(HISTORY[2], &[], WireFormat::SingleObject).unwrap();
+        let mut old = sample();
+        for c in &mut old.conditions {
+            if let Some(why) = c.last.as_mut().and_then(|l| l.why.as_mut()) {
+                why.scores[5] = f64::from(f32::MIN);
+            }
+        }
+        // The state as version 3 wrote it: the same datum without the fields version 4 added.
+        fn drop_density(v: Value) -> Value {
+            match v {
+                Value::Record(fields) => Value::Record(
+                    fields
+                        .into_iter()
+                        .filter(|(n, _)| !n.starts_with("density_"))
+                        .map(|(n, v)| (n, drop_density(v)))
+                        .collect(),
+                ),
+                Value::Union(i, inner) => Value::Union(i, Box::new(drop_density(*inner))),
+                Value::Array(items) => Value::Array(items.into_iter().map(drop_density).collect()),
+                other => other,
+            }
+        }
+        let now = MachineState::codec().unwrap();
+        let value = now.decode_value(&old.encode(&now).unwrap()).unwrap();
+        let bytes = v3.encode_value(drop_density(value)).unwrap();
+        let restored = MachineState::decode(&MachineState::codec().unwrap(), &bytes).unwrap();
+        let mut want = old.clone();
+        for c in &mut want.conditions {
+            if let DetectorState::Context(k) = &mut c.detector {
+                k.density_recent = 0.0;
+                k.density_usual = 0.0;
+            }
+        }
+        assert_ne!(
+            want, old,
+            "the sample has a context detector with a density"
+        );
+        assert_eq!(restored, want);
     }
 
     /// What the schema's documentation promises: a new detector is a new optional field, and a state

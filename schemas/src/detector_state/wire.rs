@@ -73,6 +73,8 @@ pub(super) struct ContextState<'a> {
     pub(super) prev: Option<ContextSample>,
     pub(super) velocity: ContextVelocityStats,
     pub(super) calibrators: Vec<Calibrator>,
+    pub(super) density_recent: Option<f64>,
+    pub(super) density_usual: Option<f64>,
 }
 
 #[derive(Serialize)]

@@ -8,42 +8,54 @@
 //!   previous level to this one has happened (`-ln` of its smoothed frequency);
 //! - **range**: how far the value left its learned range (minimum and maximum, slowly contracting towards
 //!   the level), in widths of that range;
-//! - **rate** (opt-in): the velocity between readings, in its own standard deviations.
+//! - **rate** (opt-in): the velocity between readings, in its own standard deviations;
+//! - **density**: how much more often than usual the value has lately been outside the level's band (3 of its
+//!   spreads): the binomial surprise of the recent share (about the last 36 readings) against the long-run
+//!   share, from two readings outside on, so a burst of spikes counts (one spike is the level's to report).
 //!
 //! The verdict's score is `-log10` of the smallest calibrated tail probability, multiplied by the number of
 //! features judged (so four features do not raise four times as often as one): 5 is "about one reading in
-//! 100,000". O(1) per reading; the state is a fixed size (about 2.5 kB) whatever the sample rate.
+//! 100,000". O(1) per reading; the state is a fixed size (under 3 kB) whatever the sample rate.
 
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::{tail_score, Calibration, Calibrator, MAX_SCORE};
 use super::settings::DetectionSettings;
 use super::stats::EwStats;
-use super::{Detector, Sample, Verdict, Why, NOT_JUDGED};
+use super::{Detector, Sample, Verdict, Why, FEATURE_COUNT, NOT_JUDGED};
 
 /// Hourly slots of the profile: 24 for weekdays, 24 for weekends.
 pub const SLOTS: usize = 48;
 /// The largest number of quantised levels of the transitions feature.
 pub const MAX_LEVELS: u32 = 16;
 /// The features, in the order of [`Context::calibrators`].
-pub const FEATURES: [&str; 5] = ["level", "profile", "transitions", "range", "rate"];
+pub const FEATURES: [&str; FEATURE_COUNT] = [
+    "level",
+    "profile",
+    "transitions",
+    "range",
+    "rate",
+    "density",
+];
 
 const LEVEL: usize = 0;
 const PROFILE: usize = 1;
 const TRANSITIONS: usize = 2;
 const RANGE: usize = 3;
 const RATE: usize = 4;
+const DENSITY: usize = 5;
 
 /// A slot of the profile judges once it has seen this many readings.
 const SLOT_WARM: u64 = 3;
 /// `log10(n)` for the numbers of features that can be judged at once.
-const LOG10_COUNT: [f64; 6] = [
+const LOG10_COUNT: [f64; 7] = [
     0.0,
     0.0,
     std::f64::consts::LOG10_2,
     0.477_121_254_719_662_4, // log10(3)
     2.0 * std::f64::consts::LOG10_2,
     1.0 - std::f64::consts::LOG10_2,
+    0.778_151_250_383_643_6, // log10(6)
 ];
 /// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
 /// while a lasting change is still learned, gradually. (Compared at 5, 6, 8, 10 and 12 on the tuning streams
@@ -55,6 +67,14 @@ const CALIBRATION_CLIP: f64 = 5.0;
 const TRANSITION_KEEP: f64 = 1.0 - 1.0 / 512.0;
 /// Pseudo-count of every transition, so an unseen one is rare rather than impossible.
 const TRANSITION_PRIOR: f64 = 0.1;
+/// The density feature counts a reading outside this many of the level's spreads (as the level judges it).
+const DENSITY_BAND: f64 = 3.0;
+/// The density feature's recent share is an exponential average over about this many readings (3 hours at
+/// one reading in 5 minutes; set before measuring).
+const DENSITY_READINGS: f64 = 36.0;
+/// A burst: about this many of the recent readings outside the band (two in a row make 1.97, two 30 readings
+/// apart 1.43).
+const DENSITY_BURST: f64 = 1.5;
 
 /// Settings of the context detector. In a rule, `limit`, `levels`, `profile` and `rate` left out are the
 /// tenant's (`detection.one_in` and `detection.features`, see [`super::settings`]); those given override them.
@@ -277,6 +297,10 @@ pub struct Context {
     pub(crate) prev: Option<Sample>,
     /// Mean and variance of the velocity.
     pub(crate) velocity: EwStats,
+    /// Density: the recent share of readings outside the level's band.
+    pub(crate) density_recent: f64,
+    /// Density: the long-run share (the slow memory).
+    pub(crate) density_usual: f64,
     /// Per feature, in [`FEATURES`] order.
     pub(crate) calibrators: Vec<Calibrator>,
     /// The feature that decided the last verdict (an index into [`FEATURES`]).
@@ -284,7 +308,10 @@ pub struct Context {
     pub(crate) last_feature: usize,
     /// Per feature of the last reading: the spread around its expectation (for explanations).
     #[serde(skip)]
-    pub(crate) spreads: [f64; 5],
+    pub(crate) spreads: [f64; FEATURE_COUNT],
+    /// The last density judged: the recent share and the usual one.
+    #[serde(skip)]
+    pub(crate) shares: (f64, f64),
     /// The last transition judged: (from, to, levels), and how often it happened before.
     #[serde(skip)]
     pub(crate) step: ([u8; 3], f64),
@@ -321,9 +348,12 @@ impl Default for Context {
             transitions: Vec::new(),
             prev: None,
             velocity: EwStats::default(),
+            density_recent: 0.0,
+            density_usual: 0.0,
             calibrators: vec![Calibrator::default(); FEATURES.len()],
             last_feature: LEVEL,
-            spreads: [0.0; 5],
+            spreads: [0.0; FEATURE_COUNT],
+            shares: (0.0, 0.0),
             step: ([0; 3], 1.0),
             decays: Decays::default(),
             hour: None,
@@ -361,10 +391,42 @@ impl Context {
         finite_or(c.min_std.max(c.min_rel_std * mean.abs()), f64::MAX).max(f64::MIN_POSITIVE)
     }
 
+    /// The density's raw score: `n · KL(recent ‖ usual)` for a recent share above the usual one (the
+    /// binomial surprise of the recent readings outside the band), 0 otherwise. The usual share is taken as
+    /// at least one reading in the slow memory, so a first burst on a calm series is surprising but finite.
+    fn density(&mut self, keep: f64) -> f64 {
+        let memory = 1.0 / (1.0 - keep).max(1e-9);
+        let usual = finite_or(self.density_usual, 0.0).clamp(1.0 / memory.max(2.0), 0.5);
+        let recent = finite_or(self.density_recent, 0.0).clamp(0.0, 1.0);
+        self.shares = (recent, usual);
+        if recent <= usual {
+            return 0.0;
+        }
+        // One reading outside the band is the level's to report; a burst is at least two.
+        if recent * DENSITY_READINGS < DENSITY_BURST {
+            return 0.0;
+        }
+        let stay = if recent < 1.0 {
+            (1.0 - recent) * ((1.0 - recent) / (1.0 - usual)).ln()
+        } else {
+            0.0
+        };
+        finite_or(
+            DENSITY_READINGS * (recent * (recent / usual).ln() + stay),
+            0.0,
+        )
+        .max(0.0)
+    }
+
     /// Raw scores of each feature (`None`: not judged), and the expectation each one had. `keep` is the
     /// share of the slow memory that the time since the previous reading leaves (`2^(-dt / memory)`).
-    fn features(&mut self, c: &ContextConfig, s: Sample, keep: f64) -> [Option<(f64, f64)>; 5] {
-        let mut out = [None; 5];
+    fn features(
+        &mut self,
+        c: &ContextConfig,
+        s: Sample,
+        keep: f64,
+    ) -> [Option<(f64, f64)>; FEATURE_COUNT] {
+        let mut out = [None; FEATURE_COUNT];
         let x = s.value;
         let warm = self.level.n >= 2;
         // Level.
@@ -424,6 +486,15 @@ impl Context {
                 };
                 slot.update_by(s.ts_ms, y, by);
             }
+        }
+        // Density, against the shares learned before this reading.
+        if warm {
+            let outside = out[LEVEL].is_some_and(|(z, _)| z > DENSITY_BAND);
+            out[DENSITY] = Some((self.density(keep), self.level.mean));
+            self.spreads[DENSITY] = std;
+            let hit = if outside { 1.0 } else { 0.0 };
+            self.density_recent += (hit - self.density_recent) / DENSITY_READINGS;
+            self.density_usual += (hit - self.density_usual) * (1.0 - keep);
         }
         // Range and transitions, against the range learned before this reading.
         let width = (self.high - self.low).max(4.0 * std);
@@ -505,7 +576,9 @@ impl Detector for Context {
             return None;
         }
         if self.calibrators.len() != FEATURES.len() {
-            self.calibrators = vec![Calibrator::default(); FEATURES.len()];
+            // A state from before a feature was added learns the new one from scratch.
+            self.calibrators
+                .resize(FEATURES.len(), Calibrator::default());
         }
         if self.slots.len() != SLOTS {
             self.slots = vec![EwStats::default(); SLOTS];
@@ -547,7 +620,7 @@ impl Detector for Context {
         if !any_warm {
             return None;
         }
-        let mut scores = [NOT_JUDGED; 5];
+        let mut scores = [NOT_JUDGED; FEATURES.len()];
         for (i, z) in zs.iter().enumerate() {
             if let (Some(z), Some(_), Some(slot)) = (z, features[i], scores.get_mut(i)) {
                 *slot = *z as f32;
@@ -562,12 +635,20 @@ impl Detector for Context {
         .clamp(0.0, MAX_SCORE);
         let feature = self.last_feature;
         let (levels, freq) = self.step;
+        let detail = match feature {
+            TRANSITIONS => freq,
+            DENSITY => self.shares.0,
+            _ => 0.0,
+        };
+        let spread = match feature {
+            DENSITY => self.shares.1,
+            _ => self.spreads.get(feature).copied().unwrap_or(0.0),
+        };
         let why = Why {
-            // `feature < FEATURES.len()`: it fits.
-            reason: feature as u8,
+            reason: super::reason_of_feature(feature),
             scores,
-            spread: finite_or(self.spreads.get(feature).copied().unwrap_or(0.0), 0.0),
-            detail: if feature == TRANSITIONS { freq } else { 0.0 },
+            spread: finite_or(spread, 0.0),
+            detail: finite_or(detail, 0.0),
             levels: if feature == TRANSITIONS {
                 levels
             } else {
@@ -746,6 +827,53 @@ mod tests {
         let bytes = std::mem::size_of::<Context>() + heap;
         println!("context state: {bytes} bytes");
         assert!(bytes < 3_000, "{bytes}");
+    }
+
+    #[test]
+    fn a_burst_of_spikes_is_dense_where_one_spike_is_not() {
+        let c = ContextConfig::default();
+        let mut series = noisy(4_000, 50.0, 1.0, 300_000);
+        // One spike of 6 standard deviations; later five of them within 25 readings.
+        series[2_000].value += 6.0;
+        for i in [3_000, 3_006, 3_012, 3_018, 3_024] {
+            series[i].value += 6.0;
+        }
+        let mut d = Context::default();
+        let mut decided_by_density = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            if d.observe(&c, *s).is_some_and(|v| v.anomalous) && d.last_feature() == "density" {
+                decided_by_density.push(i);
+            }
+        }
+        assert!(
+            decided_by_density
+                .iter()
+                .all(|i| (3_000..3_100).contains(i)),
+            "{decided_by_density:?}"
+        );
+        assert!(!decided_by_density.is_empty());
+    }
+
+    #[test]
+    fn a_state_from_before_the_density_learns_it_afresh() {
+        let c = ContextConfig::default();
+        let series = noisy(1_000, 50.0, 1.0, 300_000);
+        let mut d = Context::default();
+        for s in &series[..500] {
+            d.observe(&c, *s);
+        }
+        // What a state of version 3 restores: five calibrators, no density.
+        d.calibrators.truncate(5);
+        (d.density_recent, d.density_usual) = (0.0, 0.0);
+        let kept = d.calibrators.clone();
+        d.observe(&c, series[500]);
+        assert_eq!(d.calibrators.len(), FEATURES.len());
+        assert_eq!(
+            d.calibrators[0].dist.n,
+            kept[0].dist.n + 1,
+            "the others are kept"
+        );
+        assert_eq!(d.calibrators[DENSITY].dist.n, 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stats::{EwStats, Moments};
-use super::{Detector, Sample, Verdict, Why, NOT_JUDGED, REASONS};
+use super::{Detector, Sample, Verdict, Why, DRIFT_REASON, FEATURE_COUNT, NOT_JUDGED};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -141,9 +141,8 @@ impl Drift {
         let score = if score.is_finite() { score } else { 0.0 };
         let expected = recent[0].1;
         let why = Why {
-            // The last reason: drift; REASONS has six entries, so the index fits.
-            reason: (REASONS.len() - 1) as u8,
-            scores: [NOT_JUDGED; 5],
+            reason: DRIFT_REASON,
+            scores: [NOT_JUDGED; FEATURE_COUNT],
             spread: sigma,
             detail: if level.is_finite() { level } else { 0.0 },
             levels: [0; 3],

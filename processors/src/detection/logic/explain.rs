@@ -6,7 +6,7 @@ use chrono::DateTime;
 
 use super::calibrate::tail_score;
 use super::context::{slot_of, FEATURES, SLOTS};
-use super::{Verdict, NOT_JUDGED, REASONS};
+use super::{feature_of_reason, Verdict, NOT_JUDGED, REASONS};
 
 /// An alert's explanation.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -79,7 +79,7 @@ pub fn explain(
 ) -> Explanation {
     let (obs, exp) = (number(v.observed), number(v.expected));
     let mut contributions: Vec<(String, f64)> = match v.why {
-        Some(why) if usize::from(why.reason) < FEATURES.len() => FEATURES
+        Some(why) if feature_of_reason(why.reason).is_some() => FEATURES
             .iter()
             .zip(why.scores)
             .filter(|(_, z)| *z != NOT_JUDGED)
@@ -144,6 +144,12 @@ pub fn explain(
                     "new minimum: {metric} {obs}, below the lowest value of recent days ({exp})"
                 ),
                 "rate" => format!("{metric} changing at {obs} per second, usually {exp} ± {spread}"),
+                "density" => format!(
+                    "{metric} {obs}: often far from its level {exp} lately ({} % of recent readings beyond 3 \
+                     standard deviations, usually {} %)",
+                    number(100.0 * why.detail),
+                    number(100.0 * why.spread)
+                ),
                 _ => format!("{metric} {obs}, usually {exp} ± {spread}"),
             };
             format!("{words}; {}", rarity(v.score))
@@ -174,7 +180,7 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detection::logic::Why;
+    use crate::detection::logic::{Why, FEATURE_COUNT};
 
     #[test]
     fn numbers_and_rarities_read_as_people_write_them() {
@@ -209,7 +215,7 @@ mod tests {
         };
         let v = Verdict::new(40.1, 80.0, 5.0, 5.0).because(Why {
             reason: 1,
-            scores: [z(2.0), z(5.6), NOT_JUDGED, z(0.5), NOT_JUDGED],
+            scores: [z(2.0), z(5.6), NOT_JUDGED, z(0.5), NOT_JUDGED, NOT_JUDGED],
             spread: 2.0,
             detail: 0.0,
             levels: [0; 3],
@@ -230,7 +236,7 @@ mod tests {
     fn transitions_ranges_drifts_and_plain_detectors_explain_themselves() {
         let why = |reason: u8, detail: f64, levels: [u8; 3]| Why {
             reason,
-            scores: [NOT_JUDGED; 5],
+            scores: [NOT_JUDGED; FEATURE_COUNT],
             spread: 0.5,
             detail,
             levels,
@@ -251,6 +257,15 @@ mod tests {
         assert!(explain("context", "m", &high, 0, false)
             .text
             .starts_with("new maximum: m 95, above the highest value of recent days (90)"));
+        let dense = Verdict::new(58.0, 50.0, 6.0, 5.0).because(Why {
+            spread: 0.01,
+            ..why(6, 0.125, [0; 3])
+        });
+        assert_eq!(
+            explain("context", "m", &dense, 0, false).text,
+            "m 58: often far from its level 50 lately (12.5 % of recent readings beyond 3 standard deviations, \
+             usually 1 %); about 1 in 1,000,000 readings"
+        );
         let drift = Verdict::new(64.0, 59.0, 0.4, 0.25).because(why(5, 63.0, [0; 3]));
         let d = explain("context", "m", &drift, 0, false);
         assert!(d.text.starts_with("m drifts up"), "{d:?}");

@@ -52,8 +52,43 @@ pub struct Verdict {
     pub why: Option<Why>,
 }
 
-/// The reasons a verdict can give, in [`Why::reason`] order: the context detector's features, then drift.
-pub const REASONS: [&str; 6] = ["level", "profile", "transitions", "range", "rate", "drift"];
+/// The reasons a verdict can give, in [`Why::reason`] order: the context detector's first five features,
+/// drift, then the features added later (so a reason kept in a state of an older version keeps its meaning).
+pub const REASONS: [&str; 7] = [
+    "level",
+    "profile",
+    "transitions",
+    "range",
+    "rate",
+    "drift",
+    "density",
+];
+
+/// The number of the context detector's features ([`context::FEATURES`]).
+pub const FEATURE_COUNT: usize = 6;
+
+/// The drift detector's reason, in [`REASONS`].
+pub const DRIFT_REASON: u8 = 5;
+
+/// The reason of the context detector's feature `feature` (an index into [`context::FEATURES`]).
+pub fn reason_of_feature(feature: usize) -> u8 {
+    let reason = if feature < usize::from(DRIFT_REASON) {
+        feature
+    } else {
+        feature + 1
+    };
+    // At most `FEATURE_COUNT`, 6: it fits.
+    reason.min(REASONS.len() - 1) as u8
+}
+
+/// The context detector's feature of the reason `reason`, or `None` for drift and unknown reasons.
+pub fn feature_of_reason(reason: u8) -> Option<usize> {
+    match reason {
+        DRIFT_REASON => None,
+        r if r < DRIFT_REASON => Some(usize::from(r)),
+        r => Some(usize::from(r) - 1).filter(|f| *f < FEATURE_COUNT),
+    }
+}
 
 /// A feature that was not judged (still learning, or switched off), in [`Why::scores`].
 pub const NOT_JUDGED: f32 = f32::MIN;
@@ -66,7 +101,7 @@ pub struct Why {
     /// Per feature of the context detector (in [`context::FEATURES`] order): its calibrated z (how many
     /// learned spreads its averaged raw score lies above the usual; [`calibrate::tail_score`] turns it into
     /// `-log10` of a probability), or [`NOT_JUDGED`].
-    pub scores: [f32; 5],
+    pub scores: [f32; FEATURE_COUNT],
     /// The spread around the expectation (a standard deviation, or the range's width).
     pub spread: f64,
     /// Reason-specific: for transitions how often the step happened before (a share of the steps from that

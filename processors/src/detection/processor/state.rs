@@ -239,6 +239,8 @@ fn detector_record(d: &DetectorState) -> avro::DetectorState {
             transitions: c.transitions.clone(),
             prev: c.prev.map(|s| (s.ts_ms, s.value)),
             velocity: ew_record(&c.velocity),
+            density_recent: c.density_recent,
+            density_usual: c.density_usual,
             calibrators: c
                 .calibrators
                 .iter()
@@ -291,6 +293,8 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
             transitions: c.transitions,
             prev: c.prev.map(|(ts_ms, value)| Sample { ts_ms, value }),
             velocity: ew_from_record(c.velocity),
+            density_recent: c.density_recent,
+            density_usual: c.density_usual,
             calibrators: c
                 .calibrators
                 .into_iter()
