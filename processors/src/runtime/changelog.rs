@@ -1,5 +1,5 @@
-//! A processor's state changelog: reading a partition back when it is assigned, and turning its records
-//! into the processor's states.
+//! A processor's state changelog: reading the partitions back when they are assigned (all of them at once,
+//! on one reader per session), and turning their records into the processor's states.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
