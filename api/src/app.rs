@@ -19,7 +19,6 @@ use haltless_connectors::gateway::ReadingsSink;
 use haltless_processors::alerting;
 use haltless_processors::alerting::secrets::{rewrap_stored, ChannelSecrets};
 use haltless_processors::detection::supervisor::{follow_generations, GenerationParts};
-use haltless_processors::prediction::predictor::PredictorRuntime;
 use haltless_processors::projection::predictions::PredictionsProjection;
 use haltless_processors::projection::readings::ReadingsProjection;
 use haltless_processors::projection::retention;
@@ -331,19 +330,22 @@ impl Application {
             ));
         }
         if self.roles.predictor {
-            let (processors, token) = (settings.processors(), shutdown.clone());
+            // Its alerts go to the active generation's alert topic, following a replay's switch-over.
+            let (processors, pool, token) = (
+                settings.processors(),
+                state.pool().clone(),
+                shutdown.clone(),
+            );
+            let parts = GenerationParts {
+                predictor: true,
+                ..GenerationParts::default()
+            };
             tasks.spawn(supervise(
                 "predictor".into(),
                 board.clone(),
                 Backoff::default(),
                 shutdown.clone(),
-                move || {
-                    let (processors, token) = (processors.clone(), token.clone());
-                    async move {
-                        let runtime = PredictorRuntime::from_settings(&processors).await?;
-                        runtime.run(token).await.context("predictor")
-                    }
-                },
+                move || follow_generations(processors.clone(), pool.clone(), parts, token.clone()),
             ));
         }
         if self.roles.projection || self.roles.detector || self.roles.alerting {
@@ -362,6 +364,7 @@ impl Application {
                 detectors: self.roles.detector,
                 projections: self.roles.projection,
                 alerting: self.roles.alerting,
+                predictor: false,
             };
             tasks.spawn(supervise(
                 name.into(),

@@ -426,3 +426,102 @@ async fn a_backtest_over_a_topic_range_finds_what_the_detectors_find() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no readings of nope/temp"));
     w.iso.drop().await;
 }
+
+/// Writes `records` (key, payload or tombstone) to `partition` of `topic` in one transaction of `producer`,
+/// then commits or aborts it.
+fn transaction(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    partition: i32,
+    records: &[(&str, Option<&str>)],
+    commit: bool,
+) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    producer.begin_transaction().unwrap();
+    for (key, payload) in records {
+        let mut record = BaseRecord::<str, str>::to(topic)
+            .key(key)
+            .partition(partition);
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    if commit {
+        producer
+            .commit_transaction(Duration::from_secs(10))
+            .unwrap();
+    } else {
+        producer.flush(Duration::from_secs(10)).unwrap();
+        producer.abort_transaction(Duration::from_secs(10)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_changelogs_of_all_new_partitions_are_read_back_exactly_on_one_client() {
+    use haltless_processors::runtime::transactional::ChangelogReader;
+    use rdkafka::producer::{BaseProducer, Producer};
+    let iso = Isolation::create().await;
+    let k = &iso.settings.kafka;
+    let topic = k.detector_changelog_topic.clone();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set(
+            "transactional.id",
+            format!("test-changelog-{}", Uuid::new_v4()),
+        )
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(10)).unwrap();
+    // Partition 0 stays empty. Partition 1: a key overwritten and a key removed by a tombstone.
+    transaction(
+        &producer,
+        &topic,
+        1,
+        &[("a", Some("1")), ("b", Some("1"))],
+        true,
+    );
+    transaction(&producer, &topic, 1, &[("a", Some("2")), ("b", None)], true);
+    // Partition 2 ends with an aborted transaction: only its marker and its invisible records follow the
+    // last committed record.
+    transaction(&producer, &topic, 2, &[("c", Some("1"))], true);
+    transaction(
+        &producer,
+        &topic,
+        2,
+        &[("c", Some("2")), ("d", Some("2"))],
+        false,
+    );
+
+    let reader = std::sync::Arc::new(ChangelogReader::open(&k.brokers, &topic).unwrap());
+    let r = reader.clone();
+    let started = Instant::now();
+    let read = tokio::task::spawn_blocking(move || r.read(&[0, 1, 2]))
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    let as_text = |p: i32| -> BTreeMap<String, String> {
+        read[&p]
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8(v.clone()).unwrap()))
+            .collect()
+    };
+    assert_eq!(read.len(), 3, "every partition asked for is answered");
+    assert!(as_text(0).is_empty());
+    assert_eq!(as_text(1), BTreeMap::from([("a".into(), "2".into())]));
+    assert_eq!(as_text(2), BTreeMap::from([("c".into(), "1".into())]));
+    // Well under the stall limit: the end of partition 2 is its abort marker, which the reader passes.
+    assert!(took < Duration::from_secs(10), "the restore took {took:?}");
+
+    // The reader serves the next assignment too: a partition read again gives the same state, an empty one
+    // is answered without reading.
+    let again = tokio::task::spawn_blocking(move || reader.read(&[0, 2]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again[&0].is_empty());
+    assert_eq!(again[&2].len(), 1);
+    iso.drop().await;
+}

@@ -11,9 +11,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestApp;
+use haltless_processors::detection::generation::Generation;
+use haltless_processors::detection::replay::{self, ReplayOptions};
 use haltless_processors::prediction::cmapss::{parse, simulate, SENSORS};
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 /// Cycles come every half second (an activation applies from its time on, and the gateway refuses
 /// readings more than five minutes ahead).
@@ -172,6 +175,20 @@ async fn an_activated_model_counts_a_machine_down_alerts_and_restarts_on_replace
         .await;
     assert_eq!(s, 422, "{a}");
 
+    // A replay switches detection to generation 2 before any reading arrives: the predictor's alerts follow
+    // it to the new generation's alert topic, so they are projected and served like the detectors'.
+    let outcome = replay::run(
+        &app.iso.settings.processors(),
+        &app.iso.pool,
+        &ReplayOptions::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.generation, Generation(2));
+    // The running processes notice the switch-over within two seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
     // engine-1 and engine-2 replay an engine the model never saw, through the ingest gateway; only
     // engine-1 is served.
     let run = &parse(&simulate(1, 77)).unwrap()[0];
@@ -270,6 +287,13 @@ async fn an_activated_model_counts_a_machine_down_alerts_and_restarts_on_replace
         (Some("engine-1"), Some("open")),
         "{alert}"
     );
+    let generations: Vec<i32> =
+        sqlx::query_scalar("SELECT generation FROM alerts WHERE id = $1::text::uuid")
+            .bind(alert["id"].as_str().unwrap())
+            .fetch_all(&app.iso.pool)
+            .await
+            .unwrap();
+    assert_eq!(generations, [2], "the alert is the active generation's");
 
     // Hours: the cycles came half a second apart.
     let (s, _) = app

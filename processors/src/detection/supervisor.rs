@@ -1,6 +1,6 @@
-//! The tasks of one generation of detection: the detectors, the alerts projections and the alert engine's
-//! intake. A process runs those of the active generation and follows a replay's switch-over to the next;
-//! `haltless replay` runs those of the generation it builds.
+//! The tasks of one generation of detection: the detectors, the alerts projections, the alert engine's
+//! intake and the RUL predictor's alerts. A process runs those of the active generation and follows a
+//! replay's switch-over to the next; `haltless replay` runs those of the generation it builds.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProcessorsConfig;
 use crate::detection::generation::{self, Generation};
 use crate::detection::processor::{DetectorRuntime, DetectorTopics};
+use crate::prediction::predictor::PredictorRuntime;
 use crate::projection::alerts::{AlertActionsProjection, AlertsProjection};
 use crate::runtime::codecs::{alerts_codec, readings_codec};
 use crate::runtime::tasks::{spawn_projection, until_all_end, Task};
@@ -89,6 +90,19 @@ pub async fn spawn_detector(
     }))
 }
 
+/// Starts the RUL predictor with its alerts going to generation `g`'s alert topic.
+pub async fn spawn_predictor(
+    settings: &ProcessorsConfig,
+    g: Generation,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Task> {
+    let runtime = PredictorRuntime::from_settings(settings, g).await?;
+    let token = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        runtime.run(token).await.context("predictor")
+    }))
+}
+
 /// Starts the projection of generation `g`'s alert topic.
 pub async fn spawn_alerts_projection(
     settings: &ProcessorsConfig,
@@ -122,6 +136,9 @@ pub struct GenerationParts {
     pub projections: bool,
     /// The alert engine's intake of the generation's alerts.
     pub alerting: bool,
+    /// The RUL predictor, writing its alerts to the generation's alert topic. Its state, offsets and
+    /// predictions are not per generation: a switch-over only moves where its alerts go.
+    pub predictor: bool,
 }
 
 /// Runs the given tasks of the active generation until `shutdown`, moving them to the next generation
@@ -146,6 +163,9 @@ pub async fn follow_generations(
         }
         if parts.alerting {
             tasks.push(crate::alerting::run::spawn_intake(&settings, &pool, g, &token).await?);
+        }
+        if parts.predictor {
+            tasks.push(spawn_predictor(&settings, g, &token).await?);
         }
         tracing::info!(generation = %g, "running the detection generation");
         let mut failed = Box::pin(until_all_end(tasks));

@@ -6,7 +6,8 @@
 //! - [`projection`]: the exactly-once Kafka → PostgreSQL projection runner.
 //! - [`transactional`]: the exactly-once Kafka → Kafka loop of the stateful processors (detectors, RUL
 //!   predictor): consume, transform, produce output and state changelog with the offsets in one transaction.
-//! - [`changelog`]: reading a state changelog partition back, and restoring states from it.
+//! - [`changelog`]: reading the state changelogs of newly assigned partitions back (one reader per session,
+//!   every partition at once), and restoring states from them.
 //! - [`transform`]: what a stateful processor does with its input, for the loop.
 //! - `shards`: a transform's session split by partition, so a batch is processed on several threads.
 //! - [`lag`]: consumer lag per group and partition from librdkafka's statistics, reaching 0 when caught up.

@@ -8,9 +8,10 @@
 //! through here; each says what to do with a batch ([`Transform`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::next_batch;
-pub use super::changelog::{read_changelog, restore_records};
+pub use super::changelog::{restore_records, ChangelogReader};
 use super::kafka::{consumer_config, transactional_producer_config, ConsumerDelivery};
 use super::shards::Shards;
 pub use super::transform::{Outgoing, Transform};
@@ -81,12 +82,23 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (what, partitions) = match rebalance {
+            Rebalance::Assign(tpl) => ("assigned", tpl.count()),
+            Rebalance::Revoke(tpl) => ("revoked", tpl.count()),
+            Rebalance::Error(_) => ("rebalance failed", 0),
+        };
+        tracing::debug!(processor = self.processor, group = %self.group, partitions, "partitions {what}");
+    }
+}
 
 struct Session<S> {
     consumer: StreamConsumer<LagContext>,
     producer: FutureProducer,
     restored: HashSet<i32>,
+    /// Reads the changelogs of newly assigned partitions back.
+    changelog: Arc<ChangelogReader>,
     shards: Shards<S>,
     /// The Kafka part (produce, offsets, commit) of the last batch's transaction, running while the next batch
     /// is read and processed.
@@ -221,8 +233,9 @@ impl<T: Transform> TransactionalLoop<T> {
 
     /// Creates the clients of a session; initialising the transactions fences a predecessor of the same name.
     ///
-    /// The three start-up round trips run at once: the consumer joins its group (in librdkafka's threads,
-    /// from `subscribe` on), the producer initialises its transactions, and the transform opens its sessions.
+    /// The start-up round trips run at once: the consumer joins its group (in librdkafka's threads, from
+    /// `subscribe` on), the producer initialises its transactions, the changelog reader connects, and the
+    /// transform opens its sessions.
     /// Joining before the fence is safe: a `read_committed` consumer asks for stable offsets, so the broker
     /// answers its offset fetch only once a predecessor's pending transaction is committed or aborted, and
     /// nothing of this session is produced or committed before `init_transactions` returned.
@@ -257,7 +270,20 @@ impl<T: Transform> TransactionalLoop<T> {
                 .map_err(join_error)?
                 .map_err(ProcessorError::from)
         };
-        let ((), shards) = tokio::try_join!(fence, Shards::open(&self.transform, self.shards))?;
+        let (brokers, topic) = (self.brokers.clone(), self.topics.changelog.clone());
+        let changelog = async {
+            tokio::task::spawn_blocking(move || ChangelogReader::open(&brokers, &topic))
+                .await
+                .map_err(join_error)?
+        };
+        // The configuration topic is read up to its end now, while the group is joined; each batch then
+        // reads only what was added since.
+        let shards = async {
+            let mut shards = Shards::open(&self.transform, self.shards).await?;
+            shards.prepare(&self.transform).await?;
+            Ok::<_, ProcessorError>(shards)
+        };
+        let ((), changelog, shards) = tokio::try_join!(fence, changelog, shards)?;
         tracing::debug!(
             processor = self.transform.name(),
             shards = self.shards,
@@ -268,6 +294,7 @@ impl<T: Transform> TransactionalLoop<T> {
             consumer,
             producer,
             restored: HashSet::new(),
+            changelog: Arc::new(changelog),
             shards,
             committing: None,
             opened: Some(opened),
@@ -372,19 +399,18 @@ impl<T: Transform> TransactionalLoop<T> {
             .collect();
         s.shards.retain(&self.transform, &assigned);
         s.restored.retain(|p| assigned.contains(p));
-        // The new partitions' changelogs are read at once, each on a client of its own.
-        let reads = assigned.difference(&s.restored).map(|&partition| {
-            let (brokers, topic) = (self.brokers.clone(), self.topics.changelog.clone());
-            async move {
-                let records = tokio::task::spawn_blocking(move || {
-                    read_changelog(&brokers, &topic, partition)
-                })
-                .await
-                .map_err(join_error)??;
-                Ok::<_, ProcessorError>((partition, records))
-            }
-        });
-        for (partition, records) in futures::future::try_join_all(reads).await? {
+        // The new partitions' changelogs are read together, on one client.
+        let mut new: Vec<i32> = assigned.difference(&s.restored).copied().collect();
+        if new.is_empty() {
+            return Ok(assigned);
+        }
+        new.sort_unstable();
+        let (reader, partitions, started) = (s.changelog.clone(), new.clone(), Instant::now());
+        let mut changelogs = tokio::task::spawn_blocking(move || reader.read(&partitions))
+            .await
+            .map_err(join_error)??;
+        for partition in new {
+            let records = changelogs.remove(&partition).unwrap_or_default();
             let keys = s.shards.restore(&self.transform, partition, records);
             tracing::info!(
                 processor = self.transform.name(),
@@ -394,6 +420,11 @@ impl<T: Transform> TransactionalLoop<T> {
             );
             s.restored.insert(partition);
         }
+        tracing::debug!(
+            processor = self.transform.name(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "changelogs read back"
+        );
         Ok(assigned)
     }
 }

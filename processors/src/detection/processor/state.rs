@@ -4,7 +4,7 @@
 //! The record's format is `haltless.detector-state.v1` (`haltless_schemas::detector_state`); this module
 //! converts the detection logic's state to and from it. Changelogs written before the format existed hold
 //! the logic's serde JSON, which [`decode`] still reads. The loop reads the changelog back
-//! (`runtime::transactional::read_changelog`) when partitions are assigned.
+//! (`runtime::transactional::ChangelogReader`) when partitions are assigned.
 
 use std::collections::BTreeMap;
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::PredictorConfig;
 use crate::config::ProcessorsConfig;
+use crate::detection::generation::Generation;
 use crate::detection::logic::lifecycle::alert_id;
 use crate::prediction::stream::{AlertChange, ModelBook, Observed, Window};
 use crate::prediction::Prediction;
@@ -85,8 +86,12 @@ impl PredictorRuntime {
         }
     }
 
-    /// The predictor of the platform's settings.
-    pub async fn from_settings(settings: &ProcessorsConfig) -> Result<Self, ProcessorError> {
+    /// The predictor of the platform's settings, writing its alerts to generation `g`'s alert topic (the
+    /// predictions topic, its group and its changelog are the same for every generation).
+    pub async fn from_settings(
+        settings: &ProcessorsConfig,
+        g: Generation,
+    ) -> Result<Self, ProcessorError> {
         let k = &settings.kafka;
         Ok(Self::new(
             &k.brokers,
@@ -95,7 +100,7 @@ impl PredictorRuntime {
                 predictions: k.predictions_topic.clone(),
                 changelog: k.predictor_changelog_topic.clone(),
                 models: k.models_topic.clone(),
-                alerts: k.alerts_topic.clone(),
+                alerts: g.name(&k.alerts_topic),
             },
             &settings.predictor,
             [
