@@ -69,14 +69,21 @@ where
         Ok(tenant) => work(tenant).await,
         Err(e) => Err(e),
     };
+    // Tens of millions of rows after a long paced run: their removal may take longer than the pool's
+    // `statement_timeout`, which guards requests, not this clean-up.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM readings WHERE tenant_id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM tenants WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     result
 }
 
