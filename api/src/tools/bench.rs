@@ -206,8 +206,8 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
             let (resident, peak) = memory_of(pid)?;
             println!(
                 "  server memory (pid {pid}):         resident {:.0} MiB, peak {:.0} MiB",
-                resident as f64 / 1024.0,
-                peak as f64 / 1024.0
+                mib(resident),
+                mib(peak)
             );
         }
         return Ok(());
@@ -240,8 +240,8 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
         println!(
             "  server memory (pid {}):         resident {:.0} MiB after sending, peak {:.0} MiB (was {:.0} MiB, peak {:.0} MiB, before)",
             config.pid.unwrap_or_default(),
-            after.0 as f64 / 1024.0, after.1 as f64 / 1024.0,
-            before.0 as f64 / 1024.0, before.1 as f64 / 1024.0
+            mib(after.0), mib(after.1),
+            mib(before.0), mib(before.1)
         );
     }
     println!("  gateway → Kafka → projection:     {:>10.0} readings/s  ({:.2} s until the last row was queryable; every reading stored once)",
@@ -375,6 +375,11 @@ pub(super) fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {
             .unwrap_or(0)
     };
     Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+/// KiB (as `/proc` counts) in MiB, for printing.
+pub(super) fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 /// Times a plain `COPY` of `n` readings of `tenant` straight into `readings` (the same hypertable, its

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
-use super::bench::{body, memory_of, percentiles, with_tenant, BenchTenant};
+use super::bench::{body, memory_of, mib, percentiles, with_tenant, BenchTenant};
 
 mod report;
 mod scrape;
@@ -429,8 +429,8 @@ async fn line(
     let memory = match pid.map(memory_of) {
         Some(Ok((resident, _))) => format!(
             "{:.0}/{:.0}",
-            resident as f64 / 1024.0,
-            run.peak_rss.load(Ordering::Relaxed).max(resident) as f64 / 1024.0
+            mib(resident),
+            mib(run.peak_rss.load(Ordering::Relaxed).max(resident))
         ),
         _ => "-".into(),
     };

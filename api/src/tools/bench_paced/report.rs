@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Line, Outcome, PacedConfig, Phase, Run, Window};
-use crate::tools::bench::{all_stored, memory_of, percentiles, BenchTenant};
+use crate::tools::bench::{all_stored, memory_of, mib, percentiles, BenchTenant};
 
 /// A phase's figures, gathered line by line.
 pub(super) struct PhaseReport {
@@ -98,7 +98,7 @@ impl PhaseReport {
         if self.peak_rss > 0 {
             println!(
                 "  memory: peak resident {:.0} MiB (sampled twice a second during the phase)",
-                self.peak_rss as f64 / 1024.0
+                mib(self.peak_rss)
             );
         }
     }
@@ -166,8 +166,8 @@ pub(super) async fn summary(
         let (resident, peak) = memory_of(pid)?;
         println!(
             "  memory of pid {pid}: resident {:.0} MiB now, peak {:.0} MiB since it started (VmHWM)",
-            resident as f64 / 1024.0,
-            peak as f64 / 1024.0
+            mib(resident),
+            mib(peak)
         );
     }
     let last = last_acknowledged(run, &tenant.machines);
