@@ -78,29 +78,40 @@ const DENSITY_BURST: f64 = 1.5;
 
 /// Settings of the context detector. In a rule, `limit`, `levels`, `profile` and `rate` left out are the
 /// tenant's (`detection.one_in` and `detection.features`, see [`super::settings`]); those given override them.
+/// Every field may be left out (the others take their defaults); a stored rule shows the inherited ones left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(from = "ContextInput", into = "ContextInput")]
 pub struct ContextConfig {
     /// Fires above this score: `-log10` of how often a reading this unusual is expected (5: one in 100,000).
+    #[schema(required = false)]
     pub limit: f64,
     /// Half-life of the level's mean and spread, in seconds of event time.
+    #[schema(required = false)]
     pub half_life_secs: f64,
     /// Half-life of what is learned slowly (the profile, the range, the calibration), in seconds of event
     /// time: a week, so the weekly routine is remembered.
+    #[schema(required = false)]
     pub memory_secs: f64,
     /// Readings a raw score is averaged over before calibration (10, as in Numenta's anomaly likelihood).
+    #[schema(required = false)]
     pub average: u32,
     /// Readings to learn from before judging any.
+    #[schema(required = false)]
     pub learn: u64,
     /// Quantised levels of the transitions feature (0 turns it off; at most 16).
+    #[schema(required = false)]
     pub levels: u32,
     /// The time-of-day profile takes part.
+    #[schema(required = false)]
     pub profile: bool,
     /// The rate of change takes part (off by default: on many series a jump is normal).
+    #[schema(required = false)]
     pub rate: bool,
     /// Smallest standard deviation assumed, relative to the mean's magnitude (keeps flat signals sane).
+    #[schema(required = false)]
     pub min_rel_std: f64,
     /// Smallest standard deviation assumed, absolute.
+    #[schema(required = false)]
     pub min_std: f64,
     /// The settings the rule left to the tenant's (they then hold the tenant's values in force).
     #[serde(skip)]
