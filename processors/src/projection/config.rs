@@ -16,6 +16,9 @@ pub struct ProjectionConfig {
     /// How long (ms) the group waits for a silent instance before giving its partitions to the others;
     /// a crashed instance's partitions resume elsewhere after this long.
     pub session_timeout_ms: u64,
+    /// Database connections the readings projection writes a batch with at once, each its share of the
+    /// partitions in its own transaction (the other projections, a few rows a second, keep one).
+    pub writers: usize,
 }
 
 impl Default for ProjectionConfig {
@@ -25,6 +28,7 @@ impl Default for ProjectionConfig {
             batch_max_messages: 2_000,
             batch_max_wait_ms: 100,
             session_timeout_ms: 10_000,
+            writers: 2,
         }
     }
 }

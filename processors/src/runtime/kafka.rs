@@ -14,6 +14,12 @@ pub enum ConsumerDelivery {
     ExactlyOnce,
 }
 
+/// How much a consumer or reader fetches ahead of what it has handed over, in KiB (librdkafka's
+/// `queued.max.messages.kbytes`; its default, 64 MiB, per client, let a process with a dozen clients grow
+/// by hundreds of MiB while it worked through a backlog). 16 MiB is still hundreds of thousands of readings
+/// ahead; one fetch may overshoot it by a message larger than the rest (a RUL model).
+pub const PREFETCH_KBYTES: u32 = 16 * 1024;
+
 /// A consumer of committed data only (`read_committed`) in `group`, never auto-committing.
 pub fn consumer_config(brokers: &str, group: &str, delivery: ConsumerDelivery) -> ClientConfig {
     let mut cfg = ClientConfig::new();
@@ -24,7 +30,8 @@ pub fn consumer_config(brokers: &str, group: &str, delivery: ConsumerDelivery) -
         .set("enable.partition.eof", "false")
         // Data that arrives is answered at once anyway; this bounds the wait when a commit marker, not data,
         // is what makes records visible to read_committed readers.
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string());
     match delivery {
         ConsumerDelivery::OffsetsInSink | ConsumerDelivery::ExactlyOnce => {
             cfg.set("enable.auto.commit", "false")
@@ -70,7 +77,8 @@ pub fn reader_config(brokers: &str, name: &str) -> ClientConfig {
     cfg.set("bootstrap.servers", brokers)
         .set("group.id", name)
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string());
     cfg
 }
 

@@ -53,6 +53,15 @@ pub trait Projection: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Another writer of the same projection, with its own database connection, for the runner's further
+    /// writers (see [`RunnerConfig::writers`]); `None`, the default, keeps one.
+    fn another(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Writes the batch inside the runner's transaction; returns the rows written.
     fn write(
         &mut self,
@@ -76,6 +85,11 @@ pub struct RunnerConfig {
     pub batch_max_wait: Duration,
     /// Group session timeout: how soon a crashed instance's partitions move to another.
     pub session_timeout: Duration,
+    /// Writers applying one batch at once, each the partitions `p` with `p % writers` its own, in its own
+    /// transaction on its own connection: a partition's messages still go in order through one writer, and
+    /// one writer decodes while another's rows are being written. At most what the projection offers
+    /// ([`Projection::another`]).
+    pub writers: usize,
 }
 
 /// Next offset to apply per partition, as stored in PostgreSQL; cleared on every rebalance.
@@ -116,7 +130,9 @@ impl ConsumerContext for RebalanceContext {
 /// Runs one projection until cancelled.
 pub struct ProjectionRunner<P: Projection> {
     consumer: StreamConsumer<RebalanceContext>,
-    writer: Writer<P>,
+    /// At least one; writer `i` applies the partitions `p` with `p % writers.len() == i`.
+    writers: Vec<Writer<P>>,
+    config: RunnerConfig,
 }
 
 /// What applies batches: the projection, its known positions and its database.
@@ -124,7 +140,7 @@ struct Writer<P: Projection> {
     projection: P,
     positions: Positions,
     pool: PgPool,
-    config: RunnerConfig,
+    topic: String,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -147,15 +163,32 @@ impl<P: Projection> ProjectionRunner<P> {
             group: config.group.clone(),
         })?;
         consumer.subscribe(&[&config.topic])?;
+        let mut projections = Vec::with_capacity(config.writers.max(1));
+        while projections.len() + 1 < config.writers {
+            match projection.another() {
+                Some(more) => projections.push(more),
+                None => break,
+            }
+        }
+        projections.insert(0, projection);
+        let writers = projections
+            .into_iter()
+            .map(|projection| Writer {
+                projection,
+                positions: positions.clone(),
+                pool: pool.clone(),
+                topic: config.topic.clone(),
+            })
+            .collect();
         Ok(Self {
             consumer,
-            writer: Writer {
-                projection,
-                positions,
-                pool,
-                config,
-            },
+            writers,
+            config,
         })
+    }
+
+    fn name(&self) -> &str {
+        self.writers[0].projection.name()
     }
 
     /// Consumes and applies batches until `shutdown` is cancelled. Transient failures are retried with
@@ -165,10 +198,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Which messages a batch applies is still decided by the positions stored with the batch before it.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProcessorError> {
         let mut backoff = Duration::from_millis(200);
-        let (max, wait) = (
-            self.writer.config.batch_max_messages,
-            self.writer.config.batch_max_wait,
-        );
+        let (max, wait) = (self.config.batch_max_messages, self.config.batch_max_wait);
         let mut ready: Option<Vec<OwnedMessage>> = None;
         loop {
             let batch = match ready.take() {
@@ -181,18 +211,22 @@ impl<P: Projection> ProjectionRunner<P> {
                     match batch {
                         Ok(batch) => batch,
                         Err(e) => {
-                            self.consumer_error(&e, &shutdown).await;
+                            consumer_error(self.name(), &e, &shutdown).await;
                             continue;
                         }
                     }
                 }
             };
-            let consumer = &self.consumer;
+            let Self {
+                consumer,
+                writers,
+                config,
+            } = &mut self;
             let mut fetch = std::pin::pin!(next_batch(consumer, max, wait));
             let mut fetched = None;
             loop {
                 let applied = {
-                    let mut apply = std::pin::pin!(self.writer.apply(consumer, &batch));
+                    let mut apply = std::pin::pin!(apply_split(writers, consumer, &batch));
                     loop {
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
@@ -207,7 +241,7 @@ impl<P: Projection> ProjectionRunner<P> {
                         break;
                     }
                     Err(e) if e.is_retriable() => {
-                        tracing::warn!(projection = self.writer.projection.name(), error = %e, ?backoff, "batch failed, retrying");
+                        tracing::warn!(projection = writers[0].projection.name(), topic = %config.topic, error = %e, ?backoff, "batch failed, retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(backoff) => {}
@@ -226,20 +260,43 @@ impl<P: Projection> ProjectionRunner<P> {
             };
             match next {
                 Ok(batch) => ready = Some(batch),
-                Err(e) => self.consumer_error(&e, &shutdown).await,
+                Err(e) => consumer_error(writers[0].projection.name(), &e, &shutdown).await,
             }
         }
     }
+}
 
-    /// Nothing was taken from the consumer. The client reconnects by itself; errors queued while the
-    /// brokers were away are drained quickly, then it waits for data again.
-    async fn consumer_error(&self, e: &ProcessorError, shutdown: &CancellationToken) {
-        tracing::debug!(projection = self.writer.projection.name(), error = %e, "kafka consumer error");
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
+/// Nothing was taken from the consumer. The client reconnects by itself; errors queued while the
+/// brokers were away are drained quickly, then it waits for data again.
+async fn consumer_error(name: &str, e: &ProcessorError, shutdown: &CancellationToken) {
+    tracing::debug!(projection = name, error = %e, "kafka consumer error");
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
     }
+}
+
+/// Applies `batch`: each writer its partitions' messages, all at once. When one fails, the others' work
+/// stands (their offsets committed with it) and a retry of the whole batch skips it.
+async fn apply_split<P: Projection>(
+    writers: &mut [Writer<P>],
+    consumer: &StreamConsumer<RebalanceContext>,
+    batch: &[OwnedMessage],
+) -> Result<(), ProcessorError> {
+    let n = writers.len();
+    let mut parts: Vec<Vec<&OwnedMessage>> = vec![Vec::new(); n];
+    for msg in batch {
+        parts[msg.partition().rem_euclid(n as i32) as usize].push(msg);
+    }
+    let applied = futures::future::join_all(
+        writers
+            .iter_mut()
+            .zip(parts)
+            .filter(|(_, part)| !part.is_empty())
+            .map(|(writer, part)| async move { writer.apply(consumer, &part).await }),
+    )
+    .await;
+    applied.into_iter().collect()
 }
 
 impl<P: Projection> Writer<P> {
@@ -247,7 +304,7 @@ impl<P: Projection> Writer<P> {
     async fn apply(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
-        batch: &[OwnedMessage],
+        batch: &[&OwnedMessage],
     ) -> Result<(), ProcessorError> {
         let positions = self.load_positions(batch).await?;
         let mut next: HashMap<i32, i64> = HashMap::new();
@@ -273,7 +330,7 @@ impl<P: Projection> Writer<P> {
                 .any(|m| m.partition() == partition && m.offset() < pos)
             {
                 let _ = consumer.seek(
-                    &self.config.topic,
+                    &self.topic,
                     partition,
                     Offset::Offset(pos),
                     Duration::from_secs(1),
@@ -306,7 +363,7 @@ impl<P: Projection> Writer<P> {
                WHERE projection_offsets.next_offset < EXCLUDED.next_offset",
         )
         .bind(&name)
-        .bind(&self.config.topic)
+        .bind(&self.topic)
         .bind(&parts)
         .bind(&offsets)
         .execute(&mut *tx)
@@ -318,7 +375,7 @@ impl<P: Projection> Writer<P> {
         }
         let mut tpl = TopicPartitionList::new();
         for (&partition, &offset) in &next {
-            tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))?;
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
         }
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "kafka offset hint not committed; the database holds the truth");
@@ -333,7 +390,7 @@ impl<P: Projection> Writer<P> {
     /// The stored positions of the batch's partitions, read from the database when not known.
     async fn load_positions(
         &self,
-        batch: &[OwnedMessage],
+        batch: &[&OwnedMessage],
     ) -> Result<HashMap<i32, i64>, ProcessorError> {
         let known = self.positions.lock().map(|p| p.clone()).unwrap_or_default();
         if batch.iter().all(|m| known.contains_key(&m.partition())) {
@@ -343,15 +400,20 @@ impl<P: Projection> Writer<P> {
             "SELECT partition, next_offset FROM projection_offsets WHERE projection = $1 AND topic = $2",
         )
         .bind(self.projection.name())
-        .bind(&self.config.topic)
+        .bind(&self.topic)
         .fetch_all(&self.pool)
         .await?;
         let mut loaded: HashMap<i32, i64> = rows.into_iter().collect();
         for m in batch {
             loaded.entry(m.partition()).or_insert(0);
         }
+        // Another writer may have committed (and recorded) a later position since the read: keep the later.
         if let Ok(mut p) = self.positions.lock() {
-            *p = loaded.clone();
+            for (partition, offset) in loaded.iter_mut() {
+                let known = p.entry(*partition).or_insert(*offset);
+                *known = (*known).max(*offset);
+                *offset = *known;
+            }
         }
         Ok(loaded)
     }

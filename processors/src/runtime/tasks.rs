@@ -36,6 +36,7 @@ pub fn spawn_projection<P: Projection>(
             batch_max_messages: p.batch_max_messages,
             batch_max_wait: Duration::from_millis(p.batch_max_wait_ms),
             session_timeout: Duration::from_millis(p.session_timeout_ms),
+            writers: p.writers,
         },
     )?;
     let token = shutdown.clone();
