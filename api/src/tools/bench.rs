@@ -70,11 +70,8 @@ where
         Err(e) => Err(e),
     };
     // Tens of millions of rows after a long paced run: their removal may take longer than the pool's
-    // `statement_timeout`, which guards requests, not this clean-up.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL statement_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+    // `statement_timeout`.
+    let mut tx = unbounded(pool).await?;
     sqlx::query("DELETE FROM readings WHERE tenant_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -85,6 +82,18 @@ where
         .await?;
     tx.commit().await?;
     result
+}
+
+/// A transaction without the pool's `statement_timeout` (which guards requests), for a benchmark's own
+/// statements over all of a long run's rows: its check and its clean-up.
+pub(super) async fn unbounded(
+    pool: &PgPool,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 async fn prepare(pool: &PgPool, id: Uuid, machines: usize) -> anyhow::Result<BenchTenant> {

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Line, Outcome, PacedConfig, Phase, Run, Window};
-use crate::tools::bench::{all_stored, memory_of, mib, percentiles, BenchTenant};
+use crate::tools::bench::{all_stored, memory_of, mib, percentiles, unbounded, BenchTenant};
 
 /// A phase's figures, gathered line by line.
 pub(super) struct PhaseReport {
@@ -230,6 +230,8 @@ fn last_acknowledged(run: &Run, machines: &[(Uuid, String)]) -> Vec<(Uuid, i64)>
 /// follow a partial write, which the client's retry makes whole. The shed before their body was read are
 /// among them with nothing stored.
 async fn exactly_once(pool: &PgPool, tenant: Uuid, run: &Run) -> anyhow::Result<(u64, u64)> {
+    // Tens of millions of rows after a long run (45 M took longer than the pool's `statement_timeout`).
+    let mut tx = unbounded(pool).await?;
     let per_request: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT ((extract(epoch FROM ts) * 1000)::bigint - $2) / $3 AS request, count(*)
          FROM readings WHERE tenant_id = $1 GROUP BY 1",
@@ -237,8 +239,9 @@ async fn exactly_once(pool: &PgPool, tenant: Uuid, run: &Run) -> anyhow::Result<
     .bind(tenant)
     .bind(run.start_ms)
     .bind(run.batch as i64)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let (mut acknowledged, mut refused, mut whole) = (0, 0, 0);
     for (r, n) in per_request {
         let outcome = usize::try_from(r)
