@@ -749,6 +749,7 @@ impl BenchArgs {
             machines: self.machines,
             pid: self.pid,
             gateway_only: self.gateway_only,
+            writers: settings.processors().projection.writers,
         };
         bench::run(&pool, config).await
     }

@@ -31,6 +31,9 @@ pub struct BenchConfig {
     pub pid: Option<u32>,
     /// Measure the gateway only: do not wait for the projection nor time the `COPY` ceiling.
     pub gateway_only: bool,
+    /// The readings projection's writers (`projection.writers` of the settings the bench runs with): the
+    /// second ceiling is as many `COPY`s at once.
+    pub writers: usize,
 }
 
 /// Runs the benchmark against the platform at `config.url` and the database behind it, printing results.
@@ -245,8 +248,8 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
         config.readings
     );
     let copy = copy_ceiling(pool, tenant, config.readings, 1).await?;
-    // As many COPYs at once as the projection has writers (`projection.writers`, 2 by default).
-    let copy_parallel = copy_ceiling(pool, tenant, config.readings, 2).await?;
+    let writers = config.writers.max(1);
+    let copy_parallel = copy_ceiling(pool, tenant, config.readings, writers).await?;
     if let (Some(before), Some(after)) = (server_memory_before, server_memory_after) {
         println!(
             "  server memory (pid {}):         resident {:.0} MiB after sending, peak {:.0} MiB (was {:.0} MiB, peak {:.0} MiB, before)",
@@ -275,17 +278,17 @@ async fn measure(pool: &PgPool, bench: &BenchTenant, config: &BenchConfig) -> an
         copy.as_secs_f64(),
     );
     println!(
-        "  ceiling: raw COPY, two at once:   {ceiling_parallel:>10.0} readings/s  ({:.2} s, as the projection's two writers)",
+        "  ceiling: raw COPY, {writers} at once:     {ceiling_parallel:>10.0} readings/s  ({:.2} s, as the projection's {writers} writers)",
         copy_parallel.as_secs_f64(),
     );
     print!(
-        "  end to end / ceiling: {:.0} % (of two COPYs: {:.0} %)",
+        "  end to end / ceiling: {:.0} % (of {writers} COPYs: {:.0} %)",
         100.0 * copy.as_secs_f64() / stored_in.as_secs_f64(),
         100.0 * copy_parallel.as_secs_f64() / stored_in.as_secs_f64()
     );
     match drain_rate {
         Some(rate) => println!(
-            "; projection alone / ceiling: {:.0} % (of two COPYs: {:.0} %)",
+            "; projection alone / ceiling: {:.0} % (of {writers} COPYs: {:.0} %)",
             100.0 * rate / ceiling,
             100.0 * rate / ceiling_parallel
         ),
