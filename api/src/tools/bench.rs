@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use haltless_processors::projection::readings::{copy_rows, copy_statement};
 use haltless_schemas::{Reading, ReadingBatch, Source};
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 use uuid::Uuid;
 
 use crate::auth::Scope;
@@ -86,30 +86,25 @@ where
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    // Not worth hiding the run's own outcome for.
-    if let Err(e) = settle(pool).await {
-        tracing::warn!(error = %e, "readings not vacuumed after the clean-up");
-    }
     result
 }
 
-/// Vacuums `readings`, so that the rows a benchmark's clean-up deleted are not vacuumed by autovacuum
-/// while the next run measures (an ingest-only workload leaves no dead rows; retention drops whole chunks).
-/// Waits for an autovacuum already at work on the table.
+/// Vacuums `readings`, so that the rows an earlier run's clean-up deleted are not vacuumed by autovacuum
+/// while this run measures (an ingest-only workload leaves no dead rows; retention drops whole chunks).
+/// Waits for an autovacuum already at work on the table, ten minutes at most.
 async fn settle(pool: &PgPool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut conn = pool.acquire().await?;
-    // VACUUM cannot run in a transaction, so the timeout is lifted for the session and put back.
-    sqlx::query("SET statement_timeout = 0")
-        .execute(&mut *conn)
+    // VACUUM cannot run in a transaction, so its deadline is set for the session, on a connection taken
+    // off the pool and closed after it rather than returned with that setting.
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("SET statement_timeout = '10min'")
+        .execute(&mut conn)
         .await?;
-    let vacuumed = sqlx::query("VACUUM (ANALYZE) readings")
-        .execute(&mut *conn)
-        .await;
-    sqlx::query("RESET statement_timeout")
-        .execute(&mut *conn)
-        .await?;
-    vacuumed?;
+    sqlx::query("VACUUM (ANALYZE) readings")
+        .execute(&mut conn)
+        .await
+        .context("vacuuming readings before the run (ten minutes at most)")?;
+    conn.close().await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "readings vacuumed");
     Ok(())
 }

@@ -20,12 +20,15 @@ pub enum ConsumerDelivery {
 /// ahead; one fetch may overshoot it by a message larger than the rest (a RUL model).
 pub const PREFETCH_KBYTES: u32 = 16 * 1024;
 
-/// The least a consumer's fetch waits for (or `fetch.wait.max.ms`, 50 ms, whichever comes first). With
+/// The longest a consumer's fetch waits at the broker (`fetch.wait.max.ms`), in milliseconds.
+pub const FETCH_WAIT_MAX_MS: u32 = 50;
+
+/// The least a consumer's fetch waits for (or [`FETCH_WAIT_MAX_MS`], whichever comes first). With
 /// librdkafka's default of one byte, a consumer that keeps up asks again as soon as anything arrives, and at
 /// 150,000 readings/s the broker answered a stream of tiny fetches: with 64 KiB, the same paced run stored
 /// about 9 % more readings/s on the same two cores, the broker and the platform each used less CPU, and the
-/// gateway's p50 latency fell from 44–128 ms to 17–41 ms. When little is arriving, a reading waits at most the
-/// 50 ms more.
+/// gateway's p50 latency fell from 44–128 ms to 17–41 ms. When little is arriving, a reading waits at most
+/// [`FETCH_WAIT_MAX_MS`] more.
 pub const FETCH_MIN_BYTES: u32 = 64 * 1024;
 
 /// A consumer of committed data only (`read_committed`) in `group`, never auto-committing.
@@ -36,9 +39,9 @@ pub fn consumer_config(brokers: &str, group: &str, delivery: ConsumerDelivery) -
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // A fetch is answered once `FETCH_MIN_BYTES` are there or after 50 ms, which also bounds the wait
-        // when a commit marker, not data, is what makes records visible to read_committed readers.
-        .set("fetch.wait.max.ms", "50")
+        // The wait also bounds how long a commit marker, not data, takes to make records visible to
+        // read_committed readers.
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
         .set("fetch.min.bytes", FETCH_MIN_BYTES.to_string())
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES.to_string());
     match delivery {
