@@ -179,9 +179,9 @@ enum Command {
     ///
     /// With --csv, one `timestamp,value` file (add --labels combined_windows.json for a score); with --nab,
     /// every stream of a NAB-style folder; with --machine and --metric, that metric's readings in a range of
-    /// the readings topic (--from/--to, by when Kafka received them). Rules (--rules, a JSON array on the metric `value`) replace the
-    /// default detectors (EWMA and rate of change). Results are written in NAB's results format
-    /// (timestamp,value,anomaly_score,label) to --out.
+    /// the readings topic (--from/--to, by when Kafka received them). Rules (--rules, a JSON array on the
+    /// metric `value`) replace the default rule (the context detector, or drift). Results are written in
+    /// NAB's results format (timestamp,value,anomaly_score,label) to --out.
     Backtest(BacktestArgs),
     /// Train a remaining-useful-life model on run-to-failure data in C-MAPSS format, and print its
     /// cross-validated RMSE, NASA score and interval coverage.

@@ -41,6 +41,10 @@ impl Calibrator {
     /// learned before it; `None` while learning. Non-finite raw scores count as the largest finite one.
     /// `by_time` is the weight the time since the previous reading earns over `memory_secs`
     /// (`1 - 2^(-dt / memory)`), shared by the features of a reading.
+    ///
+    /// Inlined: a detector calibrates several features a reading with one `c`, and what depends on `c`
+    /// alone (the average's weight, the spread's floor) is then worked out once for all of them.
+    #[inline]
     pub fn observe(&mut self, c: &Calibration, ts_ms: i64, raw: f64, by_time: f64) -> Option<f64> {
         let raw = if raw.is_nan() {
             0.0

@@ -126,23 +126,157 @@ pub(crate) struct ConditionState {
 }
 
 /// Everything detection remembers about one machine. The state changelog's format (and its conversion)
-/// lives with the processor; the serde form is the JSON the changelog carried before it had a schema.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// lives with the processor, which reads and writes it through [`Stored`]; the serde form is that same
+/// [`Stored`], the JSON the changelog carried before it had a schema.
+///
+/// In memory the default rules' state lives with the metric they watch ([`Series`]), so a reading reaches
+/// it with one lookup by metric; the machine's own rules (and default rules no longer in force, until they
+/// are retired) keep theirs by rule id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "Stored", into = "Stored")]
 pub struct MachineState {
+    /// Per metric seen: its newest time and its default rules.
+    series: BTreeMap<String, Series>,
+    /// Per rule id (rules of the machine), per leaf position.
+    conditions: BTreeMap<String, BTreeMap<usize, ConditionState>>,
+    /// Per rule id (rules of the machine).
+    phases: BTreeMap<String, Phase>,
+    /// The strongest severity ratio the last reading got from any condition (for backtests).
+    last_ratio: f64,
+}
+
+/// What detection remembers about one metric.
+#[derive(Debug, Clone)]
+struct Series {
+    /// Event time of its newest reading.
+    newest: i64,
+    /// Its default rules and their state, from its first reading not named by a rule of the machine (after
+    /// a restore too).
+    defaults: Option<Defaults>,
+}
+
+/// A metric's default rules, built under the settings in force, with their state.
+#[derive(Debug, Clone)]
+struct Defaults {
+    settings: DetectionSettings,
+    rules: Vec<Rule>,
+    /// In `rules` order.
+    states: Vec<RuleState>,
+}
+
+/// What one rule remembers.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RuleState {
+    /// Per leaf position.
+    leaves: BTreeMap<usize, ConditionState>,
+    /// Its alert's lifecycle, once evaluated.
+    phase: Option<Phase>,
+}
+
+/// A machine's state keyed as the changelog keeps it: per rule id, whichever rule it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Stored {
     /// Per rule id, per leaf position.
     pub(crate) conditions: BTreeMap<String, BTreeMap<usize, ConditionState>>,
+    /// Per rule id.
     pub(crate) phases: BTreeMap<String, Phase>,
+    /// Per metric: the event time of its newest reading.
     pub(crate) newest: BTreeMap<String, i64>,
-    /// The strongest severity ratio the last reading got from any condition (for backtests).
-    #[serde(skip)]
-    last_ratio: f64,
-    /// The default rules of each metric seen, built once (per settings in force) rather than for every
-    /// reading.
-    #[serde(skip)]
-    defaults: BTreeMap<String, (DetectionSettings, Vec<Rule>)>,
+}
+
+/// [`Stored`], borrowed from a [`MachineState`].
+pub(crate) struct View<'a> {
+    /// Per rule id, per leaf position.
+    pub(crate) conditions: BTreeMap<&'a str, &'a BTreeMap<usize, ConditionState>>,
+    /// Per rule id.
+    pub(crate) phases: BTreeMap<&'a str, &'a Phase>,
+    /// Per metric: the event time of its newest reading.
+    pub(crate) newest: BTreeMap<&'a str, i64>,
+}
+
+impl From<Stored> for MachineState {
+    fn from(s: Stored) -> Self {
+        // The default rules take their state back at their metric's first reading.
+        let series = s
+            .newest
+            .into_iter()
+            .map(|(metric, newest)| {
+                (
+                    metric,
+                    Series {
+                        newest,
+                        defaults: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            series,
+            conditions: s.conditions,
+            phases: s.phases,
+            last_ratio: 0.0,
+        }
+    }
+}
+
+impl From<MachineState> for Stored {
+    fn from(m: MachineState) -> Self {
+        m.stored()
+    }
+}
+
+/// Two states are equal when the changelog would hold the same for them.
+impl PartialEq for MachineState {
+    fn eq(&self, other: &Self) -> bool {
+        self.stored() == other.stored()
+    }
 }
 
 impl MachineState {
+    /// The state keyed as the changelog keeps it, borrowed.
+    pub(crate) fn view(&self) -> View<'_> {
+        let mut view = View {
+            conditions: self
+                .conditions
+                .iter()
+                .map(|(id, c)| (id.as_str(), c))
+                .collect(),
+            phases: self.phases.iter().map(|(id, p)| (id.as_str(), p)).collect(),
+            newest: BTreeMap::new(),
+        };
+        for (metric, series) in &self.series {
+            view.newest.insert(metric.as_str(), series.newest);
+            for (rule, state) in series.defaults.iter().flat_map(Defaults::each) {
+                if !state.leaves.is_empty() {
+                    view.conditions.insert(rule.id.as_str(), &state.leaves);
+                }
+                if let Some(phase) = &state.phase {
+                    view.phases.insert(rule.id.as_str(), phase);
+                }
+            }
+        }
+        view
+    }
+
+    /// The state keyed as the changelog keeps it.
+    fn stored(&self) -> Stored {
+        let view = self.view();
+        let owned = |id: &&str| (*id).to_owned();
+        Stored {
+            conditions: view
+                .conditions
+                .iter()
+                .map(|(id, c)| (owned(id), (*c).clone()))
+                .collect(),
+            phases: view
+                .phases
+                .iter()
+                .map(|(id, p)| (owned(id), (*p).clone()))
+                .collect(),
+            newest: view.newest.iter().map(|(m, ts)| (owned(m), *ts)).collect(),
+        }
+    }
+
     /// Feeds one reading through `rules` (the machine's rules; metrics none of them names get the default
     /// detectors) and returns the alert transitions it caused.
     pub fn observe(
@@ -175,57 +309,70 @@ impl MachineState {
         }
         let ts = input.sample.ts_ms;
         // One lookup for a metric already seen (the key is allocated only for a new one).
-        let newest = match self.newest.get_mut(input.metric) {
-            Some(n) => n,
+        let series = match self.series.get_mut(input.metric) {
+            Some(s) => s,
             None => self
-                .newest
+                .series
                 .entry(input.metric.to_owned())
-                .or_insert(i64::MIN),
+                .or_insert(Series {
+                    newest: i64::MIN,
+                    defaults: None,
+                }),
         };
-        let late = ts < *newest;
-        let reset =
-            !resets.is_empty() && !late && reset_due(resets, machine, input.metric, *newest, ts);
-        *newest = (*newest).max(ts);
+        let late = ts < series.newest;
+        let reset = !resets.is_empty()
+            && !late
+            && reset_due(resets, machine, input.metric, series.newest, ts);
+        series.newest = series.newest.max(ts);
         let named = rules.iter().any(|r| r.when.mentions(input.metric));
-        // Borrowed out of `self` for the loop, which needs `self` mutably, and put back after it.
-        let mut cache = std::mem::take(&mut self.defaults);
-        // The first reading of a metric since the start (or a restore) builds its default rules.
-        let (mut first, mut defaults): (bool, &[Rule]) = (false, &[]);
-        if !named {
-            let built = cache.get(input.metric).map(|(s, _)| s == settings);
-            first = built.is_none();
-            if built != Some(true) {
-                let rules = default_rules(input.metric, settings);
-                cache.insert(input.metric.to_owned(), (settings.clone(), rules));
-            }
-            if let Some((_, rules)) = cache.get(input.metric) {
-                defaults = rules;
-            }
-        }
         let mut events = Vec::new();
-        if first && !late {
-            events.extend(self.retire_old_defaults(input.metric, defaults, ts));
-        }
-        self.last_ratio = 0.0;
-        for rule in rules.iter().chain(defaults) {
-            if !rule.when.mentions(input.metric) {
-                continue;
+        if !named {
+            match &mut series.defaults {
+                Some(d) if d.settings == *settings => {}
+                Some(d) => {
+                    // Other settings: the same rules (by id) go on with what they learned.
+                    let orphans = d.rebuild(input.metric, settings);
+                    orphans.put_back(&mut self.conditions, &mut self.phases);
+                }
+                None => {
+                    // The metric's first reading since the start (or a restore): the default rules take
+                    // back their state, and those no longer in force resolve what they left open.
+                    let d = Defaults::build(
+                        input.metric,
+                        settings,
+                        &mut self.conditions,
+                        &mut self.phases,
+                    );
+                    if !late {
+                        events.extend(retire_old_defaults(
+                            &mut self.conditions,
+                            &mut self.phases,
+                            input.metric,
+                            &d.rules,
+                            ts,
+                        ));
+                    }
+                    series.defaults = Some(d);
+                }
             }
-            let states = match self.conditions.get_mut(&rule.id) {
-                Some(states) => states,
-                None => self.conditions.entry(rule.id.clone()).or_default(),
-            };
-            let mut ratio = self.last_ratio;
+        }
+        let mut ratio = 0.0;
+        // Steps one rule: its leaves on this metric judge the reading; a reading in order then evaluates
+        // the rule in its `phase` (`None` for a late one, which never makes one).
+        let step = |rule: &Rule,
+                    leaves: &mut BTreeMap<usize, ConditionState>,
+                    phase: Option<&mut Phase>,
+                    ratio: &mut f64| {
             rule.when.visit(&mut |i, leaf| {
                 if leaf.metric != input.metric {
                     return;
                 }
-                let state = states.entry(i).or_default();
+                let state = leaves.entry(i).or_default();
                 if reset {
                     *state = ConditionState::default();
                 }
                 if let Some(verdict) = judge(state, leaf, input.sample) {
-                    ratio = ratio.max(verdict.severity_ratio());
+                    *ratio = ratio.max(verdict.severity_ratio());
                     state.last = Some(Last {
                         ts_ms: ts,
                         verdict,
@@ -233,64 +380,29 @@ impl MachineState {
                     });
                 }
             });
-            self.last_ratio = ratio;
-            if late {
-                continue;
-            }
-            if let Some(event) = evaluate(states, &mut self.phases, tenant, machine, rule, ts) {
-                events.push(event);
-            }
-        }
-        self.defaults = cache;
-        events
-    }
-
-    /// Forgets the default rules of `metric` that are no longer its defaults (a state restored from before
-    /// the defaults changed), resolving the alerts they left open, so none stays open for ever.
-    fn retire_old_defaults(&mut self, metric: &str, defaults: &[Rule], ts: i64) -> Vec<AlertEvent> {
-        let suffix = format!(":{metric}");
-        let old: Vec<String> = self
-            .phases
-            .keys()
-            .chain(self.conditions.keys())
-            .filter(|id| id.starts_with("default:") && id.ends_with(&suffix))
-            .filter(|id| !defaults.iter().any(|r| &r.id == *id))
-            .cloned()
-            .collect();
-        let mut events = Vec::new();
-        for id in old {
-            let last = self
-                .conditions
-                .remove(&id)
-                .and_then(|leaves| leaves.into_values().find_map(|c| c.last));
-            let phase = self.phases.remove(&id);
-            let (Some(Phase::Active { id: alert, .. }), Some(last)) = (phase, last) else {
-                continue;
+            evaluate(leaves, phase?, tenant, machine, rule, ts)
+        };
+        for rule in rules.iter().filter(|r| r.when.mentions(input.metric)) {
+            let leaves = match self.conditions.get_mut(&rule.id) {
+                Some(leaves) => leaves,
+                None => self.conditions.entry(rule.id.clone()).or_default(),
             };
-            let detector = id
-                .strip_prefix("default:")
-                .and_then(|rest| rest.strip_suffix(suffix.as_str()))
-                .unwrap_or_default()
-                .to_owned();
-            let why = explain(&detector, metric, &last.verdict, last.ts_ms, true);
-            events.push(AlertEvent {
-                alert_id: alert,
-                transition: Transition::Resolved,
-                rule_id: id.clone(),
-                rule_name: format!("{detector} on {metric}"),
-                severity: Severity::Warning,
-                detector,
-                metric: metric.to_owned(),
-                observed: last.verdict.observed,
-                expected: last.verdict.expected,
-                score: last.verdict.score,
-                limit: last.verdict.limit,
-                event_time_ms: ts,
-                offsets: last.offset.into_iter().collect(),
-                explanation: why.text,
-                contributions: why.contributions,
-            });
+            let phase = if late {
+                None
+            } else if self.phases.contains_key(&rule.id) {
+                self.phases.get_mut(&rule.id)
+            } else {
+                Some(self.phases.entry(rule.id.clone()).or_default())
+            };
+            events.extend(step(rule, leaves, phase, &mut ratio));
         }
+        if let (false, Some(d)) = (named, &mut series.defaults) {
+            for (rule, state) in d.rules.iter().zip(&mut d.states) {
+                let phase = (!late).then(|| state.phase.get_or_insert_with(Phase::default));
+                events.extend(step(rule, &mut state.leaves, phase, &mut ratio));
+            }
+        }
+        self.last_ratio = ratio;
         events
     }
 
@@ -308,11 +420,137 @@ impl MachineState {
     }
 }
 
-/// Evaluates `rule` (the states of its leaves are `states`) at event time `ts` and steps its lifecycle in
-/// `phases`. Allocates nothing unless the alert changes (rules of at most [`INLINE_LEAVES`] leaves).
+impl Defaults {
+    /// The default rules of `metric` under `settings`, with the state `conditions` and `phases` hold for
+    /// them (taken out of those).
+    fn build(
+        metric: &str,
+        settings: &DetectionSettings,
+        conditions: &mut BTreeMap<String, BTreeMap<usize, ConditionState>>,
+        phases: &mut BTreeMap<String, Phase>,
+    ) -> Self {
+        let rules = default_rules(metric, settings);
+        let states = rules
+            .iter()
+            .map(|r| RuleState {
+                leaves: conditions.remove(&r.id).unwrap_or_default(),
+                phase: phases.remove(&r.id),
+            })
+            .collect();
+        Self {
+            settings: settings.clone(),
+            rules,
+            states,
+        }
+    }
+
+    /// Rebuilds the rules under other `settings`; each keeps its state (by id). Returns the state of rules
+    /// no longer among them.
+    fn rebuild(&mut self, metric: &str, settings: &DetectionSettings) -> Orphans {
+        let mut old: Vec<(String, RuleState)> = self
+            .rules
+            .drain(..)
+            .map(|r| r.id)
+            .zip(self.states.drain(..))
+            .collect();
+        self.rules = default_rules(metric, settings);
+        self.settings = settings.clone();
+        self.states = self
+            .rules
+            .iter()
+            .map(|r| match old.iter().position(|(id, _)| *id == r.id) {
+                Some(at) => old.swap_remove(at).1,
+                None => RuleState::default(),
+            })
+            .collect();
+        Orphans(old)
+    }
+
+    /// Each rule with its state.
+    fn each(&self) -> impl Iterator<Item = (&Rule, &RuleState)> {
+        self.rules.iter().zip(&self.states)
+    }
+}
+
+/// The state of default rules no longer in force.
+struct Orphans(Vec<(String, RuleState)>);
+
+impl Orphans {
+    /// Back among the rules kept by id, where the next first reading of their metric retires them.
+    fn put_back(
+        self,
+        conditions: &mut BTreeMap<String, BTreeMap<usize, ConditionState>>,
+        phases: &mut BTreeMap<String, Phase>,
+    ) {
+        for (id, state) in self.0 {
+            if !state.leaves.is_empty() {
+                conditions.insert(id.clone(), state.leaves);
+            }
+            if let Some(phase) = state.phase {
+                phases.insert(id, phase);
+            }
+        }
+    }
+}
+
+/// Forgets the default rules of `metric` that are no longer its defaults (a state restored from before
+/// the defaults changed), resolving the alerts they left open, so none stays open for ever.
+fn retire_old_defaults(
+    conditions: &mut BTreeMap<String, BTreeMap<usize, ConditionState>>,
+    phases: &mut BTreeMap<String, Phase>,
+    metric: &str,
+    defaults: &[Rule],
+    ts: i64,
+) -> Vec<AlertEvent> {
+    let suffix = format!(":{metric}");
+    let old: Vec<String> = phases
+        .keys()
+        .chain(conditions.keys())
+        .filter(|id| id.starts_with("default:") && id.ends_with(&suffix))
+        .filter(|id| !defaults.iter().any(|r| &r.id == *id))
+        .cloned()
+        .collect();
+    let mut events = Vec::new();
+    for id in old {
+        let last = conditions
+            .remove(&id)
+            .and_then(|leaves| leaves.into_values().find_map(|c| c.last));
+        let phase = phases.remove(&id);
+        let (Some(Phase::Active { id: alert, .. }), Some(last)) = (phase, last) else {
+            continue;
+        };
+        let detector = id
+            .strip_prefix("default:")
+            .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+            .unwrap_or_default()
+            .to_owned();
+        let why = explain(&detector, metric, &last.verdict, last.ts_ms, true);
+        events.push(AlertEvent {
+            alert_id: alert,
+            transition: Transition::Resolved,
+            rule_id: id.clone(),
+            rule_name: format!("{detector} on {metric}"),
+            severity: Severity::Warning,
+            detector,
+            metric: metric.to_owned(),
+            observed: last.verdict.observed,
+            expected: last.verdict.expected,
+            score: last.verdict.score,
+            limit: last.verdict.limit,
+            event_time_ms: ts,
+            offsets: last.offset.into_iter().collect(),
+            explanation: why.text,
+            contributions: why.contributions,
+        });
+    }
+    events
+}
+
+/// Evaluates `rule` (the states of its leaves are `states`) at event time `ts` and steps its lifecycle,
+/// `phase`. Allocates nothing unless the alert changes (rules of at most [`INLINE_LEAVES`] leaves).
 fn evaluate(
     states: &BTreeMap<usize, ConditionState>,
-    phases: &mut BTreeMap<String, Phase>,
+    phase: &mut Phase,
     tenant: &str,
     machine: &str,
     rule: &Rule,
@@ -353,10 +591,6 @@ fn evaluate(
         raise: rule.when.eval(raise),
         sustain: rule.when.eval(sustain),
         ratio: strongest.map(|(_, _, r)| r).unwrap_or(0.0),
-    };
-    let phase = match phases.get_mut(&rule.id) {
-        Some(phase) => phase,
-        None => phases.entry(rule.id.clone()).or_default(),
     };
     let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
         alert_id(tenant, machine, &rule.id, raised)

@@ -156,8 +156,35 @@ impl Expr {
         }
     }
 
+    /// The leaves of a tree one level deep (a leaf, or `all`/`any` of leaves, as most rules and every
+    /// default rule are), in order; `None` for a deeper tree. The engine's per-reading walks take this path
+    /// first: a loop the compiler inlines, where the recursive walk cannot be.
+    fn flat(&self) -> Option<Flat<'_>> {
+        match self {
+            Expr::Cond(c) => Some(Flat::One(c)),
+            Expr::All { all: xs } | Expr::Any { any: xs } => {
+                let all = matches!(self, Expr::All { .. });
+                xs.iter()
+                    .all(|x| matches!(x, Expr::Cond(_)))
+                    .then_some(Flat::Many { all, leaves: xs })
+            }
+        }
+    }
+
     /// Calls `f` with each leaf and its position, depth first (as [`Expr::conditions`], without a `Vec`).
     pub fn visit<'a>(&'a self, f: &mut impl FnMut(usize, &'a Condition)) {
+        match self.flat() {
+            Some(Flat::One(c)) => return f(0, c),
+            Some(Flat::Many { leaves, .. }) => {
+                for (i, x) in leaves.iter().enumerate() {
+                    if let Expr::Cond(c) = x {
+                        f(i, c);
+                    }
+                }
+                return;
+            }
+            None => {}
+        }
         fn go<'a>(e: &'a Expr, i: &mut usize, f: &mut impl FnMut(usize, &'a Condition)) {
             match e {
                 Expr::Cond(c) => {
@@ -184,12 +211,25 @@ impl Expr {
     pub fn leaf_count(&self) -> usize {
         match self {
             Expr::Cond(_) => 1,
-            Expr::All { all: xs } | Expr::Any { any: xs } => xs.iter().map(Expr::leaf_count).sum(),
+            Expr::All { all: xs } | Expr::Any { any: xs } => xs
+                .iter()
+                .map(|x| match x {
+                    Expr::Cond(_) => 1,
+                    deeper => deeper.leaf_count(),
+                })
+                .sum(),
         }
     }
 
     /// Evaluates the tree given each leaf's truth, in [`Expr::conditions`] order.
     pub fn eval(&self, leaves: &[bool]) -> bool {
+        let at = |i: usize| leaves.get(i).copied().unwrap_or(false);
+        match self.flat() {
+            Some(Flat::One(_)) => return at(0),
+            Some(Flat::Many { all: true, leaves }) => return (0..leaves.len()).all(at),
+            Some(Flat::Many { all: false, leaves }) => return (0..leaves.len()).any(at),
+            None => {}
+        }
         fn go(e: &Expr, leaves: &[bool], i: &mut usize) -> bool {
             match e {
                 Expr::Cond(_) => {
@@ -216,6 +256,14 @@ impl Expr {
         }
         go(self, leaves, &mut 0)
     }
+}
+
+/// A tree one level deep ([`Expr::flat`]).
+enum Flat<'a> {
+    /// A single leaf.
+    One(&'a Condition),
+    /// `all` (or else `any`) of these, every one a leaf.
+    Many { all: bool, leaves: &'a [Expr] },
 }
 
 pub use super::settings::DEFAULT_CLEAR_AFTER;

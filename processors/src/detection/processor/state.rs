@@ -15,7 +15,7 @@ use crate::detection::logic::baseline::Baseline;
 use crate::detection::logic::calibrate::Calibrator;
 use crate::detection::logic::context::Context;
 use crate::detection::logic::drift::Drift;
-use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState};
+use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState, Stored};
 use crate::detection::logic::ewma::Ewma;
 use crate::detection::logic::lifecycle::Phase;
 use crate::detection::logic::rate::Rate;
@@ -42,11 +42,12 @@ pub fn decode(codec: &Codec, bytes: &[u8]) -> Result<MachineState, CodecError> {
 }
 
 fn to_record(state: &MachineState) -> Result<avro::MachineState, CodecError> {
+    let view = state.view();
     let mut conditions = Vec::new();
-    for (rule_id, leaves) in &state.conditions {
-        for (leaf, c) in leaves {
+    for (rule_id, leaves) in &view.conditions {
+        for (leaf, c) in leaves.iter() {
             conditions.push(avro::ConditionState {
-                rule_id: rule_id.clone(),
+                rule_id: (*rule_id).to_owned(),
                 leaf: u32::try_from(*leaf)
                     .map_err(|_| CodecError::Shape(format!("leaf position {leaf}")))?,
                 detector: detector_record(&c.detector),
@@ -69,11 +70,11 @@ fn to_record(state: &MachineState) -> Result<avro::MachineState, CodecError> {
             });
         }
     }
-    let phases = state
+    let phases = view
         .phases
         .iter()
         .map(|(rule_id, phase)| avro::RulePhase {
-            rule_id: rule_id.clone(),
+            rule_id: (*rule_id).to_owned(),
             phase: match phase {
                 Phase::Idle => avro::Phase::Idle,
                 Phase::Pending { since_ms, count } => avro::Phase::Pending {
@@ -98,10 +99,10 @@ fn to_record(state: &MachineState) -> Result<avro::MachineState, CodecError> {
         version: STATE_VERSION,
         conditions,
         phases,
-        newest: state
+        newest: view
             .newest
             .iter()
-            .map(|(m, ts)| (m.clone(), *ts))
+            .map(|(m, ts)| ((*m).to_owned(), *ts))
             .collect(),
     })
 }
@@ -163,11 +164,11 @@ fn from_record(record: avro::MachineState) -> Result<MachineState, CodecError> {
             (p.rule_id, phase)
         })
         .collect();
-    let mut state = MachineState::default();
-    state.conditions = conditions;
-    state.phases = phases;
-    state.newest = record.newest.into_iter().collect();
-    Ok(state)
+    Ok(MachineState::from(Stored {
+        conditions,
+        phases,
+        newest: record.newest.into_iter().collect(),
+    }))
 }
 
 fn ew_record(s: &EwStats) -> avro::EwStats {
