@@ -943,6 +943,60 @@ mod tests {
     }
 
     #[test]
+    fn other_settings_keep_what_the_default_rule_learned() {
+        let series = plant_day();
+        let feed =
+            |state: &mut MachineState, settings: &DetectionSettings, from: usize, to: usize| {
+                let mut events = Vec::new();
+                for (i, (metric, s)) in series.iter().enumerate().take(to).skip(from) {
+                    let input = Input {
+                        metric,
+                        sample: *s,
+                        offset: Some((0, i as i64)),
+                    };
+                    events.extend(state.observe_under("t1", "press-07", &[], settings, &[], input));
+                }
+                events
+            };
+        let learned = |state: &MachineState| match state.view().conditions
+            ["default:context:spindle_temp"]
+            .get(&0)
+            .map(|c| &c.detector)
+        {
+            Some(DetectorState::Context(c)) => c.level.n,
+            other => panic!("{other:?}"),
+        };
+        let calm = DetectionSettings::default();
+        let touchy = DetectionSettings {
+            one_in: 1_000.0,
+            ..DetectionSettings::default()
+        };
+        // Under other settings from reading 350 on, the context detector goes on counting from there...
+        let mut changed = MachineState::default();
+        feed(&mut changed, &calm, 0, 350);
+        feed(&mut changed, &touchy, 350, 450);
+        assert_eq!(learned(&changed), 450);
+        // ...and judges as one that had the new settings all along, once both have seen the same readings.
+        let mut along = MachineState::default();
+        feed(&mut along, &touchy, 0, 450);
+        assert_eq!(
+            feed(&mut changed, &touchy, 450, 500),
+            feed(&mut along, &touchy, 450, 500)
+        );
+        // Restored, the state goes on the same.
+        let mut restored: MachineState =
+            serde_json::from_str(&serde_json::to_string(&changed).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&restored).unwrap(),
+            serde_json::to_value(&changed).unwrap()
+        );
+        assert_eq!(
+            feed(&mut restored, &touchy, 500, 700),
+            feed(&mut changed, &touchy, 500, 700)
+        );
+    }
+
+    #[test]
     fn late_readings_teach_but_do_not_alert() {
         let mut state = MachineState::default();
         let mut series = plant_day()[..300].to_vec();
