@@ -57,6 +57,11 @@ const LOG10_COUNT: [f64; 7] = [
     1.0 - std::f64::consts::LOG10_2,
     0.778_151_250_383_643_6, // log10(6)
 ];
+/// For each number of features judged, `n`: a z at or below which `tail_score(z) < log10(n)`, so the
+/// score is 0 (NaN for one feature: any tail counts then). `tail_score` grows with z; each bound leaves a
+/// margin of at least 0.01 in the score (`quiet_bounds_give_a_score_of_0`), except for two features, where
+/// `z <= 0` gives the tail of 0 exactly (`log10(2)` less 1.3e-8).
+const QUIET_Z: [f64; 7] = [f64::NAN, f64::NAN, 0.0, 0.40, 0.64, 0.81, 0.93];
 /// Learning clips a reading to this many standard deviations, so a spike does not poison what is learned
 /// while a lasting change is still learned, gradually. (Compared at 5, 6, 8, 10 and 12 on the tuning streams
 /// of the README's leave-some-out table; 8 scored best there.)
@@ -638,12 +643,18 @@ impl Detector for Context {
             }
         }
         // The chance that any of `judged` features is this unusual: at most `judged` times the smallest.
-        let score = (tail_score(best)
-            - LOG10_COUNT
-                .get(judged as usize)
-                .copied()
-                .unwrap_or(f64::from(judged).log10()))
-        .clamp(0.0, MAX_SCORE);
+        // Most readings are usual: below `QUIET_Z` the score is 0 whatever the tail, which is not computed.
+        let quiet = QUIET_Z.get(judged as usize).is_some_and(|q| best <= *q);
+        let score = if quiet {
+            0.0
+        } else {
+            (tail_score(best)
+                - LOG10_COUNT
+                    .get(judged as usize)
+                    .copied()
+                    .unwrap_or(f64::from(judged).log10()))
+            .clamp(0.0, MAX_SCORE)
+        };
         let feature = self.last_feature;
         let (levels, freq) = self.step;
         let detail = match feature {
@@ -675,6 +686,23 @@ impl Detector for Context {
 mod tests {
     use super::*;
     use crate::detection::logic::testing::{noisy, run};
+
+    #[test]
+    fn quiet_bounds_give_a_score_of_0() {
+        for (n, q) in QUIET_Z.iter().enumerate() {
+            if q.is_nan() {
+                continue;
+            }
+            let margin = LOG10_COUNT[n] - tail_score(*q);
+            assert!(margin > 0.0, "{n} features: {margin}");
+            assert!(n == 2 || margin > 0.01, "{n} features: {margin}");
+            // Every z below the bound, on a fine grid, scores under the count's share too.
+            for i in 0..=5_000 {
+                let z = q - f64::from(i) * 0.001;
+                assert!(tail_score(z) < LOG10_COUNT[n], "{n} features, z {z}");
+            }
+        }
+    }
 
     #[test]
     fn slots_tell_the_hour_and_the_weekend() {
