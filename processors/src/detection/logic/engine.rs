@@ -329,10 +329,18 @@ impl MachineState {
         if !named {
             match &mut series.defaults {
                 Some(d) if d.settings == *settings => {}
-                Some(d) => {
-                    // Other settings: the same rules (by id) go on with what they learned.
-                    let orphans = d.rebuild(input.metric, settings);
-                    orphans.put_back(&mut self.conditions, &mut self.phases);
+                Some(_) => {
+                    // Other settings: the state goes back by rule id, and the rules built under them take
+                    // theirs (the same ids go on with what they learned).
+                    if let Some(d) = series.defaults.take() {
+                        d.put_back(&mut self.conditions, &mut self.phases);
+                    }
+                    series.defaults = Some(Defaults::build(
+                        input.metric,
+                        settings,
+                        &mut self.conditions,
+                        &mut self.phases,
+                    ));
                 }
                 None => {
                     // The metric's first reading since the start (or a restore): the default rules take
@@ -444,50 +452,23 @@ impl Defaults {
         }
     }
 
-    /// Rebuilds the rules under other `settings`; each keeps its state (by id). Returns the state of rules
-    /// no longer among them.
-    fn rebuild(&mut self, metric: &str, settings: &DetectionSettings) -> Orphans {
-        let mut old: Vec<(String, RuleState)> = self
-            .rules
-            .drain(..)
-            .map(|r| r.id)
-            .zip(self.states.drain(..))
-            .collect();
-        self.rules = default_rules(metric, settings);
-        self.settings = settings.clone();
-        self.states = self
-            .rules
-            .iter()
-            .map(|r| match old.iter().position(|(id, _)| *id == r.id) {
-                Some(at) => old.swap_remove(at).1,
-                None => RuleState::default(),
-            })
-            .collect();
-        Orphans(old)
-    }
-
     /// Each rule with its state.
     fn each(&self) -> impl Iterator<Item = (&Rule, &RuleState)> {
         self.rules.iter().zip(&self.states)
     }
-}
 
-/// The state of default rules no longer in force.
-struct Orphans(Vec<(String, RuleState)>);
-
-impl Orphans {
-    /// Back among the rules kept by id, where the next first reading of their metric retires them.
+    /// The state back among the rules kept by id ([`Defaults::build`] takes it out again).
     fn put_back(
         self,
         conditions: &mut BTreeMap<String, BTreeMap<usize, ConditionState>>,
         phases: &mut BTreeMap<String, Phase>,
     ) {
-        for (id, state) in self.0 {
+        for (rule, state) in self.rules.into_iter().zip(self.states) {
             if !state.leaves.is_empty() {
-                conditions.insert(id.clone(), state.leaves);
+                conditions.insert(rule.id.clone(), state.leaves);
             }
             if let Some(phase) = state.phase {
-                phases.insert(id, phase);
+                phases.insert(rule.id, phase);
             }
         }
     }
@@ -669,6 +650,26 @@ fn sustain_limit(test: &Test, v: &Verdict, clear_ratio: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::detection::logic::testing::noisy;
+
+    /// Feeds `series` (whose first reading sits at offset `first`) under `settings` and `resets`.
+    fn feed_under(
+        state: &mut MachineState,
+        settings: &DetectionSettings,
+        resets: &[Reset],
+        series: &[(&str, Sample)],
+        first: usize,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for (i, (metric, s)) in series.iter().enumerate() {
+            let input = Input {
+                metric,
+                sample: *s,
+                offset: Some((0, (first + i) as i64)),
+            };
+            events.extend(state.observe_under("t1", "press-07", &[], settings, resets, input));
+        }
+        events
+    }
 
     fn run(state: &mut MachineState, rules: &[Rule], series: &[(&str, Sample)]) -> Vec<AlertEvent> {
         series
@@ -872,23 +873,8 @@ mod tests {
             metrics: Vec::new(),
         }];
         let with_resets = |state: &mut MachineState, from: usize, to: usize| {
-            let mut events = Vec::new();
-            for (i, (metric, s)) in series.iter().enumerate().take(to).skip(from) {
-                let input = Input {
-                    metric,
-                    sample: *s,
-                    offset: Some((0, i as i64)),
-                };
-                events.extend(state.observe_under(
-                    "t1",
-                    "press-07",
-                    &[],
-                    &DetectionSettings::default(),
-                    &replaced,
-                    input,
-                ));
-            }
-            events
+            let settings = DetectionSettings::default();
+            feed_under(state, &settings, &replaced, &series[from..to], from)
         };
         let whole = with_resets(&mut MachineState::default(), 0, series.len());
         assert_eq!(
@@ -919,26 +905,14 @@ mod tests {
                 ..replaced[0].clone()
             },
         ];
-        let mut state = MachineState::default();
-        let events: Vec<_> = series
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (metric, s))| {
-                let input = Input {
-                    metric,
-                    sample: *s,
-                    offset: Some((0, i as i64)),
-                };
-                state.observe_under(
-                    "t1",
-                    "press-07",
-                    &[],
-                    &DetectionSettings::default(),
-                    &elsewhere,
-                    input,
-                )
-            })
-            .collect();
+        let settings = DetectionSettings::default();
+        let events = feed_under(
+            &mut MachineState::default(),
+            &settings,
+            &elsewhere,
+            &series,
+            0,
+        );
         assert!(raised(&events) >= 1);
     }
 
@@ -947,16 +921,7 @@ mod tests {
         let series = plant_day();
         let feed =
             |state: &mut MachineState, settings: &DetectionSettings, from: usize, to: usize| {
-                let mut events = Vec::new();
-                for (i, (metric, s)) in series.iter().enumerate().take(to).skip(from) {
-                    let input = Input {
-                        metric,
-                        sample: *s,
-                        offset: Some((0, i as i64)),
-                    };
-                    events.extend(state.observe_under("t1", "press-07", &[], settings, &[], input));
-                }
-                events
+                feed_under(state, settings, &[], &series[from..to], from)
             };
         let learned = |state: &MachineState| match state.view().conditions
             ["default:context:spindle_temp"]
