@@ -22,7 +22,7 @@ use super::settings::DetectionSettings;
 use super::{Detector, Sample, Verdict};
 
 /// Rules with at most this many leaves are evaluated without allocating.
-const INLINE_LEAVES: usize = 16;
+const INLINE_LEAVES: usize = 64;
 
 /// Where a reading sits in Kafka: (partition, offset).
 pub type Offset = (i32, i64);
@@ -365,30 +365,37 @@ impl MachineState {
             }
         }
         let mut ratio = 0.0;
-        // Steps one rule: its leaves on this metric judge the reading; a reading in order then evaluates
-        // the rule in its `phase` (`None` for a late one, which never makes one).
+        // Steps one rule: its leaves on this metric judge the reading (`own`: every leaf is, as in the
+        // metric's default rules); a reading in order then evaluates the rule in its `phase` (`None` for a
+        // late one, which never makes one). One pass over the leaves does both: a leaf is tallied once it
+        // has judged, and its tally depends on nothing else.
         let step = |rule: &Rule,
+                    own: bool,
                     leaves: &mut BTreeMap<usize, ConditionState>,
                     phase: Option<&mut Phase>,
                     ratio: &mut f64| {
+            let mut tally = Tally::new(rule, ts);
             rule.when.visit(&mut |i, leaf| {
-                if leaf.metric != input.metric {
-                    return;
-                }
-                let state = leaves.entry(i).or_default();
-                if reset {
-                    *state = ConditionState::default();
-                }
-                if let Some(verdict) = judge(state, leaf, input.sample) {
-                    *ratio = ratio.max(verdict.severity_ratio());
-                    state.last = Some(Last {
-                        ts_ms: ts,
-                        verdict,
-                        offset: input.offset,
-                    });
-                }
+                let state = if own || leaf.metric == input.metric {
+                    let state = leaves.entry(i).or_default();
+                    if reset {
+                        *state = ConditionState::default();
+                    }
+                    if let Some(verdict) = judge(state, leaf, input.sample) {
+                        *ratio = ratio.max(verdict.severity_ratio());
+                        state.last = Some(Last {
+                            ts_ms: ts,
+                            verdict,
+                            offset: input.offset,
+                        });
+                    }
+                    Some(&*state)
+                } else {
+                    leaves.get(&i)
+                };
+                tally.add(i, leaf, state);
             });
-            evaluate(leaves, phase?, tenant, machine, rule, ts)
+            conclude(&tally, leaves, phase?, tenant, machine, rule)
         };
         for rule in rules.iter().filter(|r| r.when.mentions(input.metric)) {
             let leaves = match self.conditions.get_mut(&rule.id) {
@@ -402,12 +409,17 @@ impl MachineState {
             } else {
                 Some(self.phases.entry(rule.id.clone()).or_default())
             };
-            events.extend(step(rule, leaves, phase, &mut ratio));
+            if let Some(event) = step(rule, false, leaves, phase, &mut ratio) {
+                events.push(event);
+            }
         }
         if let (false, Some(d)) = (named, &mut series.defaults) {
             for (rule, state) in d.rules.iter().zip(&mut d.states) {
                 let phase = (!late).then(|| state.phase.get_or_insert_with(Phase::default));
-                events.extend(step(rule, &mut state.leaves, phase, &mut ratio));
+                // Not `extend`: that would move the (mostly empty) `Option` of a large event.
+                if let Some(event) = step(rule, true, &mut state.leaves, phase, &mut ratio) {
+                    events.push(event);
+                }
             }
         }
         self.last_ratio = ratio;
@@ -527,59 +539,125 @@ fn retire_old_defaults(
     events
 }
 
-/// Evaluates `rule` (the states of its leaves are `states`) at event time `ts` and steps its lifecycle,
-/// `phase`. Allocates nothing unless the alert changes (rules of at most [`INLINE_LEAVES`] leaves).
-fn evaluate(
+/// What the leaves of a rule say at one evaluation, taken in leaf by leaf ([`Expr::visit`] order): which
+/// hold by the raising and by the sustaining limits, the strongest that sustains (the last of equals) and the
+/// first with a fresh verdict. Allocates nothing for rules of at most [`INLINE_LEAVES`] leaves.
+///
+/// [`Expr::visit`]: super::rules::Expr::visit
+struct Tally {
+    /// Event time of the evaluation.
+    ts: i64,
+    /// A verdict older than this (ms) no longer counts.
+    max_age_ms: i64,
+    clear_ratio: f64,
+    raise: Flags,
+    sustain: Flags,
+    strongest: Option<(usize, f64)>,
+    first_fresh: Option<usize>,
+}
+
+/// One flag per leaf, all off at first.
+enum Flags {
+    /// Bit `i` for leaf `i`.
+    Bits(u64),
+    Heap(Box<[bool]>),
+}
+
+impl Flags {
+    fn new(n: usize) -> Self {
+        if n <= INLINE_LEAVES {
+            Flags::Bits(0)
+        } else {
+            Flags::Heap(vec![false; n].into_boxed_slice())
+        }
+    }
+
+    fn set(&mut self, i: usize, on: bool) {
+        match self {
+            Flags::Bits(bits) if i < INLINE_LEAVES => *bits |= u64::from(on) << i,
+            Flags::Bits(_) => {}
+            Flags::Heap(v) => {
+                if let Some(slot) = v.get_mut(i) {
+                    *slot = on;
+                }
+            }
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Flags::Bits(bits) => i < INLINE_LEAVES && bits >> i & 1 == 1,
+            Flags::Heap(v) => v.get(i).copied().unwrap_or(false),
+        }
+    }
+}
+
+impl Tally {
+    fn new(rule: &Rule, ts: i64) -> Self {
+        let n = rule.when.leaf_count();
+        Self {
+            ts,
+            max_age_ms: rule.max_age_secs as i64 * 1000,
+            clear_ratio: rule.clear_ratio,
+            raise: Flags::new(n),
+            sustain: Flags::new(n),
+            strongest: None,
+            first_fresh: None,
+        }
+    }
+
+    /// The last verdict of a leaf's `state`, when it is fresh.
+    fn fresh<'a>(&self, state: Option<&'a ConditionState>) -> Option<&'a Last> {
+        state
+            .and_then(|s| s.last.as_ref())
+            .filter(|l| self.ts - l.ts_ms <= self.max_age_ms)
+    }
+
+    /// Takes in leaf `i`, condition `c`, whose state is `state`.
+    fn add(&mut self, i: usize, c: &Condition, state: Option<&ConditionState>) {
+        let Some(l) = self.fresh(state) else { return };
+        self.first_fresh.get_or_insert(i);
+        let sustain = l.verdict.score > sustain_limit(&c.test, &l.verdict, self.clear_ratio);
+        self.raise.set(i, l.verdict.anomalous);
+        self.sustain.set(i, sustain);
+        let ratio = l.verdict.severity_ratio();
+        if sustain
+            && self
+                .strongest
+                .is_none_or(|(_, r)| ratio.total_cmp(&r).is_ge())
+        {
+            self.strongest = Some((i, ratio));
+        }
+    }
+}
+
+/// Evaluates `rule` from the `tally` of its leaves (whose states are `states`) and steps its lifecycle,
+/// `phase`. Allocates nothing unless the alert changes.
+fn conclude(
+    tally: &Tally,
     states: &BTreeMap<usize, ConditionState>,
     phase: &mut Phase,
     tenant: &str,
     machine: &str,
     rule: &Rule,
-    ts: i64,
 ) -> Option<AlertEvent> {
-    let n = rule.when.leaf_count();
-    let (mut raise_inline, mut sustain_inline) = ([false; INLINE_LEAVES], [false; INLINE_LEAVES]);
-    let (mut raise_heap, mut sustain_heap) = (Vec::new(), Vec::new());
-    let (raise, sustain): (&mut [bool], &mut [bool]) = if n <= INLINE_LEAVES {
-        (&mut raise_inline[..n], &mut sustain_inline[..n])
-    } else {
-        raise_heap.resize(n, false);
-        sustain_heap.resize(n, false);
-        (&mut raise_heap, &mut sustain_heap)
-    };
-    let max_age_ms = rule.max_age_secs as i64 * 1000;
-    let fresh = |i: usize| {
-        states
-            .get(&i)
-            .and_then(|s| s.last.as_ref())
-            .filter(|l| ts - l.ts_ms <= max_age_ms)
-    };
-    // The strongest condition that holds (the last of equals), and the first with a fresh verdict.
-    let mut strongest: Option<(usize, &Last, f64)> = None;
-    let mut first_fresh: Option<(usize, &Last)> = None;
-    rule.when.visit(&mut |i, c| {
-        let Some(l) = fresh(i) else { return };
-        first_fresh.get_or_insert((i, l));
-        raise[i] = l.verdict.anomalous;
-        sustain[i] = l.verdict.score > sustain_limit(&c.test, &l.verdict, rule.clear_ratio);
-        let ratio = l.verdict.severity_ratio();
-        if sustain[i] && strongest.is_none_or(|(_, _, r)| ratio.total_cmp(&r).is_ge()) {
-            strongest = Some((i, l, ratio));
-        }
-    });
+    let ts = tally.ts;
     let step = Step {
         ts_ms: ts,
-        raise: rule.when.eval(raise),
-        sustain: rule.when.eval(sustain),
-        ratio: strongest.map(|(_, _, r)| r).unwrap_or(0.0),
+        raise: rule.when.eval(|i| tally.raise.get(i)),
+        sustain: rule.when.eval(|i| tally.sustain.get(i)),
+        ratio: tally.strongest.map(|(_, r)| r).unwrap_or(0.0),
     };
     let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
         alert_id(tenant, machine, &rule.id, raised)
     })?;
     // A resolution reports the condition that last held, so it says what cleared.
-    let (leaf, last) = strongest.map(|(i, l, _)| (i, l)).or(first_fresh)?;
+    let leaf = tally.strongest.map(|(i, _)| i).or(tally.first_fresh)?;
+    let last = tally.fresh(states.get(&leaf))?;
     let leaves = rule.when.conditions();
-    let on: Vec<usize> = (0..n).filter(|i| sustain[*i]).collect();
+    let on: Vec<usize> = (0..leaves.len())
+        .filter(|i| tally.sustain.get(*i))
+        .collect();
     let why = explain(
         leaves[leaf].test.name(),
         &leaves[leaf].metric,
@@ -604,7 +682,9 @@ fn evaluate(
         offsets: if on.is_empty() {
             last.offset.into_iter().collect()
         } else {
-            on.iter().filter_map(|i| fresh(*i)?.offset).collect()
+            on.iter()
+                .filter_map(|i| tally.fresh(states.get(i))?.offset)
+                .collect()
         },
         explanation: why.text,
         contributions: why.contributions,
@@ -833,6 +913,52 @@ mod tests {
         );
         assert_eq!(events[0].severity, Severity::Critical);
         assert_eq!(events[0].offsets.len(), 2, "both readings behind the alert");
+    }
+
+    #[test]
+    fn rules_of_more_leaves_than_a_word_evaluate_alike() {
+        // One leaf fires, at each end of a rule of 3 and of 70 leaves (over the 64 kept in a word's bits).
+        let rule = |n: usize, hot: usize| -> Rule {
+            let any: Vec<String> = (0..n)
+                .map(|i| {
+                    let limit = if i == hot { 50 } else { 1_000 };
+                    format!(r#"{{"metric": "temp", "detector": "above", "value": {limit}}}"#)
+                })
+                .collect();
+            serde_json::from_str(&format!(
+                r#"{{"id": "r{n}-{hot}", "when": {{"any": [{}]}}}}"#,
+                any.join(",")
+            ))
+            .unwrap()
+        };
+        let series: Vec<(&str, Sample)> = [40.0, 60.0, 40.0, 40.0, 40.0, 40.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let ts_ms = i as i64 * 60_000;
+                ("temp", Sample { ts_ms, value: *v })
+            })
+            .collect();
+        for (n, hot) in [(3, 0), (3, 2), (70, 0), (70, 69)] {
+            let events = run(&mut MachineState::default(), &[rule(n, hot)], &series);
+            let got: Vec<_> = events
+                .iter()
+                .map(|e| (e.transition, e.event_time_ms / 60_000, e.observed))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (Transition::Raised, 1, 60.0),
+                    (Transition::Resolved, 4, 40.0)
+                ],
+                "{n} leaves, leaf {hot} hot"
+            );
+            assert_eq!(
+                events[0].offsets,
+                vec![(0, 1)],
+                "{n} leaves, leaf {hot} hot"
+            );
+        }
     }
 
     #[test]

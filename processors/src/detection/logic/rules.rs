@@ -221,19 +221,18 @@ impl Expr {
         }
     }
 
-    /// Evaluates the tree given each leaf's truth, in [`Expr::conditions`] order.
-    pub fn eval(&self, leaves: &[bool]) -> bool {
-        let at = |i: usize| leaves.get(i).copied().unwrap_or(false);
+    /// Evaluates the tree given each leaf's truth, `at` its position in [`Expr::conditions`] order.
+    pub fn eval(&self, at: impl Fn(usize) -> bool) -> bool {
         match self.flat() {
             Some(Flat::One(_)) => return at(0),
             Some(Flat::Many { all: true, leaves }) => return (0..leaves.len()).all(at),
             Some(Flat::Many { all: false, leaves }) => return (0..leaves.len()).any(at),
             None => {}
         }
-        fn go(e: &Expr, leaves: &[bool], i: &mut usize) -> bool {
+        fn go(e: &Expr, at: &impl Fn(usize) -> bool, i: &mut usize) -> bool {
             match e {
                 Expr::Cond(_) => {
-                    let v = leaves.get(*i).copied().unwrap_or(false);
+                    let v = at(*i);
                     *i += 1;
                     v
                 }
@@ -241,20 +240,20 @@ impl Expr {
                 Expr::All { all } => {
                     let mut holds = true;
                     for x in all {
-                        holds &= go(x, leaves, i);
+                        holds &= go(x, at, i);
                     }
                     holds
                 }
                 Expr::Any { any } => {
                     let mut holds = false;
                     for x in any {
-                        holds |= go(x, leaves, i);
+                        holds |= go(x, at, i);
                     }
                     holds
                 }
             }
         }
-        go(self, leaves, &mut 0)
+        go(self, &at, &mut 0)
     }
 }
 
@@ -353,9 +352,10 @@ mod tests {
             })
         );
         assert_eq!(rule.hold.secs, 30);
-        assert!(rule.when.eval(&[true, false, true]));
-        assert!(!rule.when.eval(&[true, false, false]));
-        assert!(!rule.when.eval(&[false, true, true]));
+        let eval = |truth: [bool; 3]| rule.when.eval(|i| truth[i]);
+        assert!(eval([true, false, true]));
+        assert!(!eval([true, false, false]));
+        assert!(!eval([false, true, true]));
         let err = serde_json::from_str::<Rule>(
             r#"{"id": "x", "when": {"metric": "t", "detector": "ewma", "bandd": 4}}"#,
         );
