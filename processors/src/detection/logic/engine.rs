@@ -17,7 +17,7 @@ use super::ewma::Ewma;
 use super::explain::explain;
 use super::lifecycle::{alert_id, Phase, Step, Transition};
 use super::rate::Rate;
-use super::rules::{default_rules, Condition, Rule, Severity, Test};
+use super::rules::{default_rules, Condition, Rule, Severity, Shape, Test};
 use super::settings::DetectionSettings;
 use super::{Detector, Sample, Verdict};
 
@@ -547,6 +547,8 @@ fn retire_old_defaults(
 struct Tally {
     /// Event time of the evaluation.
     ts: i64,
+    /// How the rule combines its leaves.
+    shape: Shape,
     /// A verdict older than this (ms) no longer counts.
     max_age_ms: i64,
     clear_ratio: f64,
@@ -594,9 +596,11 @@ impl Flags {
 
 impl Tally {
     fn new(rule: &Rule, ts: i64) -> Self {
-        let n = rule.when.leaf_count();
+        let shape = rule.when.shape();
+        let n = shape.leaves();
         Self {
             ts,
+            shape,
             max_age_ms: rule.max_age_secs as i64 * 1000,
             clear_ratio: rule.clear_ratio,
             raise: Flags::new(n),
@@ -611,6 +615,20 @@ impl Tally {
         state
             .and_then(|s| s.last.as_ref())
             .filter(|l| self.ts - l.ts_ms <= self.max_age_ms)
+    }
+
+    /// Whether the rule holds when the leaves `flags` holds do.
+    fn holds(&self, rule: &Rule, flags: &Flags) -> bool {
+        match (self.shape, flags) {
+            (Shape::Flat { all: true, n }, Flags::Bits(bits)) => {
+                let every = u64::MAX
+                    .checked_shr((INLINE_LEAVES - n) as u32)
+                    .unwrap_or(0);
+                *bits == every
+            }
+            (Shape::Flat { all: false, .. }, Flags::Bits(bits)) => *bits != 0,
+            _ => rule.when.eval(|i| flags.get(i)),
+        }
     }
 
     /// Takes in leaf `i`, condition `c`, whose state is `state`.
@@ -644,8 +662,8 @@ fn conclude(
     let ts = tally.ts;
     let step = Step {
         ts_ms: ts,
-        raise: rule.when.eval(|i| tally.raise.get(i)),
-        sustain: rule.when.eval(|i| tally.sustain.get(i)),
+        raise: tally.holds(rule, &tally.raise),
+        sustain: tally.holds(rule, &tally.sustain),
         ratio: tally.strongest.map(|(_, r)| r).unwrap_or(0.0),
     };
     let (transition, alert_id) = phase.step(step, rule.hold, rule.clear_after, |raised| {
@@ -691,7 +709,9 @@ fn conclude(
     })
 }
 
-/// Runs one condition's detector on `sample`.
+/// Runs one condition's detector on `sample`. Inlined: a reading runs it once per leaf, and its verdict
+/// then goes straight to where the leaf keeps it.
+#[inline]
 fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option<Verdict> {
     let v = sample.value;
     match (&leaf.test, &mut state.detector) {
@@ -702,17 +722,30 @@ fn judge(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option
         (Test::Rate(c), DetectorState::Rate(d)) => d.observe(c, sample),
         (Test::Context(c), DetectorState::Context(d)) => d.observe(c, sample),
         (Test::Drift(c), DetectorState::Drift(d)) => d.observe(c, sample),
-        // The rule changed the condition's detector: start it afresh.
         (test, slot) => {
-            *slot = match test {
-                Test::Ewma(_) => DetectorState::Ewma(Ewma::default()),
-                Test::Baseline(_) => DetectorState::Baseline(Baseline::default()),
-                Test::Rate(_) => DetectorState::Rate(Rate::default()),
-                Test::Context(_) => DetectorState::Context(Box::default()),
-                Test::Drift(_) => DetectorState::Drift(Drift::default()),
-                _ => DetectorState::Threshold,
-            };
-            judge(state, leaf, sample)
+            *slot = DetectorState::new(test);
+            judge_afresh(state, leaf, sample)
+        }
+    }
+}
+
+/// [`judge`] once the condition's detector has started afresh (the rule changed it).
+#[cold]
+#[inline(never)]
+fn judge_afresh(state: &mut ConditionState, leaf: &Condition, sample: Sample) -> Option<Verdict> {
+    judge(state, leaf, sample)
+}
+
+impl DetectorState {
+    /// A fresh detector for `test`.
+    fn new(test: &Test) -> Self {
+        match test {
+            Test::Ewma(_) => DetectorState::Ewma(Ewma::default()),
+            Test::Baseline(_) => DetectorState::Baseline(Baseline::default()),
+            Test::Rate(_) => DetectorState::Rate(Rate::default()),
+            Test::Context(_) => DetectorState::Context(Box::default()),
+            Test::Drift(_) => DetectorState::Drift(Drift::default()),
+            Test::Above { .. } | Test::Below { .. } => DetectorState::Threshold,
         }
     }
 }
@@ -917,17 +950,22 @@ mod tests {
 
     #[test]
     fn rules_of_more_leaves_than_a_word_evaluate_alike() {
-        // One leaf fires, at each end of a rule of 3 and of 70 leaves (over the 64 kept in a word's bits).
-        let rule = |n: usize, hot: usize| -> Rule {
-            let any: Vec<String> = (0..n)
+        // `any` of n leaves of which one fires (at either end), and `all` of n leaves that all fire, for
+        // rules within and beyond the 64 leaves kept in a word's bits.
+        let rule = |kind: &str, n: usize, hot: Option<usize>| -> Rule {
+            let leaves: Vec<String> = (0..n)
                 .map(|i| {
-                    let limit = if i == hot { 50 } else { 1_000 };
+                    let limit = if hot.is_none_or(|h| h == i) {
+                        50
+                    } else {
+                        1_000
+                    };
                     format!(r#"{{"metric": "temp", "detector": "above", "value": {limit}}}"#)
                 })
                 .collect();
             serde_json::from_str(&format!(
-                r#"{{"id": "r{n}-{hot}", "when": {{"any": [{}]}}}}"#,
-                any.join(",")
+                r#"{{"id": "{kind}-{n}", "when": {{"{kind}": [{}]}}}}"#,
+                leaves.join(",")
             ))
             .unwrap()
         };
@@ -939,8 +977,12 @@ mod tests {
                 ("temp", Sample { ts_ms, value: *v })
             })
             .collect();
-        for (n, hot) in [(3, 0), (3, 2), (70, 0), (70, 69)] {
-            let events = run(&mut MachineState::default(), &[rule(n, hot)], &series);
+        let rules = [(3, Some(0)), (3, Some(2)), (70, Some(0)), (70, Some(69))]
+            .map(|(n, hot)| (format!("any of {n}, {hot:?} hot"), rule("any", n, hot)))
+            .into_iter()
+            .chain([1, 2, 64, 65, 70].map(|n| (format!("all of {n}"), rule("all", n, None))));
+        for (what, rule) in rules {
+            let events = run(&mut MachineState::default(), &[rule], &series);
             let got: Vec<_> = events
                 .iter()
                 .map(|e| (e.transition, e.event_time_ms / 60_000, e.observed))
@@ -951,12 +993,12 @@ mod tests {
                     (Transition::Raised, 1, 60.0),
                     (Transition::Resolved, 4, 40.0)
                 ],
-                "{n} leaves, leaf {hot} hot"
+                "{what}"
             );
-            assert_eq!(
-                events[0].offsets,
-                vec![(0, 1)],
-                "{n} leaves, leaf {hot} hot"
+            let offsets = &events[0].offsets;
+            assert!(
+                !offsets.is_empty() && offsets.iter().all(|o| *o == (0, 1)),
+                "{what}"
             );
         }
     }

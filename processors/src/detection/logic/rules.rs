@@ -171,6 +171,20 @@ impl Expr {
         }
     }
 
+    /// How the tree combines its leaves (one walk of its top level for most rules).
+    pub fn shape(&self) -> Shape {
+        match self.flat() {
+            Some(Flat::One(_)) => Shape::Flat { all: true, n: 1 },
+            Some(Flat::Many { all, leaves }) => Shape::Flat {
+                all,
+                n: leaves.len(),
+            },
+            None => Shape::Nested {
+                n: self.leaf_count(),
+            },
+        }
+    }
+
     /// Calls `f` with each leaf and its position, depth first (as [`Expr::conditions`], without a `Vec`).
     pub fn visit<'a>(&'a self, f: &mut impl FnMut(usize, &'a Condition)) {
         match self.flat() {
@@ -254,6 +268,24 @@ impl Expr {
             }
         }
         go(self, &at, &mut 0)
+    }
+}
+
+/// How a tree combines its leaves ([`Expr::shape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// All (or else any) of `n` leaves: a tree one level deep, or a single leaf (all of one).
+    Flat { all: bool, n: usize },
+    /// A deeper tree of `n` leaves.
+    Nested { n: usize },
+}
+
+impl Shape {
+    /// The number of leaves.
+    pub fn leaves(&self) -> usize {
+        match self {
+            Shape::Flat { n, .. } | Shape::Nested { n } => *n,
+        }
     }
 }
 
