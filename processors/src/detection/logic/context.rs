@@ -617,30 +617,21 @@ impl Detector for Context {
         let features = self.features(c, s, keep);
         let calibration = c.calibration();
         let (mut best, mut judged, mut expected) = (f64::NEG_INFINITY, 0u32, self.level.mean);
-        let mut any_warm = false;
-        let mut zs = [None; FEATURES.len()];
-        for (i, f) in features.iter().enumerate() {
-            let Some((raw, _)) = f else { continue };
-            zs[i] = self.calibrators[i].observe(&calibration, s.ts_ms, *raw, 1.0 - keep);
-        }
-        for (i, f) in features.iter().enumerate() {
-            let (Some((_, expect)), Some(z)) = (f, zs[i]) else {
+        let mut scores = [NOT_JUDGED; FEATURES.len()];
+        let each = features.iter().zip(&mut self.calibrators).zip(&mut scores);
+        for (i, ((f, calibrator), score)) in each.enumerate() {
+            let Some((raw, expect)) = *f else { continue };
+            let Some(z) = calibrator.observe(&calibration, s.ts_ms, raw, 1.0 - keep) else {
                 continue;
             };
-            any_warm = true;
             judged += 1;
+            *score = z as f32;
             if z > best {
-                (best, expected, self.last_feature) = (z, *expect, i);
+                (best, expected, self.last_feature) = (z, expect, i);
             }
         }
-        if !any_warm {
+        if judged == 0 {
             return None;
-        }
-        let mut scores = [NOT_JUDGED; FEATURES.len()];
-        for (i, z) in zs.iter().enumerate() {
-            if let (Some(z), Some(_), Some(slot)) = (z, features[i], scores.get_mut(i)) {
-                *slot = *z as f32;
-            }
         }
         // The chance that any of `judged` features is this unusual: at most `judged` times the smallest.
         // Most readings are usual: below `QUIET_Z` the score is 0 whatever the tail, which is not computed.

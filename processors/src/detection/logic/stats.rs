@@ -39,7 +39,9 @@ impl EwStats {
         } else {
             // During warm-up every sample counts like an ordinary mean, so the start is not noisy.
             // (`by_time` at least twice `1 / (n + 1)` is surely the larger: no division needed for it.)
-            let n1 = self.n as f64 + 1.0;
+            // Through `i64`, which converts in one instruction (`u64` takes several without AVX-512); a
+            // count past `i64::MAX` cannot be reached.
+            let n1 = self.n as i64 as f64 + 1.0;
             let alpha = if by_time * n1 >= 2.0 {
                 by_time
             } else {
