@@ -520,14 +520,13 @@ impl Context {
             out[RANGE] = Some((excess, nearest));
             self.spreads[RANGE] = width;
         }
-        let levels = c.levels.min(MAX_LEVELS) as usize;
+        let count = c.levels.min(MAX_LEVELS);
+        let levels = count as usize;
         if levels > 1 && warm {
-            let q = ((x - self.low) / width * levels as f64).floor();
-            let q = if q.is_nan() {
-                0
-            } else {
-                q.clamp(0.0, levels as f64 - 1.0) as usize
-            };
+            // The level below the value: the cast truncates, saturates (at 0 below, which covers NaN and
+            // the values under the range) and takes the top level above the range, as `floor` then a clamp
+            // to the levels would, in fewer instructions.
+            let q = (((x - self.low) / width * f64::from(count)) as u32).min(count - 1) as usize;
             if self.transitions.len() != levels * levels {
                 self.transitions = vec![0.0; levels * levels];
                 self.prev_level = None;
@@ -535,7 +534,8 @@ impl Context {
             if let Some(p) = self.prev_level.map(|p| p as usize).filter(|p| *p < levels) {
                 let row = &mut self.transitions[p * levels..(p + 1) * levels];
                 let total: f64 = row.iter().sum();
-                let freq = (row[q] + TRANSITION_PRIOR) / (total + TRANSITION_PRIOR * levels as f64);
+                let freq =
+                    (row[q] + TRANSITION_PRIOR) / (total + TRANSITION_PRIOR * f64::from(count));
                 out[TRANSITIONS] = Some((-freq.ln(), self.level.mean));
                 // Both below MAX_LEVELS (16): they fit in a byte.
                 self.step = ([p as u8, q as u8, levels as u8], freq);
