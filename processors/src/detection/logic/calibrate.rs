@@ -4,7 +4,7 @@
 //! tail probability under it, on a log scale, is the calibrated score. One limit then means the same thing
 //! on a calm series and on a spiky one: a series whose raw scores are often high learns that they are.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::stats::EwStats;
 
@@ -85,6 +85,31 @@ impl Calibrator {
             (true, true) => Some(0.0),
             (true, false) => Some(z),
         }
+    }
+}
+
+/// A detector's calibrators, one per feature, from a stored list: a list of another length (a state from
+/// before a feature was added) keeps what it has, and the features it lacks learn afresh.
+pub fn per_feature<const N: usize>(list: Vec<Calibrator>) -> [Calibrator; N] {
+    let mut list = list.into_iter();
+    std::array::from_fn(|_| list.next().unwrap_or_default())
+}
+
+/// Serde of a detector's calibrators as a list (`#[serde(with = "listed")]`), read by [`per_feature`].
+pub(crate) mod listed {
+    use super::*;
+
+    pub fn serialize<S: Serializer, const N: usize>(
+        c: &[Calibrator; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(c)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[Calibrator; N], D::Error> {
+        Vec::deserialize(d).map(per_feature)
     }
 }
 

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::calibrate::{tail_score, Calibration, Calibrator, MAX_SCORE};
+use super::calibrate::{listed, tail_score, Calibration, Calibrator, MAX_SCORE};
 use super::settings::DetectionSettings;
 use super::stats::EwStats;
 use super::{Detector, Sample, Verdict, Why, FEATURE_COUNT, NOT_JUDGED};
@@ -318,7 +318,8 @@ pub struct Context {
     /// Density: the long-run share (the slow memory).
     pub(crate) density_usual: f64,
     /// Per feature, in [`FEATURES`] order.
-    pub(crate) calibrators: Vec<Calibrator>,
+    #[serde(with = "listed")]
+    pub(crate) calibrators: [Calibrator; FEATURE_COUNT],
     /// The feature that decided the last verdict (an index into [`FEATURES`]).
     #[serde(skip)]
     pub(crate) last_feature: usize,
@@ -366,7 +367,7 @@ impl Default for Context {
             velocity: EwStats::default(),
             density_recent: 0.0,
             density_usual: 0.0,
-            calibrators: vec![Calibrator::default(); FEATURES.len()],
+            calibrators: Default::default(),
             last_feature: LEVEL,
             spreads: [0.0; FEATURE_COUNT],
             shares: (0.0, 0.0),
@@ -591,11 +592,6 @@ impl Detector for Context {
         if !s.value.is_finite() {
             return None;
         }
-        if self.calibrators.len() != FEATURES.len() {
-            // A state from before a feature was added learns the new one from scratch.
-            self.calibrators
-                .resize(FEATURES.len(), Calibrator::default());
-        }
         if self.slots.len() != SLOTS {
             self.slots = vec![EwStats::default(); SLOTS];
         }
@@ -676,6 +672,7 @@ impl Detector for Context {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::detection::logic::calibrate::per_feature;
     use crate::detection::logic::testing::{noisy, run};
 
     #[test]
@@ -852,8 +849,7 @@ mod tests {
             d.observe(&c, s);
         }
         let heap = d.slots.capacity() * std::mem::size_of::<EwStats>()
-            + d.transitions.capacity() * std::mem::size_of::<f64>()
-            + d.calibrators.capacity() * std::mem::size_of::<Calibrator>();
+            + d.transitions.capacity() * std::mem::size_of::<f64>();
         let bytes = std::mem::size_of::<Context>() + heap;
         println!("context state: {bytes} bytes");
         assert!(bytes < 3_000, "{bytes}");
@@ -893,11 +889,10 @@ mod tests {
             d.observe(&c, *s);
         }
         // What a state of version 3 restores: five calibrators, no density.
-        d.calibrators.truncate(5);
+        d.calibrators = per_feature(d.calibrators[..5].to_vec());
         (d.density_recent, d.density_usual) = (0.0, 0.0);
         let kept = d.calibrators.clone();
         d.observe(&c, series[500]);
-        assert_eq!(d.calibrators.len(), FEATURES.len());
         assert_eq!(
             d.calibrators[0].dist.n,
             kept[0].dist.n + 1,

@@ -12,7 +12,7 @@ use haltless_schemas::detector_state::{self as avro, STATE_VERSION};
 use haltless_schemas::{Codec, CodecError};
 
 use crate::detection::logic::baseline::Baseline;
-use crate::detection::logic::calibrate::Calibrator;
+use crate::detection::logic::calibrate::{per_feature, Calibrator};
 use crate::detection::logic::context::Context;
 use crate::detection::logic::drift::Drift;
 use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState, Stored};
@@ -296,14 +296,15 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
             velocity: ew_from_record(c.velocity),
             density_recent: c.density_recent,
             density_usual: c.density_usual,
-            calibrators: c
-                .calibrators
-                .into_iter()
-                .map(|k| Calibrator {
-                    short: k.short,
-                    dist: ew_from_record(k.dist),
-                })
-                .collect(),
+            calibrators: per_feature(
+                c.calibrators
+                    .into_iter()
+                    .map(|k| Calibrator {
+                        short: k.short,
+                        dist: ew_from_record(k.dist),
+                    })
+                    .collect(),
+            ),
             ..Context::default()
         })),
         avro::DetectorState::Rate { prev, velocity } => DetectorState::Rate(Rate {
