@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::stats::EwStats;
+use super::stats::{at_most, EwStats};
 
 /// The calibrated scores are `-log10` of a probability, capped here: one in 10^30 readings is already
 /// beyond anything a limit would be set to, and the cap keeps every score finite.
@@ -66,8 +66,9 @@ impl Calibrator {
         // Learning clips the average at `clip` spreads above the mean learned so far: one huge event must
         // not widen the distribution so much that nothing after it looks unusual for weeks, while scores
         // that stay high are still learned, gradually.
+        // The bound is a number: the mean is kept finite, the spread is at least `min_spread`.
         let learnt = if self.dist.n >= 2 {
-            self.short.min(self.dist.mean + c.clip * spread)
+            at_most(self.short, self.dist.mean + c.clip * spread)
         } else {
             self.short
         };

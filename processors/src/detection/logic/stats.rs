@@ -2,6 +2,27 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `x.max(bound)` for a `bound` that is never NaN, in one instruction where `f64::max` takes several to
+/// allow for a NaN bound. A NaN `x` gives `bound`, as `f64::max` does.
+#[inline(always)]
+pub(crate) fn at_least(x: f64, bound: f64) -> f64 {
+    if x > bound {
+        x
+    } else {
+        bound
+    }
+}
+
+/// `x.min(bound)` for a `bound` that is never NaN (see [`at_least`]).
+#[inline(always)]
+pub(crate) fn at_most(x: f64, bound: f64) -> f64 {
+    if x < bound {
+        x
+    } else {
+        bound
+    }
+}
+
 /// Exponentially weighted mean and variance over event time.
 ///
 /// The weight of a new sample depends on the time since the previous one (`1 - 2^(-dt / half_life)`), so
@@ -45,7 +66,7 @@ impl EwStats {
             let alpha = if by_time * n1 >= 2.0 {
                 by_time
             } else {
-                by_time.max(1.0 / n1)
+                at_least(by_time, 1.0 / n1)
             }
             .clamp(1e-6, 1.0);
             let diff = x - self.mean;
@@ -59,7 +80,7 @@ impl EwStats {
 
     /// Standard deviation, never below `floor`.
     pub fn std(&self, floor: f64) -> f64 {
-        self.var.max(0.0).sqrt().max(floor)
+        at_least(self.var, 0.0).sqrt().max(floor)
     }
 }
 
