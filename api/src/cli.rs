@@ -181,7 +181,10 @@ enum Command {
     /// every stream of a NAB-style folder; with --machine and --metric, that metric's readings in a range of
     /// the readings topic (--from/--to, by when Kafka received them). Rules (--rules, a JSON array on the
     /// metric `value`) replace the default rule (the context detector, or drift). Results are written in
-    /// NAB's results format (timestamp,value,anomaly_score,label) to --out.
+    /// NAB's results format (timestamp,value,anomaly_score,label) to --out: the score is the strongest
+    /// condition's calibrated score relative to its limit, r / (1 + r), so above 0.5 where an alert is
+    /// raised, and 0 while an alert is open (a reading then only extends it). With --nab it also prints
+    /// the best score NAB's own threshold sweep finds over those scores, and the threshold.
     Backtest(BacktestArgs),
     /// Train a remaining-useful-life model on run-to-failure data in C-MAPSS format, and print its
     /// cross-validated RMSE, NASA score and interval coverage.

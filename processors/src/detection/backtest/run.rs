@@ -14,7 +14,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::nab::{self, Profile};
-use super::series::{run_corpus, run_series, SeriesRun};
+use super::series::{run_corpus, run_series, sweep, SeriesRun};
 use crate::config::KafkaConfig;
 use crate::detection::logic::lifecycle::Transition;
 use crate::detection::logic::rules::Rule;
@@ -227,6 +227,9 @@ fn read_topic(
     Ok(series)
 }
 
+/// The grid of thresholds NAB's sweep is tried on.
+const SWEEP_STEP: f64 = 0.005;
+
 fn run_nab(
     dir: &Path,
     config: &BacktestConfig,
@@ -285,6 +288,17 @@ fn run_nab(
     );
     print_by_feature(runs.iter().map(|(_, run, _)| run));
     println!("NAB score (standard profile): {:.1}", tally.normalized());
+    let (threshold, best) = sweep(
+        runs.iter()
+            .zip(&streams)
+            .map(|((_, run, _), (_, _, w))| (run, w.as_slice())),
+        profile,
+        SWEEP_STEP,
+    );
+    println!(
+        "NAB's threshold sweep over the written scores: {:.1} at threshold {threshold:.3}",
+        best.normalized()
+    );
     Ok(())
 }
 
