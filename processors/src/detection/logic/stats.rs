@@ -100,7 +100,7 @@ impl Moments {
     pub fn push(&mut self, x: f64) {
         self.n += 1;
         let d = x - self.mean;
-        self.mean += d / self.n as f64;
+        self.mean += d / self.n as i64 as f64; // through `i64`, as in `EwStats::update_by`
         self.m2 += d * (x - self.mean);
     }
 
