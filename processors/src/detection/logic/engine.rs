@@ -6,6 +6,7 @@
 //! depends only on the readings in the order the topic holds them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -158,7 +159,8 @@ struct Series {
 /// A metric's default rules, built under the settings in force, with their state.
 #[derive(Debug, Clone)]
 struct Defaults {
-    settings: DetectionSettings,
+    /// Held, so no other settings can be allocated where these are: the same address is the same settings.
+    settings: Arc<DetectionSettings>,
     rules: Vec<Rule>,
     /// In `rules` order.
     states: Vec<RuleState>,
@@ -287,8 +289,8 @@ impl MachineState {
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
         // Built once: the default settings hold a `String`, which would be an allocation per reading.
-        static DEFAULTS: std::sync::LazyLock<DetectionSettings> =
-            std::sync::LazyLock::new(DetectionSettings::default);
+        static DEFAULTS: std::sync::LazyLock<Arc<DetectionSettings>> =
+            std::sync::LazyLock::new(Arc::default);
         self.observe_under(tenant, machine, rules, &DEFAULTS, &[], input)
     }
 
@@ -300,7 +302,7 @@ impl MachineState {
         tenant: &str,
         machine: &str,
         rules: &[Rule],
-        settings: &DetectionSettings,
+        settings: &Arc<DetectionSettings>,
         resets: &[Reset],
         input: Input<'_>,
     ) -> Vec<AlertEvent> {
@@ -328,7 +330,9 @@ impl MachineState {
         let mut events = Vec::new();
         if !named {
             match &mut series.defaults {
-                Some(d) if d.settings == *settings => {}
+                // The settings the rules were built under (most readings), or equal ones.
+                Some(d) if Arc::ptr_eq(&d.settings, settings) => {}
+                Some(d) if *d.settings == **settings => d.settings = Arc::clone(settings),
                 Some(_) => {
                     // Other settings: the state goes back by rule id, and the rules built under them take
                     // theirs (the same ids go on with what they learned).
@@ -445,7 +449,7 @@ impl Defaults {
     /// them (taken out of those).
     fn build(
         metric: &str,
-        settings: &DetectionSettings,
+        settings: &Arc<DetectionSettings>,
         conditions: &mut BTreeMap<String, BTreeMap<usize, ConditionState>>,
         phases: &mut BTreeMap<String, Phase>,
     ) -> Self {
@@ -458,7 +462,7 @@ impl Defaults {
             })
             .collect();
         Self {
-            settings: settings.clone(),
+            settings: Arc::clone(settings),
             rules,
             states,
         }
@@ -773,13 +777,14 @@ mod tests {
         first: usize,
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
+        let settings = Arc::new(settings.clone());
         for (i, (metric, s)) in series.iter().enumerate() {
             let input = Input {
                 metric,
                 sample: *s,
                 offset: Some((0, (first + i) as i64)),
             };
-            events.extend(state.observe_under("t1", "press-07", &[], settings, resets, input));
+            events.extend(state.observe_under("t1", "press-07", &[], &settings, resets, input));
         }
         events
     }
