@@ -257,7 +257,6 @@ mod corpus {
             for r in &run.rows {
                 mix(r.anomaly_score.to_bits());
             }
-
             for e in &run.events {
                 mix(e.event_time_ms as u64);
                 mix(e.score.to_bits());
