@@ -596,6 +596,27 @@ impl Flags {
             Flags::Heap(v) => v.get(i).copied().unwrap_or(false),
         }
     }
+
+    /// Every one of the `n` flags is on.
+    fn all(&self, n: usize) -> bool {
+        match self {
+            Flags::Bits(bits) => {
+                *bits
+                    == u64::MAX
+                        .checked_shr(INLINE_LEAVES.saturating_sub(n) as u32)
+                        .unwrap_or(0)
+            }
+            Flags::Heap(v) => v.iter().take(n).all(|on| *on),
+        }
+    }
+
+    /// Some flag is on.
+    fn any(&self) -> bool {
+        match self {
+            Flags::Bits(bits) => *bits != 0,
+            Flags::Heap(v) => v.iter().any(|on| *on),
+        }
+    }
 }
 
 impl Tally {
@@ -623,15 +644,10 @@ impl Tally {
 
     /// Whether the rule holds when the leaves `flags` holds do.
     fn holds(&self, rule: &Rule, flags: &Flags) -> bool {
-        match (self.shape, flags) {
-            (Shape::Flat { all: true, n }, Flags::Bits(bits)) => {
-                let every = u64::MAX
-                    .checked_shr((INLINE_LEAVES - n) as u32)
-                    .unwrap_or(0);
-                *bits == every
-            }
-            (Shape::Flat { all: false, .. }, Flags::Bits(bits)) => *bits != 0,
-            _ => rule.when.eval(|i| flags.get(i)),
+        match self.shape {
+            Shape::Flat { all: true, n } => flags.all(n),
+            Shape::Flat { all: false, .. } => flags.any(),
+            Shape::Nested { .. } => rule.when.eval(|i| flags.get(i)),
         }
     }
 

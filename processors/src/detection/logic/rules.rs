@@ -237,12 +237,6 @@ impl Expr {
 
     /// Evaluates the tree given each leaf's truth, `at` its position in [`Expr::conditions`] order.
     pub fn eval(&self, at: impl Fn(usize) -> bool) -> bool {
-        match self.flat() {
-            Some(Flat::One(_)) => return at(0),
-            Some(Flat::Many { all: true, leaves }) => return (0..leaves.len()).all(at),
-            Some(Flat::Many { all: false, leaves }) => return (0..leaves.len()).any(at),
-            None => {}
-        }
         fn go(e: &Expr, at: &impl Fn(usize) -> bool, i: &mut usize) -> bool {
             match e {
                 Expr::Cond(_) => {
