@@ -142,8 +142,9 @@ port = $HALTLESS_PG_PORT
 unix_socket_directories = '$sock'
 max_connections = 300
 # Room for the readings being written (the newest chunk and its primary-key index): with 256 MB the readings
-# projection stored about 85,000 readings/s while the gateway took 150,000, with 2 GB it kept up (README,
-# "Sustained and overload runs"). A server of its own would take about a quarter of the RAM.
+# projection stored about 85,000 readings/s while the gateway took 150,000; with 2 GB it kept up through that
+# minute-long probe, and with 100,000/s for ten minutes (README, "Sustained and overload runs"). A server of
+# its own would take about a quarter of the RAM.
 shared_buffers = 2GB
 # Bulk ingest writes the write-ahead log fast: checkpoints every 15 minutes or 4 GB of it rather than 1 GB,
 # so fewer pages are written twice (a full-page image after each checkpoint).
