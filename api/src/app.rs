@@ -243,6 +243,7 @@ impl Application {
             codec,
             Duration::from_millis(settings.gateway.produce_timeout_ms),
             settings.gateway.producer_queue_kbytes,
+            settings.gateway.producer_linger_ms,
         )?;
         let events = EventPublisher::new(
             &settings.kafka.brokers,

@@ -23,6 +23,14 @@ pub struct GatewayConfig {
     /// fit is answered 503 `overloaded` at once. With `max_concurrent_requests` × `max_body_bytes` of bodies, this bounds the memory that ingest
     /// can hold when Kafka falls behind, also for clients that give up and send again.
     pub producer_queue_kbytes: usize,
+    /// How long the Kafka producer waits for more records before it sends a partition's batch, in
+    /// milliseconds (librdkafka's `linger.ms`). A request is answered once its batches are acknowledged, so
+    /// this adds to ingest latency when little arrives; under load, longer batches mean fewer produce
+    /// requests for the broker to serve (librdkafka sends one per partition). In two-minute runs at 150,000
+    /// readings/s, 20 ms instead of 5 halved the broker's produce requests (506 -> 264 a second), and the
+    /// readings stored on the same two cores rose from 87,000 to 113,000 a second (p50 23 -> 29 ms, p99
+    /// 272 -> 130 ms).
+    pub producer_linger_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -34,6 +42,7 @@ impl Default for GatewayConfig {
             produce_timeout_ms: 5_000,
             max_concurrent_requests: 64,
             producer_queue_kbytes: crate::gateway::sink::DEFAULT_QUEUE_KBYTES,
+            producer_linger_ms: 20,
         }
     }
 }

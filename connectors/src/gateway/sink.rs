@@ -128,23 +128,32 @@ impl ReadingsSink {
         codec: Codec,
         timeout: Duration,
     ) -> Result<Self, SinkError> {
-        Self::bounded(brokers, topic, codec, timeout, DEFAULT_QUEUE_KBYTES)
+        Self::bounded(
+            brokers,
+            topic,
+            codec,
+            timeout,
+            DEFAULT_QUEUE_KBYTES,
+            crate::kafka::DEFAULT_LINGER_MS,
+        )
     }
 
-    /// Like [`ReadingsSink::new`], with at most `queue_kbytes` KiB of records waiting for Kafka; a write
-    /// past it is refused at once ([`SinkError::Full`]).
+    /// Like [`ReadingsSink::new`], with at most `queue_kbytes` KiB of records waiting for Kafka (a write
+    /// past it is refused at once, [`SinkError::Full`]) and batches that wait `linger_ms` for more records.
     pub fn bounded(
         brokers: &str,
         topic: &str,
         codec: Codec,
         timeout: Duration,
         queue_kbytes: usize,
+        linger_ms: u64,
     ) -> Result<Self, SinkError> {
         let producer = producer_config(brokers, Delivery::AtLeastOnceIdempotent, timeout)
             .set(
                 "queue.buffering.max.kbytes",
                 queue_kbytes.max(1).to_string(),
             )
+            .set("linger.ms", linger_ms.to_string())
             .create()?;
         Ok(Self {
             producer,

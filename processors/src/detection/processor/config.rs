@@ -15,6 +15,9 @@ pub struct DetectorConfig {
     pub batch_max_messages: usize,
     /// Longest wait (ms) for a batch to fill once its first message arrived.
     pub batch_max_wait_ms: u64,
+    /// Least time (ms) between the starts of two transactions; under load, what arrives meanwhile joins the
+    /// next batch.
+    pub commit_interval_ms: u64,
     /// Kafka transaction timeout (ms): how long a crashed instance's open transaction can hold back readers.
     pub transaction_timeout_ms: u64,
     /// Consumer group session timeout (ms): how soon a crashed instance's partitions move to another.
@@ -28,6 +31,7 @@ impl Default for DetectorConfig {
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "0".into()),
             batch_max_messages: 5_000,
             batch_max_wait_ms: 10,
+            commit_interval_ms: 100,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
         }
@@ -42,6 +46,7 @@ impl DetectorConfig {
             instance: self.instance.clone(),
             batch_max_messages: self.batch_max_messages,
             batch_max_wait_ms: self.batch_max_wait_ms,
+            commit_interval_ms: self.commit_interval_ms,
             transaction_timeout_ms: self.transaction_timeout_ms,
             session_timeout_ms: self.session_timeout_ms,
         }
