@@ -10,6 +10,9 @@ fn main() {
     let dist = manifest.join("portal").join("dist");
     println!("cargo:rerun-if-changed={}", dist.display());
     println!("cargo:rerun-if-changed=build.rs");
+    // `sqlx::migrate!` embeds ../migrations at compile time; cargo knows of that folder only from here, so a
+    // migration added or changed rebuilds the crate.
+    println!("cargo:rerun-if-changed=../migrations");
     let missing = ["docs/index.html", "portal/index.html"]
         .into_iter()
         .find(|f| !dist.join(f).is_file());

@@ -135,6 +135,18 @@ async fn stored_as(pool: &PgPool) -> (bool, bool) {
     .unwrap()
 }
 
+/// Whether `readings` has its BRIN index on time (migration 0027), which the aggregates' refresh scans.
+async fn has_time_index(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                        JOIN pg_am a ON a.oid = c.relam
+                        WHERE i.indrelid = 'readings'::regclass AND a.amname = 'brin')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn readings_queries_answer_the_same_on_timescaledb() {
     readings_queries_answer_the_same(Storage::Default).await;
@@ -157,6 +169,7 @@ async fn readings_queries_answer_the_same(storage: Storage) {
         },
         "compose/ installs TimescaleDB, so the default store is the hypertable with its aggregates"
     );
+    assert!(has_time_index(pool).await, "readings has its index on time");
     let machine: Uuid = sqlx::query_scalar("SELECT id FROM machines WHERE tenant_id = $1")
         .bind(app.tenant)
         .fetch_one(pool)
@@ -303,6 +316,10 @@ async fn a_partitioned_table_with_rows_becomes_a_hypertable_with_the_same_rows()
     drop(conn);
     assert_eq!((storage.as_str(), aggregates), ("timescaledb", true));
     assert_eq!(stored_as(pool).await, (false, true));
+    assert!(
+        has_time_index(pool).await,
+        "the new hypertable has the index on time too"
+    );
     let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM show_chunks('readings')")
         .fetch_one(pool)
         .await
