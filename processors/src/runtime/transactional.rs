@@ -186,9 +186,10 @@ impl<T: Transform> TransactionalLoop<T> {
         failed
     }
 
-    /// Reads, processes and commits batches until shutdown or a failure. Batch N+1 is read and processed
-    /// while batch N's transaction goes to Kafka; N+1's transaction begins only once N's is committed.
-    /// Processing ahead of a commit only changes the state in memory, which a failure throws away.
+    /// Reads, processes and commits batches until shutdown or a failure. Batch N+1 is read while batch N's
+    /// transaction goes to Kafka, and processed once it is full or N is committed (and `commit_interval_ms`
+    /// has passed since N began); N+1's transaction begins only once N's is committed. Processing ahead of
+    /// a commit only changes the state in memory, which a failure throws away.
     async fn batches(
         &self,
         s: &mut Session<T::Session>,
@@ -226,8 +227,8 @@ impl<T: Transform> TransactionalLoop<T> {
             };
             // A transaction begins once the last one is committed and at least `commit_interval_ms` after
             // it began; what arrives meanwhile joins this batch (up to the most a batch holds). Under load
-            // the loop commits fewer, larger transactions, each about 17 requests to the broker (the rules
-            // topic's ends, a produce and its verification per partition, offsets, the commit and its
+            // the loop commits fewer, larger transactions, each more than a dozen requests to the broker (the
+            // rules topic's ends, a produce and its verification per partition, offsets, the commit and its
             // markers): at 150,000 readings/s the detectors and the predictor began 44 transactions a second
             // when only the commit held the next back, 21 with 100 ms. After a quiet spell a message waits
             // no longer than before.
