@@ -187,8 +187,8 @@ impl<T: Transform> TransactionalLoop<T> {
     }
 
     /// Reads, processes and commits batches until shutdown or a failure. Batch N+1 is read while batch N's
-    /// transaction goes to Kafka, and processed once it is full or N is committed (and `commit_interval_ms`
-    /// has passed since N began); N+1's transaction begins only once N's is committed. Processing ahead of
+    /// transaction goes to Kafka, and processed once it is full or N is committed (and, under traffic,
+    /// `commit_interval_ms` has passed since N began); N+1's transaction begins only once N's is committed. Processing ahead of
     /// a commit only changes the state in memory, which a failure throws away.
     async fn batches(
         &self,
@@ -230,9 +230,13 @@ impl<T: Transform> TransactionalLoop<T> {
             // the loop commits fewer, larger transactions, each more than a dozen requests to the broker (the
             // rules topic's ends, a produce and its verification per partition, offsets, the commit and its
             // markers): at 150,000 readings/s the detectors and the predictor began 44 transactions a second
-            // when only the commit held the next back, 21 with 100 ms. After a quiet spell a message waits
-            // no longer than before.
-            let not_before = last_begun.map(|at| at + interval);
+            // when only the commit held the next back, 21 with 100 ms. The interval holds back only a batch
+            // that took more than the message that opened it within its wait (traffic): a lone message, as
+            // after a quiet spell or one reading at a time, waits for the last commit alone (with the
+            // interval for those too, an alert's latency in `bench-detect` went from about 40 to 100 ms).
+            let not_before = last_begun
+                .filter(|_| batch.len() > 1)
+                .map(|at| at + interval);
             while batch.len() < self.config.batch_max_messages {
                 let early = not_before.filter(|at| Instant::now() < *at);
                 if s.committing.is_none() && early.is_none() {
