@@ -21,13 +21,31 @@ pub async fn next_batch<C: ConsumerContext + 'static>(
     let deadline = tokio::time::Instant::now() + wait;
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(msg)) => batch.push(msg.detach()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "kafka consumer error; processing the batch so far");
-                break;
+            Ok(received) => {
+                if !take(&mut batch, received) {
+                    break;
+                }
             }
             Err(_) => break,
         }
     }
     Ok(batch)
+}
+
+/// Adds a message received after a batch's first to it: whether the batch may take more. An error ends
+/// the batch early instead of failing it (see [`next_batch`]).
+pub fn take(
+    batch: &mut Vec<OwnedMessage>,
+    received: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+) -> bool {
+    match received {
+        Ok(msg) => {
+            batch.push(msg.detach());
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "kafka consumer error; processing the batch so far");
+            false
+        }
+    }
 }

@@ -18,7 +18,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::next_batch;
+use super::batch::{next_batch, take};
 pub use super::changelog::{restore_records, ChangelogReader};
 use super::kafka::{consumer_config, transactional_producer_config, ConsumerDelivery};
 use super::shards::Shards;
@@ -188,8 +188,8 @@ impl<T: Transform> TransactionalLoop<T> {
 
     /// Reads, processes and commits batches until shutdown or a failure. Batch N+1 is read while batch N's
     /// transaction goes to Kafka, and processed once it is full or N is committed (and, under traffic,
-    /// `commit_interval_ms` has passed since N began); N+1's transaction begins only once N's is committed. Processing ahead of
-    /// a commit only changes the state in memory, which a failure throws away.
+    /// `commit_interval_ms` has passed since N began); N+1's transaction begins only once N's is committed.
+    /// Processing ahead of a commit only changes the state in memory, which a failure throws away.
     async fn batches(
         &self,
         s: &mut Session<T::Session>,
@@ -246,13 +246,11 @@ impl<T: Transform> TransactionalLoop<T> {
                     _ = shutdown.cancelled() => return Ok(()),
                     committed = finished(&mut s.committing), if s.committing.is_some() => committed?,
                     _ = tokio::time::sleep_until(early.unwrap_or_else(Instant::now).into()), if early.is_some() => {}
-                    message = s.consumer.recv() => match message {
-                        Ok(message) => batch.push(message.detach()),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "kafka consumer error; processing the batch so far");
+                    received = s.consumer.recv() => {
+                        if !take(&mut batch, received) {
                             break;
                         }
-                    },
+                    }
                 }
             }
             let processed = self.process(s, &batch).await?;
