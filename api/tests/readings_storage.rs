@@ -179,7 +179,7 @@ async fn readings_queries_answer_the_same(storage: Storage) {
         // Only this test's refreshes change the aggregates: the refresh policies wait.
         sqlx::query(
             "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
-             WHERE proc_name = 'policy_refresh_continuous_aggregate'",
+             WHERE proc_name = 'haltless_refresh_readings_aggregate'",
         )
         .execute(pool)
         .await
@@ -338,6 +338,159 @@ async fn a_partitioned_table_with_rows_becomes_a_hypertable_with_the_same_rows()
         series::buckets(pool, &range, 3_600, source).await.unwrap(),
         hours_before,
         "and materialized"
+    );
+    iso.drop().await;
+}
+
+#[tokio::test]
+async fn the_refresh_jobs_summarize_the_time_index_and_materialize_every_bucket() {
+    let iso = Isolation::create_with_storage(Storage::Default).await;
+    let pool = &iso.pool;
+    assert_eq!(stored_as(pool).await, (false, true));
+    // Migration 0028: our job refreshes each aggregate, TimescaleDB's policy none.
+    let jobs: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT proc_name::text, coalesce(config ->> 'view', hypertable_name::text), schedule_interval::text
+         FROM timescaledb_information.jobs
+         WHERE proc_name IN ('haltless_refresh_readings_aggregate', 'policy_refresh_continuous_aggregate')
+         ORDER BY 2",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let job = |view: &str, every: &str| {
+        (
+            "haltless_refresh_readings_aggregate".to_owned(),
+            view.to_owned(),
+            every.to_owned(),
+        )
+    };
+    assert_eq!(
+        jobs,
+        vec![
+            job("readings_1h", "00:10:00"),
+            job("readings_1m", "00:01:00")
+        ]
+    );
+    // Only this test's runs refresh.
+    sqlx::query(
+        "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
+         WHERE proc_name = 'haltless_refresh_readings_aggregate'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let (tenant, machine) = (Uuid::new_v4(), Uuid::new_v4());
+    let rows = dataset();
+    insert(pool, tenant, machine, &rows).await;
+    let unsummarized = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce(sum(brin_summarize_new_values(i.indexrelid::regclass)), 0)::bigint
+             FROM pg_inherits h JOIN pg_index i ON i.indrelid = h.inhrelid
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam AND a.amname = 'brin'
+             WHERE h.inhparent = 'readings'::regclass",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    // Materialized rows, read from each aggregate's own hypertable (its view adds the raw rows above the
+    // watermark, so it answers the same before and after a refresh).
+    let materialized = |view: &'static str| async move {
+        let table: String = sqlx::query_scalar(
+            "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+             FROM timescaledb_information.continuous_aggregates WHERE view_name = $1",
+        )
+        .bind(view)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        sqlx::query_scalar::<_, Option<i64>>(&format!(
+            "SELECT sum(count)::bigint FROM {table} WHERE tenant_id = $1"
+        ))
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+    };
+    assert_eq!(materialized("readings_1m").await, 0);
+
+    for view in ["readings_1m", "readings_1h"] {
+        let job: i32 = sqlx::query_scalar(
+            "SELECT job_id FROM timescaledb_information.jobs
+             WHERE proc_name = 'haltless_refresh_readings_aggregate' AND config ->> 'view' = $1",
+        )
+        .bind(view)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            // A scheduled run that began before the jobs were paused may hold the aggregate.
+            let ran = sqlx::query(&format!("CALL run_job({job})"))
+                .execute(pool)
+                .await;
+            match ran {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("55P03")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                other => break other.map(|_| ()).unwrap(),
+            }
+        }
+    }
+    assert_eq!(
+        unsummarized().await,
+        0,
+        "the job summarized every page range of the index on time"
+    );
+    let all = rows.len() as i64;
+    assert_eq!(
+        materialized("readings_1m").await,
+        all,
+        "every reading of the past is in a materialized minute"
+    );
+    assert_eq!(
+        materialized("readings_1h").await,
+        all,
+        "and in a materialized hour"
+    );
+    iso.drop().await;
+}
+
+#[tokio::test]
+async fn a_hypertable_made_plain_partitions_again_keeps_no_refresh_job() {
+    let iso = Isolation::create_with_storage(Storage::Default).await;
+    let pool = &iso.pool;
+    let jobs = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM timescaledb_information.jobs
+             WHERE proc_name = 'haltless_refresh_readings_aggregate'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(jobs().await, 2);
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET haltless.readings_storage = 'partitions'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let storage: String = sqlx::query_scalar("SELECT haltless_readings_storage()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(storage, "partitions");
+    assert_eq!(stored_as(pool).await, (true, false));
+    assert_eq!(
+        jobs().await,
+        0,
+        "the aggregates went, and their refresh jobs with them"
     );
     iso.drop().await;
 }

@@ -73,8 +73,11 @@ async fn measure(pool: &PgPool, config: &QueryBenchConfig) -> anyhow::Result<()>
     .await?;
     let aggregates = storage.starts_with("Timescale");
     if aggregates {
-        // A controlled experiment: no policy refreshes or compresses behind the benchmark's back.
-        sqlx::query("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL")
+        // A controlled experiment: no job refreshes or compresses behind the benchmark's back.
+        sqlx::query(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs
+             WHERE hypertable_name IS NOT NULL OR proc_name = 'haltless_refresh_readings_aggregate'",
+        )
             .execute(pool)
             .await?;
     }

@@ -510,7 +510,7 @@ impl TestApp {
 }
 
 /// Materializes the continuous aggregates up to `to` (an SQL expression), in one pass (TimescaleDB's batched manual refresh may stop
-/// short), waiting while a refresh policy's run holds the aggregate.
+/// short), waiting while a refresh job's run holds the aggregate.
 pub async fn refresh_aggregates(pool: &PgPool, to: &str) {
     for view in ["readings_1m", "readings_1h"] {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

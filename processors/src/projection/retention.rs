@@ -107,7 +107,7 @@ async fn sweep_tenant(
 /// Recomputes the continuous aggregates (when there are any) up to the hour after `cutoff`, in one pass
 /// (TimescaleDB's batched manual refresh, its default, may stop short of the window):
 /// their buckets of deleted readings shrink or disappear. A refresh recomputes only the ranges that
-/// changed. When a refresh policy is running at that moment, its run (which covers the whole history)
+/// changed. When a refresh job is running at that moment, its run (which covers the whole history)
 /// does the work instead.
 async fn refresh_aggregates(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<(), sqlx::Error> {
     // Whether there are aggregates, and whether this TimescaleDB batches refreshes (recent releases).
@@ -138,7 +138,7 @@ async fn refresh_aggregates(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<(), 
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
                 tracing::debug!(
                     view,
-                    "retention: a refresh policy is running; it refreshes instead"
+                    "retention: a refresh job is running; it refreshes instead"
                 );
             }
             other => {
