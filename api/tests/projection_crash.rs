@@ -32,8 +32,8 @@ fn projector(iso: &Isolation) -> Child {
         .envs(iso.env())
         // Small transactions, so that kills land in the middle of many of them.
         .env("HALTLESS__PROJECTION__BATCH_MAX_MESSAGES", "4")
-        // Two writers (the default), each its share of the three partitions in its own transaction: a kill
-        // lands between one's commit and the other's too.
+        // Two consumers of the group (the default), each its share of the three partitions in its own
+        // transactions: a kill lands between one's commit and the other's too.
         .env("HALTLESS__PROJECTION__WRITERS", "2")
         // The broker's minimum: a killed instance's partitions come back to the next one soon.
         .env("HALTLESS__PROJECTION__SESSION_TIMEOUT_MS", "6000")

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use common::{refresh_aggregates, Isolation, Storage, TestApp};
+use common::{call_while_busy, refresh_aggregates, Isolation, Storage, TestApp};
 use haltless_api::routes::series::{self, BucketSource, Range};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -425,22 +425,8 @@ async fn the_refresh_jobs_summarize_the_time_index_and_materialize_every_bucket(
         .fetch_one(pool)
         .await
         .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            // A scheduled run that began before the jobs were paused may hold the aggregate.
-            let ran = sqlx::query(&format!("CALL run_job({job})"))
-                .execute(pool)
-                .await;
-            match ran {
-                Err(sqlx::Error::Database(e))
-                    if e.code().as_deref() == Some("55P03")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
-                }
-                other => break other.map(|_| ()).unwrap(),
-            }
-        }
+        // A scheduled run that began before the jobs were paused may hold the aggregate.
+        call_while_busy(pool, &format!("CALL run_job({job})")).await;
     }
     assert_eq!(
         unsummarized().await,

@@ -513,23 +513,29 @@ impl TestApp {
 /// short), waiting while a refresh job's run holds the aggregate.
 pub async fn refresh_aggregates(pool: &PgPool, to: &str) {
     for view in ["readings_1m", "readings_1h"] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let done = sqlx::query(&format!(
+        call_while_busy(
+            pool,
+            &format!(
                 "CALL refresh_continuous_aggregate('{view}', NULL, {to},
                      options => '{{\"buckets_per_batch\": 0}}')"
-            ))
-            .execute(pool)
-            .await;
-            match done {
-                Err(sqlx::Error::Database(e))
-                    if e.code().as_deref() == Some("55P03")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
-                }
-                other => break other.map(|_| ()).unwrap(),
+            ),
+        )
+        .await;
+    }
+}
+
+/// Runs `call` (a `CALL` of a refresh), again while a concurrent refresh of the same aggregate holds it
+/// (`55P03`), for up to a minute.
+pub async fn call_while_busy(pool: &PgPool, call: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match sqlx::query(call).execute(pool).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55P03") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
             }
+            other => break other.map(|_| ()).unwrap(),
         }
     }
 }

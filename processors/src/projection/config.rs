@@ -16,8 +16,9 @@ pub struct ProjectionConfig {
     /// How long (ms) the group waits for a silent instance before giving its partitions to the others;
     /// a crashed instance's partitions resume elsewhere after this long.
     pub session_timeout_ms: u64,
-    /// Database connections the readings projection writes a batch with at once, each its share of the
-    /// partitions in its own transaction (the other projections, a few rows a second, keep one).
+    /// Consumers of the readings projection's group in one process, each with its own database connection,
+    /// writing the partitions the group gives it in its own transactions (the other projections, a few rows
+    /// a second, keep one).
     pub writers: usize,
 }
 

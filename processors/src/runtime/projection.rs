@@ -53,8 +53,9 @@ pub trait Projection: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// Another writer of the same projection, with its own database connection, for the runner's further
-    /// writers (see [`RunnerConfig::writers`]); `None`, the default, keeps one.
+    /// Another instance of the same projection, with its own database connection, for a further consumer of
+    /// the group in the same process (see [`super::tasks::spawn_projection`]); `None`, the default, keeps
+    /// one.
     fn another(&self) -> Option<Self>
     where
         Self: Sized,
@@ -85,11 +86,6 @@ pub struct RunnerConfig {
     pub batch_max_wait: Duration,
     /// Group session timeout: how soon a crashed instance's partitions move to another.
     pub session_timeout: Duration,
-    /// Writers applying one batch at once, each the partitions `p` with `p % writers` its own, in its own
-    /// transaction on its own connection: a partition's messages still go in order through one writer, and
-    /// one writer decodes while another's rows are being written. At most what the projection offers
-    /// ([`Projection::another`]).
-    pub writers: usize,
 }
 
 /// Next offset to apply per partition, as stored in PostgreSQL; cleared on every rebalance.
@@ -127,11 +123,11 @@ impl ConsumerContext for RebalanceContext {
     }
 }
 
-/// Runs one projection until cancelled.
+/// Runs one projection's consumer until cancelled: the partitions the group gives it, one batch and
+/// transaction at a time.
 pub struct ProjectionRunner<P: Projection> {
     consumer: StreamConsumer<RebalanceContext>,
-    /// At least one; writer `i` applies the partitions `p` with `p % writers.len() == i`.
-    writers: Vec<Writer<P>>,
+    writer: Writer<P>,
     config: RunnerConfig,
 }
 
@@ -163,32 +159,21 @@ impl<P: Projection> ProjectionRunner<P> {
             group: config.group.clone(),
         })?;
         consumer.subscribe(&[&config.topic])?;
-        let mut projections = Vec::with_capacity(config.writers.max(1));
-        while projections.len() + 1 < config.writers {
-            match projection.another() {
-                Some(more) => projections.push(more),
-                None => break,
-            }
-        }
-        projections.insert(0, projection);
-        let writers = projections
-            .into_iter()
-            .map(|projection| Writer {
-                projection,
-                positions: positions.clone(),
-                pool: pool.clone(),
-                topic: config.topic.clone(),
-            })
-            .collect();
+        let writer = Writer {
+            projection,
+            positions,
+            pool,
+            topic: config.topic.clone(),
+        };
         Ok(Self {
             consumer,
-            writers,
+            writer,
             config,
         })
     }
 
     fn name(&self) -> &str {
-        self.writers[0].projection.name()
+        self.writer.projection.name()
     }
 
     /// Consumes and applies batches until `shutdown` is cancelled. Transient failures are retried with
@@ -219,14 +204,14 @@ impl<P: Projection> ProjectionRunner<P> {
             };
             let Self {
                 consumer,
-                writers,
+                writer,
                 config,
             } = &mut self;
             let mut fetch = std::pin::pin!(next_batch(consumer, max, wait));
             let mut fetched = None;
             loop {
                 let applied = {
-                    let mut apply = std::pin::pin!(apply_split(writers, consumer, &batch));
+                    let mut apply = std::pin::pin!(writer.apply(consumer, &batch));
                     loop {
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
@@ -241,7 +226,7 @@ impl<P: Projection> ProjectionRunner<P> {
                         break;
                     }
                     Err(e) if e.is_retriable() => {
-                        tracing::warn!(projection = writers[0].projection.name(), topic = %config.topic, error = %e, ?backoff, "batch failed, retrying");
+                        tracing::warn!(projection = writer.projection.name(), topic = %config.topic, error = %e, ?backoff, "batch failed, retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(backoff) => {}
@@ -260,7 +245,7 @@ impl<P: Projection> ProjectionRunner<P> {
             };
             match next {
                 Ok(batch) => ready = Some(batch),
-                Err(e) => consumer_error(writers[0].projection.name(), &e, &shutdown).await,
+                Err(e) => consumer_error(writer.projection.name(), &e, &shutdown).await,
             }
         }
     }
@@ -276,35 +261,12 @@ async fn consumer_error(name: &str, e: &ProcessorError, shutdown: &CancellationT
     }
 }
 
-/// Applies `batch`: each writer its partitions' messages, all at once. When one fails, the others' work
-/// stands (their offsets committed with it) and a retry of the whole batch skips it.
-async fn apply_split<P: Projection>(
-    writers: &mut [Writer<P>],
-    consumer: &StreamConsumer<RebalanceContext>,
-    batch: &[OwnedMessage],
-) -> Result<(), ProcessorError> {
-    let n = writers.len();
-    let mut parts: Vec<Vec<&OwnedMessage>> = vec![Vec::new(); n];
-    for msg in batch {
-        parts[msg.partition().rem_euclid(n as i32) as usize].push(msg);
-    }
-    let applied = futures::future::join_all(
-        writers
-            .iter_mut()
-            .zip(parts)
-            .filter(|(_, part)| !part.is_empty())
-            .map(|(writer, part)| async move { writer.apply(consumer, &part).await }),
-    )
-    .await;
-    applied.into_iter().collect()
-}
-
 impl<P: Projection> Writer<P> {
     /// Applies the part of `batch` not yet in the database, with its offsets, in one transaction.
     async fn apply(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
-        batch: &[&OwnedMessage],
+        batch: &[OwnedMessage],
     ) -> Result<(), ProcessorError> {
         let positions = self.load_positions(batch).await?;
         let mut next: HashMap<i32, i64> = HashMap::new();
@@ -390,7 +352,7 @@ impl<P: Projection> Writer<P> {
     /// The stored positions of the batch's partitions, read from the database when not known.
     async fn load_positions(
         &self,
-        batch: &[&OwnedMessage],
+        batch: &[OwnedMessage],
     ) -> Result<HashMap<i32, i64>, ProcessorError> {
         let known = self.positions.lock().map(|p| p.clone()).unwrap_or_default();
         if batch.iter().all(|m| known.contains_key(&m.partition())) {
@@ -407,7 +369,7 @@ impl<P: Projection> Writer<P> {
         for m in batch {
             loaded.entry(m.partition()).or_insert(0);
         }
-        // Another writer may have committed (and recorded) a later position since the read: keep the later.
+        // A batch committed (and recorded) since the read has a later position: keep the later.
         if let Ok(mut p) = self.positions.lock() {
             for (partition, offset) in loaded.iter_mut() {
                 let known = p.entry(*partition).or_insert(*offset);

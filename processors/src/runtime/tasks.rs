@@ -16,7 +16,12 @@ use crate::config::ProcessorsConfig;
 /// A background task of a role.
 pub type Task = JoinHandle<anyhow::Result<()>>;
 
-/// Starts `projection` of `topic` in the background, in the consumer group named after it.
+/// Starts `projection` of `topic` in the background, in the consumer group named after it: as many
+/// consumers of the group as `projection.writers` says and the projection offers instances
+/// ([`Projection::another`]), each with its own database connection. The group divides the partitions
+/// among them, and each consumer fetches, decodes and writes its own batches, one transaction at a time,
+/// without waiting for the others (one consumer splitting each batch between connections waited for the
+/// slower half before the next batch, and left the database idle while it decoded).
 pub fn spawn_projection<P: Projection>(
     settings: &ProcessorsConfig,
     pool: &PgPool,
@@ -26,24 +31,27 @@ pub fn spawn_projection<P: Projection>(
 ) -> anyhow::Result<Task> {
     let p = &settings.projection;
     let name = projection.name().to_owned();
-    let runner = ProjectionRunner::new(
-        projection,
-        pool.clone(),
-        RunnerConfig {
-            brokers: settings.kafka.brokers.clone(),
-            topic: topic.to_owned(),
-            group: format!("{}-{name}", p.group_prefix),
-            batch_max_messages: p.batch_max_messages,
-            batch_max_wait: Duration::from_millis(p.batch_max_wait_ms),
-            session_timeout: Duration::from_millis(p.session_timeout_ms),
-            writers: p.writers,
-        },
-    )?;
+    let config = RunnerConfig {
+        brokers: settings.kafka.brokers.clone(),
+        topic: topic.to_owned(),
+        group: format!("{}-{name}", p.group_prefix),
+        batch_max_messages: p.batch_max_messages,
+        batch_max_wait: Duration::from_millis(p.batch_max_wait_ms),
+        session_timeout: Duration::from_millis(p.session_timeout_ms),
+    };
+    let mut runners = Vec::with_capacity(p.writers.max(1));
+    while runners.len() + 1 < p.writers {
+        match projection.another() {
+            Some(more) => runners.push(ProjectionRunner::new(more, pool.clone(), config.clone())?),
+            None => break,
+        }
+    }
+    runners.push(ProjectionRunner::new(projection, pool.clone(), config)?);
     let token = shutdown.clone();
     Ok(tokio::spawn(async move {
-        runner
-            .run(token)
+        futures::future::try_join_all(runners.into_iter().map(|r| r.run(token.clone())))
             .await
+            .map(|_| ())
             .with_context(|| format!("projection {name}"))
     }))
 }
