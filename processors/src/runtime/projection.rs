@@ -369,7 +369,7 @@ impl<P: Projection> Writer<P> {
         for m in batch {
             loaded.entry(m.partition()).or_insert(0);
         }
-        // A batch committed (and recorded) since the read has a later position: keep the later.
+        // Never move a known position back: keep the later of the stored and the known one.
         if let Ok(mut p) = self.positions.lock() {
             for (partition, offset) in loaded.iter_mut() {
                 let known = p.entry(*partition).or_insert(*offset);
