@@ -24,6 +24,7 @@ pub const HISTORY: &[&str] = &[
     include_str!("../../avro/history/haltless.detector-state.v1/002.avsc"),
     include_str!("../../avro/history/haltless.detector-state.v1/003.avsc"),
     include_str!("../../avro/history/haltless.detector-state.v1/004.avsc"),
+    include_str!("../../avro/history/haltless.detector-state.v1/005.avsc"),
 ];
 
 /// The meaning of the state this code writes (the record's `version` field; see the schema).
@@ -132,6 +133,9 @@ pub struct ContextState {
     pub density_recent: f64,
     /// Density: the long-run share (0 before version 4).
     pub density_usual: f64,
+    /// Bit `i` set: slot `i` has been seen on an earlier day than its current visit (absent before version 5
+    /// of the schema).
+    pub profiled: Option<u64>,
 }
 
 /// One feature's calibration.
@@ -488,6 +492,12 @@ impl ContextState {
         };
         let density_recent = zero_if_absent("density_recent")?;
         let density_usual = zero_if_absent("density_usual")?;
+        let profiled = match f.optional("profiled")? {
+            None => None,
+            // The bits of a mask, stored in Avro's signed long.
+            Some(Value::Long(bits)) => Some(bits as u64),
+            Some(other) => return Err(shape("profiled", &other)),
+        };
         Ok(Self {
             level: EwStats::from_value(f.take("level")?)?,
             slots: f
@@ -510,6 +520,7 @@ impl ContextState {
             velocity: EwStats::from_value(f.take("velocity")?)?,
             density_recent,
             density_usual,
+            profiled,
             calibrators: f
                 .array("calibrators")?
                 .into_iter()
@@ -703,6 +714,7 @@ fn wire_context(c: &ContextState) -> wire::ContextState<'_> {
         velocity: wire_stats!(ContextVelocityStats, c.velocity),
         density_recent: Some(c.density_recent),
         density_usual: Some(c.density_usual),
+        profiled: c.profiled.map(|bits| bits as i64),
         calibrators: c
             .calibrators
             .iter()
@@ -846,6 +858,7 @@ mod tests {
                         }],
                         density_recent: 0.125,
                         density_usual: 0.01,
+                        profiled: Some(0b1010),
                     })),
                 ),
                 condition(
@@ -920,36 +933,67 @@ mod tests {
                 why.scores[5] = f64::from(f32::MIN);
             }
         }
-        // The state as version 3 wrote it: the same datum without the fields version 4 added.
-        fn drop_density(v: Value) -> Value {
-            match v {
-                Value::Record(fields) => Value::Record(
-                    fields
-                        .into_iter()
-                        .filter(|(n, _)| !n.starts_with("density_"))
-                        .map(|(n, v)| (n, drop_density(v)))
-                        .collect(),
-                ),
-                Value::Union(i, inner) => Value::Union(i, Box::new(drop_density(*inner))),
-                Value::Array(items) => Value::Array(items.into_iter().map(drop_density).collect()),
-                other => other,
-            }
-        }
+        // The state as version 3 wrote it: the same datum without the fields versions 4 and 5 added.
         let now = MachineState::codec().unwrap();
         let value = now.decode_value(&old.encode(&now).unwrap()).unwrap();
-        let bytes = v3.encode_value(drop_density(value)).unwrap();
+        let bytes = v3
+            .encode_value(drop_fields(value, &|n| {
+                n.starts_with("density_") || n == "profiled"
+            }))
+            .unwrap();
         let restored = MachineState::decode(&MachineState::codec().unwrap(), &bytes).unwrap();
         let mut want = old.clone();
         for c in &mut want.conditions {
             if let DetectorState::Context(k) = &mut c.detector {
                 k.density_recent = 0.0;
                 k.density_usual = 0.0;
+                k.profiled = None;
             }
         }
         assert_ne!(
             want, old,
             "the sample has a context detector with a density"
         );
+        assert_eq!(restored, want);
+    }
+
+    /// The datum without the record fields `drop` names, at every depth: what an older schema wrote.
+    fn drop_fields(v: Value, drop: &dyn Fn(&str) -> bool) -> Value {
+        match v {
+            Value::Record(fields) => Value::Record(
+                fields
+                    .into_iter()
+                    .filter(|(n, _)| !drop(n))
+                    .map(|(n, v)| (n, drop_fields(v, drop)))
+                    .collect(),
+            ),
+            Value::Union(i, inner) => Value::Union(i, Box::new(drop_fields(*inner, drop))),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| drop_fields(v, drop)).collect())
+            }
+            other => other,
+        }
+    }
+
+    /// A context detector's state written with version 4 (before the profile's days) restores with the
+    /// slots' mask absent, and the rest as it was.
+    #[test]
+    fn a_state_of_version_4_restores_without_the_profiles_days() {
+        let v4 = Codec::new(HISTORY[3], &[], WireFormat::SingleObject).unwrap();
+        let old = sample();
+        let now = MachineState::codec().unwrap();
+        let value = now.decode_value(&old.encode(&now).unwrap()).unwrap();
+        let bytes = v4
+            .encode_value(drop_fields(value, &|n| n == "profiled"))
+            .unwrap();
+        let restored = MachineState::decode(&now, &bytes).unwrap();
+        let mut want = old.clone();
+        for c in &mut want.conditions {
+            if let DetectorState::Context(k) = &mut c.detector {
+                k.profiled = None;
+            }
+        }
+        assert_ne!(want, old, "the sample has a context detector with a mask");
         assert_eq!(restored, want);
     }
 

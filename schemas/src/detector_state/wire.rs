@@ -75,6 +75,7 @@ pub(super) struct ContextState<'a> {
     pub(super) calibrators: Vec<Calibrator>,
     pub(super) density_recent: Option<f64>,
     pub(super) density_usual: Option<f64>,
+    pub(super) profiled: Option<i64>,
 }
 
 #[derive(Serialize)]

@@ -3,7 +3,8 @@
 //!
 //! - **level**: the distance from an EWMA of the value, in its own standard deviations;
 //! - **profile**: the distance from what this hour of the day usually reads (24 hourly slots, weekdays
-//!   apart from weekends, UTC), in that slot's standard deviations;
+//!   apart from weekends, UTC), in that slot's standard deviations, once the hour has been seen on an earlier
+//!   day;
 //! - **transitions**: the value quantised into levels of its learned range; how rarely the step from the
 //!   previous level to this one has happened (`-ln` of its smoothed frequency);
 //! - **range**: how far the value left its learned range (minimum and maximum, slowly contracting towards
@@ -45,8 +46,9 @@ const RANGE: usize = 3;
 const RATE: usize = 4;
 const DENSITY: usize = 5;
 
-/// A slot of the profile judges once it has seen this many readings.
-const SLOT_WARM: u64 = 3;
+/// A slot of the profile judges once it has seen this many readings (and an earlier day: see
+/// [`Context::profiled`]).
+pub(crate) const SLOT_WARM: u64 = 3;
 /// `log10(n)` for the numbers of features that can be judged at once.
 const LOG10_COUNT: [f64; 7] = [
     0.0,
@@ -301,6 +303,11 @@ pub struct Context {
     pub(crate) level: EwStats,
     /// Per hourly slot: mean and variance of the value.
     pub(crate) slots: Vec<EwStats>,
+    /// Bit `i` set: slot `i` has been seen on an earlier day than its current visit, so what it learned is
+    /// what this hour usually reads. Within its first visit a slot has learned only the minutes before, which
+    /// are no profile of the hour: it neither judges nor widens the level's spread until its second day.
+    #[serde(default = "all_profiled")]
+    pub(crate) profiled: u64,
     /// The learned range.
     pub(crate) low: f64,
     /// The learned range.
@@ -359,6 +366,7 @@ impl Default for Context {
         Self {
             level: EwStats::default(),
             slots: vec![EwStats::default(); SLOTS],
+            profiled: 0,
             low: 0.0,
             high: 0.0,
             prev_level: None,
@@ -379,6 +387,12 @@ impl Default for Context {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// What a state that predates [`Context::profiled`] restores: every slot counts as profiled once warm, as
+/// then (a slot judged from its third reading).
+fn all_profiled() -> u64 {
+    u64::MAX
+}
 
 /// The profile's slot of an event time: the hour of the day (UTC), weekends apart.
 pub fn slot_of(ts_ms: i64) -> usize {
@@ -477,10 +491,15 @@ impl Context {
                     slot
                 }
             };
+            let bit = 1u64 << slot;
             if let Some(slot) = self.slots.get_mut(slot) {
+                // A reading more than an hour after the slot's last one is a later visit: another day.
+                if slot.n > 0 && s.ts_ms - slot.last_ts_ms > HOUR_MS {
+                    self.profiled |= bit;
+                }
                 let slot_std = slot.std(slot_floor);
                 let mut y = x;
-                if slot.n >= SLOT_WARM {
+                if slot.n >= SLOT_WARM && self.profiled & bit != 0 {
                     out[PROFILE] = Some((((x - slot.mean) / slot_std).abs(), slot.mean));
                     self.spreads[PROFILE] = slot_std;
                     y = clip(slot.mean, slot_std, x);
@@ -853,6 +872,29 @@ mod tests {
         let bytes = std::mem::size_of::<Context>() + heap;
         println!("context state: {bytes} bytes");
         assert!(bytes < 3_000, "{bytes}");
+    }
+
+    #[test]
+    fn an_hour_judges_from_its_second_day() {
+        let c = ContextConfig::default();
+        // Two weekdays (1970-01-01 was a Thursday) of a reading a minute.
+        let series = noisy(2 * 1_440, 50.0, 1.0, 60_000);
+        let mut d = Context::default();
+        for (i, s) in series.iter().enumerate() {
+            // Whether the profile judges this reading, asked of a copy so the run is not disturbed.
+            let judged = d.clone().features(&c, *s, 0.99)[PROFILE].is_some();
+            let (day, minute) = (i / 1_440, i % 1_440);
+            // The slot's first visit learns; its second judges from its first reading on.
+            assert_eq!(judged, day == 1, "reading {i}");
+            d.observe(&c, *s);
+            let hour = minute / 60;
+            let expected: u64 = if day == 0 {
+                0
+            } else {
+                (1u64 << (hour + 1)) - 1
+            };
+            assert_eq!(d.profiled, expected, "reading {i}");
+        }
     }
 
     #[test]

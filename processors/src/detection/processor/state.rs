@@ -242,6 +242,7 @@ fn detector_record(d: &DetectorState) -> avro::DetectorState {
             velocity: ew_record(&c.velocity),
             density_recent: c.density_recent,
             density_usual: c.density_usual,
+            profiled: Some(c.profiled),
             calibrators: c
                 .calibrators
                 .iter()
@@ -296,6 +297,8 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
             velocity: ew_from_record(c.velocity),
             density_recent: c.density_recent,
             density_usual: c.density_usual,
+            // A state from before version 5: every slot judges once warm, as it did then.
+            profiled: c.profiled.unwrap_or(u64::MAX),
             calibrators: per_feature(
                 c.calibrators
                     .into_iter()
