@@ -136,6 +136,8 @@ pub struct ContextState {
     /// Bit `i` set: slot `i` has been seen on an earlier day than its current visit (absent before version 5
     /// of the schema).
     pub profiled: Option<u64>,
+    /// A typical hour's variance, learned (absent before version 5).
+    pub hour_var: Option<EwStats>,
 }
 
 /// One feature's calibration.
@@ -498,6 +500,10 @@ impl ContextState {
             Some(Value::Long(bits)) => Some(bits as u64),
             Some(other) => return Err(shape("profiled", &other)),
         };
+        let hour_var = f
+            .optional("hour_var")?
+            .map(EwStats::from_value)
+            .transpose()?;
         Ok(Self {
             level: EwStats::from_value(f.take("level")?)?,
             slots: f
@@ -521,6 +527,7 @@ impl ContextState {
             density_recent,
             density_usual,
             profiled,
+            hour_var,
             calibrators: f
                 .array("calibrators")?
                 .into_iter()
@@ -715,6 +722,7 @@ fn wire_context(c: &ContextState) -> wire::ContextState<'_> {
         density_recent: Some(c.density_recent),
         density_usual: Some(c.density_usual),
         profiled: c.profiled.map(|bits| bits as i64),
+        hour_var: c.hour_var.as_ref().map(|h| wire_stats!(HourVarStats, h)),
         calibrators: c
             .calibrators
             .iter()
@@ -859,6 +867,7 @@ mod tests {
                         density_recent: 0.125,
                         density_usual: 0.01,
                         profiled: Some(0b1010),
+                        hour_var: Some(stats(4.0)),
                     })),
                 ),
                 condition(
@@ -938,7 +947,7 @@ mod tests {
         let value = now.decode_value(&old.encode(&now).unwrap()).unwrap();
         let bytes = v3
             .encode_value(drop_fields(value, &|n| {
-                n.starts_with("density_") || n == "profiled"
+                n.starts_with("density_") || n == "profiled" || n == "hour_var"
             }))
             .unwrap();
         let restored = MachineState::decode(&MachineState::codec().unwrap(), &bytes).unwrap();
@@ -948,6 +957,7 @@ mod tests {
                 k.density_recent = 0.0;
                 k.density_usual = 0.0;
                 k.profiled = None;
+                k.hour_var = None;
             }
         }
         assert_ne!(
@@ -984,13 +994,14 @@ mod tests {
         let now = MachineState::codec().unwrap();
         let value = now.decode_value(&old.encode(&now).unwrap()).unwrap();
         let bytes = v4
-            .encode_value(drop_fields(value, &|n| n == "profiled"))
+            .encode_value(drop_fields(value, &|n| n == "profiled" || n == "hour_var"))
             .unwrap();
         let restored = MachineState::decode(&now, &bytes).unwrap();
         let mut want = old.clone();
         for c in &mut want.conditions {
             if let DetectorState::Context(k) = &mut c.detector {
                 k.profiled = None;
+                k.hour_var = None;
             }
         }
         assert_ne!(want, old, "the sample has a context detector with a mask");

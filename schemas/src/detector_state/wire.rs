@@ -76,6 +76,7 @@ pub(super) struct ContextState<'a> {
     pub(super) density_recent: Option<f64>,
     pub(super) density_usual: Option<f64>,
     pub(super) profiled: Option<i64>,
+    pub(super) hour_var: Option<HourVarStats>,
 }
 
 #[derive(Serialize)]
@@ -197,6 +198,14 @@ pub(super) struct LevelStats {
 
 #[derive(Serialize)]
 pub(super) struct SlotStats {
+    pub(super) mean: f64,
+    pub(super) var: f64,
+    pub(super) n: i64,
+    pub(super) last_ts_ms: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct HourVarStats {
     pub(super) mean: f64,
     pub(super) var: f64,
     pub(super) n: i64,

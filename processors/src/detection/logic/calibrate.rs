@@ -27,6 +27,13 @@ pub struct Calibration {
     pub clip: f64,
 }
 
+impl Calibration {
+    /// The short average's weight: `1 / average`.
+    pub fn weight(&self) -> f64 {
+        1.0 / f64::from(self.average.max(1))
+    }
+}
+
 /// What one feature's calibration remembers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Calibrator {
@@ -46,12 +53,25 @@ impl Calibrator {
     /// alone (the average's weight, the spread's floor) is then worked out once for all of them.
     #[inline]
     pub fn observe(&mut self, c: &Calibration, ts_ms: i64, raw: f64, by_time: f64) -> Option<f64> {
+        self.observe_averaged(c, c.weight(), ts_ms, raw, by_time)
+    }
+
+    /// [`Calibrator::observe`] with the short average's weight `w` given (`c.weight()`, or 1 for a feature
+    /// judged reading by reading), so that a caller calibrating several features works it out once.
+    #[inline]
+    pub fn observe_averaged(
+        &mut self,
+        c: &Calibration,
+        w: f64,
+        ts_ms: i64,
+        raw: f64,
+        by_time: f64,
+    ) -> Option<f64> {
         let raw = if raw.is_nan() {
             0.0
         } else {
             raw.clamp(0.0, f64::MAX)
         };
-        let w = 1.0 / f64::from(c.average.max(1));
         self.short = if self.dist.n == 0 {
             raw
         } else {

@@ -3,12 +3,13 @@
 //!
 //! - **level**: the distance from an EWMA of the value, in its own standard deviations;
 //! - **profile**: the distance from what this hour of the day usually reads (24 hourly slots, weekdays
-//!   apart from weekends, UTC), in that slot's standard deviations, once the hour has been seen on an earlier
-//!   day;
+//!   apart from weekends, UTC), in that slot's standard deviations or a typical hour's, whichever is larger,
+//!   once the hour has been seen on an earlier day;
 //! - **transitions**: the value quantised into levels of its learned range; how rarely the step from the
 //!   previous level to this one has happened (`-ln` of its smoothed frequency);
 //! - **range**: how far the value left its learned range (minimum and maximum, slowly contracting towards
-//!   the level), in widths of that range;
+//!   the level), in widths of that range; calibrated reading by reading, not averaged (an event, like the
+//!   spatial anomaly of Numenta's NAB detector, which bypasses its likelihood's averaging);
 //! - **rate** (opt-in): the velocity between readings, in its own standard deviations;
 //! - **density**: how much more often than usual the value has lately been outside the level's band (3 of its
 //!   spreads): the binomial surprise of the recent share (about the last 36 readings) against the long-run
@@ -308,6 +309,12 @@ pub struct Context {
     /// are no profile of the hour: it neither judges nor widens the level's spread until its second day.
     #[serde(default = "all_profiled")]
     pub(crate) profiled: u64,
+    /// The variance of a typical hour: the profiled slots' variances, averaged over the readings with the
+    /// slow memory (its `mean`; its own `var` is not used). A slot that happened to be calm on the few days it
+    /// remembers judges with at least this spread, so an ordinary burst at an hour that never saw one is not
+    /// extraordinary.
+    #[serde(default)]
+    pub(crate) hour_var: EwStats,
     /// The learned range.
     pub(crate) low: f64,
     /// The learned range.
@@ -367,6 +374,7 @@ impl Default for Context {
             level: EwStats::default(),
             slots: vec![EwStats::default(); SLOTS],
             profiled: 0,
+            hour_var: EwStats::default(),
             low: 0.0,
             high: 0.0,
             prev_level: None,
@@ -500,8 +508,16 @@ impl Context {
                 let slot_std = slot.std(slot_floor);
                 let mut y = x;
                 if slot.n >= SLOT_WARM && self.profiled & bit != 0 {
-                    out[PROFILE] = Some((((x - slot.mean) / slot_std).abs(), slot.mean));
-                    self.spreads[PROFILE] = slot_std;
+                    // Judged against the larger of this hour's spread and a typical hour's (learned before
+                    // this reading); learning clips to the hour's own.
+                    let spread = if self.hour_var.n > 0 {
+                        slot_std.max(self.hour_var.mean.max(0.0).sqrt())
+                    } else {
+                        slot_std
+                    };
+                    self.hour_var.update_by(s.ts_ms, slot.var, 1.0 - keep);
+                    out[PROFILE] = Some((((x - slot.mean) / spread).abs(), slot.mean));
+                    self.spreads[PROFILE] = spread;
                     y = clip(slot.mean, slot_std, x);
                     // The level is judged against the larger of its own spread and this hour's: a value
                     // that this hour of the day often reaches is not unusual for the level either.
@@ -631,12 +647,17 @@ impl Detector for Context {
         };
         let features = self.features(c, s, keep);
         let calibration = c.calibration();
+        let averaged = calibration.weight();
         let (mut best, mut judged, mut expected) = (f64::NEG_INFINITY, 0u32, self.level.mean);
         let mut scores = [NOT_JUDGED; FEATURES.len()];
         let each = features.iter().zip(&mut self.calibrators).zip(&mut scores);
         for (i, ((f, calibrator), score)) in each.enumerate() {
             let Some((raw, expect)) = *f else { continue };
-            let Some(z) = calibrator.observe(&calibration, s.ts_ms, raw, 1.0 - keep) else {
+            // The range is an event, judged as it happens: averaging would spread one reading's excess over
+            // ten.
+            let w = if i == RANGE { 1.0 } else { averaged };
+            let Some(z) = calibrator.observe_averaged(&calibration, w, s.ts_ms, raw, 1.0 - keep)
+            else {
                 continue;
             };
             judged += 1;
@@ -895,6 +916,49 @@ mod tests {
             };
             assert_eq!(d.profiled, expected, "reading {i}");
         }
+    }
+
+    /// A series that bursts about once a day, at a different hour each time (a job every 22 hours): the
+    /// hours that never saw a burst judge with a typical hour's spread, so a burst is not extraordinary
+    /// to the profile once the series has had a few.
+    #[test]
+    fn a_burst_the_series_often_has_is_not_unusual_for_the_hour() {
+        let c = ContextConfig::default();
+        let mut series = noisy(12 * 288, 2.0, 0.3, 300_000);
+        for start in (100..series.len()).step_by(267) {
+            for s in series.iter_mut().skip(start).take(3) {
+                s.value += 60.0;
+            }
+        }
+        let mut d = Context::default();
+        let mut by_profile = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            if d.observe(&c, *s).is_some_and(|v| v.anomalous)
+                && d.last_feature() == "profile"
+                && i > 5 * 288
+            {
+                by_profile.push(i);
+            }
+        }
+        assert!(by_profile.is_empty(), "{by_profile:?}");
+        assert!(d.hour_var.n > 0 && d.hour_var.mean > 0.3 * 0.3);
+    }
+
+    /// The range is judged reading by reading: one reading well beyond the learned range raises at once,
+    /// where averaged over ten readings it would be a tenth as unusual.
+    #[test]
+    fn one_reading_beyond_the_range_is_a_new_maximum_at_once() {
+        let c = ContextConfig::default();
+        let mut series = noisy(3_000, 50.0, 1.0, 300_000);
+        series[2_500].value = 58.0;
+        let mut d = Context::default();
+        for s in &series[..2_500] {
+            d.observe(&c, *s);
+        }
+        let v = d.observe(&c, series[2_500]).unwrap();
+        assert!(v.anomalous, "{v:?}");
+        assert_eq!(d.last_feature(), "range");
+        assert!(v.why.unwrap().scores[RANGE] > v.why.unwrap().scores[LEVEL]);
     }
 
     #[test]

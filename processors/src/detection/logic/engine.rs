@@ -879,9 +879,10 @@ mod tests {
         );
         // It says why in words a person reads, and each feature's share in numbers.
         println!("{}", spike.explanation);
+        // (The level and the new range both find it; the range, judged reading by reading, says it.)
         assert!(
-            spike.explanation.starts_with("spindle_temp 7")
-                && spike.explanation.contains("usually 60")
+            spike.explanation.starts_with("new maximum: spindle_temp 7")
+                && spike.explanation.contains("recent days (60.")
                 && spike.explanation.contains("readings"),
             "{spike:?}"
         );

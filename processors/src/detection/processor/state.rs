@@ -243,6 +243,7 @@ fn detector_record(d: &DetectorState) -> avro::DetectorState {
             density_recent: c.density_recent,
             density_usual: c.density_usual,
             profiled: Some(c.profiled),
+            hour_var: Some(ew_record(&c.hour_var)),
             calibrators: c
                 .calibrators
                 .iter()
@@ -299,6 +300,7 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
             density_usual: c.density_usual,
             // A state from before version 5: every slot judges once warm, as it did then.
             profiled: c.profiled.unwrap_or(u64::MAX),
+            hour_var: c.hour_var.map(ew_from_record).unwrap_or_default(),
             calibrators: per_feature(
                 c.calibrators
                     .into_iter()
