@@ -49,7 +49,7 @@ const DENSITY: usize = 5;
 
 /// A slot of the profile judges once it has seen this many readings (and an earlier day: see
 /// [`Context::profiled`]).
-pub(crate) const SLOT_WARM: u64 = 3;
+const SLOT_WARM: u64 = 3;
 /// `log10(n)` for the numbers of features that can be judged at once.
 const LOG10_COUNT: [f64; 7] = [
     0.0,
