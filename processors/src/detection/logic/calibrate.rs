@@ -47,19 +47,13 @@ impl Calibrator {
     /// Learns from `raw` seen at `ts_ms` and returns the current average's z against the distribution
     /// learned before it; `None` while learning. Non-finite raw scores count as the largest finite one.
     /// `by_time` is the weight the time since the previous reading earns over `memory_secs`
-    /// (`1 - 2^(-dt / memory)`), shared by the features of a reading.
+    /// (`1 - 2^(-dt / memory)`), shared by the features of a reading; `w` is the short average's weight
+    /// ([`Calibration::weight`], or 1 for a feature judged reading by reading).
     ///
-    /// Inlined: a detector calibrates several features a reading with one `c`, and what depends on `c`
-    /// alone (the average's weight, the spread's floor) is then worked out once for all of them.
+    /// Inlined, with the weight given: a detector calibrates several features a reading with one `c`, and
+    /// what depends on `c` alone (the average's weight, the spread's floor) is then worked out once for all.
     #[inline]
-    pub fn observe(&mut self, c: &Calibration, ts_ms: i64, raw: f64, by_time: f64) -> Option<f64> {
-        self.observe_averaged(c, c.weight(), ts_ms, raw, by_time)
-    }
-
-    /// [`Calibrator::observe`] with the short average's weight `w` given (`c.weight()`, or 1 for a feature
-    /// judged reading by reading), so that a caller calibrating several features works it out once.
-    #[inline]
-    pub fn observe_averaged(
+    pub fn observe(
         &mut self,
         c: &Calibration,
         w: f64,
@@ -198,11 +192,15 @@ mod tests {
         let w = 1.0 - (-60.0 * std::f64::consts::LN_2 / c.memory_secs).exp();
         for i in 0..2_000 {
             let ts = i * 60_000;
-            calm.observe(&c, ts, 0.8, w);
-            spiky.observe(&c, ts, if i % 20 == 0 { 8.0 } else { 0.8 }, w);
+            calm.observe(&c, c.weight(), ts, 0.8, w);
+            spiky.observe(&c, c.weight(), ts, if i % 20 == 0 { 8.0 } else { 0.8 }, w);
         }
-        let a = calm.observe(&c, 2_000 * 60_000, 8.0, w).unwrap_or(0.0);
-        let b = spiky.observe(&c, 2_000 * 60_000, 8.0, w).unwrap_or(0.0);
+        let a = calm
+            .observe(&c, c.weight(), 2_000 * 60_000, 8.0, w)
+            .unwrap_or(0.0);
+        let b = spiky
+            .observe(&c, c.weight(), 2_000 * 60_000, 8.0, w)
+            .unwrap_or(0.0);
         assert!(tail_score(a) > 5.0 && tail_score(b) < 3.0, "{a} {b}");
     }
 }

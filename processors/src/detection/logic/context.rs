@@ -398,7 +398,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// What a state that predates [`Context::profiled`] restores: every slot counts as profiled once warm, as
 /// then (a slot judged from its third reading).
-fn all_profiled() -> u64 {
+pub(crate) fn all_profiled() -> u64 {
     u64::MAX
 }
 
@@ -496,15 +496,20 @@ impl Context {
                 _ => {
                     let slot = slot_of(s.ts_ms);
                     self.hour = Some((s.ts_ms - s.ts_ms.rem_euclid(HOUR_MS), slot));
+                    // A reading more than an hour after the slot's last one is a later visit: another day.
+                    // A visit begins with a reading in another hour than the last, so only here.
+                    if self
+                        .slots
+                        .get(slot)
+                        .is_some_and(|h| h.n > 0 && s.ts_ms - h.last_ts_ms > HOUR_MS)
+                    {
+                        self.profiled |= 1u64 << slot;
+                    }
                     slot
                 }
             };
             let bit = 1u64 << slot;
             if let Some(slot) = self.slots.get_mut(slot) {
-                // A reading more than an hour after the slot's last one is a later visit: another day.
-                if slot.n > 0 && s.ts_ms - slot.last_ts_ms > HOUR_MS {
-                    self.profiled |= bit;
-                }
                 let slot_std = slot.std(slot_floor);
                 let mut y = x;
                 if slot.n >= SLOT_WARM && self.profiled & bit != 0 {
@@ -656,8 +661,7 @@ impl Detector for Context {
             // The range is an event, judged as it happens: averaging would spread one reading's excess over
             // ten.
             let w = if i == RANGE { 1.0 } else { averaged };
-            let Some(z) = calibrator.observe_averaged(&calibration, w, s.ts_ms, raw, 1.0 - keep)
-            else {
+            let Some(z) = calibrator.observe(&calibration, w, s.ts_ms, raw, 1.0 - keep) else {
                 continue;
             };
             judged += 1;

@@ -13,7 +13,7 @@ use haltless_schemas::{Codec, CodecError};
 
 use crate::detection::logic::baseline::Baseline;
 use crate::detection::logic::calibrate::{per_feature, Calibrator};
-use crate::detection::logic::context::Context;
+use crate::detection::logic::context::{all_profiled, Context};
 use crate::detection::logic::drift::Drift;
 use crate::detection::logic::engine::{ConditionState, DetectorState, Last, MachineState, Stored};
 use crate::detection::logic::ewma::Ewma;
@@ -299,7 +299,7 @@ fn detector_from_record(d: avro::DetectorState) -> DetectorState {
             density_recent: c.density_recent,
             density_usual: c.density_usual,
             // A state from before version 5: every slot judges once warm, as it did then.
-            profiled: c.profiled.unwrap_or(u64::MAX),
+            profiled: c.profiled.unwrap_or_else(all_profiled),
             hour_var: c.hour_var.map(ew_from_record).unwrap_or_default(),
             calibrators: per_feature(
                 c.calibrators
