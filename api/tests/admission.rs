@@ -44,7 +44,7 @@ async fn rejected(app: &TestApp, reason: &str, source: &str) -> f64 {
 
 async fn stored(app: &TestApp, machine: &str) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM readings r JOIN machines m ON m.id = r.machine_id WHERE m.name = $1",
+        "SELECT count(*) FROM named_readings r JOIN machines m ON m.id = r.machine_id WHERE m.name = $1",
     )
     .bind(machine)
     .fetch_one(&app.iso.pool)

@@ -134,7 +134,7 @@ async fn projection_killed_mid_batch_loses_and_doubles_nothing() {
     child.wait().await.unwrap();
 
     let (count, distinct, sum): (i64, i64, f64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (machine_id, metric, ts)), sum(value) FROM readings WHERE tenant_id = $1",
+        "SELECT count(*), count(DISTINCT (machine_id, metric, ts)), sum(value) FROM named_readings WHERE tenant_id = $1",
     )
     .bind(tenant)
     .fetch_one(&iso.pool)

@@ -43,7 +43,7 @@ async fn insert(pool: &PgPool, tenant: Uuid, machine: Uuid, rows: &[(&str, i64, 
         .collect();
     let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
     sqlx::query(
-        "INSERT INTO readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at)
+        "INSERT INTO named_readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at)
          SELECT $1, $2, m, t, v, NULL, now() FROM unnest($3::text[], $4::timestamptz[], $5::float8[]) AS r(m, t, v)",
     )
     .bind(tenant)
@@ -245,7 +245,8 @@ async fn readings_queries_answer_the_same(storage: Storage) {
         // refresh) still count there, until a refresh recomputes the changed hour.
         let hour = "from=2026-11-20T05:00:00Z&to=2026-11-20T06:00:00Z";
         sqlx::query(
-            "DELETE FROM readings WHERE tenant_id = $1 AND ts >= '2026-11-20T05:00:00Z' AND ts < '2026-11-20T06:00:00Z'",
+            "DELETE FROM readings WHERE series_id IN (SELECT id FROM reading_series WHERE tenant_id = $1)
+               AND ts >= '2026-11-20T05:00:00Z' AND ts < '2026-11-20T06:00:00Z'",
         )
         .bind(app.tenant)
         .execute(pool)
@@ -406,7 +407,8 @@ async fn the_refresh_jobs_summarize_the_time_index_and_materialize_every_bucket(
         .await
         .unwrap();
         sqlx::query_scalar::<_, Option<i64>>(&format!(
-            "SELECT sum(count)::bigint FROM {table} WHERE tenant_id = $1"
+            "SELECT sum(count)::bigint FROM {table}
+             WHERE series_id IN (SELECT id FROM reading_series WHERE tenant_id = $1)"
         ))
         .bind(tenant)
         .fetch_one(pool)

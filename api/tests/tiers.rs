@@ -318,7 +318,7 @@ async fn the_301st_read_in_a_minute_gets_429() {
 
 async fn reading_at(pool: &sqlx::PgPool, tenant: Uuid, machine: Uuid, days_ago: i32) {
     sqlx::query(
-        "INSERT INTO readings (tenant_id, machine_id, metric, ts, value, ingested_at)
+        "INSERT INTO named_readings (tenant_id, machine_id, metric, ts, value, ingested_at)
          VALUES ($1, $2, 't', now() - make_interval(days => $3), 1, now())",
     )
     .bind(tenant)
@@ -331,7 +331,7 @@ async fn reading_at(pool: &sqlx::PgPool, tenant: Uuid, machine: Uuid, days_ago: 
 
 async fn ages(pool: &sqlx::PgPool, tenant: Uuid) -> Vec<i32> {
     sqlx::query_scalar(
-        "SELECT extract(day FROM now() - ts)::int FROM readings WHERE tenant_id = $1 ORDER BY ts DESC",
+        "SELECT extract(day FROM now() - ts)::int FROM named_readings WHERE tenant_id = $1 ORDER BY ts DESC",
     )
     .bind(tenant)
     .fetch_all(pool)
@@ -413,7 +413,8 @@ async fn sweep_in_small_batches(storage: Storage) {
         reading_at(pool, pro, machine, d).await;
     }
     let aggregated = |tenant: Uuid| async move {
-        let q = "SELECT coalesce(sum(count), 0)::bigint FROM readings_1h WHERE tenant_id = $1";
+        let q = "SELECT coalesce(sum(count), 0)::bigint FROM readings_1h
+                 WHERE series_id IN (SELECT id FROM reading_series WHERE tenant_id = $1)";
         sqlx::query_scalar::<_, i64>(q)
             .bind(tenant)
             .fetch_one(pool)

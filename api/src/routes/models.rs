@@ -402,7 +402,7 @@ async fn history_runs(
         ));
     }
     let rows: Vec<(Uuid, DateTime<Utc>, String, f64)> = sqlx::query_as(
-        "SELECT machine_id, ts, metric, value FROM readings
+        "SELECT machine_id, ts, metric, value FROM named_readings
          WHERE tenant_id = $1 AND metric = ANY($2) AND machine_id = ANY($3)
          ORDER BY machine_id, ts LIMIT $4",
     )

@@ -195,7 +195,7 @@ pub(crate) async fn preview(
     // The newest readings when there are more than the limit: the detectors learn on the older part of a
     // window, and the recent past is what a rule is being tuned for.
     let mut rows: Vec<(String, DateTime<Utc>, f64)> = sqlx::query_as(
-        "SELECT metric, ts, value FROM readings
+        "SELECT metric, ts, value FROM named_readings
          WHERE tenant_id = $1 AND machine_id = $2 AND metric = ANY($3) AND ts >= $4 AND ts < $5
          ORDER BY ts DESC, metric DESC LIMIT $6",
     )

@@ -103,17 +103,36 @@ pub async fn aggregates_available(pool: &PgPool) -> Result<bool, sqlx::Error> {
     .await
 }
 
-/// The raw rows of `r`, ordered by time, then metric.
-pub async fn raw(pool: &PgPool, r: &Range) -> Result<Vec<RawRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT metric, ts, value, quality FROM readings
-         WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
-           AND ts >= $4 AND ts < $5
-         ORDER BY ts, metric LIMIT $6",
+/// The ids and metric names of the series `r` reads (migration 0029). Queries filter readings and the
+/// aggregates by these ids as a constant array: a join would not reach into the aggregates' real-time part,
+/// which would then aggregate every series' newest rows before joining.
+async fn series_of(pool: &PgPool, r: &Range) -> Result<(Vec<i32>, Vec<String>), sqlx::Error> {
+    let rows: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT id, metric FROM reading_series
+         WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)",
     )
     .bind(r.tenant)
     .bind(r.machine)
     .bind(&r.metric)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().unzip())
+}
+
+/// The raw rows of `r`, ordered by time, then metric.
+pub async fn raw(pool: &PgPool, r: &Range) -> Result<Vec<RawRow>, sqlx::Error> {
+    let (ids, metrics) = series_of(pool, r).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT s.metric, r.ts, r.value, r.quality
+         FROM readings r JOIN unnest($1::int[], $2::text[]) AS s (id, metric) ON s.id = r.series_id
+         WHERE r.series_id = ANY($1) AND r.ts >= $3 AND r.ts < $4
+         ORDER BY r.ts, s.metric LIMIT $5",
+    )
+    .bind(&ids)
+    .bind(&metrics)
     .bind(r.from)
     .bind(r.to)
     .bind(r.limit)
@@ -128,23 +147,26 @@ pub async fn buckets(
     seconds: i64,
     source: BucketSource,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
+    let (ids, metrics) = series_of(pool, r).await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let named = "JOIN unnest($1::int[], $2::text[]) AS s (id, metric) ON s.id = r.series_id";
     let Some((view, (inner_from, inner_to))) = source
         .aggregate()
         .and_then(|(view, width)| Some((view, whole_buckets(r.from, r.to, width)?)))
     else {
         // date_bin works on plain PostgreSQL and TimescaleDB alike (time_bucket would not).
-        return sqlx::query_as(
-            "SELECT metric, date_bin(make_interval(secs => $6), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-                    min(value) AS min, max(value) AS max, avg(value) AS avg, count(*) AS count,
-                    (array_agg(value ORDER BY ts DESC))[1] AS last
-             FROM readings
-             WHERE tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)
-               AND ts >= $4 AND ts < $5
-             GROUP BY metric, bucket ORDER BY bucket, metric LIMIT $7",
-        )
-        .bind(r.tenant)
-        .bind(r.machine)
-        .bind(&r.metric)
+        return sqlx::query_as(&format!(
+            "SELECT s.metric, date_bin(make_interval(secs => $5), r.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+                    min(r.value) AS min, max(r.value) AS max, avg(r.value) AS avg, count(*) AS count,
+                    (array_agg(r.value ORDER BY r.ts DESC))[1] AS last
+             FROM readings r {named}
+             WHERE r.series_id = ANY($1) AND r.ts >= $3 AND r.ts < $4
+             GROUP BY s.metric, bucket ORDER BY bucket, s.metric LIMIT $6",
+        ))
+        .bind(&ids)
+        .bind(&metrics)
         .bind(r.from)
         .bind(r.to)
         .bind(seconds as f64)
@@ -153,26 +175,24 @@ pub async fn buckets(
         .await;
     };
     // The aggregate's whole buckets in [inner_from, inner_to), the raw rows of the two ragged ends.
-    let series = "tenant_id = $1 AND machine_id = $2 AND ($3::text IS NULL OR metric = $3)";
     sqlx::query_as(&format!(
         "WITH parts AS (
-             SELECT metric, bucket AS ts, min, max, sum, count, last, last_ts FROM {view}
-             WHERE {series} AND bucket >= $4 AND bucket < $5
+             SELECT s.metric, r.bucket AS ts, r.min, r.max, r.sum, r.count, r.last, r.last_ts FROM {view} r {named}
+             WHERE r.series_id = ANY($1) AND r.bucket >= $3 AND r.bucket < $4
              UNION ALL
-             SELECT metric, ts, value, value, value, 1::bigint, value, ts FROM readings
-             WHERE {series} AND ts >= $6 AND ts < $4
+             SELECT s.metric, r.ts, r.value, r.value, r.value, 1::bigint, r.value, r.ts FROM readings r {named}
+             WHERE r.series_id = ANY($1) AND r.ts >= $5 AND r.ts < $3
              UNION ALL
-             SELECT metric, ts, value, value, value, 1::bigint, value, ts FROM readings
-             WHERE {series} AND ts >= $5 AND ts < $7
+             SELECT s.metric, r.ts, r.value, r.value, r.value, 1::bigint, r.value, r.ts FROM readings r {named}
+             WHERE r.series_id = ANY($1) AND r.ts >= $4 AND r.ts < $6
          )
-         SELECT metric, date_bin(make_interval(secs => $8), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+         SELECT metric, date_bin(make_interval(secs => $7), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
                 min(min) AS min, max(max) AS max, sum(sum) / sum(count)::float8 AS avg,
                 sum(count)::bigint AS count, (array_agg(last ORDER BY last_ts DESC))[1] AS last
-         FROM parts GROUP BY metric, bucket ORDER BY bucket, metric LIMIT $9"
+         FROM parts GROUP BY metric, bucket ORDER BY bucket, metric LIMIT $8"
     ))
-    .bind(r.tenant)
-    .bind(r.machine)
-    .bind(&r.metric)
+    .bind(&ids)
+    .bind(&metrics)
     .bind(inner_from)
     .bind(inner_to)
     .bind(r.from)

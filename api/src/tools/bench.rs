@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use haltless_processors::projection::readings::{copy_rows, copy_statement};
+use haltless_processors::projection::readings::{copy_rows, copy_statement, SeriesIds};
 use haltless_schemas::{Reading, ReadingBatch, Source};
 use sqlx::{Connection as _, PgPool};
 use uuid::Uuid;
@@ -77,7 +77,9 @@ where
     // Tens of millions of rows after a long paced run: their removal may take longer than the pool's
     // `statement_timeout`.
     let mut tx = unbounded(pool).await?;
-    sqlx::query("DELETE FROM readings WHERE tenant_id = $1")
+    sqlx::query(
+        "DELETE FROM readings WHERE series_id IN (SELECT id FROM reading_series WHERE tenant_id = $1)",
+    )
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -369,7 +371,7 @@ pub(super) async fn all_stored(
         // One primary-key lookup per machine: the lateral form keeps the planner from anything else (as a
         // semi-join it once chose plans that took seconds a poll and loaded the database being measured).
         "SELECT count(*) FROM unnest($2::uuid[], $3::timestamptz[]) AS l (machine_id, ts)
-         CROSS JOIN LATERAL (SELECT 1 FROM readings r WHERE r.tenant_id = $1 AND r.machine_id = l.machine_id
+         CROSS JOIN LATERAL (SELECT 1 FROM named_readings r WHERE r.tenant_id = $1 AND r.machine_id = l.machine_id
                                AND r.metric = 'load' AND r.ts = l.ts LIMIT 1) AS found",
     )
     .bind(tenant)
@@ -383,7 +385,7 @@ pub(super) async fn all_stored(
 /// The readings of `tenant` stored.
 pub(super) async fn stored(pool: &PgPool, tenant: Uuid) -> anyhow::Result<i64> {
     Ok(
-        sqlx::query_scalar("SELECT count(*) FROM readings WHERE tenant_id = $1")
+        sqlx::query_scalar("SELECT count(*) FROM named_readings WHERE tenant_id = $1")
             .bind(tenant)
             .fetch_one(pool)
             .await?,
@@ -440,26 +442,34 @@ async fn copy_ceiling(
     let streams = streams.max(1);
     let start_ms = crate::time::now_ms() - n as i64 * 10;
     // The projection's own format (binary), so that the two differ only in what the projection adds.
-    let data: Vec<Vec<u8>> = (0..streams)
-        .map(|s| {
-            copy_rows(&[ReadingBatch {
-                tenant_id: tenant,
-                machine_id: Uuid::new_v4(),
-                machine: format!("ceiling-{s}"),
-                source: Source::Gateway,
-                ingest_time_ms: crate::time::now_ms(),
-                readings: (s..n)
-                    .step_by(streams)
-                    .map(|i| Reading {
-                        metric: "load".into(),
-                        event_time_ms: start_ms + i as i64,
-                        value: (i % 1000) as f64 / 10.0,
-                        quality: None,
-                    })
-                    .collect(),
-            }])
+    let batches: Vec<ReadingBatch> = (0..streams)
+        .map(|s| ReadingBatch {
+            tenant_id: tenant,
+            machine_id: Uuid::new_v4(),
+            machine: format!("ceiling-{s}"),
+            source: Source::Gateway,
+            ingest_time_ms: crate::time::now_ms(),
+            readings: (s..n)
+                .step_by(streams)
+                .map(|i| Reading {
+                    metric: "load".into(),
+                    event_time_ms: start_ms + i as i64,
+                    value: (i % 1000) as f64 / 10.0,
+                    quality: None,
+                })
+                .collect(),
         })
         .collect();
+    let mut series = SeriesIds::default();
+    let wanted: Vec<(Uuid, Uuid, &str)> = batches
+        .iter()
+        .map(|b| (b.tenant_id, b.machine_id, "load"))
+        .collect();
+    series.resolve(pool, &wanted).await?;
+    let data = batches
+        .iter()
+        .map(|b| copy_rows(std::slice::from_ref(b), &series).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut conns = Vec::with_capacity(streams);
     for _ in 0..streams {
         conns.push(pool.acquire().await?);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+use haltless_processors::projection::readings::SeriesIds;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -202,6 +203,17 @@ async fn load(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> anyhow::Result<u64> {
+    let mut series = SeriesIds::default();
+    let wanted: Vec<(Uuid, Uuid, &str)> = metrics.iter().map(|m| (tenant, machine, *m)).collect();
+    series.resolve(pool, &wanted).await?;
+    let ids: Vec<i32> = metrics
+        .iter()
+        .map(|m| {
+            series
+                .get(tenant, machine, m)
+                .context("a series without an id")
+        })
+        .collect::<anyhow::Result<_>>()?;
     let mut conn = pool.acquire().await?;
     let ingested = end.to_rfc3339();
     let mut rows = 0;
@@ -218,7 +230,7 @@ async fn load(
         while t < until {
             let ts = t.to_rfc3339();
             let secs = t.timestamp() as f64;
-            for (k, metric) in metrics.iter().enumerate() {
+            for (k, id) in ids.iter().enumerate() {
                 // A daily cycle, a slow drift and sensor noise, at a sensor's resolution (0.01).
                 noise ^= noise << 13;
                 noise ^= noise >> 7;
@@ -228,17 +240,13 @@ async fn load(
                     + 5.0 * (secs / 86_400.0 * std::f64::consts::TAU).sin()
                     + secs / 2_592_000.0
                     + jitter;
-                let _ = writeln!(
-                    data,
-                    "{tenant}\t{machine}\t{metric}\t{ts}\t{:.2}\t\\N\t{ingested}",
-                    value
-                );
+                let _ = writeln!(data, "{id}\t{ts}\t{:.2}\t\\N\t{ingested}", value);
                 rows += 1;
             }
             t += TimeDelta::seconds(1);
         }
         let mut copy = conn
-            .copy_in_raw("COPY readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN")
+            .copy_in_raw("COPY readings (series_id, ts, value, quality, ingested_at) FROM STDIN")
             .await?;
         copy.send(data.as_bytes()).await?;
         copy.finish().await?;

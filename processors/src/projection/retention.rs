@@ -1,11 +1,11 @@
 //! Data retention per tenant: readings older than the tenant's tier keeps are deleted, in bounded
 //! batches, by a background task of the `project` (or `all`) role.
 //!
-//! Each batch is `DELETE FROM readings WHERE tenant_id = $1 AND ts < $2` over a slice of time sized to about
-//! `batch` rows. The same statement serves the natively partitioned table and the TimescaleDB hypertable:
-//! on a hypertable only the chunks older than the slice's end are visited, and in a compressed chunk only
-//! the tenant's batches (compression segments by tenant, machine and metric) whose time range the slice
-//! reaches are touched (TimescaleDB deletes from compressed chunks; the compression policy compresses what
+//! Each batch is `DELETE FROM readings WHERE series_id = ANY($1) AND ts < $2` (the tenant's series, from
+//! `reading_series`) over a slice of time sized to about `batch` rows. The same statement serves the
+//! natively partitioned table and the TimescaleDB hypertable: on a hypertable only the chunks older than
+//! the slice's end are visited, and in a compressed chunk only the tenant's batches (compression segments
+//! by series) whose time range the slice reaches are touched (TimescaleDB deletes from compressed chunks; the compression policy compresses what
 //! is left again). Whole chunks go by TimescaleDB's retention policy once past the longest tier's
 //! retention (migration 0014). After deleting, the continuous aggregates are refreshed over the deleted
 //! range, so bucketed queries forget the deleted readings too.
@@ -73,15 +73,24 @@ async fn sweep_tenant(
         .bind(days as i32)
         .fetch_one(pool)
         .await?;
+    let series: Vec<i32> =
+        sqlx::query_scalar("SELECT id FROM reading_series WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?;
     let mut total = 0;
+    if series.is_empty() {
+        return Ok((total, cutoff));
+    }
     let mut slice = TimeSpan::days(1);
     loop {
-        let oldest: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT min(ts) FROM readings WHERE tenant_id = $1 AND ts < $2")
-                .bind(tenant)
-                .bind(cutoff)
-                .fetch_one(pool)
-                .await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT min(ts) FROM readings WHERE series_id = ANY($1) AND ts < $2",
+        )
+        .bind(&series)
+        .bind(cutoff)
+        .fetch_one(pool)
+        .await?;
         let Some(oldest) = oldest else {
             return Ok((total, cutoff));
         };
@@ -89,8 +98,8 @@ async fn sweep_tenant(
             .checked_add_signed(slice)
             .map_or(cutoff, |end| end.min(cutoff));
         // One short transaction per slice; the slice grows or shrinks towards `batch` rows.
-        let deleted = sqlx::query("DELETE FROM readings WHERE tenant_id = $1 AND ts < $2")
-            .bind(tenant)
+        let deleted = sqlx::query("DELETE FROM readings WHERE series_id = ANY($1) AND ts < $2")
+            .bind(&series)
             .bind(end)
             .execute(pool)
             .await?

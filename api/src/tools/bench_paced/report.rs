@@ -234,7 +234,7 @@ async fn exactly_once(pool: &PgPool, tenant: Uuid, run: &Run) -> anyhow::Result<
     let mut tx = unbounded(pool).await?;
     let per_request: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT ((extract(epoch FROM ts) * 1000)::bigint - $2) / $3 AS request, count(*)
-         FROM readings WHERE tenant_id = $1 GROUP BY 1",
+         FROM named_readings WHERE tenant_id = $1 GROUP BY 1",
     )
     .bind(tenant)
     .bind(run.start_ms)

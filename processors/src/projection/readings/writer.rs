@@ -1,6 +1,7 @@
-//! Bulk writes of reading batches: `COPY` straight into `readings`; when a reading of the batch is
-//! already stored (same tenant, machine, metric and event time), the attempt is undone and the batch goes
-//! through a staging table and one `INSERT ... ON CONFLICT DO NOTHING`, so nothing is ever doubled.
+//! Bulk writes of reading batches: `COPY` straight into `readings` (each row naming its series by id);
+//! when a reading of the batch is already stored (same series and event time), the attempt is undone and
+//! the batch goes through a staging table and one `INSERT ... ON CONFLICT DO NOTHING`, so nothing is ever
+//! doubled.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,6 +10,7 @@ use haltless_schemas::{Codec, Quality, ReadingBatch};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::SeriesIds;
 use crate::runtime::{Place, ProcessorError, Projection};
 
 /// Materialises reading batches into `readings`.
@@ -19,6 +21,8 @@ pub struct ReadingsProjection {
     months: BTreeSet<i32>,
     /// Per machine, the arrival time (ms) this instance last recorded in `machine_heartbeats`.
     heard: HashMap<(Uuid, Uuid), i64>,
+    /// The ids of the series written so far.
+    series: SeriesIds,
 }
 
 impl ReadingsProjection {
@@ -28,6 +32,7 @@ impl ReadingsProjection {
             codec,
             months: BTreeSet::new(),
             heard: HashMap::new(),
+            series: SeriesIds::default(),
         }
     }
 }
@@ -70,6 +75,15 @@ impl Projection for ReadingsProjection {
             .await?;
             self.months.insert(month);
         }
+        let wanted: Vec<(Uuid, Uuid, &str)> = items
+            .iter()
+            .flat_map(|b| {
+                b.readings
+                    .iter()
+                    .map(|r| (b.tenant_id, b.machine_id, r.metric.as_str()))
+            })
+            .collect();
+        self.series.resolve(pool, &wanted).await?;
         Ok(())
     }
 
@@ -81,7 +95,7 @@ impl Projection for ReadingsProjection {
         if items.is_empty() {
             return Ok(0);
         }
-        let data = copy_rows(items);
+        let data = copy_rows(items, &self.series).map_err(ProcessorError::Internal)?;
         // The fast path: straight into `readings`. A reading already stored (a client re-posting after a
         // lost answer, a batch replayed) breaks the key and undoes only this attempt; the batch then goes
         // the slow way, which skips what is there.
@@ -115,8 +129,8 @@ impl Projection for ReadingsProjection {
         .await?;
         copy_into(tx, "readings_stage", &data).await?;
         let inserted = sqlx::query(
-            "INSERT INTO readings (tenant_id, machine_id, metric, ts, value, quality, ingested_at)
-             SELECT tenant_id, machine_id, metric, ts, value, quality, ingested_at FROM readings_stage
+            "INSERT INTO readings (series_id, ts, value, quality, ingested_at)
+             SELECT series_id, ts, value, quality, ingested_at FROM readings_stage
              ON CONFLICT DO NOTHING",
         )
         .execute(&mut *tx)
@@ -130,7 +144,7 @@ impl Projection for ReadingsProjection {
 /// The `COPY` statement that reads [`copy_rows`] into `table`.
 pub fn copy_statement(table: &str) -> String {
     format!(
-        "COPY {table} (tenant_id, machine_id, metric, ts, value, quality, ingested_at) FROM STDIN \
+        "COPY {table} (series_id, ts, value, quality, ingested_at) FROM STDIN \
          WITH (FORMAT binary)"
     )
 }
@@ -190,21 +204,28 @@ async fn heard(
 }
 
 /// The batches as PostgreSQL's binary `COPY` format, in the column order
-/// `tenant_id, machine_id, metric, ts, value, quality, ingested_at`, as [`copy_statement`] reads them. The server takes uuids, times and numbers as they are instead of parsing their text
-/// (two timestamps, two uuids and a number per row were most of its work).
-pub fn copy_rows(items: &[ReadingBatch]) -> Vec<u8> {
+/// `series_id, ts, value, quality, ingested_at`, as [`copy_statement`] reads them, each series' id from
+/// `series` (an error names a series it does not know). The server takes ids, times and numbers as they
+/// are instead of parsing their text (two timestamps, two uuids and a number per row were most of its work).
+pub fn copy_rows(items: &[ReadingBatch], series: &SeriesIds) -> Result<Vec<u8>, String> {
     let rows: usize = items.iter().map(|b| b.readings.len()).sum();
-    let mut out = Vec::with_capacity(19 + 2 + rows * 110);
+    let mut out = Vec::with_capacity(19 + 2 + rows * 60);
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     for b in items {
         let ingested = pg_micros(b.ingest_time_ms);
         for r in &b.readings {
-            out.extend_from_slice(&7i16.to_be_bytes());
-            field(&mut out, b.tenant_id.as_bytes());
-            field(&mut out, b.machine_id.as_bytes());
-            field(&mut out, r.metric.as_bytes());
+            let id = series
+                .get(b.tenant_id, b.machine_id, &r.metric)
+                .ok_or_else(|| {
+                    format!(
+                        "no series id for metric {:?} of machine {} of tenant {}",
+                        r.metric, b.machine_id, b.tenant_id
+                    )
+                })?;
+            out.extend_from_slice(&5i16.to_be_bytes());
+            field(&mut out, &id.to_be_bytes());
             field(&mut out, &pg_micros(r.event_time_ms).to_be_bytes());
             field(&mut out, &r.value.to_bits().to_be_bytes());
             match r.quality {
@@ -215,12 +236,12 @@ pub fn copy_rows(items: &[ReadingBatch]) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
-    out
+    Ok(out)
 }
 
 /// One field: its length, then its bytes.
 fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-    // A field is a uuid, a metric name of at most 128 bytes, or 8 bytes.
+    // A field is 4 or 8 bytes, or a quality's label.
     out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
     out.extend_from_slice(bytes);
 }
@@ -275,7 +296,19 @@ mod tests {
                 },
             ],
         };
-        let rows = copy_rows(&[batch]);
+        let mut series = SeriesIds::default();
+        assert!(
+            copy_rows(std::slice::from_ref(&batch), &series).is_err(),
+            "a series without an id"
+        );
+        series.learn(Uuid::from_u128(1), Uuid::from_u128(2), "temp".into(), 7);
+        series.learn(
+            Uuid::from_u128(1),
+            Uuid::from_u128(2),
+            "odd\tname".into(),
+            70_000,
+        );
+        let rows = copy_rows(&[batch], &series).unwrap();
         assert_eq!(&rows[..19], b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0");
         assert_eq!(&rows[rows.len() - 2..], &[0xFF, 0xFF], "the trailer");
         // Field by field: (length, bytes); -1 is NULL.
@@ -286,8 +319,8 @@ mod tests {
             bytes
         };
         let mut row = || {
-            assert_eq!(next(2), 7i16.to_be_bytes(), "seven columns");
-            (0..7)
+            assert_eq!(next(2), 5i16.to_be_bytes(), "five columns");
+            (0..5)
                 .map(|_| {
                     let len = i32::from_be_bytes(next(4).try_into().unwrap());
                     (len >= 0).then(|| next(len as usize))
@@ -295,28 +328,20 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let first = row();
-        assert_eq!(
-            first[0].as_deref(),
-            Some(Uuid::from_u128(1).as_bytes().as_slice())
-        );
-        assert_eq!(
-            first[1].as_deref(),
-            Some(Uuid::from_u128(2).as_bytes().as_slice())
-        );
-        assert_eq!(first[2].as_deref(), Some(b"temp".as_slice()));
+        assert_eq!(first[0].as_deref(), Some(7i32.to_be_bytes().as_slice()));
         // 2026-11-26T10:00:00.500Z in microseconds since 2000-01-01T00:00:00Z.
         let micros = (1_795_687_200_500i64 - 946_684_800_000) * 1000;
-        assert_eq!(first[3].as_deref(), Some(micros.to_be_bytes().as_slice()));
-        assert_eq!(first[4].as_deref(), Some(71.5f64.to_be_bytes().as_slice()));
-        assert_eq!(first[5], None);
+        assert_eq!(first[1].as_deref(), Some(micros.to_be_bytes().as_slice()));
+        assert_eq!(first[2].as_deref(), Some(71.5f64.to_be_bytes().as_slice()));
+        assert_eq!(first[3], None);
         let ingested = (1_000i64 - 946_684_800_000) * 1000;
-        assert_eq!(first[6].as_deref(), Some(ingested.to_be_bytes().as_slice()));
+        assert_eq!(first[4].as_deref(), Some(ingested.to_be_bytes().as_slice()));
         let second = row();
         assert_eq!(
-            second[2].as_deref(),
-            Some(b"odd\tname".as_slice()),
-            "no escaping"
+            second[0].as_deref(),
+            Some(70_000i32.to_be_bytes().as_slice()),
+            "the series of its own metric"
         );
-        assert_eq!(second[5].as_deref(), Some(b"bad".as_slice()));
+        assert_eq!(second[3].as_deref(), Some(b"bad".as_slice()));
     }
 }
