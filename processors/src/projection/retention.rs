@@ -5,8 +5,8 @@
 //! `reading_series`) over a slice of time sized to about `batch` rows. The same statement serves the
 //! natively partitioned table and the TimescaleDB hypertable: on a hypertable only the chunks older than
 //! the slice's end are visited, and in a compressed chunk only the tenant's batches (compression segments
-//! by series) whose time range the slice reaches are touched (TimescaleDB deletes from compressed chunks; the compression policy compresses what
-//! is left again). Whole chunks go by TimescaleDB's retention policy once past the longest tier's
+//! by series) whose time range the slice reaches are touched (TimescaleDB deletes from compressed chunks;
+//! the compression policy compresses what is left again). Whole chunks go by TimescaleDB's retention policy once past the longest tier's
 //! retention (migration 0014). After deleting, the continuous aggregates are refreshed over the deleted
 //! range, so bucketed queries forget the deleted readings too.
 
