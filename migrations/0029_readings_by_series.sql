@@ -64,10 +64,30 @@ BEGIN
 END
 $$;
 
+-- Whether `readings` is a TimescaleDB hypertable.
+CREATE FUNCTION haltless_readings_is_hypertable() RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    found boolean := false;
+BEGIN
+    IF to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL THEN
+        EXECUTE $q$SELECT EXISTS (SELECT 1 FROM _timescaledb_catalog.hypertable
+                                  WHERE schema_name = 'public' AND table_name = 'readings')$q$
+            INTO found;
+    END IF;
+    RETURN found;
+END
+$$;
+
 -- The table's shape, in one place for every storage: haltless_readings_storage_table() moves rows between a
--- hypertable and native partitions with it. `named_readings` (readings with the names of their series, for
--- queries and for writers of a few rows) is made with it, as it depends on it.
-CREATE FUNCTION haltless_create_readings_table(partitioned boolean) RETURNS void LANGUAGE plpgsql AS $$
+-- hypertable and native partitions with it. A hypertable, or a partitioned table with the partitions that the
+-- rows of `rows_of` (the table set aside, about to be copied in) and the coming months need. `named_readings`
+-- (readings with the names of their series, for queries and for writers of a few rows) is made with it, as it
+-- depends on it.
+CREATE FUNCTION haltless_create_readings_table(partitioned boolean, rows_of regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    first_ts timestamptz;
+    last_ts timestamptz;
 BEGIN
     EXECUTE format(
         'CREATE TABLE readings (
@@ -80,6 +100,11 @@ BEGIN
          ) %s', CASE WHEN partitioned THEN 'PARTITION BY RANGE (ts)' ELSE '' END);
     IF partitioned THEN
         CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+        EXECUTE format('SELECT min(ts), max(ts) FROM %s', rows_of) INTO first_ts, last_ts;
+        PERFORM haltless_ensure_readings_partitions(least(first_ts, now() - interval '1 month'),
+                                                    greatest(last_ts, now() + interval '2 months'));
+    ELSE
+        PERFORM create_hypertable('readings', 'ts', chunk_time_interval => interval '1 day');
     END IF;
     CREATE VIEW named_readings AS
         SELECT s.tenant_id, s.machine_id, s.metric, r.ts, r.value, r.quality, r.ingested_at
@@ -116,32 +141,18 @@ CREATE OR REPLACE FUNCTION haltless_readings_storage_table() RETURNS text LANGUA
 DECLARE
     want_timescale boolean := EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
         AND coalesce(current_setting('haltless.readings_storage', true), '') <> 'partitions';
-    is_hypertable boolean := false;
-    first_ts timestamptz;
-    last_ts timestamptz;
+    is_hypertable boolean := haltless_readings_is_hypertable();
 BEGIN
-    IF to_regclass('timescaledb_information.hypertables') IS NOT NULL THEN
-        EXECUTE $q$SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
-                                  WHERE hypertable_schema = 'public' AND hypertable_name = 'readings')$q$
-            INTO is_hypertable;
-    END IF;
-
     IF want_timescale AND NOT is_hypertable THEN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
-        PERFORM haltless_set_readings_aside('readings_before_timescaledb');
-        PERFORM haltless_create_readings_table(false);
-        PERFORM create_hypertable('readings', 'ts', chunk_time_interval => interval '1 day');
+        PERFORM haltless_create_readings_table(false, haltless_set_readings_aside('readings_before_timescaledb'));
         INSERT INTO readings SELECT series_id, ts, value, quality, ingested_at FROM readings_before_timescaledb;
         DROP TABLE readings_before_timescaledb;
         is_hypertable := true;
     ELSIF NOT want_timescale AND is_hypertable THEN
         DROP MATERIALIZED VIEW IF EXISTS readings_1h CASCADE;
         DROP MATERIALIZED VIEW IF EXISTS readings_1m CASCADE;
-        PERFORM haltless_set_readings_aside('readings_before_partitions');
-        PERFORM haltless_create_readings_table(true);
-        SELECT min(ts), max(ts) INTO first_ts, last_ts FROM readings_before_partitions;
-        PERFORM haltless_ensure_readings_partitions(least(first_ts, now() - interval '1 month'),
-                                                    greatest(last_ts, now() + interval '2 months'));
+        PERFORM haltless_create_readings_table(true, haltless_set_readings_aside('readings_before_partitions'));
         INSERT INTO readings SELECT series_id, ts, value, quality, ingested_at FROM readings_before_partitions;
         DROP TABLE readings_before_partitions;
         RETURN 'partitions';
@@ -171,11 +182,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION haltless_readings_aggregates() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    IF to_regclass('_timescaledb_catalog.hypertable') IS NULL THEN
-        RETURN false;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.hypertable
-                   WHERE schema_name = 'public' AND table_name = 'readings') THEN
+    IF NOT haltless_readings_is_hypertable() THEN
         RETURN false;
     END IF;
     IF to_regclass('readings_1m') IS NULL THEN
@@ -213,28 +220,13 @@ $$;
 -- The existing rows move to the new shape, in the storage they are in; the aggregates are made again.
 DO $$
 DECLARE
-    was_hypertable boolean := false;
-    first_ts timestamptz;
-    last_ts timestamptz;
+    was_hypertable boolean := haltless_readings_is_hypertable();
 BEGIN
-    IF to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL THEN
-        EXECUTE $q$SELECT EXISTS (SELECT 1 FROM _timescaledb_catalog.hypertable
-                                  WHERE schema_name = 'public' AND table_name = 'readings')$q$
-            INTO was_hypertable;
-    END IF;
     DROP MATERIALIZED VIEW IF EXISTS readings_1h CASCADE;
     DROP MATERIALIZED VIEW IF EXISTS readings_1m CASCADE;
     INSERT INTO reading_series (tenant_id, machine_id, metric)
     SELECT DISTINCT tenant_id, machine_id, metric FROM readings ORDER BY 1, 2, 3;
-    PERFORM haltless_set_readings_aside('readings_by_name');
-    PERFORM haltless_create_readings_table(NOT was_hypertable);
-    IF was_hypertable THEN
-        PERFORM create_hypertable('readings', 'ts', chunk_time_interval => interval '1 day');
-    ELSE
-        SELECT min(ts), max(ts) INTO first_ts, last_ts FROM readings_by_name;
-        PERFORM haltless_ensure_readings_partitions(least(first_ts, now() - interval '1 month'),
-                                                    greatest(last_ts, now() + interval '2 months'));
-    END IF;
+    PERFORM haltless_create_readings_table(NOT was_hypertable, haltless_set_readings_aside('readings_by_name'));
     INSERT INTO readings
     SELECT s.id, r.ts, r.value, r.quality, r.ingested_at
     FROM readings_by_name r
