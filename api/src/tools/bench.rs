@@ -461,11 +461,8 @@ async fn copy_ceiling(
         })
         .collect();
     let mut series = SeriesIds::default();
-    let wanted: Vec<(Uuid, Uuid, &str)> = batches
-        .iter()
-        .map(|b| (b.tenant_id, b.machine_id, "load"))
-        .collect();
-    series.resolve(pool, &wanted).await?;
+    let unknown = series.unknown(&batches);
+    series.resolve(pool, &unknown).await?;
     let data = batches
         .iter()
         .map(|b| copy_rows(std::slice::from_ref(b), &series).map_err(anyhow::Error::msg))

@@ -73,15 +73,11 @@ async fn sweep_tenant(
         .bind(days as i32)
         .fetch_one(pool)
         .await?;
-    let series: Vec<i32> =
-        sqlx::query_scalar("SELECT id FROM reading_series WHERE tenant_id = $1 ORDER BY id")
-            .bind(tenant)
-            .fetch_all(pool)
-            .await?;
+    let series: Vec<i32> = sqlx::query_scalar("SELECT id FROM reading_series WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_all(pool)
+        .await?;
     let mut total = 0;
-    if series.is_empty() {
-        return Ok((total, cutoff));
-    }
     let mut slice = TimeSpan::days(1);
     loop {
         let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(

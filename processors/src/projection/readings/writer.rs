@@ -75,15 +75,8 @@ impl Projection for ReadingsProjection {
             .await?;
             self.months.insert(month);
         }
-        let wanted: Vec<(Uuid, Uuid, &str)> = items
-            .iter()
-            .flat_map(|b| {
-                b.readings
-                    .iter()
-                    .map(|r| (b.tenant_id, b.machine_id, r.metric.as_str()))
-            })
-            .collect();
-        self.series.resolve(pool, &wanted).await?;
+        let unknown = self.series.unknown(items);
+        self.series.resolve(pool, &unknown).await?;
         Ok(())
     }
 
@@ -215,9 +208,10 @@ pub fn copy_rows(items: &[ReadingBatch], series: &SeriesIds) -> Result<Vec<u8>, 
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
     for b in items {
         let ingested = pg_micros(b.ingest_time_ms);
+        let ids = series.of_machine(b.tenant_id, b.machine_id);
         for r in &b.readings {
-            let id = series
-                .get(b.tenant_id, b.machine_id, &r.metric)
+            let id = ids
+                .and_then(|ids| ids.get(&r.metric).copied())
                 .ok_or_else(|| {
                     format!(
                         "no series id for metric {:?} of machine {} of tenant {}",
