@@ -132,9 +132,35 @@ pub async fn connect_redis(redis: &crate::config::RedisConfig) -> anyhow::Result
     Ok(client)
 }
 
+/// Whether a migration failed by losing a race with TimescaleDB's background jobs over the extension's
+/// catalog: in a new database the continuous aggregates' refresh jobs (migration 0028) run at once, while a
+/// later migration (0029) drops those aggregates, and PostgreSQL refuses to delete a catalog row that the
+/// job deleted meanwhile ("tuple concurrently deleted"). Each migration runs in its own transaction, so the
+/// failed one was rolled back whole, and running it again succeeds.
+fn raced_a_background_job(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    let (MigrateError::Execute(sqlx::Error::Database(db))
+    | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)) = e
+    else {
+        return false;
+    };
+    db.code().as_deref() == Some("XX000") && db.message().starts_with("tuple concurrently")
+}
+
 /// Applies the migrations and creates the topics: what `haltless migrate` does and every start repeats.
 pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("applying migrations")?;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => break,
+            Err(e) if attempt < 5 && raced_a_background_job(&e) => {
+                tracing::warn!(error = %e, attempt, "a migration raced a TimescaleDB job; trying it again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e).context("applying migrations"),
+        }
+    }
     let k = &settings.kafka;
     let topic = |name: &str, partitions: i32, compact: bool| TopicSpec {
         name: name.to_owned(),
