@@ -29,7 +29,7 @@ use haltless_processors::runtime::Projection;
 use haltless_schemas::metric_names;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -151,15 +151,19 @@ fn raced_a_background_job(e: &sqlx::migrate::MigrateError) -> bool {
 pub async fn migrate(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
     let mut attempt = 1;
     loop {
-        match MIGRATOR.run(pool).await {
-            Ok(()) => break,
-            Err(e) if attempt < 5 && raced_a_background_job(&e) => {
-                tracing::warn!(error = %e, attempt, "a migration raced a TimescaleDB job; trying it again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e).context("applying migrations"),
+        let mut conn = pool.acquire().await.context("applying migrations")?;
+        let Err(e) = MIGRATOR.run(&mut *conn).await else {
+            break;
+        };
+        // sqlx keeps its advisory lock when a migration fails: closing the session releases it, so that
+        // neither the next attempt nor another process waits for it.
+        conn.detach().close().await.ok();
+        if attempt == 5 || !raced_a_background_job(&e) {
+            return Err(e).context("applying migrations");
         }
+        tracing::warn!(error = %e, attempt, "a migration raced a TimescaleDB job; trying it again");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        attempt += 1;
     }
     let k = &settings.kafka;
     let topic = |name: &str, partitions: i32, compact: bool| TopicSpec {
